@@ -1,0 +1,109 @@
+"""The ``eef`` command line. Commands parse arguments and call library functions; nothing more."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+import yaml
+
+from eef.errors import EefError
+
+app = typer.Typer(help="Agent tuning that learns from expert failures.", no_args_is_help=True)
+env_app = typer.Typer(help="Inspect, check and play environments.", no_args_is_help=True)
+app.add_typer(env_app, name="env")
+
+OptionList = Annotated[
+    Optional[list[str]],
+    typer.Option("--option", "-o", help="Environment option KEY=VALUE (VALUE read as YAML); repeatable."),
+]
+
+
+def _parse_options(pairs: list[str] | None) -> dict[str, object]:
+    options: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise EefError(f"option {pair!r} is not KEY=VALUE")
+        options[key.strip()] = yaml.safe_load(value)
+    return options
+
+
+def _make_env(name: str, options: list[str] | None):
+    from eef.envs import make
+
+    return make(name, **_parse_options(options))
+
+
+@env_app.command("list")
+def env_list() -> None:
+    """List the installed environments and their options."""
+    from eef.envs import registered
+
+    for spec in registered():
+        typer.echo(f"{spec.name:12s} {spec.description}")
+        options = ", ".join(f"{k}={v!r}" for k, v in spec.options().items())
+        typer.echo(f"{'':12s} options: {options}")
+
+
+@env_app.command("verify")
+def env_verify(
+    name: str,
+    limit: Annotated[Optional[int], typer.Option(help="Run only the first N tasks.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Only this split (default: every task).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of the figures.")] = False,
+    option: OptionList = None,
+) -> None:
+    """Run oracle episodes and report the share that reach full reward."""
+    from eef.envs.verify import verify
+
+    env = _make_env(name, option)
+    splits = [split] if split else env.splits()
+    task_ids = list(dict.fromkeys(t for s in splits for t in env.task_ids(s)))
+    if limit is not None:
+        task_ids = task_ids[:limit]
+    report = verify(env, task_ids, progress=sys.stderr.isatty())
+    typer.echo(
+        f"{name}: {report.episodes} oracle episodes, success {report.successes} "
+        f"({report.success_rate:.1%}), mean reward {report.mean_reward:.4f}, "
+        f"capped by reward quirks {report.capped_by_quirk}, unfinished {report.unfinished}"
+    )
+    typer.echo(f"environment: {json.dumps(getattr(env, 'info', {}), default=str)}")
+    if as_json:
+        typer.echo(json.dumps({"env": name, **report.as_dict()}))
+
+
+@env_app.command("play")
+def env_play(
+    name: str,
+    task_id: str,
+    oracle: Annotated[bool, typer.Option(help="Let the oracle act instead of reading actions from stdin.")] = False,
+    option: OptionList = None,
+) -> None:
+    """Play one episode: type actions such as search[red shirt] or click[buy now]."""
+    env = _make_env(name, option)
+    typer.echo(f"Observation: {env.reset(task_id)}")
+    while True:
+        if oracle:
+            action = env.oracle_action()
+        else:
+            typer.echo(f"Valid: {', '.join(env.available_actions())}")
+            action = input("Action: ")
+        result = env.step(action)
+        typer.echo(f"Action: {action}" if oracle else "")
+        typer.echo(f"Observation: {result.observation}")
+        if result.done:
+            outcome = "success" if env.is_success(result.reward) else "failure"
+            typer.echo(f"Reward: {result.reward} ({outcome}{', out of steps' if result.truncated else ''})")
+            return
+
+
+def main() -> None:
+    """Entry point that turns eef's user errors into a message and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except EefError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise SystemExit(2) from None

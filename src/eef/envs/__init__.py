@@ -1,0 +1,12 @@
+"""Text environments: the protocol, the registry, replay and the built-in environments."""
+
+from eef.envs.builtin import make_shop, make_webshop
+from eef.envs.protocol import StepResult, TextEnv
+from eef.envs.registry import EnvSpec, make, register, registered
+from eef.envs.replay import Divergence, ReplayResult, replay
+
+register("shop", make_shop)
+register("webshop", make_webshop)
+
+__all__ = ["Divergence", "EnvSpec", "ReplayResult", "StepResult", "TextEnv", "make", "register",
+           "registered", "replay"]

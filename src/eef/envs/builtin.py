@@ -1,0 +1,49 @@
+"""Factories of the environments that ship with eef (registered in :mod:`eef.envs`)."""
+
+from __future__ import annotations
+
+import os
+
+from eef.envs.shop.engine import ShopEnv
+from eef.errors import EefError
+
+WEBSHOP_DATA_ENV = "EEF_WEBSHOP_DATA"
+
+
+def make_shop(
+    seed: int = 0,
+    goals: int = 1000,
+    groups: int = 24,
+    test: int = 100,
+    dev: int = 100,
+    max_steps: int = 10,
+    reward_mode: str = "faithful",
+) -> ShopEnv:
+    """Built-in generated shop with WebShop semantics (the default; no download)."""
+    from eef.envs.shop.generated import GeneratorConfig, generate_catalog
+
+    catalog = generate_catalog(GeneratorConfig(seed=seed, goals=goals, groups=groups, test=test, dev=dev))
+    return ShopEnv(catalog, name="shop", max_steps=max_steps, reward_mode=reward_mode)
+
+
+def make_webshop(
+    data_dir: str | None = None,
+    goals: str = "synthetic",
+    seed: int = 0,
+    num_products: int | None = None,
+    split_files: dict[str, str] | None = None,
+    nouns: str = "auto",
+    max_steps: int = 10,
+    reward_mode: str = "faithful",
+) -> ShopEnv:
+    """WebShop on its real product data (a directory you name, or $EEF_WEBSHOP_DATA)."""
+    from eef.envs.shop.webshop_data import load_webshop
+
+    data_dir = data_dir or os.environ.get(WEBSHOP_DATA_ENV)
+    if not data_dir:
+        raise EefError(
+            f"webshop needs its data directory: option data_dir=PATH or the {WEBSHOP_DATA_ENV} environment variable"
+        )
+    catalog = load_webshop(data_dir, goals=goals, seed=seed, num_products=num_products,
+                           split_files=split_files, nouns=nouns)
+    return ShopEnv(catalog, name="webshop", max_steps=max_steps, reward_mode=reward_mode)

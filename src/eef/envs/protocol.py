@@ -1,0 +1,91 @@
+"""The text-environment protocol every eef environment implements.
+
+An environment holds a fixed set of tasks (one task = one subtask of the EEF paper: a WebShop
+instruction, a ScienceWorld task variation), grouped into named splits and addressed by stable
+string ids. An episode is ``reset(task_id)`` followed by ``step(action)`` calls until the result
+is ``terminated`` (the task is over: bought, completed, failed) or ``truncated`` (the step budget
+ran out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one ``step`` returns.
+
+    Attributes:
+        observation: the text the agent sees next.
+        reward: the reward of this step (WebShop: non-zero only on purchase).
+        terminated: the task is over (success or not); no further step is allowed.
+        truncated: the step budget ran out before the task ended.
+        info: environment-specific details (e.g. ``valid`` False for an invalid action).
+    """
+
+    observation: str
+    reward: float
+    terminated: bool
+    truncated: bool
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        """True when the episode is over for either reason."""
+        return self.terminated or self.truncated
+
+
+@runtime_checkable
+class TextEnv(Protocol):
+    """A multi-turn text environment.
+
+    ``max_steps`` is the number of ``step`` calls after which an episode is truncated.
+    ``snapshot``/``restore`` may raise ``NotImplementedError`` when ``supports_snapshot`` is False;
+    state restoration then goes through :func:`eef.envs.replay`.
+    """
+
+    name: str
+    max_steps: int
+    supports_snapshot: bool
+
+    def splits(self) -> list[str]:
+        """Names of the task splits, e.g. ``["train", "dev", "test"]``."""
+        ...
+
+    def task_ids(self, split: str) -> list[str]:
+        """Stable task ids of a split, in a fixed order."""
+        ...
+
+    def reset(self, task_id: str) -> str:
+        """Start an episode of ``task_id`` and return the first observation."""
+        ...
+
+    def step(self, action: str) -> StepResult:
+        """Apply one action. An invalid action is answered with an observation, never an exception."""
+        ...
+
+    def available_actions(self) -> list[str]:
+        """Actions that are valid in the current state, as action strings."""
+        ...
+
+    def instruction(self) -> str:
+        """The natural-language goal of the current episode."""
+        ...
+
+    def is_success(self, reward: float) -> bool:
+        """Whether a final reward counts as solving the task."""
+        ...
+
+    def observations_match(self, expected: str, seen: str) -> bool:
+        """Whether two observations show the same state (used by replay)."""
+        ...
+
+    def snapshot(self) -> Any:
+        """An opaque copy of the current episode state."""
+        ...
+
+    def restore(self, snapshot: Any) -> None:
+        """Return to a state taken by :meth:`snapshot`."""
+        ...

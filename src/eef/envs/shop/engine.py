@@ -1,0 +1,256 @@
+"""The shop engine: WebShop's text-mode pages and actions over a :class:`Catalog`.
+
+Pages: start (search box), results (10 per page of up to 50 hits), item (option groups,
+Description / Features / Reviews, Buy Now) and the item's sub-pages. Observations are the
+visible strings joined by `` [SEP] ``; actions are ``search[keywords]`` and ``click[label]``.
+Deviations from WebShop, all deliberate: the debug keywords ``<r> <a> <c> <q>`` are plain text;
+the page after ``Buy Now`` shows only the thank-you line and the score.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+
+from eef.envs.protocol import StepResult
+from eef.envs.shop.catalog import Catalog, Product
+from eef.envs.shop.reward import REWARD_MODES, purchase_reward
+from eef.envs.shop.search import BACKEND, SearchIndex
+
+SEP = " [SEP] "
+RESULTS_PER_PAGE = 10
+MAX_HITS = 50
+BUTTONS_RESULTS = ("back to search", "< prev", "next >")
+BUTTONS_ITEM = ("back to search", "< prev", "description", "features", "reviews", "buy now")
+SUB_PAGES = ("description", "features", "reviews")
+_ACTION = re.compile(r"^\s*(search|click)\s*\[(.*)\]", re.DOTALL)
+
+
+def parse_action(action: str) -> tuple[str, str] | None:
+    """``search[kw]`` / ``click[x]`` -> (verb, lowercased argument); None when it is neither.
+
+    The argument runs to the last ``]`` (WebShop splits at the last bracket pair); text after it
+    is ignored.
+
+    >>> parse_action("click[Buy Now]")
+    ('click', 'buy now')
+    >>> parse_action("search[red shirt] please")
+    ('search', 'red shirt')
+    """
+    match = _ACTION.match(action)
+    if match is None:
+        return None
+    verb, rest = match.group(1).lower(), match.group(2)
+    return verb, rest.strip().lower()
+
+
+@dataclass
+class _State:
+    page: str = "start"  # start | results | item | description | features | reviews | done
+    keywords: str = ""
+    page_number: int = 1
+    hits: list[int] = field(default_factory=list)  # product numbers of the current search
+    asin: str | None = None
+    options: dict[str, str] = field(default_factory=dict)  # group name -> chosen value
+    steps: int = 0
+    reward: float = 0.0
+
+
+class ShopEnv:
+    """A WebShop-semantics environment over a catalog (see the module docstring).
+
+    Args:
+        catalog: products, goals and splits.
+        name: registry name of this environment.
+        max_steps: steps after which an episode is truncated with reward 0.
+        reward_mode: ``faithful`` (WebShop's reward with its quirks) or ``fixed``.
+    """
+
+    supports_snapshot = True
+
+    def __init__(self, catalog: Catalog, *, name: str = "shop", max_steps: int = 10, reward_mode: str = "faithful"):
+        if reward_mode not in REWARD_MODES:
+            raise ValueError(f"unknown reward_mode {reward_mode!r}; known: {', '.join(REWARD_MODES)}")
+        self.catalog = catalog
+        self.name = name
+        self.max_steps = max_steps
+        self.reward_mode = reward_mode
+        self.index = SearchIndex([p.search_text for p in catalog.products])
+        self.nouns = {p.asin: p.title_nouns or () for p in catalog.products}
+        self.info = {**catalog.info, "reward_mode": reward_mode, "search": BACKEND, "max_steps": max_steps}
+        self._goal_index: int | None = None
+        self._state = _State()
+
+    # -- tasks -------------------------------------------------------------------------------
+    def splits(self) -> list[str]:
+        return list(self.catalog.splits)
+
+    def task_ids(self, split: str) -> list[str]:
+        return self.catalog.task_ids(split)
+
+    @property
+    def goal(self):
+        if self._goal_index is None:
+            raise RuntimeError("call reset(task_id) before stepping the environment")
+        return self.catalog.goals[self._goal_index]
+
+    def instruction(self) -> str:
+        return self.goal.instruction
+
+    def is_success(self, reward: float) -> bool:
+        return reward >= 1.0
+
+    def observations_match(self, expected: str, seen: str) -> bool:
+        return expected == seen
+
+    # -- episode -----------------------------------------------------------------------------
+    def reset(self, task_id: str) -> str:
+        self._goal_index = self.catalog.goal_index(task_id)
+        self._state = _State()
+        return self._observe()
+
+    def snapshot(self) -> tuple[int | None, _State]:
+        return self._goal_index, copy.deepcopy(self._state)
+
+    def restore(self, snapshot: tuple[int | None, _State]) -> None:
+        self._goal_index, state = snapshot
+        self._state = copy.deepcopy(state)
+
+    def available_actions(self) -> list[str]:
+        s = self._state
+        if s.page == "start":
+            return ["search[<keywords>]"]
+        return [f"click[{c}]" for c in self._clickables()] + (["search[<keywords>]"] if s.page != "done" else [])
+
+    def step(self, action: str) -> StepResult:
+        s = self._state
+        if self._goal_index is None:
+            raise RuntimeError("call reset(task_id) before stepping the environment")
+        if s.page == "done":
+            raise RuntimeError("the episode is over; call reset(task_id)")
+        s.steps += 1
+        valid = self._apply(parse_action(action))
+        terminated = s.page == "done"
+        truncated = not terminated and s.steps >= self.max_steps
+        reward = s.reward if terminated else 0.0
+        return StepResult(self._observe(), reward, terminated, truncated, {"valid": valid})
+
+    # -- oracle ------------------------------------------------------------------------------
+    def oracle_action(self) -> str:
+        """The next action of a perfect shopper: search the target's title, page to it, open it,
+        choose the goal's options, buy. Used by ``eef env verify`` to check an installation."""
+        s, goal = self._state, self.goal
+        target = self.catalog.by_asin[goal.asin]
+        if s.page == "results":
+            if any(p.asin == goal.asin for p in self._page_hits()):
+                return f"click[{goal.asin.lower()}]"
+            if s.page_number * RESULTS_PER_PAGE < len(s.hits):
+                return "click[next >]"
+        elif s.page == "item" and s.asin == goal.asin:
+            groups = self._option_groups()
+            wanted = [v.lower() for v in goal.option_values() if v.lower() in groups]
+            missing = [v for v in wanted if s.options.get(groups[v]) != v]
+            return f"click[{missing[0]}]" if missing else "click[buy now]"
+        return f"search[{target.title}]"
+
+    # -- transitions -------------------------------------------------------------------------
+    def _apply(self, parsed: tuple[str, str] | None) -> bool:
+        if parsed is None:
+            return False
+        verb, arg = parsed
+        s = self._state
+        if verb == "search":
+            if not arg:
+                return False
+            s.page, s.keywords, s.page_number, s.asin, s.options = "results", arg, 1, None, {}
+            s.hits = self.index.search(arg, MAX_HITS)
+            return True
+        if arg not in self._clickables():
+            return False
+        if arg == "back to search":
+            self._state = _State(steps=s.steps)
+        elif s.page == "results" and arg in ("next >", "< prev"):
+            s.page_number += 1 if arg == "next >" else -1
+        elif s.page == "results":
+            s.page, s.asin, s.options = "item", self._asin_on_page(arg), {}
+        elif s.page == "item" and arg == "< prev":
+            s.page, s.asin, s.options = "results", None, {}
+        elif s.page == "item" and arg in SUB_PAGES:
+            s.page = arg
+        elif s.page == "item" and arg == "buy now":
+            self._buy()
+        elif s.page == "item":
+            s.options[self._option_groups()[arg]] = arg
+        elif arg == "< prev":  # sub-page -> item, options kept
+            s.page = "item"
+        return True
+
+    def _buy(self) -> None:
+        s = self._state
+        bought = self.catalog.by_asin[s.asin]
+        target = self.catalog.by_asin[self.goal.asin]
+        details = purchase_reward(self.goal, bought, target, s.options, self.nouns, self.reward_mode)
+        s.page, s.reward = "done", details.reward
+
+    def _page_hits(self) -> list[Product]:
+        s = self._state
+        start = (s.page_number - 1) * RESULTS_PER_PAGE
+        return [self.catalog.products[i] for i in s.hits[start : start + RESULTS_PER_PAGE]]
+
+    def _asin_on_page(self, lowered: str) -> str:
+        return next(p.asin for p in self._page_hits() if p.asin.lower() == lowered)
+
+    def _option_groups(self) -> dict[str, str]:
+        """Option value -> its group; a value in two groups belongs to the later one (as WebShop)."""
+        product = self.catalog.by_asin[self._state.asin]
+        return {value: name for name, values in product.options.items() for value in values}
+
+    def _clickables(self) -> list[str]:
+        s = self._state
+        if s.page == "start":
+            return ["search"]
+        if s.page == "results":
+            buttons = [b for b in BUTTONS_RESULTS if b != "< prev" or s.page_number > 1]
+            return buttons + [p.asin.lower() for p in self._page_hits()]
+        if s.page == "item":
+            return list(BUTTONS_ITEM) + list(self._option_groups())
+        if s.page in SUB_PAGES:
+            return ["back to search", "< prev"]
+        return []
+
+    # -- observations ------------------------------------------------------------------------
+    def _observe(self) -> str:
+        s = self._state
+        instruction = self.goal.instruction
+        if s.page == "start":
+            parts = ["WebShop", "Instruction:", instruction, "Search"]
+        elif s.page == "done":
+            parts = ["Thank you for shopping with us!", "Your score (min 0.0, max 1.0)", str(s.reward)]
+        else:
+            parts = ["Instruction:", instruction, "Back to Search"]
+            if s.page == "results":
+                parts.append(f"Page {s.page_number} (Total results: {len(s.hits)})")
+                if s.page_number > 1:
+                    parts.append("< Prev")
+                parts.append("Next >")
+                for p in self._page_hits():
+                    parts += [p.asin, p.title, p.price_text]
+            else:
+                parts.append("< Prev")
+                parts += self._item_parts(self.catalog.by_asin[s.asin], s.page)
+        return SEP.join(x for x in (part.strip() for part in parts) if x)
+
+    @staticmethod
+    def _item_parts(product: Product, page: str) -> list[str]:
+        if page == "description":
+            return [product.description]
+        if page == "features":
+            return list(product.bullets)
+        if page == "reviews":
+            return []  # WebShop never loads reviews
+        parts = []
+        for name, values in product.options.items():
+            parts += [name, *values]
+        return parts + [product.title, f"Price: {product.price_text}", "Rating: N.A.",
+                        "Description", "Features", "Reviews", "Buy Now"]

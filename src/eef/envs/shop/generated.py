@@ -1,0 +1,181 @@
+"""The built-in catalog: a seeded shop small enough for a tiny model, hard where WebShop is hard.
+
+Products are titled ``[variant] brand material kind`` (``nova cotton shirt``,
+``junior zolo wool scarf``) from a small vocabulary, with colour and size options, attribute
+bullets and a price. Goals read like WebShop's synthetic ones and fall into three tiers,
+assigned by measuring the search engine itself, not by intent:
+
+* ``easy``: the instruction names brand, material and kind; the instruction's words put the
+  target on the first results page; at most one option.
+* ``medium``: as easy, with two options to set and near-duplicate decoys (same brand
+  and kind in another material, or same material and kind from another brand) on that page.
+  Easy and medium goals are made only where the measurement agrees.
+* ``hard``: the instruction names no brand; it describes the variant with a phrase that no
+  product text contains (``for kids`` for ``junior``). Searching the instruction's words leaves
+  the target on results page 2 or later behind near-duplicates, so the agent must page with
+  ``Next >`` or refine the query with the variant word (``junior cotton shirt``); two options to
+  set.
+
+Every goal is reachable with reward 1.0 in ``faithful`` mode (no option value hides a colour
+word inside a token), which the tests check by oracle episodes.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from eef.envs.shop.catalog import Catalog, Goal, Product, price_clause, price_limit, split_by_position
+from eef.envs.shop.search import SearchIndex
+from eef.envs.shop.webshop_data import indexed_text
+
+TIERS = ("easy", "medium", "hard")
+BRANDS = "acme zolo nova kiro vela orbi lumo tarn pico dune brio sola".split()
+MATERIALS = "cotton wool leather canvas linen bamboo".split()
+KINDS = {  # kind -> category
+    "shirt": "clothing", "scarf": "clothing", "jacket": "clothing", "hat": "clothing",
+    "bag": "bags", "wallet": "bags", "backpack": "bags", "pillow": "home", "blanket": "home",
+}
+# Title word -> the instruction's phrase for it; the phrase never appears in product text.
+VARIANTS = {"junior": "for kids", "sport": "for the gym", "outdoor": "for camping",
+            "deluxe": "of premium quality", "classic": "in a vintage style", "travel": "for trips"}
+COLORS = "red blue green black white grey pink yellow".split()
+SIZES = "small medium large".split()
+ATTRIBUTES = ("machine washable", "water resistant", "eco friendly", "easy to clean",
+              "long lasting", "lightweight", "hand made", "quick drying")
+OPENERS = ("i need", "i am looking for", "find me", "i want")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Sizes and seed of the built-in catalog.
+
+    Attributes:
+        seed: everything below is drawn from it.
+        groups: (material, kind) groups that get products.
+        group_size: (min, max) products per group; large groups push hard targets off page 1.
+        goals: goals to make.
+        tier_mix: share of easy, medium and hard goals.
+        test, dev: sizes of the first two splits (in goal order); train is the rest.
+    """
+
+    seed: int = 0
+    groups: int = 24
+    group_size: tuple[int, int] = (4, 26)
+    goals: int = 1000
+    tier_mix: tuple[float, float, float] = (0.4, 0.3, 0.3)
+    test: int = 100
+    dev: int = 100
+
+
+def _make_products(cfg: GeneratorConfig, rng: random.Random) -> list[Product]:
+    pairs = [(m, k) for m in MATERIALS for k in KINDS]
+    rng.shuffle(pairs)
+    products: list[Product] = []
+    for material, kind in pairs[: cfg.groups]:
+        size = rng.randint(*cfg.group_size)
+        # Plain titles first, variants last: ties in BM25 go to the lower product number, so a
+        # variant product sits behind its plain near-duplicates.
+        combos = [(None, b) for b in BRANDS] + [(v, b) for v in VARIANTS for b in BRANDS]
+        plain, varied = combos[: len(BRANDS)], combos[len(BRANDS):]
+        chosen = rng.sample(plain, min(size, len(plain))) if size < 6 else plain[: min(size - 2, len(plain))]
+        chosen += rng.sample(varied, max(0, size - len(chosen)))
+        for variant, brand in chosen:
+            products.append(_make_product(len(products), variant, brand, material, kind, rng))
+    return products
+
+
+def _make_product(number: int, variant: str | None, brand: str, material: str, kind: str, rng: random.Random) -> Product:
+    title = " ".join(w for w in (variant, brand, material, kind) if w)
+    options = {"color": sorted(rng.sample(COLORS, rng.randint(2, 4)), key=COLORS.index), "size": list(SIZES)}
+    attributes = rng.sample(ATTRIBUTES, 2)
+    price = round(rng.uniform(8, 120)) - 0.01
+    bullets = [f"{material} {kind}", *attributes]
+    description = f"a {material} {kind} by {brand}"
+    category = KINDS[kind]
+    return Product(
+        asin=f"B{number:04d}",
+        title=title,
+        price_text=f"${price}",
+        price=price,
+        options=options,
+        description=description,
+        bullets=bullets,
+        attributes=attributes,
+        query=kind,
+        product_category=f"shop › {category} › {kind}",
+        category=category,
+        search_text=indexed_text(title, description, bullets, options),
+        title_nouns=(brand, kind),
+    )
+
+
+def _instruction(product: Product, tier: str, attribute: str, options: list[tuple[str, str]], limit: float, rng: random.Random) -> str:
+    words = product.title.split()
+    variant = words[0] if words[0] in VARIANTS else None
+    brand, material, kind = words[-3:]
+    thing = f"{material} {kind} {VARIANTS[variant]}" if tier == "hard" else f"{brand} {material} {kind}"
+    article = "an" if thing[0] in "aeiou" else "a"
+    text = f"{rng.choice(OPENERS)} {article} {thing} that is {attribute}"
+    if options:
+        text += " with " + ", and ".join(f"{n}: {v}" for n, v in options)
+    return text + price_clause(limit)
+
+
+def _naive_query(instruction: str) -> str:
+    """What a literal reader searches: the instruction up to its options and price."""
+    return instruction.split(" with ")[0].split(", and price")[0]
+
+
+def generate_catalog(cfg: GeneratorConfig = GeneratorConfig()) -> Catalog:
+    """Build the catalog and its goals under ``cfg.seed`` (same config, same catalog)."""
+    rng = random.Random(cfg.seed)
+    products = _make_products(cfg, rng)
+    index = SearchIndex([p.search_text for p in products])
+    wanted = {tier: round(share * cfg.goals) for tier, share in zip(TIERS, cfg.tier_mix)}
+    wanted["easy"] += cfg.goals - sum(wanted.values())
+    goals: list[Goal] = []
+    attempts = 0
+    while len(goals) < cfg.goals:
+        attempts += 1
+        if attempts > 200 * cfg.goals:
+            missing = {t: n for t, n in wanted.items() if n}
+            raise ValueError(f"catalog too small for the tier mix: could not make {missing} goals; raise 'groups'")
+        tier = rng.choice([t for t in TIERS if wanted[t]])
+        goal = _try_goal(products, index, tier, rng)
+        if goal is not None:
+            goals.append(goal)
+            wanted[tier] -= 1
+    splits = split_by_position(len(goals), (("test", cfg.test), ("dev", cfg.dev)), "train")
+    info = {"source": "generated", "seed": cfg.seed, "products": len(products), "goals": len(goals),
+            "tiers": {t: sum(g.tier == t for g in goals) for t in TIERS}}
+    return Catalog(products, goals, splits, prefix="shop", info=info)
+
+
+def _try_goal(products: list[Product], index: SearchIndex, tier: str, rng: random.Random) -> Goal | None:
+    """A goal of ``tier`` on a random product, or None when the product cannot make one."""
+    product = rng.choice(products)
+    if (tier == "hard") != (product.title.split()[0] in VARIANTS):
+        return None
+    n_options = rng.choice([0, 1]) if tier == "easy" else 2
+    options = [(name, rng.choice(product.options[name])) for name in list(product.options)[:n_options]]
+    attribute = rng.choice(product.attributes)
+    limit = price_limit(product.price, rng)
+    instruction = _instruction(product, tier, attribute, options, limit, rng)
+    hits = index.search(_naive_query(instruction))
+    number = int(product.asin[1:])
+    on_first_page = number in hits[:10]
+    if tier == "hard":
+        return Goal(product.asin, instruction, (attribute,), tuple(options), limit, tier=tier) if not on_first_page else None
+    if not on_first_page:
+        return None
+    if tier == "medium" and not any(_near_duplicate(products[i], product) for i in hits[:10] if i != number):
+        return None
+    return Goal(product.asin, instruction, (attribute,), tuple(options), limit, tier=tier)
+
+
+def _near_duplicate(a: Product, b: Product) -> bool:
+    """Same kind and same brand or material: a decoy that differs from the target in one word."""
+    *_, brand_a, material_a, kind_a = a.title.split()
+    *_, brand_b, material_b, kind_b = b.title.split()
+    return kind_a == kind_b and (brand_a == brand_b or material_a == material_b)

@@ -1,0 +1,66 @@
+"""Oracle episodes: does a perfect agent reach full reward? Checks an installation and fidelity."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from eef.envs.protocol import TextEnv
+
+
+@dataclass
+class VerifyReport:
+    """Outcome of :func:`verify`.
+
+    Attributes:
+        episodes: oracle episodes run.
+        successes: episodes whose final reward counts as success.
+        mean_reward: mean final reward.
+        capped_by_quirk: episodes that did everything right but scored below success
+            (WebShop: the option quirk; see docs/shop.md).
+        unfinished: episodes that ran out of steps (the oracle could not reach the goal).
+        failures: task id -> final reward of every unsuccessful episode.
+    """
+
+    episodes: int = 0
+    successes: int = 0
+    mean_reward: float = 0.0
+    capped_by_quirk: int = 0
+    unfinished: int = 0
+    failures: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.episodes if self.episodes else 0.0
+
+    def as_dict(self) -> dict:
+        return {"episodes": self.episodes, "success_rate": self.success_rate, "mean_reward": self.mean_reward,
+                "successes": self.successes, "capped_by_quirk": self.capped_by_quirk,
+                "unfinished": self.unfinished}
+
+
+def verify(env: TextEnv, task_ids: Iterable[str], *, progress: bool = False) -> VerifyReport:
+    """Play ``env.oracle_action()`` from reset to the end of each task and tally the rewards."""
+    task_ids = list(task_ids)
+    report = VerifyReport()
+    total = 0.0
+    for task_id in tqdm(task_ids, desc=f"verify {env.name}", disable=not progress, unit="ep"):
+        env.reset(task_id)
+        while True:
+            result = env.step(env.oracle_action())  # type: ignore[attr-defined]
+            if result.done:
+                break
+        report.episodes += 1
+        total += result.reward
+        if env.is_success(result.reward):
+            report.successes += 1
+            continue
+        report.failures[task_id] = result.reward
+        if result.truncated:
+            report.unfinished += 1
+        else:
+            report.capped_by_quirk += 1
+    report.mean_reward = total / report.episodes if report.episodes else 0.0
+    return report
