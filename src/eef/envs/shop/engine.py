@@ -41,8 +41,7 @@ def parse_action(action: str) -> tuple[str, str] | None:
     match = _ACTION.match(action)
     if match is None:
         return None
-    verb, rest = match.group(1).lower(), match.group(2)
-    return verb, rest.strip().lower()
+    return match.group(1), match.group(2).strip().lower()
 
 
 @dataclass

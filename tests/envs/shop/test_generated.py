@@ -1,0 +1,48 @@
+from dataclasses import replace
+
+from eef.envs.shop.engine import ShopEnv
+from eef.envs.shop.generated import GeneratorConfig, _naive_query, generate_catalog
+from eef.envs.verify import verify
+
+
+def test_same_seed_same_catalog_other_seed_other_catalog():
+    small = GeneratorConfig(goals=200, groups=16)
+    a, b = generate_catalog(small), generate_catalog(small)
+    assert a.products == b.products and a.goals == b.goals
+    c = generate_catalog(replace(small, seed=1))
+    assert [g.instruction for g in c.goals] != [g.instruction for g in a.goals]
+
+
+def test_tiers_hold_as_measured_on_the_search_engine(shop_env):
+    catalog = shop_env.catalog
+    assert catalog.info["tiers"] == {"easy": 400, "medium": 300, "hard": 300}
+    for goal in catalog.goals:
+        number = int(goal.asin[1:])
+        first_page = shop_env.index.search(_naive_query(goal.instruction))[:10]
+        if goal.tier == "hard":
+            assert number not in first_page, goal.instruction
+            title = catalog.by_asin[goal.asin].title
+            # refining the query with the title's variant word brings it to the top
+            assert shop_env.index.search(title)[0] == number
+            assert title.split()[0] not in goal.instruction
+        else:
+            assert number in first_page, goal.instruction
+        assert len(goal.options) == (2 if goal.tier != "easy" else len(goal.options))
+    hard_share = sum(g.tier == "hard" for g in catalog.goals[:100]) / 100
+    assert 0.15 < hard_share < 0.45  # the test split mixes tiers
+
+
+def test_every_generated_goal_is_solvable_within_the_step_limit(shop_env):
+    report = verify(shop_env, [shop_env.catalog.task_id(i) for i in range(len(shop_env.catalog.goals))])
+    assert report.successes == report.episodes == 1000
+    fixed = ShopEnv(shop_env.catalog, reward_mode="fixed")
+    assert verify(fixed, shop_env.task_ids("test")).success_rate == 1.0
+
+
+def test_vocabulary_stays_small(shop_env):
+    words = set()
+    for p in shop_env.catalog.products:
+        words.update(p.search_text.replace(",", " ").replace(":", " ").split())
+    for g in shop_env.catalog.goals:
+        words.update(g.instruction.replace(",", " ").replace(":", " ").split())
+    assert len(words) < 150

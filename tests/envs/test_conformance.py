@@ -1,0 +1,26 @@
+import pytest
+
+from eef.envs import make, registered
+from eef.envs.conformance import check_env
+
+
+def test_every_registered_environment_keeps_the_protocol(webshop_1k_dir):
+    options = {"webshop": {"data_dir": str(webshop_1k_dir)}}
+    names = [spec.name for spec in registered()]
+    assert {"shop", "webshop"} <= set(names)
+    for name in names:
+        check_env(make(name, **options.get(name, {})))
+
+
+def test_check_env_catches_a_broken_restore(shop_env):
+    class NoRestore:
+        def __getattr__(self, attr):
+            return getattr(shop_env, attr)
+
+        def restore(self, snapshot):  # forgets to restore
+            pass
+
+    broken = NoRestore()
+    broken.name, broken.max_steps, broken.supports_snapshot = "broken", 10, True
+    with pytest.raises(AssertionError, match="restore"):
+        check_env(broken, ["search[cotton shirt]", "click[next >]", "click[next >]"])

@@ -1,0 +1,39 @@
+import json
+import subprocess
+import sys
+
+
+def eef(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from eef.cli import main; main()", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_env_list_shows_the_built_in_environments():
+    out = eef("env", "list")
+    assert out.returncode == 0
+    assert out.stdout.startswith("shop ") and "\nwebshop " in out.stdout
+
+
+def test_env_verify_json_last_line(webshop_1k_dir):
+    out = eef("env", "verify", "webshop", "--limit", "200", "--json", "-o", f"data_dir={webshop_1k_dir}")
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert figures["episodes"] == 200
+    assert figures["successes"] + figures["capped_by_quirk"] == 200
+    assert {"success_rate", "mean_reward", "capped_by_quirk"} <= set(figures)
+
+
+def test_play_with_the_oracle_buys_and_wins():
+    out = eef("env", "play", "shop", "shop_0", "--oracle")
+    assert out.returncode == 0 and "Reward: 1.0 (success)" in out.stdout
+
+
+def test_user_errors_exit_2_with_a_message(tmp_path):
+    out = eef("env", "verify", "nope")
+    assert out.returncode == 2 and "unknown environment 'nope'" in out.stderr
+    out = eef("env", "verify", "webshop", "-o", f"data_dir={tmp_path}")
+    assert out.returncode == 2 and "items_ins_v2.json: missing" in out.stderr
+    out = eef("env", "verify", "shop", "-o", "colour=red")
+    assert out.returncode == 2 and "no option colour" in out.stderr
+    out = eef("env", "verify", "shop", "--split", "nope")
+    assert out.returncode == 2 and "unknown split 'nope'; known: dev, test, train" in out.stderr
