@@ -53,3 +53,9 @@ def test_human_goals_from_the_processed_records(webshop_1k_dir):
     human = load_webshop(webshop_1k_dir, goals="human")
     assert len(human.goals) == 13
     assert all(not g.options_are_pairs for g in human.goals)
+
+
+def test_noun_tagger_choice_is_recorded(webshop_1k_dir):
+    heuristic = load_webshop(webshop_1k_dir, nouns="heuristic")
+    assert heuristic.info["title_nouns"] == ["heuristic"]
+    assert heuristic.by_asin["B003I567W4"].title_nouns[:3] == ("blue", "diamond", "almonds")

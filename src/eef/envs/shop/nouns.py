@@ -21,24 +21,22 @@ from pathlib import Path
 
 NounTagger = Callable[[Sequence[str]], list[tuple[str, ...]]]
 SHIPPED_TABLE = "webshop_1k_title_nouns.json"
-_WORD = re.compile(r"[a-z][a-z'\-]*[a-z]|[a-z]")
-# Words that head no noun phrase in product titles: function words, common adjectives and
-# marketing words. The heuristic keeps every other alphabetic token.
-_NOT_NOUNS = frozenset(
+_WORD = re.compile(r"\w+")
+# spaCy's small English model tags most words of a title-cased product name as PROPN or NOUN;
+# what it leaves out are mainly function words and numbers, which the heuristic drops too.
+_FUNCTION_WORDS = frozenset(
     """a an and or of for with without to in on at by from the this that these those is are be
-    it its as into up down out over under new best premium professional pro portable large small
-    mini big little extra high low long short light heavy soft hard natural organic original
-    classic modern vintage cute easy quick fast free non slim thick thin wide full half double
-    single multi adjustable waterproof durable compatible available unisex women's men's womens
-    mens kids baby adult black white red blue green yellow pink purple grey gray brown orange
-    silver gold beige navy clear dark deep fresh pure real super ultra plus premium other all
-    each per inch inches oz ounce ounces lb lbs pack count pcs pieces piece set""".split()
+    it its as into up out over under your you our my their not no nor but so if all each""".split()
 )
 
 
 def heuristic_nouns(titles: Sequence[str]) -> list[tuple[str, ...]]:
-    """Alphabetic title tokens minus function words and common adjectives."""
-    return [tuple(w for w in _WORD.findall(t.lower()) if w not in _NOT_NOUNS) for t in titles]
+    """Title words that contain a letter, minus function words (possessive 's dropped)."""
+    return [
+        tuple(w for w in _WORD.findall(t.lower().replace("'s ", " ")) if not w.isdigit() and w not in _FUNCTION_WORDS
+              and any(c.isalpha() for c in w))
+        for t in titles
+    ]
 
 
 def spacy_tagger(model: str = "en_core_web_sm") -> NounTagger:
