@@ -10,16 +10,14 @@ lexical fallback tagger. Prints the share of purchases whose reward (and win) di
 from __future__ import annotations
 
 import argparse
-import json
-import os
-from pathlib import Path
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "webshop-1k"
+
+from _common import DEFAULT_WEBSHOP_DATA, print_figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=os.environ.get("EEF_WEBSHOP_DATA", str(DEFAULT_DATA)))
+    parser.add_argument("--data", default=DEFAULT_WEBSHOP_DATA)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -50,10 +48,7 @@ def main() -> None:
         "win_changed": win_changed,
         "table_tagger": catalog.info["title_nouns"],
     }
-    for key, value in figures.items():
-        print(f"{key:22s} {value}")
-    if args.json:
-        print(json.dumps(figures))
+    print_figures(figures, args.json)
 
 
 if __name__ == "__main__":

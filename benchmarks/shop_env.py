@@ -12,20 +12,18 @@ With --json the last line is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import resource
 import statistics
 import time
-from pathlib import Path
+
+from _common import DEFAULT_WEBSHOP_DATA, print_figures
 
 ORIGINAL = {"init_s": 1.5, "median_step_ms": 27.3, "peak_rss_mb": 522.0}
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "webshop-1k"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=os.environ.get("EEF_WEBSHOP_DATA", str(DEFAULT_DATA)))
+    parser.add_argument("--data", default=DEFAULT_WEBSHOP_DATA)
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -60,10 +58,7 @@ def main() -> None:
     figures["init_ratio_vs_original"] = round(figures["init_s"] / ORIGINAL["init_s"], 3)
     figures["targets_met"] = (figures["step_speedup_vs_original"] >= 20 and figures["peak_rss_mb"] <= 150
                               and figures["init_s"] <= 1.0)
-    for key, value in figures.items():
-        print(f"{key:28s} {value}")
-    if args.json:
-        print(json.dumps(figures))
+    print_figures(figures, args.json)
 
 
 if __name__ == "__main__":

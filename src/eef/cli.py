@@ -92,7 +92,8 @@ def env_play(
             typer.echo(f"Valid: {', '.join(env.available_actions())}")
             action = input("Action: ")
         result = env.step(action)
-        typer.echo(f"Action: {action}" if oracle else "")
+        if oracle:
+            typer.echo(f"Action: {action}")
         typer.echo(f"Observation: {result.observation}")
         if result.done:
             outcome = "success" if env.is_success(result.reward) else "failure"

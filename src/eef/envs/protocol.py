@@ -89,3 +89,12 @@ class TextEnv(Protocol):
     def restore(self, snapshot: Any) -> None:
         """Return to a state taken by :meth:`snapshot`."""
         ...
+
+
+@runtime_checkable
+class SupportsOracle(Protocol):
+    """An environment that can name a perfect next action (used by ``eef env verify``)."""
+
+    def oracle_action(self) -> str:
+        """The action a perfect agent takes in the current state."""
+        ...

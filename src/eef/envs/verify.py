@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from eef.envs.protocol import TextEnv
+from eef.envs.protocol import SupportsOracle, TextEnv
+from eef.errors import EefError
 
 
 @dataclass
@@ -43,13 +44,15 @@ class VerifyReport:
 
 def verify(env: TextEnv, task_ids: Iterable[str], *, progress: bool = False) -> VerifyReport:
     """Play ``env.oracle_action()`` from reset to the end of each task and tally the rewards."""
+    if not isinstance(env, SupportsOracle):
+        raise EefError(f"environment {env.name!r} has no oracle (oracle_action) to verify with")
     task_ids = list(task_ids)
     report = VerifyReport()
     total = 0.0
     for task_id in tqdm(task_ids, desc=f"verify {env.name}", disable=not progress, unit="ep"):
         env.reset(task_id)
         while True:
-            result = env.step(env.oracle_action())  # type: ignore[attr-defined]
+            result = env.step(env.oracle_action())
             if result.done:
                 break
         report.episodes += 1

@@ -75,11 +75,10 @@ def _make_products(cfg: GeneratorConfig, rng: random.Random) -> list[Product]:
     for material, kind in pairs[: cfg.groups]:
         size = rng.randint(*cfg.group_size)
         # Plain titles first, variants last: ties in BM25 go to the lower product number, so a
-        # variant product sits behind its plain near-duplicates.
-        combos = [(None, b) for b in BRANDS] + [(v, b) for v in VARIANTS for b in BRANDS]
-        plain, varied = combos[: len(BRANDS)], combos[len(BRANDS):]
-        chosen = rng.sample(plain, min(size, len(plain))) if size < 6 else plain[: min(size - 2, len(plain))]
-        chosen += rng.sample(varied, max(0, size - len(chosen)))
+        # variant product sits behind its plain near-duplicates. Large groups keep two variants.
+        n_plain = min(size if size < 6 else size - 2, len(BRANDS))
+        chosen = [(None, b) for b in rng.sample(BRANDS, n_plain)]
+        chosen += rng.sample([(v, b) for v in VARIANTS for b in BRANDS], size - n_plain)
         for variant, brand in chosen:
             products.append(_make_product(len(products), variant, brand, material, kind, rng))
     return products
@@ -146,6 +145,7 @@ def generate_catalog(cfg: GeneratorConfig = GeneratorConfig()) -> Catalog:
         if goal is not None:
             goals.append(goal)
             wanted[tier] -= 1
+    rng.shuffle(goals)  # tiers are drawn at different rates; every split should mix them alike
     splits = split_by_position(len(goals), (("test", cfg.test), ("dev", cfg.dev)), "train")
     info = {"source": "generated", "seed": cfg.seed, "products": len(products), "goals": len(goals),
             "tiers": {t: sum(g.tier == t for g in goals) for t in TIERS}}
