@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 
-
 from _common import DEFAULT_WEBSHOP_DATA, print_figures
 
 

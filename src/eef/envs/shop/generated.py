@@ -75,7 +75,8 @@ def _make_products(cfg: GeneratorConfig, rng: random.Random) -> list[Product]:
     for material, kind in pairs[: cfg.groups]:
         size = rng.randint(*cfg.group_size)
         # Plain titles first, variants last: ties in BM25 go to the lower product number, so a
-        # variant product sits behind its plain near-duplicates. Large groups keep two variants.
+        # variant product sits behind its plain near-duplicates. Groups of six or more hold at
+        # least two variant products.
         n_plain = min(size if size < 6 else size - 2, len(BRANDS))
         chosen = [(None, b) for b in rng.sample(BRANDS, n_plain)]
         chosen += rng.sample([(v, b) for v in VARIANTS for b in BRANDS], size - n_plain)
