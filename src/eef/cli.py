@@ -104,7 +104,7 @@ def env_play(
 def main() -> None:
     """Entry point that turns eef's user errors into a message and exit code 2."""
     try:
-        app(standalone_mode=False)
+        app()  # standalone: usage errors and end of input end with a message, not a traceback
     except EefError as e:
         typer.echo(f"error: {e}", err=True)
         raise SystemExit(2) from None

@@ -69,8 +69,13 @@ def spec(name: str) -> EnvSpec:
 def make(name: str, **options: object) -> TextEnv:
     """Build the environment ``name`` with keyword ``options`` (checked against its factory)."""
     env_spec = spec(name)
-    accepted = env_spec.options()
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise EefError(f"environment {name!r} has no option {', '.join(unknown)}; options: {', '.join(accepted) or '(none)'}")
-    return env_spec.factory(**options)
+    parameters = inspect.signature(env_spec.factory).parameters.values()
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        accepted = env_spec.options()
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise EefError(f"environment {name!r} has no option {', '.join(unknown)}; options: {', '.join(accepted) or '(none)'}")
+    try:
+        return env_spec.factory(**options)
+    except (TypeError, ValueError) as e:  # a bad option value, reported with the environment's name
+        raise EefError(f"environment {name!r}: {e}") from e

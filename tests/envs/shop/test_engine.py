@@ -82,11 +82,15 @@ def test_wrong_option_lowers_the_reward(env):
     assert env.step("click[buy now]").reward == pytest.approx(2 / 3)
 
 
-@pytest.mark.parametrize("action", ["click[buy now]", "click[nothing]", "search[]", "buy it", "", "click[search]x"])
+@pytest.mark.parametrize("action", ["click[buy now]", "click[nothing]", "search[]", "buy it", "", "click[search]x",
+                                    "click[ b0023 ]", None, 123, "search[ s ]"])
 def test_invalid_actions_keep_the_page(env, action):
     env.reset("t_0")
     before = env.step("search[special]").observation
     result = env.step(action)
+    if action == "search[ s ]":  # valid, but "s" stems to nothing: no hits, no crash
+        assert result.info["valid"] and "(Total results: 0)" in result.observation
+        return
     assert result.observation == before and result.reward == 0 and not result.done
     assert result.info == {"valid": False}
 
@@ -103,10 +107,13 @@ def test_max_steps_truncates(env):
     results = [env.step("click[nothing]") for _ in range(12)]
     assert not any(r.done for r in results[:-1])
     assert results[-1].truncated and not results[-1].terminated and results[-1].reward == 0
+    with pytest.raises(RuntimeError, match="episode is over"):
+        env.step("search[shirt]")
 
 
 def test_parse_action_lowercases_the_argument_and_ignores_trailing_text():
     assert parse_action("search[Red Shirt]") == ("search", "red shirt")
     assert parse_action("Search[red shirt]") is None  # the verb is case-sensitive, as in WebShop
-    assert parse_action("click[a [b] c] thanks") == ("click", "a [b] c")
+    assert parse_action("click[a [b] c] thanks") is None  # split at the last "[": verb "click[a "
+    assert parse_action("click[ buy now ]") == ("click", " buy now ")  # not stripped: no such button
     assert parse_action("think[hmm]") is None

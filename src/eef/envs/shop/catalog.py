@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -102,7 +103,7 @@ class Catalog:
 
     def goal_index(self, task_id: str) -> int:
         head, _, tail = task_id.rpartition("_")
-        if head != self.prefix or not tail.isdigit() or int(tail) >= len(self.goals):
+        if head != self.prefix or not re.fullmatch(r"0|[1-9][0-9]*", tail) or int(tail) >= len(self.goals):
             raise UnknownNameError(
                 "task id", task_id, [f"{self.prefix}_0 .. {self.prefix}_{len(self.goals) - 1}"]
             )

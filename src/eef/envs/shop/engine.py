@@ -24,24 +24,24 @@ MAX_HITS = 50
 BUTTONS_RESULTS = ("back to search", "< prev", "next >")
 BUTTONS_ITEM = ("back to search", "< prev", "description", "features", "reviews", "buy now")
 SUB_PAGES = ("description", "features", "reviews")
-_ACTION = re.compile(r"^\s*(search|click)\s*\[(.*)\]", re.DOTALL)
+_ACTION = re.compile(r"(.+)\[(.+)\]", re.DOTALL)  # greedy: the last "[" that has a "]" after it
 
 
 def parse_action(action: str) -> tuple[str, str] | None:
     """``search[kw]`` / ``click[x]`` -> (verb, lowercased argument); None when it is neither.
 
-    The argument runs to the last ``]`` (WebShop splits at the last bracket pair); text after it
-    is ignored.
+    As WebShop: split at the last ``[`` that has a ``]`` after it, ignore text after the final
+    ``]``, lowercase the argument; the verb must be exactly ``search`` or ``click``.
 
     >>> parse_action("click[Buy Now]")
     ('click', 'buy now')
     >>> parse_action("search[red shirt] please")
     ('search', 'red shirt')
     """
-    match = _ACTION.match(action)
-    if match is None:
+    match = _ACTION.match(action) if isinstance(action, str) else None
+    if match is None or match.group(1) not in ("search", "click"):
         return None
-    return match.group(1), match.group(2).strip().lower()
+    return match.group(1), match.group(2).lower()
 
 
 @dataclass
@@ -126,7 +126,7 @@ class ShopEnv:
         s = self._state
         if self._goal_index is None:
             raise RuntimeError("call reset(task_id) before stepping the environment")
-        if s.page == "done":
+        if s.page == "done" or s.steps >= self.max_steps:
             raise RuntimeError("the episode is over; call reset(task_id)")
         s.steps += 1
         valid = self._apply(parse_action(action))
@@ -148,10 +148,10 @@ class ShopEnv:
                 return "click[next >]"
         elif s.page == "item" and s.asin == goal.asin:
             groups = self._option_groups()
-            wanted = [v.lower() for v in goal.option_values() if v.lower() in groups]
-            missing = [v for v in wanted if s.options.get(groups[v]) != v]
+            wanted = {groups[v.lower()]: v.lower() for v in goal.option_values() if v.lower() in groups}
+            missing = [v for group, v in wanted.items() if s.options.get(group) != v]
             return f"click[{missing[0]}]" if missing else "click[buy now]"
-        return f"search[{target.title}]"
+        return f"search[{target.title.replace('[', ' ').replace(']', ' ')}]"  # brackets would end the action
 
     # -- transitions -------------------------------------------------------------------------
     def _apply(self, parsed: tuple[str, str] | None) -> bool:
@@ -160,10 +160,8 @@ class ShopEnv:
         verb, arg = parsed
         s = self._state
         if verb == "search":
-            if not arg:
-                return False
-            s.page, s.keywords, s.page_number, s.asin, s.options = "results", arg, 1, None, {}
-            s.hits = self.index.search(arg, MAX_HITS)
+            hits = self.index.search(arg, MAX_HITS)
+            s.page, s.keywords, s.page_number, s.asin, s.options, s.hits = "results", arg, 1, None, {}, hits
             return True
         if arg not in self._clickables():
             return False

@@ -166,8 +166,9 @@ def _try_goal(products: list[Product], index: SearchIndex, tier: str, rng: rando
     hits = index.search(_naive_query(instruction))
     number = int(product.asin[1:])
     on_first_page = number in hits[:10]
-    if tier == "hard":
-        return Goal(product.asin, instruction, (attribute,), tuple(options), limit, tier=tier) if not on_first_page else None
+    if tier == "hard":  # off page 1 but within the 50 hits, so paging can reach it
+        reachable = number in hits and not on_first_page
+        return Goal(product.asin, instruction, (attribute,), tuple(options), limit, tier=tier) if reachable else None
     if not on_first_page:
         return None
     if tier == "medium" and not any(_near_duplicate(products[i], product) for i in hits[:10] if i != number):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 NounTagger = Callable[[Sequence[str]], list[tuple[str, ...]]]
 SHIPPED_TABLE = "webshop_1k_title_nouns.json"
+NOUN_PREFERENCES = ("auto", "spacy", "heuristic")
 _WORD = re.compile(r"\w+")
 # spaCy's small English model tags most words of a title-cased product name as PROPN or NOUN;
 # what it leaves out are mainly function words and numbers, which the heuristic drops too.
@@ -90,6 +91,8 @@ def title_nouns(
     Returns:
         The noun map and the names of the taggers used (for the run record).
     """
+    if preference not in NOUN_PREFERENCES:
+        raise ValueError(f"unknown nouns option {preference!r}; known: {', '.join(NOUN_PREFERENCES)}")
     pairs = list(asins_titles)
     table, table_name = shipped_table() if preference != "heuristic" else ({}, "")
     nouns = {a: table[a] for a, _ in pairs if a in table}

@@ -42,7 +42,7 @@ class Analyzer:
             token = token.replace("'", "")
             if token and token not in LUCENE_STOP_WORDS:
                 tokens.append(token)
-        return self._stemmer.stemWords(tokens)
+        return [stem for stem in self._stemmer.stemWords(tokens) if stem]  # Porter maps "s" to ""
 
 
 class SearchIndex:

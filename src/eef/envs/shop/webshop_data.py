@@ -47,8 +47,8 @@ def _read_json(path: Path) -> Any:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise DataError(path, f"invalid JSON: {e.msg} (column {e.colno})", line=e.lineno) from None
-    except OSError as e:
-        raise DataError(path, f"cannot read: {e.strerror}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(path, f"cannot read: {e}") from None
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
@@ -124,6 +124,13 @@ def _load_processed(path: Path) -> list[tuple[dict, int]]:
             _field(r, name, kind, path, line)
         if not r["pricing"] or not all(isinstance(p, (int, float)) for p in r["pricing"]):
             raise DataError(path, "expected 1 or 2 numbers", line=line, field="pricing")
+        for name in ("BulletPoints", "Attributes"):
+            for i, item in enumerate(r[name]):
+                if not isinstance(item, str):
+                    raise DataError(path, f"expected str, got {type(item).__name__}", line=line, field=f"{name}[{i}]")
+        for group, values in r["options"].items():
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise DataError(path, "expected a list of strings", line=line, field=f"options.{group}")
         rows.append((r, line))
     rows.sort(key=lambda row: row[0]["lucene_docno"])
     return rows
