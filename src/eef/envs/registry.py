@@ -29,11 +29,17 @@ class EnvSpec:
     description: str = ""
 
     def options(self) -> dict[str, object]:
-        """The factory's keyword options with their defaults."""
+        """The factory's named keyword options with their defaults."""
         return {
             name: (None if p.default is inspect.Parameter.empty else p.default)
             for name, p in inspect.signature(self.factory).parameters.items()
+            if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
         }
+
+    @property
+    def takes_any_option(self) -> bool:
+        """The factory has ``**kwargs``, so option names cannot be checked before calling it."""
+        return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(self.factory).parameters.values())
 
 
 _REGISTRY: dict[str, EnvSpec] = {}
@@ -69,8 +75,7 @@ def spec(name: str) -> EnvSpec:
 def make(name: str, **options: object) -> TextEnv:
     """Build the environment ``name`` with keyword ``options`` (checked against its factory)."""
     env_spec = spec(name)
-    parameters = inspect.signature(env_spec.factory).parameters.values()
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+    if not env_spec.takes_any_option:
         accepted = env_spec.options()
         unknown = sorted(set(options) - set(accepted))
         if unknown:

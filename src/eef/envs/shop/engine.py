@@ -47,7 +47,6 @@ def parse_action(action: str) -> tuple[str, str] | None:
 @dataclass
 class _State:
     page: str = "start"  # start | results | item | description | features | reviews | done
-    keywords: str = ""
     page_number: int = 1
     hits: list[int] = field(default_factory=list)  # product numbers of the current search
     asin: str | None = None
@@ -77,6 +76,9 @@ class ShopEnv:
         self.reward_mode = reward_mode
         self.index = SearchIndex([p.search_text for p in catalog.products])
         self.nouns = {p.asin: p.title_nouns or () for p in catalog.products}
+        # Option value -> its group, per product; a value in two groups belongs to the later one (as WebShop).
+        self._option_group = {p.asin: {v: name for name, values in p.options.items() for v in values}
+                              for p in catalog.products}
         self.info = {**catalog.info, "reward_mode": reward_mode, "search": BACKEND, "max_steps": max_steps}
         self._goal_index: int | None = None
         self._state = _State()
@@ -161,7 +163,7 @@ class ShopEnv:
         s = self._state
         if verb == "search":
             hits = self.index.search(arg, MAX_HITS)
-            s.page, s.keywords, s.page_number, s.asin, s.options, s.hits = "results", arg, 1, None, {}, hits
+            s.page, s.page_number, s.asin, s.options, s.hits = "results", 1, None, {}, hits
             return True
         if arg not in self._clickables():
             return False
@@ -199,9 +201,7 @@ class ShopEnv:
         return next(p.asin for p in self._page_hits() if p.asin.lower() == lowered)
 
     def _option_groups(self) -> dict[str, str]:
-        """Option value -> its group; a value in two groups belongs to the later one (as WebShop)."""
-        product = self.catalog.by_asin[self._state.asin]
-        return {value: name for name, values in product.options.items() for value in values}
+        return self._option_group[self._state.asin]
 
     def _clickables(self) -> list[str]:
         s = self._state

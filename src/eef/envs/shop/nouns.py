@@ -34,8 +34,7 @@ _FUNCTION_WORDS = frozenset(
 def heuristic_nouns(titles: Sequence[str]) -> list[tuple[str, ...]]:
     """Title words that contain a letter, minus function words (possessive 's dropped)."""
     return [
-        tuple(w for w in _WORD.findall(t.lower().replace("'s ", " ")) if not w.isdigit() and w not in _FUNCTION_WORDS
-              and any(c.isalpha() for c in w))
+        tuple(w for w in _WORD.findall(t.lower().replace("'s ", " ")) if w not in _FUNCTION_WORDS and any(c.isalpha() for c in w))
         for t in titles
     ]
 
