@@ -1,5 +1,8 @@
 # Two commands do all the set-up from a fresh clone: `make run` and `make test`.
 PYTHON ?= python3
+# The CPU build of PyTorch (a bare `torch` pulls a multi-GB CUDA build); on a GPU machine set
+# TORCH_SPEC to the build you want, e.g. `make test TORCH_SPEC=torch`.
+TORCH_SPEC ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -8,6 +11,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet '$(TORCH_SPEC)'
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -20,7 +24,10 @@ test: $(BIN)/.installed
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/.installed
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/shop_env.py
+	$(BIN)/python benchmarks/rollout.py
+	$(BIN)/python benchmarks/sft.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 import yaml
 
+from eef import cli_agent
 from eef.errors import EefError
 
 app = typer.Typer(help="Agent tuning that learns from expert failures.", no_args_is_help=True)
@@ -99,6 +100,9 @@ def env_play(
             outcome = "success" if env.is_success(result.reward) else "failure"
             typer.echo(f"Reward: {result.reward} ({outcome}{', out of steps' if result.truncated else ''})")
             return
+
+
+cli_agent.register(app)
 
 
 def main() -> None:

@@ -111,6 +111,12 @@ class ShopEnv:
         self._state = _State()
         return self._observe()
 
+    def fork(self) -> ShopEnv:
+        """A second environment over the same catalog and search index (cheap: nothing is rebuilt)."""
+        twin = copy.copy(self)
+        twin._goal_index, twin._state = None, _State()
+        return twin
+
     def snapshot(self) -> tuple[int | None, _State]:
         return self._goal_index, copy.deepcopy(self._state)
 

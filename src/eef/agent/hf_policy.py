@@ -1,0 +1,224 @@
+"""A policy over Hugging Face transformers: CPU or CUDA, batched, one seed per conversation.
+
+Decoding is a plain loop over ``model.forward`` with the KV cache rather than ``generate``: each
+row draws from its own ``torch.Generator`` seeded by its request, so a conversation's completion
+does not depend on the rest of its batch, and rows that finish stop costing work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+
+from eef.agent.policy import Completion, GenerationRequest, SamplingParams, apply_stop
+from eef.agent.prefix_cache import CacheEntry, PrefixCache
+
+# End-of-turn markers of common chat templates, used as stop tokens when the vocabulary has them.
+END_OF_TURN_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto`` is bfloat16 on CUDA and float32 on the CPU."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def load_model_and_tokenizer(path: str | Path, device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:
+    """Load a causal LM and its tokenizer with ``from_pretrained`` (a local directory or hub id)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = pick_device(device)
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if tokenizer.chat_template is None:
+        raise ValueError(f"{path}: the tokenizer has no chat template; eef renders conversations with it")
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=pick_dtype(dtype, target))
+    return model.to(target).eval(), tokenizer
+
+
+def stop_token_ids(tokenizer: Any, model: Any) -> set[int]:
+    """Token ids that end an assistant turn: eos ids of the model and the template's end-of-turn."""
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), tokenizer):
+        eos = getattr(source, "eos_token_id", None)
+        ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[t] for t in END_OF_TURN_TOKENS if t in vocab)
+    return ids
+
+
+class HFPolicy:
+    """Batched generation with a transformers causal LM.
+
+    Args:
+        model: a loaded ``PreTrainedModel`` (see :func:`load_model_and_tokenizer`).
+        tokenizer: its tokenizer, with a chat template.
+        name: the name recorded in provenance (the checkpoint path).
+        max_batch_size: conversations decoded together; longer batches are split.
+        prefix_cache_entries: conversations whose KV cache is kept for their next turn (0: off);
+            requests name their conversation. A multi-turn rollout then feeds each turn only its
+            new tokens, as vLLM's prefix caching does.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, name: str = "hf", max_batch_size: int = 64,
+                 prefix_cache_entries: int = 128):
+        self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.max_batch_size = max_batch_size
+        self.prefix_cache = PrefixCache(prefix_cache_entries) if prefix_cache_entries > 0 else None
+        self.device = next(model.parameters()).device
+        self.stop_ids = stop_token_ids(tokenizer, model)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.stop_ids)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, device: str = "auto", dtype: str = "auto",
+                        max_batch_size: int = 64, prefix_cache_entries: int = 128) -> HFPolicy:
+        """Load a checkpoint directory (or hub id) and wrap it."""
+        model, tokenizer = load_model_and_tokenizer(path, device, dtype)
+        return cls(model, tokenizer, name=str(path), max_batch_size=max_batch_size,
+                   prefix_cache_entries=prefix_cache_entries)
+
+    def encode_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Token ids of a conversation followed by the assistant header."""
+        text = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> list[Completion]:
+        """One completion per request, in order; batches are formed by prompt length."""
+        prompts = [self.encode_prompt(r.messages) for r in requests]
+        order = sorted(range(len(requests)), key=lambda i: -len(prompts[i]))
+        results: list[Completion | None] = [None] * len(requests)
+        for start in range(0, len(order), self.max_batch_size):
+            chunk = order[start:start + self.max_batch_size]
+            texts = self._decode([prompts[i] for i in chunk], [requests[i].seed for i in chunk],
+                                 [requests[i].conversation for i in chunk], params)
+            for i, completion in zip(chunk, texts):
+                results[i] = completion
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Drop the cached prefixes (the model is freed with the object)."""
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()
+
+    @torch.inference_mode()
+    def _decode(self, prompts: list[list[int]], seeds: list[int], conversations: list[str | None],
+                params: SamplingParams) -> list[Completion]:
+        batch = len(prompts)
+        reused = [self.prefix_cache.lookup(c, p) if self.prefix_cache is not None else (None, 0)
+                  for c, p in zip(conversations, prompts)]
+        cache, input_ids, attention, positions = self._prefill_inputs(prompts, reused)
+        generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in seeds]
+        out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cache, logits = out.past_key_values, out.logits[:, -1, :]
+        generated: list[list[int]] = [[] for _ in range(batch)]
+        finish = ["length"] * batch
+        live = list(range(batch))  # rows of the original batch still decoding, in cache order
+        for _ in range(params.max_new_tokens):
+            tokens = self._sample(logits.float(), [generators[r] for r in live], params)
+            keep = []
+            for slot, row in enumerate(live):
+                token = int(tokens[slot])
+                if token in self.stop_ids:
+                    finish[row] = "stop"
+                elif (generated[row].append(token) or
+                      (params.stop and apply_stop(self.tokenizer.decode(generated[row]), params.stop)[1])):
+                    finish[row] = "stop"
+                else:
+                    keep.append(slot)
+            if not keep or len(generated[live[keep[0]]]) >= params.max_new_tokens:
+                break
+            if len(keep) < len(live):  # drop finished rows from the cache and the masks
+                self._remember(cache, attention, [(s, live[s]) for s in range(len(live)) if s not in keep],
+                               prompts, generated, conversations)
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                attention, positions, tokens = attention[index], positions[index], tokens[index]
+                live = [live[s] for s in keep]
+            attention = torch.cat([attention, attention.new_ones((len(live), 1))], dim=1)
+            positions = positions[:, -1:] + 1
+            out = self.model(input_ids=tokens[:, None], attention_mask=attention, position_ids=positions,
+                             past_key_values=cache, use_cache=True)
+            cache, logits = out.past_key_values, out.logits[:, -1, :]
+        self._remember(cache, attention, list(enumerate(live)), prompts, generated, conversations)
+        completions = []
+        for row in range(batch):
+            text = self.tokenizer.decode(generated[row], skip_special_tokens=True)
+            text, _ = apply_stop(text, params.stop)
+            completions.append(Completion(text.strip(), len(prompts[row]), len(generated[row]), finish[row],
+                                          {"cached_tokens": reused[row][1]}))
+        return completions
+
+    def _prefill_inputs(self, prompts: list[list[int]], reused: list[tuple[CacheEntry | None, int]]):
+        """Batch tensors for the first forward: per row ``[pad | cached KV][pad | new tokens]``.
+
+        Padding sits on the left of both parts; the attention mask hides it and explicit
+        positions continue each row's cached length, so rows with different cached prefixes
+        share one forward.
+        """
+        batch = len(prompts)
+        cached = [covered for _, covered in reused]
+        entries = [entry for entry, _ in reused]
+        fresh = [p[c:] for p, c in zip(prompts, cached)]
+        width_cached, width_new = max(cached), max(len(f) for f in fresh)
+        input_ids = torch.full((batch, width_new), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((batch, width_cached + width_new), dtype=torch.long)
+        positions = torch.zeros((batch, width_new), dtype=torch.long)
+        for row, (c, tokens) in enumerate(zip(cached, fresh)):
+            input_ids[row, width_new - len(tokens):] = torch.tensor(tokens)
+            attention[row, width_cached - c:width_cached] = 1
+            attention[row, width_cached + width_new - len(tokens):] = 1
+            positions[row, width_new - len(tokens):] = torch.arange(c, c + len(tokens))
+        cache = None
+        if width_cached:
+            layers = []
+            some = next(e for e in entries if e is not None)
+            for layer in range(len(some.layers)):
+                shape = some.layers[layer][0].shape
+                keys = torch.zeros((batch, shape[1], width_cached, shape[3]), dtype=self.model.dtype,
+                                   device=self.device)
+                values = torch.zeros_like(keys)
+                for row, (entry, c) in enumerate(reused):
+                    if c:
+                        keys[row, :, width_cached - c:] = entry.layers[layer][0][0, :, :c]
+                        values[row, :, width_cached - c:] = entry.layers[layer][1][0, :, :c]
+                layers.append((keys, values))
+            cache = DynamicCache(ddp_cache_data=layers)
+        return cache, input_ids.to(self.device), attention.to(self.device), positions.to(self.device)
+
+    def _remember(self, cache: Any, attention: torch.Tensor, slots_rows: list[tuple[int, int]],
+                  prompts: list[list[int]], generated: list[list[int]], conversations: list[str | None]) -> None:
+        """Keep finished rows' KV (the tokens actually fed) for the conversation's next turn."""
+        if self.prefix_cache is None:
+            return
+        for slot, row in slots_rows:
+            if conversations[row] is None:
+                continue
+            mask = attention[slot].bool()
+            fed = (prompts[row] + generated[row])[: int(mask.sum())]
+            layers = [(layer.keys[slot:slot + 1, :, mask], layer.values[slot:slot + 1, :, mask])
+                      for layer in cache.layers]
+            self.prefix_cache.put(conversations[row], CacheEntry(fed, layers))
+
+    @staticmethod
+    def _sample(logits: torch.Tensor, generators: list[torch.Generator], params: SamplingParams) -> torch.Tensor:
+        if params.temperature == 0:
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(logits / params.temperature, dim=-1)
+        if params.top_p < 1:
+            sorted_probs, sorted_idx = probs.sort(dim=-1, descending=True)
+            outside = sorted_probs.cumsum(-1) - sorted_probs > params.top_p  # keep the token that crosses
+            sorted_probs[outside] = 0
+            probs = torch.zeros_like(probs).scatter(-1, sorted_idx, sorted_probs)
+        return torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generators)])

@@ -1,0 +1,196 @@
+"""The agent commands of the ``eef`` CLI: ``model init``, ``explore``, ``train``, ``eval``, ``serve``.
+
+Each works alone on files: explore writes trajectories, train reads trajectories and writes a
+checkpoint, eval reads a checkpoint and writes a report. They parse arguments and call the
+library; nothing more.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from eef.errors import EefError
+
+EnvOptions = Annotated[
+    Optional[list[str]],
+    typer.Option("--option", "-o", help="Environment option KEY=VALUE (VALUE read as YAML); repeatable."),
+]
+Backend = Annotated[str, typer.Option(help="Policy backend: hf, openai or vllm.")]
+BaseUrl = Annotated[Optional[str], typer.Option(help="Server URL for --backend openai, e.g. http://localhost:8000/v1.")]
+NumEnvs = Annotated[int, typer.Option(help="Episodes stepped together (the batch width).")]
+OneShot = Annotated[bool, typer.Option(help="Show a worked example episode before each task.")]
+
+
+def _env_and_options(name: str, options: list[str] | None):
+    from eef.cli import _parse_options
+    from eef.envs import make
+
+    parsed = _parse_options(options)
+    return make(name, **parsed), parsed
+
+
+def _task_ids(env, split: str, limit: int | None) -> list[str]:
+    if split not in env.splits():
+        from eef.errors import UnknownNameError
+
+        raise UnknownNameError("split", split, env.splits())
+    ids = env.task_ids(split)
+    return ids[:limit] if limit is not None else ids
+
+
+def model_init(
+    out: Annotated[Path, typer.Option(help="Directory to create.")],
+    env_name: Annotated[str, typer.Option("--env", help="Environment whose text builds the tokenizer.")] = "shop",
+    layers: int = 4, hidden_size: int = 128, heads: int = 4, intermediate_size: int = 512,
+    vocab_size: int = 2048, seed: int = 0, option: EnvOptions = None,
+) -> None:
+    """Create the tiny default model: a Llama with a tokenizer built from the environment's text."""
+    from eef.models.tiny import TinyModelConfig, create_tiny_model
+
+    env, _ = _env_and_options(env_name, option)
+    config = TinyModelConfig(vocab_size=vocab_size, hidden_size=hidden_size, layers=layers, heads=heads,
+                             intermediate_size=intermediate_size, seed=seed)
+    path = create_tiny_model(env, out, config)
+    facts = json.loads((path / "eef_tiny_model.json").read_text())
+    typer.echo(f"created {path}: {facts['parameters']:,} parameters, vocabulary {facts['tokens']}")
+
+
+def explore(
+    env_name: Annotated[str, typer.Argument(metavar="ENV")],
+    model: Annotated[str, typer.Option(help="Checkpoint directory, hub id or served model name.")],
+    out: Annotated[Path, typer.Option(help="Trajectories JSONL to append to (a rerun skips finished starts).")],
+    split: str = "train",
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N tasks.")] = None,
+    rollouts: Annotated[int, typer.Option(help="Rollouts per start state (RFT xK).")] = 1,
+    from_file: Annotated[Optional[Path], typer.Option("--from", help="Start from states of these trajectories.")] = None,
+    states: Annotated[str, typer.Option(help="With --from: 'all' or comma-separated state indices.")] = "all",
+    temperature: float = 0.7, top_p: float = 1.0, max_new_tokens: int = 128, seed: int = 0,
+    iteration: int = 0, num_envs: NumEnvs = 16, backend: Backend = "hf", base_url: BaseUrl = None,
+    one_shot: OneShot = False, option: EnvOptions = None,
+) -> None:
+    """Roll out a policy from s0 of a split's tasks, or from states of recorded trajectories."""
+    from eef.agent import PromptConfig, SamplingParams, build_prompt
+    from eef.agent.backends import build_policy
+    from eef.rollout import RolloutConfig, Start, clone_envs, rollout
+    from eef.trajectory import append_trajectories, read_trajectories
+
+    env, options = _env_and_options(env_name, option)
+    if from_file is None:
+        starts = [Start(t, index=k) for t in _task_ids(env, split, limit) for k in range(rollouts)]
+    else:
+        starts = [Start(t.task_id, t, step, k) for t in read_trajectories(from_file)[:limit]
+                  for step in _states(states, len(t.turns)) for k in range(rollouts)]
+    config = RolloutConfig(SamplingParams(temperature, top_p, max_new_tokens), seed=seed, iteration=iteration)
+    done = {t.id for t in read_trajectories(out, skip_torn_tail=True)} if out.exists() else set()
+    todo = [s for s in starts if f"{config.source}/it{iteration}/{s.key}" not in done]
+    typer.echo(f"{len(starts)} starts, {len(starts) - len(todo)} already in {out}", err=True)
+    policy = build_policy(backend, model, base_url=base_url)
+    try:
+        result = rollout(clone_envs(env, num_envs, options), policy, todo, build_prompt(env.name, PromptConfig(
+            one_shot=one_shot), env), config, on_trajectory=lambda t: append_trajectories(out, [t]),
+            progress=sys.stderr.isatty(), description="explore")
+    finally:
+        policy.close()
+    wins = sum(t.success for t in result.trajectories)
+    typer.echo(f"explored {len(result.trajectories)} episodes: {wins} successes, {len(result.diverged)} starts "
+               f"diverged on replay, {result.steps} steps in {result.seconds:.1f} s -> {out}")
+
+
+def _states(spec: str, length: int) -> list[int]:
+    if spec == "all":
+        return list(range(length))
+    try:
+        return [k for k in (int(x) for x in spec.split(",")) if 0 <= k < length]
+    except ValueError:
+        raise EefError(f"--states must be 'all' or comma-separated integers, got {spec!r}") from None
+
+
+def train_command(
+    model: Annotated[str, typer.Option(help="Checkpoint to start from (directory or hub id).")],
+    data: Annotated[list[Path], typer.Option(help="Trajectories JSONL; repeatable. Per-turn flags decide the loss.")],
+    out: Annotated[Path, typer.Option(help="Checkpoint directory to write.")],
+    heldout: Annotated[Optional[Path], typer.Option(help="Trajectories whose loss is reported before and after.")] = None,
+    epochs: float = 3.0, learning_rate: float = 1e-5, max_length: int = 4096, rows_per_step: int = 8,
+    micro_batch_rows: int = 8, packing: bool = True, lora_r: Annotated[int, typer.Option(
+        help="LoRA rank; 0 trains every weight.")] = 0, gradient_checkpointing: bool = False, seed: int = 0,
+) -> None:
+    """Masked multi-turn SFT of a checkpoint on trajectory files."""
+    from eef.agent.hf_policy import load_model_and_tokenizer
+    from eef.train import LoraSettings, TrainConfig, tokenize_trajectories, train
+    from eef.train.trainer import evaluate_loss
+    from eef.trajectory import read_trajectories
+
+    config = TrainConfig(epochs=epochs, learning_rate=learning_rate, max_length=max_length,
+                         rows_per_step=rows_per_step, micro_batch_rows=micro_batch_rows, packing=packing,
+                         lora=LoraSettings(r=lora_r, alpha=2 * lora_r) if lora_r else None,
+                         gradient_checkpointing=gradient_checkpointing, seed=seed)
+    trajectories = [t for path in data for t in read_trajectories(path)]
+    model_, tokenizer = load_model_and_tokenizer(model, dtype="float32")
+    examples, stats = tokenize_trajectories(trajectories, tokenizer, max_length)
+    typer.echo(f"{stats.examples} examples ({stats.trained_tokens:,} of {stats.tokens:,} tokens train); "
+               f"{stats.truncated} cut at {max_length} tokens, {stats.dropped} dropped with nothing to train")
+    held = tokenize_trajectories(read_trajectories(heldout), tokenizer, max_length)[0] if heldout else []
+    if held:
+        typer.echo(f"held-out loss before: {evaluate_loss(model_, held, tokenizer.pad_token_id):.4f}")
+    result = train(model_, tokenizer, examples, out, config, progress=sys.stderr.isatty(),
+                   metadata={"base_model": model, "data": [str(p) for p in data], "tokenize": stats.__dict__})
+    typer.echo(f"trained {result.steps} steps, loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}, "
+               f"{result.tokens_per_s:,.0f} tokens/s -> {out}")
+    if held:
+        typer.echo(f"held-out loss after: {evaluate_loss(model_, held, tokenizer.pad_token_id):.4f}")
+
+
+def eval_command(
+    env_name: Annotated[str, typer.Argument(metavar="ENV")],
+    model: Annotated[str, typer.Option(help="Checkpoint directory, hub id or served model name.")],
+    out: Annotated[Path, typer.Option(help="Directory for trajectories.jsonl, report.json and tasks.tsv.")],
+    split: str = "test", limit: Annotated[Optional[int], typer.Option(help="Only the first N tasks.")] = None,
+    max_new_tokens: int = 128, num_envs: NumEnvs = 16, backend: Backend = "hf", base_url: BaseUrl = None,
+    one_shot: OneShot = False, as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+    option: EnvOptions = None,
+) -> None:
+    """Greedy evaluation on a split: win rate, score, per-task table, trajectories."""
+    from eef.agent import PromptConfig, build_prompt
+    from eef.agent.backends import build_policy
+    from eef.evaluate import evaluate
+    from eef.rollout import clone_envs
+
+    env, options = _env_and_options(env_name, option)
+    tasks = _task_ids(env, split, limit)
+    policy = build_policy(backend, model, base_url=base_url)
+    try:
+        report = evaluate(clone_envs(env, num_envs, options), policy, tasks,
+                          build_prompt(env.name, PromptConfig(one_shot=one_shot), env), split=split,
+                          max_new_tokens=max_new_tokens, out_dir=out, progress=sys.stderr.isatty())
+    finally:
+        policy.close()
+    typer.echo(f"{env.name} {split}: {report.episodes} tasks, win rate {report.win_rate:.1%}, "
+               f"score {report.score:.3f}, {report.mean_steps:.1f} steps per episode -> {out}")
+    if as_json:
+        typer.echo(json.dumps(report.summary()))
+
+
+def serve_command(
+    model: Annotated[str, typer.Argument(help="Checkpoint directory or hub id.")],
+    host: str = "127.0.0.1", port: int = 8000,
+) -> None:
+    """Serve a checkpoint as an OpenAI-compatible chat completions endpoint."""
+    from eef.agent.serve import run_server
+
+    run_server(model, host, port)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the agent commands to the ``eef`` app."""
+    model_app = typer.Typer(help="Create models.", no_args_is_help=True)
+    model_app.command("init")(model_init)
+    app.add_typer(model_app, name="model")
+    app.command("explore")(explore)
+    app.command("train")(train_command)
+    app.command("eval")(eval_command)
+    app.command("serve")(serve_command)

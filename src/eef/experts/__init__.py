@@ -1,0 +1,1 @@
+"""Experts that are programs rather than models (oracle and scripted policies)."""

@@ -1,0 +1,1 @@
+"""Model builders: the tiny from-scratch default (real checkpoints load with ``from_pretrained``)."""

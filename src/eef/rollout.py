@@ -1,0 +1,225 @@
+"""Batched rollouts: many environments stepped together, one model call per step for all of them.
+
+Every episode starts from ``s0`` of a task or from state ``s_k`` of a recorded trajectory (its
+first ``k`` actions are replayed and checked; the recorded turns stay in the agent's context).
+Each step gathers the live episodes' conversations into one batch for the policy, parses each
+completion into an action and steps its environment; a finished episode hands its slot to the
+next start, so the batch stays full.
+
+Sampling seeds are derived from (seed, task, rollout index, step), never from the batch: the same
+start with the same seed gives the same episode alone or in any batch, and a rollout restored at
+``s_k`` of an earlier rollout continues exactly as that rollout did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from tqdm import tqdm
+
+from eef.agent.parse import parse_turn
+from eef.agent.policy import GenerationRequest, Policy, SamplingParams
+from eef.envs.protocol import TextEnv
+from eef.envs.registry import make
+from eef.envs.replay import Divergence, replay
+from eef.trajectory import Message, Provenance, Trajectory, Turn
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where an episode begins.
+
+    Attributes:
+        task_id: the task.
+        prefix: a recorded trajectory of the same task whose first ``step`` turns are replayed.
+        step: the state of ``prefix`` to start from (0 = ``s0``).
+        index: the number of this rollout among rollouts from the same state (RFT xK).
+    """
+
+    task_id: str
+    prefix: Trajectory | None = None
+    step: int = 0
+    index: int = 0
+
+    @property
+    def key(self) -> str:
+        """A stable name of this start (part of the trajectory id)."""
+        origin = f"{self.prefix.id}@{self.step}" if self.prefix is not None else "s0"
+        return f"{self.task_id}:{origin}:r{self.index}"
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """How to roll out.
+
+    Attributes:
+        sampling: sampling settings of every model call.
+        seed: base seed of the per-request seeds.
+        source: the provenance source of the policy's turns.
+        iteration: the method iteration recorded in provenance.
+    """
+
+    sampling: SamplingParams = SamplingParams()
+    seed: int = 0
+    source: str = "self"
+    iteration: int = 0
+
+
+@dataclass
+class RolloutResult:
+    """What a batch of rollouts produced.
+
+    Attributes:
+        trajectories: finished episodes, in the order of their starts.
+        diverged: starts whose prefix did not replay faithfully (never rolled out), with where.
+        steps: environment steps taken by the policy (replayed steps not counted).
+        model_calls: batched policy calls.
+        seconds: wall time.
+    """
+
+    trajectories: list[Trajectory] = field(default_factory=list)
+    diverged: list[tuple[Start, Divergence]] = field(default_factory=list)
+    steps: int = 0
+    model_calls: int = 0
+    seconds: float = 0.0
+
+
+def request_seed(seed: int, start: Start, step: int) -> int:
+    """The sampling seed of turn ``step`` of an episode; independent of batch and start state."""
+    digest = hashlib.blake2b(f"{seed}|{start.task_id}|{start.index}|{step}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def clone_envs(env: TextEnv, count: int, options: dict | None = None) -> list[TextEnv]:
+    """``count`` independent environments like ``env``: forks when it can fork (sharing its
+    catalog and index), otherwise fresh ones from the registry with the same options."""
+    fork = getattr(env, "fork", None)
+    return [env] + [fork() if callable(fork) else make(env.name, **(options or {})) for _ in range(count - 1)]
+
+
+@dataclass
+class _Episode:
+    start: Start
+    prompt: tuple[Message, ...]
+    first_observation: str
+    turns: list[Turn]
+
+
+def _begin(env: TextEnv, start: Start, prompt: tuple[Message, ...]) -> _Episode | Divergence:
+    if start.prefix is None:
+        return _Episode(start, prompt, env.reset(start.task_id), [])
+    prefix = start.prefix
+    if prefix.task_id != start.task_id or not 0 <= start.step <= len(prefix.turns):
+        raise ValueError(f"start {start.key}: state {start.step} is not a state of {prefix.id} ({prefix.task_id})")
+    kept = prefix.turns[: start.step]
+    replayed = replay(env, start.task_id, [t.action for t in kept], [t.observation for t in kept])
+    if replayed.divergence is not None:
+        return replayed.divergence
+    if replayed.last is not None and replayed.last.done:
+        raise ValueError(f"start {start.key}: the prefix already ends the episode")
+    turns = [replace(t, trainable=False) for t in kept]  # methods decide which expert turns train
+    return _Episode(start, prompt, prefix.first_observation, turns)
+
+
+def _messages(episode: _Episode) -> list[dict[str, str]]:
+    out = [m.as_chat() for m in episode.prompt] + [{"role": "user", "content": episode.first_observation}]
+    for turn in episode.turns:
+        out += [{"role": "assistant", "content": turn.text}, {"role": "user", "content": turn.observation}]
+    return out
+
+
+def rollout(
+    envs: Sequence[TextEnv],
+    policy: Policy,
+    starts: Sequence[Start],
+    prompt: tuple[Message, ...],
+    config: RolloutConfig = RolloutConfig(),
+    *,
+    on_trajectory: Callable[[Trajectory], None] | None = None,
+    progress: bool = False,
+    description: str = "rollout",
+) -> RolloutResult:
+    """Run one episode per start, ``len(envs)`` at a time, with one policy call per step.
+
+    Args:
+        envs: independent environments (see :func:`clone_envs`); their count is the batch width.
+        policy: the model.
+        starts: where each episode begins.
+        prompt: the context before the first observation (see :func:`eef.agent.build_prompt`).
+        config: sampling, seed and provenance.
+        on_trajectory: called with each finished trajectory as soon as it ends (to save it).
+        progress: show a progress bar on stderr.
+        description: the progress bar's label.
+
+    Returns:
+        A :class:`RolloutResult`; trajectories are ordered as ``starts``.
+    """
+    began = time.perf_counter()
+    result = RolloutResult()
+    finished: dict[int, Trajectory] = {}
+    pending = iter(enumerate(starts))
+    slots: list[tuple[int, _Episode] | None] = [None] * len(envs)
+    bar = tqdm(total=len(starts), desc=description, unit="ep", disable=not progress, leave=False)
+
+    def fill(slot: int) -> None:
+        for number, start in pending:
+            begun = _begin(envs[slot], start, prompt)
+            if isinstance(begun, Divergence):
+                result.diverged.append((start, begun))
+                bar.update(1)
+                continue
+            slots[slot] = (number, begun)
+            return
+        slots[slot] = None
+
+    def finish(slot: int, reward: float, terminated: bool) -> None:
+        number, episode = slots[slot]  # type: ignore[misc]
+        trajectory = _trajectory(envs[slot], episode, reward, terminated, policy.name, config)
+        finished[number] = trajectory
+        if on_trajectory is not None:
+            on_trajectory(trajectory)
+        bar.update(1)
+        fill(slot)
+
+    for slot in range(len(envs)):
+        fill(slot)
+    while any(slots):
+        live = [s for s, occupant in enumerate(slots) if occupant is not None]
+        requests = [GenerationRequest(_messages(slots[s][1]),
+                                      request_seed(config.seed, slots[s][1].start, len(slots[s][1].turns)),
+                                      conversation=f"{description}:{slots[s][0]}")
+                    for s in live]
+        completions = policy.generate(requests, config.sampling)
+        result.model_calls += 1
+        for slot, completion in zip(live, completions):
+            episode = slots[slot][1]
+            action = parse_turn(completion.text).action
+            step = envs[slot].step(action)
+            result.steps += 1
+            episode.turns.append(Turn(completion.text, action, step.observation, step.reward, True))
+            if step.done:
+                finish(slot, step.reward, step.terminated)
+        bar.set_postfix(steps_per_s=f"{result.steps / max(time.perf_counter() - began, 1e-9):.1f}")
+    bar.close()
+    result.trajectories = [finished[n] for n in sorted(finished)]
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def _trajectory(env: TextEnv, episode: _Episode, reward: float, terminated: bool, model: str,
+                config: RolloutConfig) -> Trajectory:
+    start = episode.start
+    provenance = Provenance(
+        source=config.source, iteration=config.iteration, start_step=start.step,
+        parent_id=start.prefix.id if start.prefix is not None else None, model=model,
+        sampling={**config.sampling.as_dict(), "seed": config.seed},
+    )
+    return Trajectory(
+        id=f"{config.source}/it{config.iteration}/{start.key}", env=env.name, task_id=start.task_id,
+        prompt=episode.prompt, first_observation=episode.first_observation, turns=tuple(episode.turns),
+        reward=reward, success=terminated and env.is_success(reward), terminated=terminated,
+        provenance=provenance,
+    )

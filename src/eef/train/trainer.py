@@ -1,0 +1,282 @@
+"""The training loop: masked multi-turn SFT with accelerate, full fine-tuning or LoRA.
+
+One readable loop (nanoGPT's spirit) over packed rows. accelerate supplies the device, mixed
+precision and multi-GPU (DDP, FSDP or DeepSpeed from the config files in ``configs/accelerate``:
+``accelerate launch --config_file configs/accelerate/fsdp.yaml -m eef train ...``). The loss is
+the sum of token losses over trainable tokens divided by their count in the optimizer step, so
+gradient accumulation and packing do not change what a token weighs.
+
+The result is a model directory saved with ``save_pretrained`` (LoRA adapters merged unless
+asked otherwise), written to a temporary directory and renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from eef.train.data import IGNORE_INDEX, Example, PackedRow, pack_examples
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA adapters (PEFT) instead of full fine-tuning.
+
+    Attributes:
+        r: adapter rank.
+        alpha: scaling numerator.
+        dropout: dropout on the adapter input.
+        target_modules: module names, or ``all-linear``.
+        merge: merge the adapters into the saved weights (loadable without PEFT).
+    """
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str | tuple[str, ...] = "all-linear"
+    merge: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train.
+
+    Attributes:
+        epochs: passes over the data.
+        learning_rate: peak learning rate (cosine decay after a linear warm-up).
+        warmup_ratio: share of steps spent warming up.
+        weight_decay: AdamW weight decay.
+        rows_per_step: packed rows per optimizer step (across devices and accumulation).
+        micro_batch_rows: rows per forward pass on one device.
+        max_length: tokens per row; longer conversations are cut (see :mod:`eef.train.data`).
+        packing: pack several examples per row; off: one example per row, padded.
+        max_grad_norm: gradient clipping.
+        gradient_checkpointing: recompute activations (GPU memory for time).
+        mixed_precision: ``auto`` (bf16 on CUDA, none on CPU), ``bf16``, ``fp16`` or ``no``.
+        lora: LoRA settings, or None for full fine-tuning.
+        seed: seed of initialisation order, shuffling and dropout.
+    """
+
+    epochs: float = 3.0
+    learning_rate: float = 1e-5
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    rows_per_step: int = 8
+    micro_batch_rows: int = 8
+    max_length: int = 4096
+    packing: bool = True
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "auto"
+    lora: LoraSettings | None = None
+    seed: int = 0
+
+
+@dataclass
+class TrainResult:
+    """What a training run did.
+
+    Attributes:
+        checkpoint: the saved model directory.
+        steps: optimizer steps.
+        losses: mean trainable-token loss of each optimizer step.
+        tokens: non-padding tokens processed (all epochs).
+        trained_tokens: tokens that carried loss (all epochs).
+        seconds: wall time of the loop.
+    """
+
+    checkpoint: Path
+    steps: int = 0
+    losses: list[float] = field(default_factory=list)
+    tokens: int = 0
+    trained_tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Non-padding tokens per second of the training loop."""
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def rows_for(examples: Sequence[Example], config: TrainConfig) -> list[PackedRow]:
+    """Training rows: packed, or one example per row."""
+    if config.packing:
+        return pack_examples(examples, config.max_length, config.seed)
+    return [PackedRow(e.input_ids, e.labels, list(range(len(e.input_ids)))) for e in examples]
+
+
+def collate(rows: Sequence[PackedRow], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad rows into a batch; the padding is its own sequence (positions from 0), never
+    trained, so the packed block-diagonal mask still applies without an attention mask.
+    ``num_tokens`` counts the non-padding tokens (for throughput figures)."""
+    width = max(len(r.input_ids) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        n = len(row.input_ids)
+        ids[i, :n], labels[i, :n], positions[i, :n] = (torch.tensor(row.input_ids), torch.tensor(row.labels),
+                                                       torch.tensor(row.position_ids))
+        positions[i, n:] = torch.arange(width - n)
+    return {"input_ids": ids, "labels": labels, "position_ids": positions,
+            "num_tokens": torch.tensor(sum(len(r.input_ids) for r in rows))}
+
+
+def token_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over trainable tokens, and their count."""
+    logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+    targets = batch["labels"][:, 1:]
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
+                                             ignore_index=IGNORE_INDEX, reduction="sum")
+    return loss, int((targets != IGNORE_INDEX).sum())
+
+
+@torch.no_grad()
+def evaluate_loss(model: Any, examples: Sequence[Example], pad_id: int, batch_rows: int = 8) -> float:
+    """Mean loss per trainable token of ``examples`` (held-out turns)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    rows = [PackedRow(e.input_ids, e.labels, list(range(len(e.input_ids)))) for e in examples]
+    for start in range(0, len(rows), batch_rows):
+        batch = {k: v.to(device) for k, v in collate(rows[start:start + batch_rows], pad_id).items()}
+        loss, n = token_loss_sum(model, batch)
+        total, count = total + float(loss), count + n
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def _apply_lora(model: Any, lora: LoraSettings) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
+    return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                            target_modules=targets, task_type="CAUSAL_LM"))
+
+
+def train(model: Any, tokenizer: Any, examples: Sequence[Example], out_dir: str | Path,
+          config: TrainConfig = TrainConfig(), *, progress: bool = False,
+          metadata: dict[str, Any] | None = None) -> TrainResult:
+    """Fine-tune ``model`` on ``examples`` and save it to ``out_dir``.
+
+    Args:
+        model: a causal LM (loaded with ``from_pretrained``).
+        tokenizer: its tokenizer (saved with the checkpoint).
+        examples: tokenised conversations (see :func:`eef.train.tokenize_trajectories`).
+        out_dir: the checkpoint directory to create (replaced atomically if it exists).
+        config: the training settings.
+        progress: show a progress bar.
+        metadata: extra facts recorded in ``eef_train.json`` beside the weights.
+
+    Returns:
+        A :class:`TrainResult`.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    if not examples:
+        raise ValueError("no training examples (every conversation was dropped or none was given)")
+    precision = config.mixed_precision
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() else "no"
+    accelerator = Accelerator(mixed_precision=precision)
+    set_seed(config.seed)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    if config.lora is not None:
+        model = _apply_lora(model, config.lora)
+    model.train()
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    loader = torch.utils.data.DataLoader(rows_for(examples, config), batch_size=config.micro_batch_rows,
+                                         shuffle=True, collate_fn=lambda rows: collate(rows, pad_id),
+                                         generator=torch.Generator().manual_seed(config.seed))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)  # the loader is sharded per process
+    accumulation = max(1, config.rows_per_step // (config.micro_batch_rows * accelerator.num_processes))
+    total_steps = max(1, math.ceil(len(loader) * config.epochs / accumulation))
+    warmup = int(config.warmup_ratio * total_steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, warmup, total_steps))
+
+    result = TrainResult(checkpoint=Path(out_dir))
+    bar = tqdm(total=total_steps, desc="train", unit="step", leave=False,
+               disable=not progress or not accelerator.is_main_process)
+    stream = _cycle(loader)
+    began = time.perf_counter()
+    for _ in range(total_steps):
+        micro_batches = [next(stream) for _ in range(accumulation)]
+        # every trainable token of the step weighs the same, whichever micro-batch holds it
+        step_count = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro_batches)
+        step_loss = 0.0
+        for j, batch in enumerate(micro_batches):
+            with accelerator.no_sync(model) if j + 1 < len(micro_batches) else contextlib.nullcontext():
+                loss_sum, _ = token_loss_sum(model, batch)
+                accelerator.backward(loss_sum / max(step_count, 1))
+            step_loss += loss_sum.item()
+            result.tokens += int(batch["num_tokens"])
+        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        result.steps += 1
+        result.trained_tokens += step_count
+        result.losses.append(step_loss / max(step_count, 1))
+        bar.update(1)
+        bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
+    result.seconds = time.perf_counter() - began
+    bar.close()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        _save(accelerator.unwrap_model(model), tokenizer, Path(out_dir), config, result, metadata or {})
+    return result
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up to the peak, then cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min((step - warmup) / max(total - warmup, 1), 1.0)))
+
+
+def _cycle(loader: Any) -> Iterator[dict[str, torch.Tensor]]:
+    epoch = 0
+    while True:
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def _save(model: Any, tokenizer: Any, out: Path, config: TrainConfig, result: TrainResult,
+          metadata: dict[str, Any]) -> None:
+    if config.lora is not None and config.lora.merge:
+        model = model.merge_and_unload()
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    record = {"config": asdict(config), "steps": result.steps, "tokens": result.tokens,
+              "trained_tokens": result.trained_tokens, "seconds": round(result.seconds, 3),
+              "final_loss": result.losses[-1] if result.losses else None, **metadata}
+    (tmp / "eef_train.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out)

@@ -1,0 +1,341 @@
+"""Trajectories: what an episode was, who produced each turn, and which turns train.
+
+A trajectory is the conversation of one episode::
+
+    prompt (system instruction, optional one-shot example: context only)
+    user:      first observation              (o0)
+    assistant: Thought + Action a0            (turns[0].text)
+    user:      observation after a0           (turns[0].observation)
+    assistant: ...                            (turns[1].text)
+    ...
+
+State ``s_k`` of a trajectory is the state after its first ``k`` turns, so restoring ``s_k``
+means replaying ``turns[:k]``. Each :class:`Turn` carries its own ``trainable`` flag: the
+per-turn masks every method writes (spec: "Per-turn masks are the primitive").
+
+Files are JSONL, one trajectory per line. :func:`read_trajectories` reports a malformed line with
+file, line and field; :func:`append_trajectories` appends whole lines and flushes, so a crash
+loses at most the line being written, which :func:`read_trajectories` can skip on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from eef.atomic import write_jsonl_atomic
+from eef.errors import DataError
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message; ``trainable`` marks assistant messages whose tokens carry loss."""
+
+    role: str
+    content: str
+    trainable: bool = False
+
+    def as_chat(self) -> dict[str, str]:
+        """The ``{"role", "content"}`` dict chat templates and APIs take."""
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One agent step: the model's text, the action parsed from it and the environment's answer.
+
+    Attributes:
+        text: the assistant message as generated (``Thought: ...\\nAction: ...``).
+        action: the action sent to the environment (parsed from ``text``).
+        observation: what the environment answered.
+        reward: the step's reward.
+        trainable: whether ``text`` carries loss when this trajectory is trained on.
+    """
+
+    text: str
+    action: str
+    observation: str
+    reward: float = 0.0
+    trainable: bool = True
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a trajectory came from.
+
+    Attributes:
+        source: who acted: an expert's name (``gpt-4``, ``scripted``) or ``self`` (the policy).
+        iteration: the method iteration that produced it (0 for expert data and SFT-POS).
+        start_step: the first turn the policy produced; turns before it were replayed from
+            ``parent_id`` (0 when the policy acted from ``s0``).
+        parent_id: the trajectory whose prefix was replayed, or None.
+        model: the model (checkpoint path or API name) that produced the policy's turns.
+        sampling: the sampling settings used (temperature, top_p, seed, ...).
+    """
+
+    source: str
+    iteration: int = 0
+    start_step: int = 0
+    parent_id: str | None = None
+    model: str | None = None
+    sampling: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One episode of one task.
+
+    Attributes:
+        id: a stable id, unique within a file.
+        env: the environment's registered name.
+        task_id: the task's id in that environment.
+        prompt: context before the first observation (system instruction, one-shot example).
+        first_observation: the observation after reset.
+        turns: the agent's steps in order.
+        reward: the final reward (the last turn's reward; 0 when the episode was cut short).
+        success: whether the environment counts ``reward`` as solving the task.
+        terminated: the task ended (purchase, completion) rather than running out of steps.
+        provenance: who produced it.
+        meta: free-form extras (replay divergence, token counts, ...).
+    """
+
+    id: str
+    env: str
+    task_id: str
+    prompt: tuple[Message, ...]
+    first_observation: str
+    turns: tuple[Turn, ...]
+    reward: float
+    success: bool
+    terminated: bool
+    provenance: Provenance
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def actions(self) -> list[str]:
+        """The actions in order (``a0, a1, ...``)."""
+        return [t.action for t in self.turns]
+
+    @property
+    def observations(self) -> list[str]:
+        """The observation after each action (``o1, o2, ...``)."""
+        return [t.observation for t in self.turns]
+
+    def messages(self) -> list[Message]:
+        """The whole conversation as chat messages, masks included.
+
+        The observation after the last action is left out: nothing is generated after it.
+        """
+        out = list(self.prompt) + [Message("user", self.first_observation)]
+        for i, turn in enumerate(self.turns):
+            out.append(Message("assistant", turn.text, turn.trainable))
+            if i + 1 < len(self.turns):
+                out.append(Message("user", turn.observation))
+        return out
+
+    def context_at(self, step: int) -> list[Message]:
+        """The conversation an agent sees in state ``s_step`` (before choosing action ``step``)."""
+        if not 0 <= step <= len(self.turns):
+            raise ValueError(f"state {step} outside 0..{len(self.turns)} of trajectory {self.id}")
+        out = list(self.prompt) + [Message("user", self.first_observation)]
+        for turn in self.turns[:step]:
+            out += [Message("assistant", turn.text, turn.trainable), Message("user", turn.observation)]
+        return out
+
+    def with_masks(self, trainable: Sequence[bool]) -> Trajectory:
+        """A copy whose turns carry the given trainable flags (one per turn)."""
+        if len(trainable) != len(self.turns):
+            raise ValueError(f"{len(trainable)} masks for {len(self.turns)} turns of {self.id}")
+        return replace(self, turns=tuple(replace(t, trainable=bool(m)) for t, m in zip(self.turns, trainable)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the JSONL line format)."""
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSONL I/O
+
+
+def require_field(record: dict, key: str, kinds: type | tuple[type, ...], path: Path, line: int,
+                  prefix: str = "") -> Any:
+    """``record[key]``, checked to be of ``kinds``; a DataError names file, line and field otherwise."""
+    if key not in record:
+        raise DataError(path, "missing", line=line, field=prefix + key)
+    value = record[key]
+    if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
+        raise DataError(path, f"expected {_kind_name(kinds)}, got a boolean", line=line, field=prefix + key)
+    if not isinstance(value, kinds):
+        raise DataError(path, f"expected {_kind_name(kinds)}, got {type(value).__name__}", line=line,
+                        field=prefix + key)
+    return value
+
+
+def _kind_name(kinds: type | tuple[type, ...]) -> str:
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    names = {str: "a string", bool: "a boolean", int: "a number", float: "a number", list: "a list",
+             dict: "an object", type(None): "null"}
+    return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
+
+
+def trajectory_from_dict(record: Any, path: Path | str = "<memory>", line: int = 1) -> Trajectory:
+    """Build a :class:`Trajectory` from its JSONL dict, naming the bad field on error."""
+    path = Path(path)
+    if not isinstance(record, dict):
+        raise DataError(path, f"expected a JSON object, got {type(record).__name__}", line=line)
+    number = (int, float)
+    prompt = []
+    for i, m in enumerate(require_field(record, "prompt", list, path, line)):
+        where = f"prompt[{i}]."
+        if not isinstance(m, dict):
+            raise DataError(path, "expected an object", line=line, field=f"prompt[{i}]")
+        role = require_field(m, "role", str, path, line, where)
+        if role not in ROLES:
+            raise DataError(path, f"role {role!r} is not one of {', '.join(ROLES)}", line=line, field=where + "role")
+        trainable = require_field(m, "trainable", bool, path, line, where) if "trainable" in m else False
+        prompt.append(Message(role, require_field(m, "content", str, path, line, where), trainable))
+    turns = []
+    for i, t in enumerate(require_field(record, "turns", list, path, line)):
+        where = f"turns[{i}]."
+        if not isinstance(t, dict):
+            raise DataError(path, "expected an object", line=line, field=f"turns[{i}]")
+        turns.append(Turn(
+            text=require_field(t, "text", str, path, line, where),
+            action=require_field(t, "action", str, path, line, where),
+            observation=require_field(t, "observation", str, path, line, where),
+            reward=float(require_field(t, "reward", number, path, line, where)) if "reward" in t else 0.0,
+            trainable=require_field(t, "trainable", bool, path, line, where) if "trainable" in t else True,
+        ))
+    prov = require_field(record, "provenance", dict, path, line)
+    provenance = Provenance(
+        source=require_field(prov, "source", str, path, line, "provenance."),
+        iteration=int(require_field(prov, "iteration", int, path, line, "provenance.")) if "iteration" in prov else 0,
+        start_step=int(require_field(prov, "start_step", int, path, line, "provenance.")) if "start_step" in prov else 0,
+        parent_id=require_field(prov, "parent_id", (str, type(None)), path, line, "provenance.") if "parent_id" in prov else None,
+        model=require_field(prov, "model", (str, type(None)), path, line, "provenance.") if "model" in prov else None,
+        sampling=require_field(prov, "sampling", dict, path, line, "provenance.") if "sampling" in prov else {},
+    )
+    if not 0 <= provenance.start_step <= len(turns):
+        raise DataError(path, f"{provenance.start_step} is outside 0..{len(turns)} turns", line=line,
+                        field="provenance.start_step")
+    return Trajectory(
+        id=require_field(record, "id", str, path, line),
+        env=require_field(record, "env", str, path, line),
+        task_id=require_field(record, "task_id", str, path, line),
+        prompt=tuple(prompt),
+        first_observation=require_field(record, "first_observation", str, path, line),
+        turns=tuple(turns),
+        reward=float(require_field(record, "reward", number, path, line)),
+        success=require_field(record, "success", bool, path, line),
+        terminated=require_field(record, "terminated", bool, path, line),
+        provenance=provenance,
+        meta=require_field(record, "meta", dict, path, line) if "meta" in record else {},
+    )
+
+
+def iter_trajectories(path: str | Path, *, skip_torn_tail: bool = False) -> Iterator[Trajectory]:
+    """Stream trajectories from a JSONL file.
+
+    Args:
+        path: the file.
+        skip_torn_tail: ignore a last line without its newline that is not valid JSON (what a
+            crash in the middle of :func:`append_trajectories` leaves); used when resuming.
+
+    Raises:
+        DataError: a missing file, bad JSON, a missing or mistyped field, or a repeated id.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "no such file")
+    seen: set[str] = set()
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                if skip_torn_tail and not raw.endswith(b"\n"):
+                    return
+                reason = (f"not valid JSON ({e.msg} at column {e.colno})" if isinstance(e, json.JSONDecodeError)
+                          else "not valid UTF-8")
+                raise DataError(path, reason, line=number) from None
+            trajectory = trajectory_from_dict(record, path, number)
+            if trajectory.id in seen:
+                raise DataError(path, f"id {trajectory.id!r} appears twice", line=number, field="id")
+            seen.add(trajectory.id)
+            yield trajectory
+
+
+def read_trajectories(path: str | Path, *, skip_torn_tail: bool = False) -> list[Trajectory]:
+    """All trajectories of a JSONL file (see :func:`iter_trajectories`)."""
+    return list(iter_trajectories(path, skip_torn_tail=skip_torn_tail))
+
+
+def _line(trajectory: Trajectory) -> str:
+    return json.dumps(trajectory.to_dict(), ensure_ascii=False) + "\n"
+
+
+def write_trajectories(path: str | Path, trajectories: Iterable[Trajectory]) -> int:
+    """Write a JSONL file atomically (see :mod:`eef.atomic`); returns the count.
+
+    Raises:
+        ValueError: two trajectories share an id (reading the file back would fail).
+    """
+    seen: set[str] = set()
+
+    def records() -> Iterator[dict[str, Any]]:
+        for trajectory in trajectories:
+            if trajectory.id in seen:
+                raise ValueError(f"trajectory id {trajectory.id!r} appears twice")
+            seen.add(trajectory.id)
+            yield trajectory.to_dict()
+
+    return write_jsonl_atomic(path, records())
+
+
+def append_trajectories(path: str | Path, trajectories: Iterable[Trajectory]) -> int:
+    """Append whole lines and flush each, so finished episodes survive a crash."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _drop_torn_tail(path)
+    count = 0
+    with path.open("a", encoding="utf-8") as f:
+        for trajectory in trajectories:
+            f.write(_line(trajectory))
+            f.flush()
+            count += 1
+    return count
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Make the file end with a newline before appending: a last line without one is cut when a
+    crash tore it (not valid JSON) and completed with a newline when it is a whole record."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        start = size
+        while start > 0:  # find the start of the last line, reading backwards in blocks
+            block = min(65536, start)
+            f.seek(start - block)
+            newline = f.read(block).rfind(b"\n")
+            if newline >= 0:
+                start = start - block + newline + 1
+                break
+            start -= block
+        f.seek(start)
+        try:
+            json.loads(f.read().decode("utf-8"))
+            f.write(b"\n")
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            f.truncate(start)
