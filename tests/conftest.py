@@ -30,3 +30,20 @@ def shop_env():
     from eef.envs import make
 
     return make("shop")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny untrained Llama for the shop environment, built once per test session."""
+    from eef.envs import make
+    from eef.models.tiny import TinyModelConfig, create_tiny_model
+
+    config = TinyModelConfig(corpus_tasks=200, layers=2, hidden_size=64, heads=2, intermediate_size=128)
+    return create_tiny_model(make("shop"), tmp_path_factory.mktemp("tiny-model"), config)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)

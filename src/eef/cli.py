@@ -112,3 +112,7 @@ def main() -> None:
     except EefError as e:
         typer.echo(f"error: {e}", err=True)
         raise SystemExit(2) from None
+
+
+if __name__ == "__main__":  # `accelerate launch -m eef.cli train ...`
+    main()

@@ -93,7 +93,7 @@ def explore(
     try:
         result = rollout(clone_envs(env, num_envs, options), policy, todo, build_prompt(env.name, PromptConfig(
             one_shot=one_shot), env), config, on_trajectory=lambda t: append_trajectories(out, [t]),
-            progress=sys.stderr.isatty(), description="explore")
+            progress=True, description="explore")
     finally:
         policy.close()
     wins = sum(t.success for t in result.trajectories)
@@ -137,7 +137,7 @@ def train_command(
     held = tokenize_trajectories(read_trajectories(heldout), tokenizer, max_length)[0] if heldout else []
     if held:
         typer.echo(f"held-out loss before: {evaluate_loss(model_, held, tokenizer.pad_token_id):.4f}")
-    result = train(model_, tokenizer, examples, out, config, progress=sys.stderr.isatty(),
+    result = train(model_, tokenizer, examples, out, config, progress=True,
                    metadata={"base_model": model, "data": [str(p) for p in data], "tokenize": stats.__dict__})
     typer.echo(f"trained {result.steps} steps, loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}, "
                f"{result.tokens_per_s:,.0f} tokens/s -> {out}")
@@ -166,7 +166,7 @@ def eval_command(
     try:
         report = evaluate(clone_envs(env, num_envs, options), policy, tasks,
                           build_prompt(env.name, PromptConfig(one_shot=one_shot), env), split=split,
-                          max_new_tokens=max_new_tokens, out_dir=out, progress=sys.stderr.isatty())
+                          max_new_tokens=max_new_tokens, out_dir=out, progress=True)
     finally:
         policy.close()
     typer.echo(f"{env.name} {split}: {report.episodes} tasks, win rate {report.win_rate:.1%}, "

@@ -18,13 +18,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from tqdm import tqdm
-
 from eef.agent.parse import parse_turn
 from eef.agent.policy import GenerationRequest, Policy, SamplingParams
 from eef.envs.protocol import TextEnv
 from eef.envs.registry import make
 from eef.envs.replay import Divergence, replay
+from eef.progress import progress_bar
 from eef.trajectory import Message, Provenance, Trajectory, Turn
 
 
@@ -162,7 +161,7 @@ def rollout(
     finished: dict[int, Trajectory] = {}
     pending = iter(enumerate(starts))
     slots: list[tuple[int, _Episode] | None] = [None] * len(envs)
-    bar = tqdm(total=len(starts), desc=description, unit="ep", disable=not progress, leave=False)
+    bar = progress_bar(len(starts), description, "ep", progress)
 
     def fill(slot: int) -> None:
         for number, start in pending:

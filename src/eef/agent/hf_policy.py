@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import DynamicCache
+from transformers import StaticCache
 
 from eef.agent.policy import Completion, GenerationRequest, SamplingParams, apply_stop
 from eef.agent.prefix_cache import CacheEntry, PrefixCache
@@ -78,6 +78,8 @@ class HFPolicy:
         self.prefix_cache = PrefixCache(prefix_cache_entries) if prefix_cache_entries > 0 else None
         self.device = next(model.parameters()).device
         self.stop_ids = stop_token_ids(tokenizer, model)
+        if tokenizer.pad_token_id is None and not self.stop_ids:
+            raise ValueError(f"{name}: the tokenizer has neither a pad token nor an end-of-sequence token")
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.stop_ids)
 
     @classmethod
@@ -117,11 +119,11 @@ class HFPolicy:
         batch = len(prompts)
         reused = [self.prefix_cache.lookup(c, p) if self.prefix_cache is not None else (None, 0)
                   for c, p in zip(conversations, prompts)]
-        cache, input_ids, attention, positions = self._prefill_inputs(prompts, reused)
+        cache, input_ids, attention, positions = self._prefill_inputs(prompts, reused, params.max_new_tokens)
+        filled = attention.shape[1] - params.max_new_tokens  # cache columns written so far
         generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in seeds]
-        out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                         past_key_values=cache, use_cache=True, logits_to_keep=1)
-        cache, logits = out.past_key_values, out.logits[:, -1, :]
+        logits = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                            past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
         generated: list[list[int]] = [[] for _ in range(batch)]
         finish = ["length"] * batch
         live = list(range(batch))  # rows of the original batch still decoding, in cache order
@@ -132,26 +134,26 @@ class HFPolicy:
                 token = int(tokens[slot])
                 if token in self.stop_ids:
                     finish[row] = "stop"
-                elif (generated[row].append(token) or
-                      (params.stop and apply_stop(self.tokenizer.decode(generated[row]), params.stop)[1])):
+                elif generated[row].append(token) or self._hits_stop(generated[row], params.stop):
                     finish[row] = "stop"
                 else:
                     keep.append(slot)
             if not keep or len(generated[live[keep[0]]]) >= params.max_new_tokens:
                 break
             if len(keep) < len(live):  # drop finished rows from the cache and the masks
-                self._remember(cache, attention, [(s, live[s]) for s in range(len(live)) if s not in keep],
+                self._remember(cache, attention[:, :filled], [(s, live[s]) for s in range(len(live)) if s not in keep],
                                prompts, generated, conversations)
                 index = torch.tensor(keep, device=self.device)
-                cache.batch_select_indices(index)
+                for layer in cache.layers:
+                    layer.keys, layer.values = layer.keys[index], layer.values[index]
                 attention, positions, tokens = attention[index], positions[index], tokens[index]
                 live = [live[s] for s in keep]
-            attention = torch.cat([attention, attention.new_ones((len(live), 1))], dim=1)
+            attention[:, filled] = 1
+            filled += 1
             positions = positions[:, -1:] + 1
-            out = self.model(input_ids=tokens[:, None], attention_mask=attention, position_ids=positions,
-                             past_key_values=cache, use_cache=True)
-            cache, logits = out.past_key_values, out.logits[:, -1, :]
-        self._remember(cache, attention, list(enumerate(live)), prompts, generated, conversations)
+            logits = self.model(input_ids=tokens[:, None], attention_mask=attention, position_ids=positions,
+                                past_key_values=cache, use_cache=True).logits[:, -1, :]
+        self._remember(cache, attention[:, :filled], list(enumerate(live)), prompts, generated, conversations)
         completions = []
         for row in range(batch):
             text = self.tokenizer.decode(generated[row], skip_special_tokens=True)
@@ -160,41 +162,48 @@ class HFPolicy:
                                           {"cached_tokens": reused[row][1]}))
         return completions
 
-    def _prefill_inputs(self, prompts: list[list[int]], reused: list[tuple[CacheEntry | None, int]]):
-        """Batch tensors for the first forward: per row ``[pad | cached KV][pad | new tokens]``.
+    def _hits_stop(self, tokens: list[int], stop: tuple[str, ...]) -> bool:
+        """Whether the text ends with a stop string; only the last tokens are decoded (a stop
+        string spans at most as many tokens as it has characters, plus one partial token)."""
+        if not stop:
+            return False
+        tail = self.tokenizer.decode(tokens[-(max(map(len, stop)) + 1):], skip_special_tokens=True)
+        return apply_stop(tail, stop)[1]
 
-        Padding sits on the left of both parts; the attention mask hides it and explicit
-        positions continue each row's cached length, so rows with different cached prefixes
-        share one forward.
+    def _prefill_inputs(self, prompts: list[list[int]], reused: list[tuple[CacheEntry | None, int]],
+                        max_new_tokens: int) -> tuple[StaticCache, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The cache and tensors of the first forward.
+
+        Per row the cache holds ``[pad | reused KV][pad | new tokens][room for the completion]``:
+        padding sits on the left of both parts, the attention mask hides it, and explicit positions
+        continue each row's cached length, so rows with different cached prefixes share one
+        forward. The cache is allocated once at its final length and written in place: growing it
+        by concatenation would copy every row's whole KV at each generated token.
         """
         batch = len(prompts)
         cached = [covered for _, covered in reused]
-        entries = [entry for entry, _ in reused]
         fresh = [p[c:] for p, c in zip(prompts, cached)]
         width_cached, width_new = max(cached), max(len(f) for f in fresh)
         input_ids = torch.full((batch, width_new), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((batch, width_cached + width_new), dtype=torch.long)
+        attention = torch.zeros((batch, width_cached + width_new + max_new_tokens), dtype=torch.long)
         positions = torch.zeros((batch, width_new), dtype=torch.long)
         for row, (c, tokens) in enumerate(zip(cached, fresh)):
             input_ids[row, width_new - len(tokens):] = torch.tensor(tokens)
             attention[row, width_cached - c:width_cached] = 1
-            attention[row, width_cached + width_new - len(tokens):] = 1
+            attention[row, width_cached + width_new - len(tokens):width_cached + width_new] = 1
             positions[row, width_new - len(tokens):] = torch.arange(c, c + len(tokens))
-        cache = None
+        cache = StaticCache(config=self.model.config, max_cache_len=attention.shape[1])
         if width_cached:
-            layers = []
-            some = next(e for e in entries if e is not None)
-            for layer in range(len(some.layers)):
-                shape = some.layers[layer][0].shape
-                keys = torch.zeros((batch, shape[1], width_cached, shape[3]), dtype=self.model.dtype,
-                                   device=self.device)
-                values = torch.zeros_like(keys)
+            some = next(entry for entry, _ in reused if entry is not None)
+            for index, layer in enumerate(cache.layers):
+                keys, values = some.layers[index]
+                layer.lazy_initialization(keys.new_zeros((batch, *keys.shape[1:])),
+                                          values.new_zeros((batch, *values.shape[1:])))
                 for row, (entry, c) in enumerate(reused):
                     if c:
-                        keys[row, :, width_cached - c:] = entry.layers[layer][0][0, :, :c]
-                        values[row, :, width_cached - c:] = entry.layers[layer][1][0, :, :c]
-                layers.append((keys, values))
-            cache = DynamicCache(ddp_cache_data=layers)
+                        layer.keys[row, :, width_cached - c:width_cached] = entry.layers[index][0][0, :, :c]
+                        layer.values[row, :, width_cached - c:width_cached] = entry.layers[index][1][0, :, :c]
+                layer.cumulative_length.fill_(width_cached)
         return cache, input_ids.to(self.device), attention.to(self.device), positions.to(self.device)
 
     def _remember(self, cache: Any, attention: torch.Tensor, slots_rows: list[tuple[int, int]],
@@ -202,12 +211,13 @@ class HFPolicy:
         """Keep finished rows' KV (the tokens actually fed) for the conversation's next turn."""
         if self.prefix_cache is None:
             return
+        width = attention.shape[1]
         for slot, row in slots_rows:
             if conversations[row] is None:
                 continue
             mask = attention[slot].bool()
             fed = (prompts[row] + generated[row])[: int(mask.sum())]
-            layers = [(layer.keys[slot:slot + 1, :, mask], layer.values[slot:slot + 1, :, mask])
+            layers = [(layer.keys[slot:slot + 1, :, :width][:, :, mask], layer.values[slot:slot + 1, :, :width][:, :, mask])
                       for layer in cache.layers]
             self.prefix_cache.put(conversations[row], CacheEntry(fed, layers))
 

@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
-
+from eef.progress import progress_bar
 from eef.train.data import IGNORE_INDEX, Example, PackedRow, pack_examples
 
 
@@ -132,9 +131,19 @@ def collate(rows: Sequence[PackedRow], pad_id: int) -> dict[str, torch.Tensor]:
             "num_tokens": torch.tensor(sum(len(r.input_ids) for r in rows))}
 
 
+def forward_logits(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Logits of a (packed) batch.
+
+    No attention mask and no KV cache: transformers then reads the restarts of ``position_ids``
+    as sequence boundaries (with a cache it silently falls back to one causal mask per row, and
+    packed examples would attend to each other).
+    """
+    return model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+
+
 def token_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy over trainable tokens, and their count."""
-    logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+    logits = forward_logits(model, batch)
     targets = batch["labels"][:, 1:]
     loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
                                              ignore_index=IGNORE_INDEX, reduction="sum")
@@ -212,8 +221,7 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], out_dir: str 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, warmup, total_steps))
 
     result = TrainResult(checkpoint=Path(out_dir))
-    bar = tqdm(total=total_steps, desc="train", unit="step", leave=False,
-               disable=not progress or not accelerator.is_main_process)
+    bar = progress_bar(total_steps, "train", "step", progress and accelerator.is_main_process)
     stream = _cycle(loader)
     began = time.perf_counter()
     for _ in range(total_steps):
@@ -239,8 +247,11 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], out_dir: str 
     result.seconds = time.perf_counter() - began
     bar.close()
     accelerator.wait_for_everyone()
+    # FSDP and ZeRO-3 hold shards: every process takes part in gathering the full weights
+    state_dict = accelerator.get_state_dict(model) if config.lora is None else None
     if accelerator.is_main_process:
-        _save(accelerator.unwrap_model(model), tokenizer, Path(out_dir), config, result, metadata or {})
+        _save(accelerator.unwrap_model(model), tokenizer, Path(out_dir), config, result, metadata or {}, state_dict)
+    accelerator.wait_for_everyone()
     return result
 
 
@@ -261,12 +272,12 @@ def _cycle(loader: Any) -> Iterator[dict[str, torch.Tensor]]:
 
 
 def _save(model: Any, tokenizer: Any, out: Path, config: TrainConfig, result: TrainResult,
-          metadata: dict[str, Any]) -> None:
+          metadata: dict[str, Any], state_dict: dict[str, torch.Tensor] | None) -> None:
     if config.lora is not None and config.lora.merge:
         model = model.merge_and_unload()
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, state_dict=state_dict)
     tokenizer.save_pretrained(tmp)
     record = {"config": asdict(config), "steps": result.steps, "tokens": result.tokens,
               "trained_tokens": result.trained_tokens, "seconds": round(result.seconds, 3),

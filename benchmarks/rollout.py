@@ -1,0 +1,67 @@
+"""Environment steps per second of eef's batched rollout engine against a sequential loop.
+
+    python benchmarks/rollout.py [--tasks 64] [--json]
+    python benchmarks/rollout.py --device cuda --model PATH_TO_0.5-1B_LLAMA   # GPU mode
+
+Both run the same model (default: a fresh tiny eef model; an untrained model writes random
+actions, so episodes run to the step limit and contexts grow as in a long real episode) on the
+same tasks of the built-in shop with the same seeds and sampling. The sequential loop is ETO's
+evaluation loop: one environment at a time, one model call per step, the whole conversation
+re-read every call. The batched engine steps ``--num-envs`` environments together, one model
+call per step, and keeps each conversation's KV cache between turns. Also printed: the
+sequential loop with KV reuse, to separate the two effects. Target: ratio >= 5 on the 2-core CPU
+machine. With --json the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from _common import print_figures
+
+
+def _steps_per_s(model_dir: str, args, width: int, cache_entries: int) -> tuple[float, int]:
+    from eef.agent import SamplingParams, build_prompt
+    from eef.agent.hf_policy import HFPolicy
+    from eef.envs import make
+    from eef.rollout import RolloutConfig, Start, clone_envs, rollout
+
+    env = make("shop")
+    policy = HFPolicy.from_pretrained(model_dir, device=args.device, max_batch_size=width,
+                                      prefix_cache_entries=cache_entries)
+    starts = [Start(t) for t in env.task_ids("test")[: args.tasks]]
+    config = RolloutConfig(SamplingParams(temperature=0.7, max_new_tokens=args.max_new_tokens), seed=0)
+    result = rollout(clone_envs(env, width), policy, starts, build_prompt("shop"), config)
+    return result.steps / result.seconds, result.steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", help="Model directory (default: a fresh tiny eef model for the shop).")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--tasks", type=int, default=64)
+    parser.add_argument("--num-envs", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=24, help="About one ReAct turn of the shop.")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = args.model
+        if model_dir is None:
+            from eef.envs import make
+            from eef.models.tiny import create_tiny_model
+
+            model_dir = str(create_tiny_model(make("shop"), Path(tmp) / "tiny"))
+        batched, steps = _steps_per_s(model_dir, args, args.num_envs, cache_entries=2 * args.num_envs)
+        sequential, _ = _steps_per_s(model_dir, args, 1, cache_entries=0)
+        sequential_cached, _ = _steps_per_s(model_dir, args, 1, cache_entries=2)
+    print_figures({"tasks": args.tasks, "steps": steps, "device": args.device,
+                   "batched_steps_per_s": round(batched, 2), "sequential_steps_per_s": round(sequential, 2),
+                   "sequential_kv_reuse_steps_per_s": round(sequential_cached, 2),
+                   "ratio": round(batched / sequential, 2)}, args.json)
+
+
+if __name__ == "__main__":
+    main()

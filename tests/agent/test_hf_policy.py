@@ -1,0 +1,60 @@
+"""The transformers backend: batch-independent seeded sampling, KV reuse, stops."""
+
+import pytest
+
+from eef.agent.hf_policy import HFPolicy
+from eef.agent.policy import GenerationRequest, SamplingParams
+
+SAMPLED = SamplingParams(temperature=1.0, max_new_tokens=12)
+
+
+def _conversation(i: int) -> list[dict[str, str]]:
+    return [{"role": "system", "content": "You shop."},
+            {"role": "user", "content": f"WebShop [SEP] Instruction: [SEP] item number {i} [SEP] Search"}]
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_model_dir):
+    return HFPolicy.from_pretrained(tiny_model_dir, device="cpu", prefix_cache_entries=0)
+
+
+def test_a_seeded_sample_does_not_depend_on_its_batch(policy):
+    alone = policy.generate([GenerationRequest(_conversation(3), seed=7)], SAMPLED)[0]
+    batch = policy.generate([GenerationRequest(_conversation(i), seed=7 if i == 3 else i) for i in range(6)], SAMPLED)
+    assert batch[3].text == alone.text
+    other_seed = policy.generate([GenerationRequest(_conversation(3), seed=8)], SAMPLED)[0]
+    assert other_seed.text != alone.text  # the seed matters (an untrained model samples near-uniformly)
+
+
+def test_completions_report_tokens_and_stop_at_the_length_limit(policy):
+    completion = policy.generate([GenerationRequest(_conversation(1), seed=1)], SAMPLED)[0]
+    assert completion.prompt_tokens == len(policy.encode_prompt(_conversation(1)))
+    assert completion.completion_tokens <= 12
+    if completion.completion_tokens == 12:
+        assert completion.finish_reason == "length"
+
+
+def test_stop_strings_cut_the_text(policy):
+    params = SamplingParams(temperature=1.0, max_new_tokens=12)
+    text = policy.generate([GenerationRequest(_conversation(2), seed=5)], params)[0].text
+    stop = text.strip()[2:4]
+    assert stop, "the untrained model should produce a few characters"
+    cut = policy.generate([GenerationRequest(_conversation(2), seed=5)],
+                          SamplingParams(temperature=1.0, max_new_tokens=12, stop=(stop,)))[0]
+    assert stop not in cut.text and text.startswith(cut.text) and cut.finish_reason == "stop"
+
+
+def test_kv_reuse_across_turns_gives_the_same_completions(tiny_model_dir, policy):
+    cached = HFPolicy.from_pretrained(tiny_model_dir, device="cpu", prefix_cache_entries=8)
+    conversations = [_conversation(i) for i in range(3)]
+    for turn in range(3):
+        requests = [GenerationRequest(c, seed=turn, conversation=f"c{i}") for i, c in enumerate(conversations)]
+        with_cache = cached.generate(requests, SAMPLED)
+        without = policy.generate(requests, SAMPLED)
+        assert [c.text for c in with_cache] == [c.text for c in without]
+        if turn:
+            assert all(c.extra["cached_tokens"] > 0 for c in with_cache)
+        for conversation, completion in zip(conversations, with_cache):
+            conversation += [{"role": "assistant", "content": completion.text},
+                             {"role": "user", "content": f"observation after turn {turn}"}]
+    assert cached.prefix_cache.reused_tokens > cached.prefix_cache.fed_tokens

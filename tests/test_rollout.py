@@ -1,0 +1,67 @@
+"""Batched rollouts: restoring a state continues the original episode; batching changes nothing."""
+
+import dataclasses
+
+import pytest
+
+from eef.agent.hf_policy import HFPolicy
+from eef.agent.policy import SamplingParams
+from eef.agent.prompt import build_prompt
+from eef.rollout import RolloutConfig, Start, clone_envs, rollout
+
+CONFIG = RolloutConfig(SamplingParams(temperature=1.0, max_new_tokens=10), seed=3)
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_model_dir):
+    return HFPolicy.from_pretrained(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def original(shop_env, policy):
+    starts = [Start(t) for t in shop_env.task_ids("test")[:6]]
+    return rollout(clone_envs(shop_env, 3), policy, starts, build_prompt("shop"), CONFIG)
+
+
+def test_every_start_ends_in_one_recorded_episode(original, shop_env):
+    assert [t.task_id for t in original.trajectories] == shop_env.task_ids("test")[:6]
+    assert len({t.id for t in original.trajectories}) == 6
+    for t in original.trajectories:
+        assert 1 <= len(t.turns) <= shop_env.max_steps
+        assert t.terminated or len(t.turns) == shop_env.max_steps
+        assert t.provenance.start_step == 0 and t.provenance.parent_id is None
+        assert t.provenance.sampling["temperature"] == 1.0
+    assert original.model_calls < original.steps  # several episodes per model call
+
+
+def test_restoring_a_state_continues_exactly_as_the_original(original, shop_env, policy):
+    episode = max(original.trajectories, key=lambda t: len(t.turns))
+    assert len(episode.turns) >= 3
+    starts = [Start(episode.task_id, episode, k) for k in range(1, len(episode.turns))]
+    restored = rollout(clone_envs(shop_env, 2), policy, starts, build_prompt("shop"), CONFIG)
+    assert not restored.diverged
+    for k, t in zip(range(1, len(episode.turns)), restored.trajectories):
+        assert [turn.text for turn in t.turns] == [turn.text for turn in episode.turns]
+        assert t.reward == episode.reward
+        assert t.provenance.start_step == k and t.provenance.parent_id == episode.id
+        assert not any(turn.trainable for turn in t.turns[:k])  # the replayed prefix is context
+        assert all(turn.trainable for turn in t.turns[k:])
+
+
+def test_batch_width_does_not_change_episodes(original, shop_env, policy):
+    starts = [Start(t) for t in shop_env.task_ids("test")[:6]]
+    one_at_a_time = rollout(clone_envs(shop_env, 1), policy, starts, build_prompt("shop"), CONFIG)
+    assert [t.turns for t in one_at_a_time.trajectories] == [t.turns for t in original.trajectories]
+    assert one_at_a_time.model_calls == one_at_a_time.steps
+
+
+def test_a_prefix_that_does_not_replay_is_reported_and_skipped(original, shop_env, policy):
+    episode = max(original.trajectories, key=lambda t: len(t.turns))
+    tampered_turn = dataclasses.replace(episode.turns[0], observation="a page that never was")
+    tampered = dataclasses.replace(episode, turns=(tampered_turn,) + episode.turns[1:])
+    seen = []
+    result = rollout(clone_envs(shop_env, 1), policy, [Start(episode.task_id, tampered, 2), Start(episode.task_id)],
+                     build_prompt("shop"), CONFIG, on_trajectory=seen.append)
+    assert len(result.diverged) == 1 and result.diverged[0][1].step == 0
+    assert [t.provenance.start_step for t in result.trajectories] == [0]
+    assert seen == result.trajectories
