@@ -17,3 +17,20 @@ def print_figures(figures: dict, as_json: bool) -> None:
         print(f"{key:28s} {value}")
     if as_json:
         print(json.dumps(figures))
+
+
+def model_arguments(parser) -> None:
+    """The options every model benchmark takes: which model and which device."""
+    parser.add_argument("--model", help="Model directory (default: a fresh tiny eef model for the shop).")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--json", action="store_true")
+
+
+def model_or_tiny(model: str | None, scratch: Path) -> str:
+    """``model``, or a fresh tiny eef model for the built-in shop created under ``scratch``."""
+    if model is not None:
+        return model
+    from eef.envs import make
+    from eef.models.tiny import create_tiny_model
+
+    return str(create_tiny_model(make("shop"), scratch / "tiny"))

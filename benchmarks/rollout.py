@@ -19,7 +19,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from _common import print_figures
+from _common import model_arguments, model_or_tiny, print_figures
 
 
 def _steps_per_s(model_dir: str, args, width: int, cache_entries: int) -> tuple[float, int]:
@@ -39,21 +39,14 @@ def _steps_per_s(model_dir: str, args, width: int, cache_entries: int) -> tuple[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", help="Model directory (default: a fresh tiny eef model for the shop).")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    model_arguments(parser)
     parser.add_argument("--tasks", type=int, default=64)
     parser.add_argument("--num-envs", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=24, help="About one ReAct turn of the shop.")
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = args.model
-        if model_dir is None:
-            from eef.envs import make
-            from eef.models.tiny import create_tiny_model
-
-            model_dir = str(create_tiny_model(make("shop"), Path(tmp) / "tiny"))
+        model_dir = model_or_tiny(args.model, Path(tmp))
         batched, steps = _steps_per_s(model_dir, args, args.num_envs, cache_entries=2 * args.num_envs)
         sequential, _ = _steps_per_s(model_dir, args, 1, cache_entries=0)
         sequential_cached, _ = _steps_per_s(model_dir, args, 1, cache_entries=2)

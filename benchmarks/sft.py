@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import print_figures
+from _common import model_arguments, model_or_tiny, print_figures
 
 
 def _data(model_dir: str, examples: int, max_length: int):
@@ -67,23 +67,16 @@ def _trl(model_dir, tokenizer, examples, args, out: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", help="Model directory (default: a fresh tiny eef model for the shop).")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    model_arguments(parser)
     parser.add_argument("--examples", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--rows", type=int, default=4, help="Packed rows per optimizer step.")
     parser.add_argument("--max-length", type=int, default=2048)
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        model_dir = args.model
-        if model_dir is None:
-            from eef.envs import make
-            from eef.models.tiny import create_tiny_model
-
-            model_dir = str(create_tiny_model(make("shop"), out / "tiny"))
+        model_dir = model_or_tiny(args.model, out)
         tokenizer, examples = _data(model_dir, args.examples, args.max_length)
         ours = _ours(model_dir, tokenizer, examples, args, out)
         trl = _trl(model_dir, tokenizer, examples, args, out)

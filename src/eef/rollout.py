@@ -201,7 +201,7 @@ def rollout(
             episode.turns.append(Turn(completion.text, action, step.observation, step.reward, True))
             if step.done:
                 finish(slot, step.reward, step.terminated)
-        bar.set_postfix(steps_per_s=f"{result.steps / max(time.perf_counter() - began, 1e-9):.1f}")
+        bar.set_postfix(steps_per_s=f"{result.steps / max(time.perf_counter() - began, 1e-9):.1f}", refresh=False)
     bar.close()
     result.trajectories = [finished[n] for n in sorted(finished)]
     result.seconds = time.perf_counter() - began

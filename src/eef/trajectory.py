@@ -29,6 +29,7 @@ from typing import Any
 
 from eef.atomic import write_jsonl_atomic
 from eef.errors import DataError
+from eef.jsonl import iter_json_lines
 
 ROLES = ("system", "user", "assistant")
 
@@ -250,27 +251,13 @@ def iter_trajectories(path: str | Path, *, skip_torn_tail: bool = False) -> Iter
     Raises:
         DataError: a missing file, bad JSON, a missing or mistyped field, or a repeated id.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "no such file")
     seen: set[str] = set()
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                if skip_torn_tail and not raw.endswith(b"\n"):
-                    return
-                reason = (f"not valid JSON ({e.msg} at column {e.colno})" if isinstance(e, json.JSONDecodeError)
-                          else "not valid UTF-8")
-                raise DataError(path, reason, line=number) from None
-            trajectory = trajectory_from_dict(record, path, number)
-            if trajectory.id in seen:
-                raise DataError(path, f"id {trajectory.id!r} appears twice", line=number, field="id")
-            seen.add(trajectory.id)
-            yield trajectory
+    for number, record in iter_json_lines(path, skip_torn_tail=skip_torn_tail):
+        trajectory = trajectory_from_dict(record, path, number)
+        if trajectory.id in seen:
+            raise DataError(path, f"id {trajectory.id!r} appears twice", line=number, field="id")
+        seen.add(trajectory.id)
+        yield trajectory
 
 
 def read_trajectories(path: str | Path, *, skip_torn_tail: bool = False) -> list[Trajectory]:

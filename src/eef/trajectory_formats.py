@@ -43,9 +43,17 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from eef.agent.parse import parse_turn
-from eef.errors import DataError, UnknownNameError
 from eef.atomic import write_jsonl_atomic
-from eef.trajectory import Message, Provenance, Trajectory, Turn, require_field, trajectory_from_dict
+from eef.errors import DataError, UnknownNameError
+from eef.jsonl import iter_json_lines
+from eef.trajectory import (
+    Message,
+    Provenance,
+    Trajectory,
+    Turn,
+    require_field,
+    trajectory_from_dict,
+)
 
 
 class _Layout(NamedTuple):
@@ -248,28 +256,16 @@ def import_trajectories(path: str | Path, format: str, *, env: str | None = None
         UnknownNameError: an unknown format.
     """
     from_record = _format(format)[1]
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "no such file")
     out: list[Trajectory] = []
     seen: set[str] = set()
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise DataError(path, f"not valid JSON ({e.msg} at column {e.colno})", line=number) from None
-            except UnicodeDecodeError:
-                raise DataError(path, "not valid UTF-8", line=number) from None
-            trajectory = from_record(record, path, number, env=env, source=source)
-            if trajectory.id in seen:
-                if "eef" in record:
-                    raise DataError(path, f"id {trajectory.id!r} appears twice", line=number, field="eef.id")
-                base = trajectory.id
-                trajectory = replace(trajectory, id=next(f"{base}#{k}" for k in itertools.count(2)
-                                                         if f"{base}#{k}" not in seen))
-            seen.add(trajectory.id)
-            out.append(trajectory)
+    for number, record in iter_json_lines(path):
+        trajectory = from_record(record, path, number, env=env, source=source)
+        if trajectory.id in seen:
+            if "eef" in record:
+                raise DataError(path, f"id {trajectory.id!r} appears twice", line=number, field="eef.id")
+            base = trajectory.id
+            trajectory = replace(trajectory, id=next(f"{base}#{k}" for k in itertools.count(2)
+                                                     if f"{base}#{k}" not in seen))
+        seen.add(trajectory.id)
+        out.append(trajectory)
     return out

@@ -243,7 +243,7 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], out_dir: str 
         result.trained_tokens += step_count
         result.losses.append(step_loss / max(step_count, 1))
         bar.update(1)
-        bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
+        bar.set_postfix(loss=f"{result.losses[-1]:.3f}", refresh=False)
     result.seconds = time.perf_counter() - began
     bar.close()
     accelerator.wait_for_everyone()

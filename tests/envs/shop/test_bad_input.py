@@ -20,7 +20,7 @@ def _write(tmp_path, lines, ins=None):
 
 def test_bad_json_line_is_named(tmp_path):
     _write(tmp_path, [json.dumps(GOOD), json.dumps({**GOOD, "asin": "B2", "lucene_docno": 1}), "{not json"])
-    with pytest.raises(DataError, match=r"products.jsonl:3: invalid JSON"):
+    with pytest.raises(DataError, match=r"products.jsonl:3: not valid JSON"):
         load_webshop(tmp_path)
 
 

@@ -18,7 +18,6 @@ without a seed, so goal texts differ between its processes; we draw them from ``
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import json
 import random
@@ -28,9 +27,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from eef.envs.shop.catalog import Catalog, Goal, Product, price_clause, price_limit, split_by_position
+from eef.envs.shop.catalog import (
+    Catalog,
+    Goal,
+    Product,
+    price_clause,
+    price_limit,
+    split_by_position,
+)
 from eef.envs.shop.nouns import title_nouns
 from eef.errors import DataError
+from eef.jsonl import iter_json_lines
 
 GOAL_SHUFFLE_SEED = 233  # WebShop's random.seed(233) before shuffling its goals
 GOAL_KINDS = ("synthetic", "human")
@@ -52,21 +59,10 @@ def _read_json(path: Path) -> Any:
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(path, f"invalid JSON: {e.msg} (column {e.colno})", line=number) from None
-                if not isinstance(record, dict):
-                    raise DataError(path, "expected a JSON object", line=number)
-                yield number, record
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise DataError(path, f"cannot read: {e}") from None
+    for number, record in iter_json_lines(path):
+        if not isinstance(record, dict):
+            raise DataError(path, "expected a JSON object", line=number)
+        yield number, record
 
 
 def _field(record: dict, name: str, kind: type | tuple[type, ...], path: Path, line: int | None, where: str = ""):
