@@ -51,3 +51,10 @@ def test_an_unknown_split_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["eval", "shop", "--model", str(tmp_path), "--out", str(tmp_path / "e"),
                                  "--split", "nope"])
     assert result.exit_code != 0 and "unknown split 'nope'" in str(result.exception)
+
+
+def test_backend_mistakes_are_clear_errors(tmp_path):
+    result = runner.invoke(app, ["eval", "shop", "--model", "gpt-4o", "--backend", "openai", "--out", str(tmp_path)])
+    assert "--base-url" in str(result.exception)
+    result = runner.invoke(app, ["eval", "shop", "--model", str(tmp_path / "absent"), "--out", str(tmp_path)])
+    assert "does not exist" in str(result.exception)

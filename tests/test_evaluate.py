@@ -47,3 +47,26 @@ def test_an_agent_that_never_buys_scores_zero_and_is_cut_at_the_step_limit(shop_
     report = evaluate(clone_envs(shop_env, 2), ReplayPolicy([]), tasks, build_prompt("shop"))
     assert (report.win_rate, report.score, report.truncated) == (0.0, 0.0, 4)
     assert report.mean_steps == shop_env.max_steps
+
+
+def test_a_rerun_after_a_crash_evaluates_only_the_missing_tasks(shop_env, tmp_path):
+    from eef.trajectory import append_trajectories
+
+    tasks = shop_env.task_ids("test")[:4]
+    prompt = build_prompt("shop")
+    oracle = oracle_trajectories(shop_env, tasks, prompt)
+    evaluate(clone_envs(shop_env, 2), ReplayPolicy(oracle), tasks[:2], prompt, out_dir=tmp_path / "before")
+    out = tmp_path / "after"
+    append_trajectories(out / "episodes.partial.jsonl", read_trajectories(tmp_path / "before" / "trajectories.jsonl"))
+    asked = []
+
+    class Counting(ReplayPolicy):
+        def generate(self, requests, params):
+            asked.extend(next(m["content"] for m in r.messages if m["role"] == "user") for r in requests)
+            return super().generate(requests, params)
+
+    report = evaluate(clone_envs(shop_env, 2), Counting(oracle), tasks, prompt, out_dir=out)
+    assert report.episodes == 4 and report.win_rate == 1.0
+    assert set(asked) == {t.first_observation for t in oracle[2:]}
+    assert [t.task_id for t in read_trajectories(out / "trajectories.jsonl")] == tasks
+    assert not (out / "episodes.partial.jsonl").exists()

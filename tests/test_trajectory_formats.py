@@ -102,12 +102,12 @@ def test_foreign_reward_success_source_and_env():
     assert from_sharegpt(AGENTGYM | {"reward": 0.5}, source="mine").provenance.source == "mine"
 
 
-def test_foreign_prompt_without_trainable_messages_ends_before_the_first_gpt():
+def test_foreign_prompt_without_trainable_messages_ends_before_the_first_real_turn():
     conversations = [dict(m, loss=False) if m["from"] == "gpt" else m for m in AGENTGYM["conversations"]]
     t = from_sharegpt({"item_id": "webshop_6", "conversations": conversations})
-    assert t.prompt == ()
-    assert t.first_observation.startswith("You are web shopping")
-    assert t.actions[0] == "OK" and len(t.turns) == 4
+    assert [m.content for m in t.prompt][1] == "OK"  # the handshake stays context
+    assert t.prompt[0].content.startswith("You are web shopping")
+    assert "OK" not in t.actions and len(t.turns) == 3
     assert not any(turn.trainable for turn in t.turns)
 
 
@@ -233,3 +233,20 @@ def test_export_error_leaves_the_old_file_and_no_temporary(tmp_path):
         export_trajectories(failing(), path, "openai")
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+def test_an_eto_record_keeps_its_ok_handshake_in_the_prompt(tmp_path):
+    record = {"id": 3, "item_id": "webshop_3", "reward": 1.0, "conversations": [
+        {"from": "human", "value": "You are web shopping. Reply with Thought and Action."},
+        {"from": "gpt", "value": "OK"},
+        {"from": "human", "value": "Observation:\nWebShop [SEP] Instruction: [SEP] a red shirt [SEP] Search"},
+        {"from": "gpt", "value": "Thought: search.\nAction: search[red shirt]"},
+        {"from": "human", "value": "Observation:\n... [SEP] B0001 [SEP] red shirt"},
+        {"from": "gpt", "value": "Thought: buy.\nAction: click[Buy Now]"},
+    ]}
+    path = tmp_path / "eto.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    (trajectory,) = import_trajectories(path, "sharegpt")
+    assert [m.content for m in trajectory.prompt] == ["You are web shopping. Reply with Thought and Action.", "OK"]
+    assert trajectory.actions == ["search[red shirt]", "click[Buy Now]"]
+    assert trajectory.first_observation.startswith("Observation:\nWebShop")

@@ -23,6 +23,14 @@ Backend = Annotated[str, typer.Option(help="Policy backend: hf, openai or vllm."
 BaseUrl = Annotated[Optional[str], typer.Option(help="Server URL for --backend openai, e.g. http://localhost:8000/v1.")]
 NumEnvs = Annotated[int, typer.Option(help="Episodes stepped together (the batch width).")]
 OneShot = Annotated[bool, typer.Option(help="Show a worked example episode before each task.")]
+SystemRole = Annotated[bool, typer.Option(help="Instruction in a system message; --no-system-role: a first user "
+                                               "message answered by OK (templates without a system role).")]
+Instruction = Annotated[Optional[str], typer.Option(help="Replace the environment's agent instruction.")]
+Device = Annotated[str, typer.Option(help="hf backend: auto, cpu or cuda.")]
+Dtype = Annotated[str, typer.Option(help="hf/vllm backends: auto, float32, bfloat16 or float16.")]
+MaxBatch = Annotated[int, typer.Option(help="hf backend: conversations per forward pass.")]
+Concurrency = Annotated[int, typer.Option(help="openai backend: requests in flight.")]
+ApiKeyEnv = Annotated[str, typer.Option(help="openai backend: environment variable holding the API key.")]
 
 
 def _env_and_options(name: str, options: list[str] | None):
@@ -70,11 +78,17 @@ def explore(
     states: Annotated[str, typer.Option(help="With --from: 'all' or comma-separated state indices.")] = "all",
     temperature: float = 0.7, top_p: float = 1.0, max_new_tokens: int = 128, seed: int = 0,
     iteration: int = 0, num_envs: NumEnvs = 16, backend: Backend = "hf", base_url: BaseUrl = None,
-    one_shot: OneShot = False, option: EnvOptions = None,
+    one_shot: OneShot = False, system_role: SystemRole = True, instruction: Instruction = None,
+    device: Device = "auto", dtype: Dtype = "auto", max_batch_size: MaxBatch = 64, concurrency: Concurrency = 16,
+    api_key_env: ApiKeyEnv = "OPENAI_API_KEY", option: EnvOptions = None,
 ) -> None:
-    """Roll out a policy from s0 of a split's tasks, or from states of recorded trajectories."""
+    """Roll out a policy from s0 of a split's tasks, or from states of recorded trajectories.
+
+    Diverged replays are listed in OUT with the suffix .diverged.jsonl.
+    """
     from eef.agent import PromptConfig, SamplingParams, build_prompt
     from eef.agent.backends import build_policy
+    from eef.atomic import write_jsonl_atomic
     from eef.rollout import RolloutConfig, Start, clone_envs, rollout
     from eef.trajectory import append_trajectories, read_trajectories
 
@@ -88,25 +102,35 @@ def explore(
     done = {t.id for t in read_trajectories(out, skip_torn_tail=True)} if out.exists() else set()
     todo = [s for s in starts if f"{config.source}/it{iteration}/{s.key}" not in done]
     typer.echo(f"{len(starts)} starts, {len(starts) - len(todo)} already in {out}", err=True)
-    policy = build_policy(backend, model, base_url=base_url)
+    if not todo:
+        return
+    policy = build_policy(backend, model, base_url=base_url, device=device, dtype=dtype,
+                          max_batch_size=max_batch_size, concurrency=concurrency, api_key_env=api_key_env)
+    prompt = build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env)
     try:
-        result = rollout(clone_envs(env, num_envs, options), policy, todo, build_prompt(env.name, PromptConfig(
-            one_shot=one_shot), env), config, on_trajectory=lambda t: append_trajectories(out, [t]),
-            progress=True, description="explore")
+        result = rollout(clone_envs(env, num_envs, options), policy, todo, prompt, config,
+                         on_trajectory=lambda t: append_trajectories(out, [t]), progress=True, description="explore")
     finally:
         policy.close()
+    if result.diverged:
+        write_jsonl_atomic(out.with_suffix(".diverged.jsonl"), (
+            {"start": s.key, "step": d.step, "expected": d.expected, "seen": d.seen} for s, d in result.diverged))
     wins = sum(t.success for t in result.trajectories)
     typer.echo(f"explored {len(result.trajectories)} episodes: {wins} successes, {len(result.diverged)} starts "
                f"diverged on replay, {result.steps} steps in {result.seconds:.1f} s -> {out}")
 
 
 def _states(spec: str, length: int) -> list[int]:
+    """State indices of a trajectory of ``length`` turns; states past its end are skipped."""
     if spec == "all":
         return list(range(length))
     try:
-        return [k for k in (int(x) for x in spec.split(",")) if 0 <= k < length]
+        wanted = [int(x) for x in spec.split(",")]
     except ValueError:
         raise EefError(f"--states must be 'all' or comma-separated integers, got {spec!r}") from None
+    if any(k < 0 for k in wanted):
+        raise EefError(f"--states must not be negative, got {spec!r}")
+    return [k for k in wanted if k < length]
 
 
 def train_command(
@@ -115,13 +139,15 @@ def train_command(
     out: Annotated[Path, typer.Option(help="Checkpoint directory to write.")],
     heldout: Annotated[Optional[Path], typer.Option(help="Trajectories whose loss is reported before and after.")] = None,
     epochs: float = 3.0, learning_rate: float = 1e-5, max_length: int = 4096, rows_per_step: int = 8,
-    micro_batch_rows: int = 8, packing: bool = True, lora_r: Annotated[int, typer.Option(
+    micro_batch_rows: int = 1, packing: bool = True, lora_r: Annotated[int, typer.Option(
         help="LoRA rank; 0 trains every weight.")] = 0, gradient_checkpointing: bool = False, seed: int = 0,
+    dtype: Annotated[str, typer.Option(help="Weights' dtype: auto (bfloat16 for LoRA on CUDA, else float32 "
+                                             "master weights under bf16 autocast), float32, bfloat16.")] = "auto",
 ) -> None:
     """Masked multi-turn SFT of a checkpoint on trajectory files."""
     from eef.agent.hf_policy import load_model_and_tokenizer
     from eef.train import LoraSettings, TrainConfig, tokenize_trajectories, train
-    from eef.train.trainer import evaluate_loss
+    from eef.train.trainer import evaluate_loss, pad_token_id
     from eef.trajectory import read_trajectories
 
     config = TrainConfig(epochs=epochs, learning_rate=learning_rate, max_length=max_length,
@@ -129,19 +155,23 @@ def train_command(
                          lora=LoraSettings(r=lora_r, alpha=2 * lora_r) if lora_r else None,
                          gradient_checkpointing=gradient_checkpointing, seed=seed)
     trajectories = [t for path in data for t in read_trajectories(path)]
-    model_, tokenizer = load_model_and_tokenizer(model, dtype="float32")
+    if dtype == "auto":
+        import torch
+
+        dtype = "bfloat16" if lora_r and torch.cuda.is_available() else "float32"
+    model_, tokenizer = load_model_and_tokenizer(model, device="cpu", dtype=dtype)  # accelerate places it per process
     examples, stats = tokenize_trajectories(trajectories, tokenizer, max_length)
     typer.echo(f"{stats.examples} examples ({stats.trained_tokens:,} of {stats.tokens:,} tokens train); "
                f"{stats.truncated} cut at {max_length} tokens, {stats.dropped} dropped with nothing to train")
     held = tokenize_trajectories(read_trajectories(heldout), tokenizer, max_length)[0] if heldout else []
     if held:
-        typer.echo(f"held-out loss before: {evaluate_loss(model_, held, tokenizer.pad_token_id):.4f}")
+        typer.echo(f"held-out loss before: {evaluate_loss(model_, held, pad_token_id(tokenizer)):.4f}")
     result = train(model_, tokenizer, examples, out, config, progress=True,
                    metadata={"base_model": model, "data": [str(p) for p in data], "tokenize": stats.__dict__})
     typer.echo(f"trained {result.steps} steps, loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}, "
                f"{result.tokens_per_s:,.0f} tokens/s -> {out}")
     if held:
-        typer.echo(f"held-out loss after: {evaluate_loss(model_, held, tokenizer.pad_token_id):.4f}")
+        typer.echo(f"held-out loss after: {evaluate_loss(model_, held, pad_token_id(tokenizer)):.4f}")
 
 
 def eval_command(
@@ -149,8 +179,13 @@ def eval_command(
     model: Annotated[str, typer.Option(help="Checkpoint directory, hub id or served model name.")],
     out: Annotated[Path, typer.Option(help="Directory for trajectories.jsonl, report.json and tasks.tsv.")],
     split: str = "test", limit: Annotated[Optional[int], typer.Option(help="Only the first N tasks.")] = None,
-    max_new_tokens: int = 128, num_envs: NumEnvs = 16, backend: Backend = "hf", base_url: BaseUrl = None,
-    one_shot: OneShot = False, as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
+    max_new_tokens: int = 128, temperature: Annotated[float, typer.Option(
+        help="0 (the default) is greedy, the protocol's evaluation.")] = 0.0, seed: int = 0,
+    num_envs: NumEnvs = 16, backend: Backend = "hf", base_url: BaseUrl = None,
+    one_shot: OneShot = False, system_role: SystemRole = True, instruction: Instruction = None,
+    device: Device = "auto", dtype: Dtype = "auto", max_batch_size: MaxBatch = 64, concurrency: Concurrency = 16,
+    api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
     option: EnvOptions = None,
 ) -> None:
     """Greedy evaluation on a split: win rate, score, per-task table, trajectories."""
@@ -161,11 +196,13 @@ def eval_command(
 
     env, options = _env_and_options(env_name, option)
     tasks = _task_ids(env, split, limit)
-    policy = build_policy(backend, model, base_url=base_url)
+    policy = build_policy(backend, model, base_url=base_url, device=device, dtype=dtype,
+                          max_batch_size=max_batch_size, concurrency=concurrency, api_key_env=api_key_env)
     try:
         report = evaluate(clone_envs(env, num_envs, options), policy, tasks,
-                          build_prompt(env.name, PromptConfig(one_shot=one_shot), env), split=split,
-                          max_new_tokens=max_new_tokens, out_dir=out, progress=True)
+                          build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env), split=split,
+                          max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, out_dir=out,
+                          progress=True)
     finally:
         policy.close()
     typer.echo(f"{env.name} {split}: {report.episodes} tasks, win rate {report.win_rate:.1%}, "

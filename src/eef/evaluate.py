@@ -16,7 +16,7 @@ from eef.agent.policy import Policy, SamplingParams
 from eef.envs.protocol import TextEnv
 from eef.rollout import RolloutConfig, Start, rollout
 from eef.atomic import write_text_atomic
-from eef.trajectory import Message, Trajectory, write_trajectories
+from eef.trajectory import Message, Trajectory, append_trajectories, read_trajectories, write_trajectories
 
 
 @dataclass
@@ -77,20 +77,29 @@ def report_from(trajectories: Sequence[Trajectory], env: str, split: str, model:
 
 
 def evaluate(envs: Sequence[TextEnv], policy: Policy, task_ids: Sequence[str], prompt: tuple[Message, ...], *,
-             split: str = "custom", max_new_tokens: int = 128, seed: int = 0, out_dir: str | Path | None = None,
-             progress: bool = False) -> EvalReport:
-    """Greedy episodes of ``task_ids`` with ``policy``; saves trajectories and tables to ``out_dir``.
+             split: str = "custom", max_new_tokens: int = 128, temperature: float = 0.0, seed: int = 0,
+             out_dir: str | Path | None = None, progress: bool = False) -> EvalReport:
+    """Episodes of ``task_ids`` with ``policy`` (greedy unless ``temperature`` > 0).
 
-    Files written (atomically) to ``out_dir``: ``trajectories.jsonl``, ``report.json`` (figures
-    and per-task rows) and ``tasks.tsv``.
+    With ``out_dir``, finished episodes are appended to ``out_dir/episodes.partial.jsonl`` as they
+    end, and a rerun after a crash evaluates only the missing tasks; at the end
+    ``trajectories.jsonl``, ``report.json`` (figures and per-task rows) and ``tasks.tsv`` are
+    written atomically and the partial file is removed.
     """
-    config = RolloutConfig(SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens), seed=seed,
+    config = RolloutConfig(SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens), seed=seed,
                            source="self")
-    result = rollout(envs, policy, [Start(t) for t in task_ids], prompt, config, progress=progress,
-                     description=f"eval {split}")
-    report = report_from(result.trajectories, envs[0].name, split, policy.name, result.seconds)
+    partial = Path(out_dir) / "episodes.partial.jsonl" if out_dir is not None else None
+    done = {t.task_id: t for t in read_trajectories(partial, skip_torn_tail=True)} if partial and partial.exists() else {}
+    todo = [t for t in task_ids if t not in done]
+    result = rollout(envs, policy, [Start(t) for t in todo], prompt, config, progress=progress,
+                     description=f"eval {split}",
+                     on_trajectory=(lambda t: append_trajectories(partial, [t])) if partial else None)
+    finished = {**done, **{t.task_id: t for t in result.trajectories}}
+    trajectories = [finished[t] for t in task_ids]
+    report = report_from(trajectories, envs[0].name, split, policy.name, result.seconds)
     if out_dir is not None:
-        save_report(report, result.trajectories, Path(out_dir))
+        save_report(report, trajectories, Path(out_dir))
+        partial.unlink(missing_ok=True)
     return report
 
 

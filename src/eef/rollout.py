@@ -24,7 +24,7 @@ from eef.envs.protocol import TextEnv
 from eef.envs.registry import make
 from eef.envs.replay import Divergence, replay
 from eef.progress import progress_bar
-from eef.trajectory import Message, Provenance, Trajectory, Turn
+from eef.trajectory import Message, Provenance, Trajectory, Turn, conversation
 
 
 @dataclass(frozen=True)
@@ -86,9 +86,15 @@ class RolloutResult:
     seconds: float = 0.0
 
 
-def request_seed(seed: int, start: Start, step: int) -> int:
-    """The sampling seed of turn ``step`` of an episode; independent of batch and start state."""
-    digest = hashlib.blake2b(f"{seed}|{start.task_id}|{start.index}|{step}".encode(), digest_size=8).digest()
+def request_seed(seed: int, iteration: int, start: Start, step: int) -> int:
+    """The sampling seed of turn ``step`` of an episode.
+
+    It does not depend on the batch nor on the state the episode started from: a rollout restored
+    at ``s_k`` of an earlier rollout draws the same noise from step ``k`` on, so it repeats it
+    (and simulations of one task from different expert states share noise at equal steps).
+    """
+    digest = hashlib.blake2b(f"{seed}|{iteration}|{start.task_id}|{start.index}|{step}".encode(),
+                             digest_size=8).digest()
     return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
@@ -114,20 +120,18 @@ def _begin(env: TextEnv, start: Start, prompt: tuple[Message, ...]) -> _Episode 
     if prefix.task_id != start.task_id or not 0 <= start.step <= len(prefix.turns):
         raise ValueError(f"start {start.key}: state {start.step} is not a state of {prefix.id} ({prefix.task_id})")
     kept = prefix.turns[: start.step]
-    replayed = replay(env, start.task_id, [t.action for t in kept], [t.observation for t in kept])
+    replayed = replay(env, start.task_id, [t.action for t in kept], [t.observation for t in kept],
+                      expected_first=prefix.first_observation)
     if replayed.divergence is not None:
         return replayed.divergence
-    if replayed.last is not None and replayed.last.done:
-        raise ValueError(f"start {start.key}: the prefix already ends the episode")
+    if replayed.last is not None and replayed.last.done:  # e.g. a longer step limit when it was recorded
+        return Divergence(start.step - 1, "(episode continues)", "(episode ended)")
     turns = [replace(t, trainable=False) for t in kept]  # methods decide which expert turns train
     return _Episode(start, prompt, prefix.first_observation, turns)
 
 
 def _messages(episode: _Episode) -> list[dict[str, str]]:
-    out = [m.as_chat() for m in episode.prompt] + [{"role": "user", "content": episode.first_observation}]
-    for turn in episode.turns:
-        out += [{"role": "assistant", "content": turn.text}, {"role": "user", "content": turn.observation}]
-    return out
+    return [m.as_chat() for m in conversation(episode.prompt, episode.first_observation, episode.turns)]
 
 
 def rollout(
@@ -174,8 +178,12 @@ def rollout(
             return
         slots[slot] = None
 
+    forget = getattr(policy, "forget", None)  # backends with per-conversation state free it
+
     def finish(slot: int, reward: float, terminated: bool) -> None:
         number, episode = slots[slot]  # type: ignore[misc]
+        if forget is not None:
+            forget(f"{description}:{number}")
         trajectory = _trajectory(envs[slot], episode, reward, terminated, policy.name, config)
         finished[number] = trajectory
         if on_trajectory is not None:
@@ -188,7 +196,8 @@ def rollout(
     while any(slots):
         live = [s for s, occupant in enumerate(slots) if occupant is not None]
         requests = [GenerationRequest(_messages(slots[s][1]),
-                                      request_seed(config.seed, slots[s][1].start, len(slots[s][1].turns)),
+                                      request_seed(config.seed, config.iteration, slots[s][1].start,
+                                                   len(slots[s][1].turns)),
                                       conversation=f"{description}:{slots[s][0]}")
                     for s in live]
         completions = policy.generate(requests, config.sampling)

@@ -144,10 +144,7 @@ class Trajectory:
         """The conversation an agent sees in state ``s_step`` (before choosing action ``step``)."""
         if not 0 <= step <= len(self.turns):
             raise ValueError(f"state {step} outside 0..{len(self.turns)} of trajectory {self.id}")
-        out = list(self.prompt) + [Message("user", self.first_observation)]
-        for turn in self.turns[:step]:
-            out += [Message("assistant", turn.text, turn.trainable), Message("user", turn.observation)]
-        return out
+        return conversation(self.prompt, self.first_observation, self.turns[:step])
 
     def with_masks(self, trainable: Sequence[bool]) -> Trajectory:
         """A copy whose turns carry the given trainable flags (one per turn)."""
@@ -158,6 +155,14 @@ class Trajectory:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the JSONL line format)."""
         return asdict(self)
+
+
+def conversation(prompt: Sequence[Message], first_observation: str, turns: Sequence[Turn]) -> list[Message]:
+    """Prompt, first observation, then each turn's text and the observation that answered it."""
+    out = list(prompt) + [Message("user", first_observation)]
+    for turn in turns:
+        out += [Message("assistant", turn.text, turn.trainable), Message("user", turn.observation)]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ back equal trajectories.
 A record without an ``eef`` block (a file made elsewhere) is split by this rule:
 
 * a ``gpt`` message is trainable unless its ``loss`` is false (``weight`` is 0);
+* a first ``gpt`` message that only answers the first ``human`` message with ``OK`` (ETO's and
+  AgentGym's instruction handshake) belongs to the prompt;
 * the first observation is the last ``human`` message before the first trainable ``gpt`` message
   (before the first ``gpt`` message when none is trainable); everything before it is the prompt;
 * after it the conversation must alternate ``gpt``, ``human``: each ``gpt`` message is a turn whose
@@ -190,10 +192,18 @@ def _own(record: dict, messages: list[Message], layout: _Layout, path: Path, lin
         raise DataError(path, e.reason, line=line, field=field) from None
 
 
+def _is_handshake(messages: list[Message], index: int) -> bool:
+    """The first assistant message only acknowledges the instructions (``OK``), as in ETO's files."""
+    return (messages[index].content.strip().rstrip(".!").lower() == "ok"
+            and sum(m.role == "user" for m in messages[:index]) == 1)
+
+
 def _foreign(record: dict, messages: list[Message], layout: _Layout, path: Path, line: int, env: str | None,
              source: str) -> Trajectory:
     """A record made elsewhere, split by the rule in the module docstring."""
     assistants = [i for i, m in enumerate(messages) if m.role == "assistant"]
+    if assistants and _is_handshake(messages, assistants[0]):
+        assistants = assistants[1:]  # ETO / AgentGym open with "instructions" -> "OK": prompt, not a turn
     first = next((i for i in assistants if messages[i].trainable), assistants[0] if assistants else len(messages))
     users = [i for i in range(first) if messages[i].role == "user"]
     if not users:

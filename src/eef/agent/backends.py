@@ -3,8 +3,10 @@ server) or ``vllm`` (offline engine, extra ``gpu``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from eef.agent.policy import Policy
-from eef.errors import UnknownNameError
+from eef.errors import EefError, UnknownNameError
 
 BACKENDS = ("hf", "openai", "vllm")
 
@@ -24,6 +26,8 @@ def build_policy(backend: str, model: str, *, base_url: str | None = None, devic
         concurrency: requests in flight (``openai`` only).
         api_key_env: the environment variable holding the API key (``openai`` only).
     """
+    if backend in ("hf", "vllm") and _looks_like_path(model) and not Path(model).is_dir():
+        raise EefError(f"model directory {model!r} does not exist")
     if backend == "hf":
         from eef.agent.hf_policy import HFPolicy
 
@@ -32,10 +36,15 @@ def build_policy(backend: str, model: str, *, base_url: str | None = None, devic
         from eef.agent.openai_policy import OpenAIPolicy
 
         if not base_url:
-            raise ValueError("the openai backend needs base_url (e.g. http://localhost:8000/v1)")
+            raise EefError("the openai backend needs a server URL: --base-url http://localhost:8000/v1")
         return OpenAIPolicy(base_url, model, api_key_env=api_key_env, concurrency=concurrency)
     if backend == "vllm":
         from eef.agent.vllm_policy import VLLMPolicy
 
         return VLLMPolicy.from_pretrained(model, dtype=dtype)
     raise UnknownNameError("backend", backend, list(BACKENDS))
+
+
+def _looks_like_path(model: str) -> bool:
+    """A local path rather than a hub id (``org/name``)."""
+    return model.startswith((".", "/", "~")) or Path(model).exists() or model.count("/") != 1

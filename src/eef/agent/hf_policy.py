@@ -16,6 +16,7 @@ from transformers import StaticCache
 
 from eef.agent.policy import Completion, GenerationRequest, SamplingParams, apply_stop
 from eef.agent.prefix_cache import CacheEntry, PrefixCache
+from eef.errors import EefError
 
 # End-of-turn markers of common chat templates, used as stop tokens when the vocabulary has them.
 END_OF_TURN_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
@@ -42,7 +43,7 @@ def load_model_and_tokenizer(path: str | Path, device: str = "auto", dtype: str 
     target = pick_device(device)
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     if tokenizer.chat_template is None:
-        raise ValueError(f"{path}: the tokenizer has no chat template; eef renders conversations with it")
+        raise EefError(f"{path}: the tokenizer has no chat template; eef renders conversations with it")
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=pick_dtype(dtype, target))
     return model.to(target).eval(), tokenizer
 
@@ -107,6 +108,11 @@ class HFPolicy:
             for i, completion in zip(chunk, texts):
                 results[i] = completion
         return results  # type: ignore[return-value]
+
+    def forget(self, conversation: str) -> None:
+        """Free a finished conversation's cached KV."""
+        if self.prefix_cache is not None:
+            self.prefix_cache.forget(conversation)
 
     def close(self) -> None:
         """Drop the cached prefixes (the model is freed with the object)."""

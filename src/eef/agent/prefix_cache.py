@@ -68,6 +68,10 @@ class PrefixCache:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
+    def forget(self, conversation: str) -> None:
+        """Drop one conversation's entry (it has ended)."""
+        self._entries.pop(conversation, None)
+
     def clear(self) -> None:
         """Forget every entry."""
         self._entries.clear()

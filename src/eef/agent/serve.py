@@ -281,9 +281,9 @@ def _make_server(policy: Policy, host: str, port: int, batch_window_s: float, ma
     batcher = Batcher(policy, batch_window_s=batch_window_s, max_batch=max_batch)
     try:
         return _Server((host, port), batcher, model_name or policy.name)
-    except OSError:  # e.g. the port is taken
+    except OSError as e:  # e.g. the port is taken
         batcher.close()
-        raise
+        raise EefError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
 
 
 def serve(policy: Policy, host: str = "127.0.0.1", port: int = 0, *, batch_window_s: float = 0.01,

@@ -13,7 +13,8 @@ class Divergence:
     """The first replayed step whose observation differs from the recorded one.
 
     Attributes:
-        step: 0-based index of the action whose observation diverged.
+        step: 0-based index of the action whose observation diverged; -1 for the observation
+            after reset.
         expected: the recorded observation.
         seen: the observation the environment produced.
     """
@@ -51,12 +52,14 @@ def replay(
     actions: Sequence[str],
     expected_observations: Sequence[str] | None = None,
     *,
+    expected_first: str | None = None,
     stop_at_divergence: bool = True,
 ) -> ReplayResult:
     """Reset ``task_id`` and apply ``actions``, checking each observation against the record.
 
     ``expected_observations[i]`` is the observation recorded after ``actions[i]``; pass None to
-    replay without checking. The environment decides what counts as the same observation
+    replay without checking; ``expected_first`` is the recorded observation after reset (checked
+    when given). The environment decides what counts as the same observation
     (:meth:`TextEnv.observations_match`), so e.g. ScienceWorld can ignore listing order.
 
     Returns:
@@ -72,6 +75,10 @@ def replay(
     last: StepResult | None = None
     divergence: Divergence | None = None
     steps = 0
+    if expected_first is not None and not env.observations_match(expected_first, observation):
+        divergence = Divergence(-1, expected_first, observation)
+        if stop_at_divergence:
+            return ReplayResult(observation, 0, divergence, None)
     for i, action in enumerate(actions):
         if last is not None and last.done:
             divergence = divergence or Divergence(i, "(episode continues)", "(episode ended)")

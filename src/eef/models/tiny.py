@@ -59,12 +59,15 @@ class TinyModelConfig:
 
 
 def environment_text(env: TextEnv, tasks: int, seed: int = 0) -> Iterator[str]:
-    """Text an agent of ``env`` will see: observations along oracle (or random) episodes, the
-    valid actions of every visited state, one detour per state, and the agent prompt."""
+    """Text an agent of ``env`` will see: observations along oracle (or random) episodes of the
+    training tasks, the valid actions of every visited state, one detour per state, and the
+    agent prompt."""
     rng = random.Random(seed)
     yield from (m.content for m in build_prompt(env.name, PromptConfig(one_shot=True), env))
     yield REACT_WORDS
-    task_ids = list(dict.fromkeys(t for split in env.splits() for t in env.task_ids(split)))[:tasks]
+    # the training split only: the test split's oracle actions are answers
+    splits = ["train"] if "train" in env.splits() else env.splits()
+    task_ids = list(dict.fromkeys(t for split in splits for t in env.task_ids(split)))[:tasks]
     for task_id in task_ids:
         yield env.reset(task_id)
         for _ in range(env.max_steps):

@@ -21,12 +21,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eef.errors import EefError
 from eef.trajectory import Message, Trajectory
 
 IGNORE_INDEX = -100
 
 
-class TemplateError(ValueError):
+class TemplateError(EefError, ValueError):
     """The chat template does not render conversations as prefixes of longer ones."""
 
 
@@ -73,7 +74,7 @@ def _render(tokenizer: Any, chats: list[dict[str, str]], generation_prompt: bool
     return tokenizer.apply_chat_template(chats, tokenize=False, add_generation_prompt=generation_prompt)
 
 
-def trainable_spans(messages: Sequence[Message], tokenizer: Any) -> tuple[str, list[tuple[int, int]]]:
+def trainable_spans(messages: Sequence[Message], tokenizer: Any, source: str = "") -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character spans of its trainable assistant messages.
 
     Raises:
@@ -90,8 +91,9 @@ def trainable_spans(messages: Sequence[Message], tokenizer: Any) -> tuple[str, l
         upto = _render(tokenizer, chats[: i + 1])
         if not (text.startswith(upto) and upto.startswith(head)):
             raise TemplateError(
-                f"the chat template renders message {i} differently inside the whole conversation; "
-                "per-turn masks need a template whose renderings of prefixes are prefixes"
+                f"{source or 'conversation'}: the chat template renders message {i} differently inside the whole "
+                "conversation; per-turn masks need a template whose renderings of prefixes are prefixes "
+                "(templates that drop earlier thoughts, as Qwen3's does, need a prefix-stable variant)"
             )
         end = len(head) + len(upto[len(head):].rstrip())  # the template's trailing newline does not train
         spans.append((len(head), end))
@@ -105,7 +107,7 @@ def tokenize_conversation(messages: Sequence[Message], tokenizer: Any, max_lengt
     Returns:
         ``(example, truncated)``; ``example`` is None when no trainable token remains.
     """
-    text, spans = trainable_spans(messages, tokenizer)
+    text, spans = trainable_spans(messages, tokenizer, source)
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
     labels = [IGNORE_INDEX] * len(ids)

@@ -16,6 +16,7 @@ import contextlib
 import json
 import math
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from eef.errors import EefError
 from eef.progress import progress_bar
 from eef.train.data import IGNORE_INDEX, Example, PackedRow, pack_examples
 
@@ -56,7 +58,8 @@ class TrainConfig:
         warmup_ratio: share of steps spent warming up.
         weight_decay: AdamW weight decay.
         rows_per_step: packed rows per optimizer step (across devices and accumulation).
-        micro_batch_rows: rows per forward pass on one device.
+        micro_batch_rows: rows per forward pass on one device (1 keeps an 8B model's logits,
+            4,096 tokens x 128k vocabulary, near 2 GB).
         max_length: tokens per row; longer conversations are cut (see :mod:`eef.train.data`).
         packing: pack several examples per row; off: one example per row, padded.
         max_grad_norm: gradient clipping.
@@ -71,7 +74,7 @@ class TrainConfig:
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     rows_per_step: int = 8
-    micro_batch_rows: int = 8
+    micro_batch_rows: int = 1
     max_length: int = 4096
     packing: bool = True
     max_grad_norm: float = 1.0
@@ -150,6 +153,14 @@ def token_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Te
     return loss, int((targets != IGNORE_INDEX).sum())
 
 
+def pad_token_id(tokenizer: Any) -> int:
+    """The id padding uses (never trained, so any id works when the tokenizer has no pad token)."""
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return candidate
+    return 0
+
+
 @torch.no_grad()
 def evaluate_loss(model: Any, examples: Sequence[Example], pad_id: int, batch_rows: int = 8) -> float:
     """Mean loss per trainable token of ``examples`` (held-out turns)."""
@@ -208,15 +219,16 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], out_dir: str 
         model = _apply_lora(model, config.lora)
     model.train()
 
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = pad_token_id(tokenizer)
     loader = torch.utils.data.DataLoader(rows_for(examples, config), batch_size=config.micro_batch_rows,
                                          shuffle=True, collate_fn=lambda rows: collate(rows, pad_id),
                                          generator=torch.Generator().manual_seed(config.seed))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)  # the loader is sharded per process
-    accumulation = max(1, config.rows_per_step // (config.micro_batch_rows * accelerator.num_processes))
-    total_steps = max(1, math.ceil(len(loader) * config.epochs / accumulation))
+    accumulation = _accumulation(config, accelerator)
+    total_micro = max(1, math.ceil(len(loader) * config.epochs))  # per process; the last step may be shorter
+    total_steps = math.ceil(total_micro / accumulation)
     warmup = int(config.warmup_ratio * total_steps)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, warmup, total_steps))
 
@@ -224,16 +236,19 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], out_dir: str 
     bar = progress_bar(total_steps, "train", "step", progress and accelerator.is_main_process)
     stream = _cycle(loader)
     began = time.perf_counter()
-    for _ in range(total_steps):
-        micro_batches = [next(stream) for _ in range(accumulation)]
-        # every trainable token of the step weighs the same, whichever micro-batch holds it
-        step_count = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro_batches)
-        step_loss = 0.0
+    for step in range(total_steps):
+        micro_batches = [next(stream) for _ in range(min(accumulation, total_micro - step * accumulation))]
+        # every trainable token of the step weighs the same, whichever micro-batch and process holds
+        # it: divide by the step's count over all processes, times the processes that DDP averages over
+        local_count = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro_batches)
+        step_count = int(accelerator.reduce(torch.tensor(local_count, device=accelerator.device), "sum"))
+        scale = accelerator.num_processes / max(step_count, 1)
+        step_loss = torch.zeros((), device=accelerator.device)
         for j, batch in enumerate(micro_batches):
             with accelerator.no_sync(model) if j + 1 < len(micro_batches) else contextlib.nullcontext():
                 loss_sum, _ = token_loss_sum(model, batch)
-                accelerator.backward(loss_sum / max(step_count, 1))
-            step_loss += loss_sum.item()
+                accelerator.backward(loss_sum * scale)
+            step_loss += loss_sum.detach()
             result.tokens += int(batch["num_tokens"])
         accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         optimizer.step()
@@ -241,7 +256,7 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], out_dir: str 
         optimizer.zero_grad()
         result.steps += 1
         result.trained_tokens += step_count
-        result.losses.append(step_loss / max(step_count, 1))
+        result.losses.append(float(accelerator.reduce(step_loss, "sum")) / max(step_count, 1))
         bar.update(1)
         bar.set_postfix(loss=f"{result.losses[-1]:.3f}", refresh=False)
     result.seconds = time.perf_counter() - began
@@ -253,6 +268,22 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], out_dir: str 
         _save(accelerator.unwrap_model(model), tokenizer, Path(out_dir), config, result, metadata or {}, state_dict)
     accelerator.wait_for_everyone()
     return result
+
+
+def _accumulation(config: TrainConfig, accelerator: Any) -> int:
+    """Micro-batches per optimizer step, so that a step sees exactly ``rows_per_step`` rows."""
+    from accelerate.utils import DistributedType
+
+    per_pass = config.micro_batch_rows * accelerator.num_processes
+    if config.rows_per_step % per_pass:
+        raise EefError(f"rows_per_step ({config.rows_per_step}) must be a multiple of micro_batch_rows x processes "
+                       f"({config.micro_batch_rows} x {accelerator.num_processes} = {per_pass})")
+    accumulation = config.rows_per_step // per_pass
+    if accumulation > 1 and accelerator.distributed_type == DistributedType.DEEPSPEED:
+        # DeepSpeed steps its optimizer inside backward() by its own config; ours would double-count
+        raise EefError("with DeepSpeed set micro_batch_rows x processes = rows_per_step (accumulation 1), or "
+                       "set gradient_accumulation_steps in the DeepSpeed config and rows_per_step to match")
+    return accumulation
 
 
 def _lr_factor(step: int, warmup: int, total: int) -> float:
@@ -275,18 +306,18 @@ def _save(model: Any, tokenizer: Any, out: Path, config: TrainConfig, result: Tr
           metadata: dict[str, Any], state_dict: dict[str, torch.Tensor] | None) -> None:
     if config.lora is not None and config.lora.merge:
         model = model.merge_and_unload()
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     model.save_pretrained(tmp, state_dict=state_dict)
     tokenizer.save_pretrained(tmp)
     record = {"config": asdict(config), "steps": result.steps, "tokens": result.tokens,
               "trained_tokens": result.trained_tokens, "seconds": round(result.seconds, 3),
               "final_loss": result.losses[-1] if result.losses else None, **metadata}
     (tmp / "eef_train.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
+    tmp.chmod(0o755)  # mkdtemp makes it private
+    if out.exists():  # POSIX cannot swap directories atomically: the old one is kept until the new one is in place
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        out.rename(old / out.name)
         tmp.rename(out)
         shutil.rmtree(old)
     else:
