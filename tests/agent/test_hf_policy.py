@@ -54,7 +54,8 @@ def test_kv_reuse_across_turns_gives_the_same_completions(tiny_model_dir, policy
         assert [c.text for c in with_cache] == [c.text for c in without]
         if turn:
             assert all(c.extra["cached_tokens"] > 0 for c in with_cache)
+        if turn == 2:  # by the third turn most of each prompt is read from the cache
+            assert sum(c.extra["cached_tokens"] for c in with_cache) > 0.6 * sum(c.prompt_tokens for c in with_cache)
         for conversation, completion in zip(conversations, with_cache):
             conversation += [{"role": "assistant", "content": completion.text},
                              {"role": "user", "content": f"observation after turn {turn}"}]
-    assert cached.prefix_cache.reused_tokens > cached.prefix_cache.fed_tokens
