@@ -139,8 +139,13 @@ def train_command(
     out: Annotated[Path, typer.Option(help="Checkpoint directory to write.")],
     heldout: Annotated[Optional[Path], typer.Option(help="Trajectories whose loss is reported before and after.")] = None,
     epochs: float = 3.0, learning_rate: float = 1e-5, max_length: int = 4096, rows_per_step: int = 8,
-    micro_batch_rows: int = 1, packing: bool = True, lora_r: Annotated[int, typer.Option(
-        help="LoRA rank; 0 trains every weight.")] = 0, gradient_checkpointing: bool = False, seed: int = 0,
+    micro_batch_rows: int = 1, packing: bool = True, warmup_ratio: float = 0.03, weight_decay: float = 0.0,
+    mixed_precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA), bf16, fp16 or no.")] = "auto",
+    lora_r: Annotated[int, typer.Option(help="LoRA rank; 0 trains every weight.")] = 0,
+    lora_alpha: Annotated[Optional[int], typer.Option(help="LoRA scaling numerator (default 2 x rank).")] = None,
+    lora_targets: Annotated[str, typer.Option(help="Comma-separated module names, or all-linear.")] = "all-linear",
+    lora_merge: Annotated[bool, typer.Option(help="Merge adapters into the saved weights.")] = True,
+    gradient_checkpointing: bool = False, seed: int = 0,
     dtype: Annotated[str, typer.Option(help="Weights' dtype: auto (bfloat16 for LoRA on CUDA, else float32 "
                                              "master weights under bf16 autocast), float32, bfloat16.")] = "auto",
 ) -> None:
@@ -152,7 +157,10 @@ def train_command(
 
     config = TrainConfig(epochs=epochs, learning_rate=learning_rate, max_length=max_length,
                          rows_per_step=rows_per_step, micro_batch_rows=micro_batch_rows, packing=packing,
-                         lora=LoraSettings(r=lora_r, alpha=2 * lora_r) if lora_r else None,
+                         warmup_ratio=warmup_ratio, weight_decay=weight_decay, mixed_precision=mixed_precision,
+                         lora=LoraSettings(r=lora_r, alpha=lora_alpha or 2 * lora_r, merge=lora_merge,
+                                           target_modules=lora_targets if lora_targets == "all-linear"
+                                           else tuple(lora_targets.split(","))) if lora_r else None,
                          gradient_checkpointing=gradient_checkpointing, seed=seed)
     trajectories = [t for path in data for t in read_trajectories(path)]
     if dtype == "auto":
