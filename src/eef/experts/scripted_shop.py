@@ -1,0 +1,241 @@
+"""A scripted expert for the built-in shop that fails the way GPT-4 fails on WebShop.
+
+The expert reads the hidden goal to act as a competent but fallible shopper: it searches the
+instruction's key words, opens the item it wants, sets the options and buys. Its mistakes are
+drawn from a per-task random stream, so a trajectory is reproducible from ``(seed, task_id)``:
+it opens a near-duplicate decoy, sets a wrong option or skips one, does not see that ``for kids``
+means a ``junior`` product, or pages back and forth until the step limit. On hard goals it often
+takes the key action (``Next >``, or searching again with the variant word) and then fails, so
+its failed trajectories hold the navigation and recovery segments that EEF exploits.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from eef.agent.parse import format_turn
+from eef.envs.shop.catalog import Product
+from eef.envs.shop.engine import ShopEnv
+from eef.envs.shop.generated import TIERS, VARIANTS, _naive_query
+from eef.errors import EefError
+from eef.experts.oracle import displayed
+from eef.trajectory import Message, Provenance, Trajectory, Turn
+
+MODEL = "scripted-shop-v1"
+_ASIN = re.compile(r"\bB\d{4}\b")
+KEY_CLICKS = ("click[Next >]", "click[< Prev]", "click[Back to Search]")
+
+
+@dataclass(frozen=True)
+class ScriptedExpertConfig:
+    """Mistake rates of the scripted expert; per-tier rates are (easy, medium, hard).
+
+    Attributes:
+        seed: with the task id, seeds each trajectory's random stream.
+        decoy: when the target is on the results page, open the most plausible other item instead
+            (on hard pages: the expert misses that the variant word matches the instruction).
+        wrong_option: per option, choose another value of the option group.
+        skip_option: per option, leave it unset.
+        naive_query: hard goals: search the instruction's words first (else material and kind
+            with a wrong variant word).
+        next_page: the target is not on the results page: click ``Next >``.
+        refine: the target is not on the results page: search again with the variant word.
+        prev_page: on a later results page without the target: click ``< Prev`` (dithering).
+        notice_decoy: on a decoy's item page: notice and go back (``< Prev`` or ``Back to Search``).
+        refine_after_back: after ``Back to Search``: search with the variant word (else repeat the
+            first query).
+    """
+
+    seed: int = 0
+    decoy: tuple[float, float, float] = (0.08, 0.45, 0.55)
+    wrong_option: tuple[float, float, float] = (0.08, 0.15, 0.3)
+    skip_option: float = 0.04
+    naive_query: float = 0.7
+    next_page: float = 0.5
+    refine: float = 0.25
+    prev_page: float = 0.15
+    notice_decoy: float = 0.3
+    refine_after_back: float = 0.5
+
+
+class _Shopper:
+    """One episode's decisions: reads the page, the hidden goal and its own random stream."""
+
+    def __init__(self, env: ShopEnv, config: ScriptedExpertConfig, rng: random.Random):
+        self.env, self.config, self.rng = env, config, rng
+        self.goal = env.goal
+        self.tier = TIERS.index(self.goal.tier)
+        self.target = env.catalog.by_asin[self.goal.asin]
+        *variant, self.brand, self.material, self.kind = self.target.title.split()
+        self.variant = variant[0] if variant else ""
+        # The words the instruction gives away, and the thing as the expert would name it.
+        self.wanted = {self.variant if self.variant else self.brand, self.material, self.kind}
+        self.thing = (f"{self.material} {self.kind} {VARIANTS[self.variant]}" if self.goal.tier == "hard"
+                      else f"{self.brand} {self.material} {self.kind}")
+        self.first_query: str | None = None
+        self.visited: set[str] = set()
+        self.plan: list[tuple[str, str]] | None = None  # option clicks left on the current item page
+
+    def act(self, observation: str) -> tuple[str, str]:
+        """The next (thought, action) for the page ``observation`` shows."""
+        state = self.env._state
+        if state.page == "results":
+            return self._on_results(observation, state.page_number)
+        if state.page == "item":
+            return self._on_item(self.env.catalog.by_asin[state.asin])
+        return self._search()
+
+    def _search(self) -> tuple[str, str]:
+        if self.first_query is None:
+            if self.goal.tier != "hard":
+                self.first_query = f"{self.brand} {self.material} {self.kind}"
+            elif self.rng.random() < self.config.naive_query:
+                self.first_query = _naive_query(self.goal.instruction)
+            else:
+                wrong = self.rng.choice(sorted(set(VARIANTS) - {self.variant}))
+                self.first_query = f"{wrong} {self.material} {self.kind}"
+            return f"I need {self._a(self.thing)}; I search for it.", f"search[{self.first_query}]"
+        if self.goal.tier == "hard" and self.rng.random() < self.config.refine_after_back:
+            return self._refine()
+        return "I try my search again.", f"search[{self.first_query}]"
+
+    def _refine(self) -> tuple[str, str]:
+        phrase = VARIANTS[self.variant]
+        return (f"'{phrase}' probably means {self.variant}; I search for a {self.variant} {self.material} {self.kind}.",
+                f"search[{self.variant} {self.material} {self.kind}]")
+
+    def _on_results(self, observation: str, page_number: int) -> tuple[str, str]:
+        products = [self.env.catalog.by_asin[a] for a in _ASIN.findall(observation)]
+        decoy = self._decoy(products)
+        if self.target in products:
+            if decoy is not None and self.rng.random() < self.config.decoy[self.tier]:
+                return self._open(decoy)
+            return self._open(self.target)
+        draw, c = self.rng.random(), self.config
+        if page_number > 1 and draw < c.prev_page:
+            return "I go back to the previous page to compare the items again.", "click[< Prev]"
+        draw -= c.prev_page if page_number > 1 else 0.0
+        if draw < c.next_page or (decoy is None and products):
+            return f"The results do not show {self._a(self.thing)}; I check the next page.", "click[Next >]"
+        if draw < c.next_page + c.refine and self.goal.tier == "hard":
+            return self._refine()
+        if decoy is None:
+            return "Nothing here fits; I start a new search.", "click[Back to Search]"
+        return self._open(decoy)
+
+    def _decoy(self, products: Sequence[Product]) -> Product | None:
+        """The unvisited non-target item on the page that shares most words with the wanted ones."""
+        others = [p for p in products if p != self.target and p.asin not in self.visited]
+        if not others:
+            return None
+        best = max(others, key=lambda p: len(self.wanted & set(p.title.split())))  # first of the best
+        return best if self.kind in best.title.split() else None
+
+    def _open(self, product: Product) -> tuple[str, str]:
+        self.visited.add(product.asin)
+        return f"{product.asin} is {self._a(product.title)}, which fits the instruction.", f"click[{product.asin}]"
+
+    def _on_item(self, product: Product) -> tuple[str, str]:
+        if self.plan is None:
+            if product != self.target and self.rng.random() < self.config.notice_decoy:
+                back = self.rng.choice(KEY_CLICKS[1:])
+                what = "go back to the results" if back == KEY_CLICKS[1] else "start a new search"
+                return f"This {product.title} is not {self._a(self.thing)}; I {what}.", back
+            self.plan = self._option_plan(product)
+        if self.plan:
+            name, value = self.plan.pop(0)
+            return f"The instruction asks for {name} {value}.", f"click[{value}]"
+        return "The item and its options match the instruction, so I buy it.", "click[Buy Now]"
+
+    def _option_plan(self, product: Product) -> list[tuple[str, str]]:
+        plan = []
+        for name, value in self.goal.options:
+            values = product.options.get(name, [])
+            draw = self.rng.random()
+            if not values or draw < self.config.skip_option:
+                continue
+            others = [v for v in values if v != value]
+            if value not in values or (others and draw < self.config.skip_option + self.config.wrong_option[self.tier]):
+                value = self.rng.choice(others)
+            plan.append((name, value))
+        return plan
+
+    @staticmethod
+    def _a(words: str) -> str:
+        return f"{'an' if words[0] in 'aeiou' else 'a'} {words}"
+
+
+def scripted_trajectory(env: ShopEnv, task_id: str, prompt: tuple[Message, ...],
+                        config: ScriptedExpertConfig = ScriptedExpertConfig()) -> Trajectory:
+    """One scripted episode of ``task_id`` from reset, every turn trainable.
+
+    Raises:
+        EefError: the environment is not the built-in shop (its goals carry no tier).
+    """
+    observation = first = env.reset(task_id) if isinstance(env, ShopEnv) else ""
+    if not isinstance(env, ShopEnv) or env.goal.tier not in TIERS:
+        raise EefError(f"the scripted expert needs the built-in shop's tiered goals, not {env.name!r}")
+    shopper = _Shopper(env, config, random.Random(f"{config.seed}/{task_id}"))
+    turns = []
+    while True:
+        page = env._state.page
+        thought, action = shopper.act(observation)
+        action = displayed(action, observation)
+        step = env.step(action)
+        if env._state.page != page:
+            shopper.plan = None
+        turns.append(Turn(format_turn(thought, action), action, step.observation, step.reward))
+        observation = step.observation
+        if step.done:
+            break
+    return Trajectory(
+        id=f"scripted/{task_id}", env=env.name, task_id=task_id, prompt=prompt, first_observation=first,
+        turns=tuple(turns), reward=step.reward, success=step.terminated and env.is_success(step.reward),
+        terminated=step.terminated,
+        provenance=Provenance(source="scripted", model=MODEL, sampling=asdict(config)),
+    )
+
+
+def scripted_trajectories(env: ShopEnv, task_ids: Sequence[str], prompt: tuple[Message, ...],
+                          config: ScriptedExpertConfig = ScriptedExpertConfig()) -> list[Trajectory]:
+    """:func:`scripted_trajectory` for each task."""
+    return [scripted_trajectory(env, t, prompt, config) for t in task_ids]
+
+
+def key_actions(trajectory: Trajectory) -> list[int]:
+    """Indices of the navigation and recovery actions: ``Next >``, ``< Prev``, ``Back to Search``
+    and every search after the first."""
+    searches = [i for i, a in enumerate(trajectory.actions) if a.startswith("search[")]
+    return sorted([i for i, a in enumerate(trajectory.actions) if a in KEY_CLICKS] + searches[1:])
+
+
+def reaches_target(env: ShopEnv, trajectory: Trajectory) -> bool:
+    """Whether a key action (``Next >`` or a later search) put the goal's target on the results page."""
+    asin = env.catalog.goals[env.catalog.goal_index(trajectory.task_id)].asin
+    turns = trajectory.turns
+    return any(asin in _ASIN.findall(turns[i].observation) for i in key_actions(trajectory)
+               if turns[i].action == "click[Next >]" or turns[i].action.startswith("search["))
+
+
+def tier_report(env: ShopEnv, trajectories: Sequence[Trajectory]) -> dict[str, dict[str, float]]:
+    """Per tier (and ``all``): episodes, successes, success_rate, failed, failed trajectories
+    that contain a key action (``failed_with_key_action``) and failed trajectories whose key
+    action brought the target onto the results page (``failed_reaching_target``)."""
+    groups: dict[str, list[Trajectory]] = {tier: [] for tier in (*TIERS, "all")}
+    for t in trajectories:
+        groups[env.catalog.goals[env.catalog.goal_index(t.task_id)].tier].append(t)
+        groups["all"].append(t)
+    report = {}
+    for tier, group in groups.items():
+        failed = [t for t in group if not t.success]
+        successes = len(group) - len(failed)
+        report[tier] = {
+            "episodes": len(group), "successes": successes,
+            "success_rate": successes / len(group) if group else 0.0, "failed": len(failed),
+            "failed_with_key_action": sum(bool(key_actions(t)) for t in failed),
+            "failed_reaching_target": sum(reaches_target(env, t) for t in failed),
+        }
+    return report
