@@ -229,6 +229,26 @@ def serve_command(
     run_server(model, host, port)
 
 
+def run_command(
+    config: Annotated[Optional[Path], typer.Argument(help="YAML configuration (default: the built-in demo).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue a run: finished stages are skipped.")] = False,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override KEY.PATH=VALUE; repeatable.")] = None,
+) -> None:
+    """Run the pipeline: expert data, SFT-POS, then RFT / RFT xK / EEF iterations, evaluation, report."""
+    from eef.config import load_config
+    from eef.pipeline import run
+
+    settings = load_config(config or DEFAULT_CONFIG, set_)  # every problem is reported before any work
+    summary = run(settings, resume=resume, log=lambda line: typer.echo(line, err=True))
+    for method, entry in summary.items():
+        best, last = entry["best"], entry["last"]
+        typer.echo(f"{method:8s} best win rate {best['test_win_rate']:.1%} (iteration {best['iteration']}), "
+                   f"last {last['test_win_rate']:.1%}, score {best['test_score']:.3f}")
+
+
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
+
+
 def register(app: typer.Typer) -> None:
     """Add the agent commands to the ``eef`` app."""
     model_app = typer.Typer(help="Create models.", no_args_is_help=True)
@@ -238,3 +258,4 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
     app.command("eval")(eval_command)
     app.command("serve")(serve_command)
+    app.command("run")(run_command)

@@ -1,0 +1,315 @@
+"""The run configuration: a typed schema, validated as a whole before any work starts.
+
+A YAML file (plus ``key.path=value`` overrides) becomes a :class:`RunConfig`. Every default lives
+here, in the schema; unknown keys, wrong types and values outside their choices are all reported
+at once, each with its key path (``methods.eef.m: expected an integer, got 'five'``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from eef.errors import EefError
+
+
+class ConfigError(EefError):
+    """One or more problems in a configuration, each with its key path."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"{source}: invalid configuration:\n  " + "\n  ".join(problems))
+
+
+@dataclass(frozen=True)
+class EnvSection:
+    """The environment: a registered name and its options."""
+
+    name: str = "shop"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TinyModelSection:
+    """Size of the tiny model created when ``model.base`` is null."""
+
+    layers: int = 4
+    hidden_size: int = 128
+    heads: int = 4
+    intermediate_size: int = 512
+    vocab_size: int = 2048
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """The base model and how to run it.
+
+    ``base`` null creates the tiny default from the environment's text; otherwise a checkpoint
+    directory or hub id (e.g. ``meta-llama/Meta-Llama-3-8B-Instruct``).
+    """
+
+    base: str | None = None
+    tiny: TinyModelSection = TinyModelSection()
+    backend: str = "hf"
+    device: str = "auto"
+    dtype: str = "auto"
+    max_batch_size: int = 64
+    base_url: str | None = None
+
+    CHOICES = {"backend": ("hf", "openai", "vllm")}
+
+
+@dataclass(frozen=True)
+class PromptSection:
+    """See :class:`eef.agent.PromptConfig`."""
+
+    instruction: str | None = None
+    one_shot: bool = False
+    system_role: bool = True
+
+
+@dataclass(frozen=True)
+class ExpertSource:
+    """One teacher.
+
+    ``kind``: ``scripted`` (the built-in shop's scripted expert), ``oracle`` (perfect
+    demonstrations) or ``file`` (trajectories JSONL at ``path``). ``role``: ``clone`` (successes go
+    to ``D_e``, failures are explored) or ``explore`` (everything is only explored: the spec's
+    weaker teacher).
+    """
+
+    name: str = "scripted"
+    kind: str = "scripted"
+    path: str | None = None
+    role: str = "clone"
+    seed: int = 0
+
+    CHOICES = {"kind": ("scripted", "oracle", "file"), "role": ("clone", "explore")}
+
+
+@dataclass(frozen=True)
+class ExpertSection:
+    """Where expert trajectories come from, for which split."""
+
+    sources: tuple[ExpertSource, ...] = (ExpertSource(),)
+    split: str = "train"
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """See :class:`eef.train.TrainConfig`."""
+
+    epochs: float = 3.0
+    learning_rate: float = 2e-3
+    max_length: int = 1024
+    rows_per_step: int = 4
+    micro_batch_rows: int = 1
+    packing: bool = False
+    warmup_ratio: float = 0.03
+    lora_r: int = 0
+    gradient_checkpointing: bool = False
+
+
+@dataclass(frozen=True)
+class RolloutSection:
+    """Exploration rollouts."""
+
+    num_envs: int = 64
+    max_new_tokens: int = 48
+    temperature: float = 0.7
+    top_p: float = 1.0
+
+
+@dataclass(frozen=True)
+class EvalSection:
+    """Evaluation (greedy by default)."""
+
+    split: str = "test"
+    limit: int | None = None
+    max_new_tokens: int = 48
+    temperature: float = 0.0
+
+
+@dataclass(frozen=True)
+class EEFSection:
+    """The choices the paper leaves open for EEF (spec table)."""
+
+    m: int = 5
+    explore: str = "failed"
+    neutral: str = "mask"
+
+    CHOICES = {"explore": ("failed", "all"), "neutral": ("mask", "train")}
+
+
+@dataclass(frozen=True)
+class MethodsSection:
+    """Which methods run and how.
+
+    ``rft_k`` null means ``1 + eef.m`` rollouts per ``s0`` (the spec's RFT x(1+M), EEF's budget).
+    """
+
+    run: tuple[str, ...] = ("sft_pos", "rft", "rft_k", "eef")
+    iterations: int = 3
+    rollouts_per_state: int = 1
+    rft_k: int | None = None
+    selection: str = "fewest"
+    train_from: str = "base"
+    eef: EEFSection = EEFSection()
+
+    CHOICES = {"selection": ("fewest", "newest", "random"), "train_from": ("base", "previous")}
+    METHODS = ("sft_pos", "rft", "rft_k", "eef")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole run: every stage's settings and the seed they derive from."""
+
+    name: str = "default"
+    seed: int = 0
+    run_dir: str | None = None
+    env: EnvSection = EnvSection()
+    model: ModelSection = ModelSection()
+    prompt: PromptSection = PromptSection()
+    expert: ExpertSection = ExpertSection()
+    train: TrainSection = TrainSection()
+    rollout: RolloutSection = RolloutSection()
+    eval: EvalSection = EvalSection()
+    methods: MethodsSection = MethodsSection()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data (tuples as lists), as saved in ``config.yaml``."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
+    """An instance of dataclass ``cls`` from ``data``; problems are appended, not raised."""
+    if not isinstance(data, dict):
+        problems.append(f"{path or '(top)'}: expected a mapping, got {type(data).__name__}")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            problems.append(f"{path}{key}: unknown key; known: {', '.join(sorted(names))}")
+    values = {}
+    for name in sorted(names & set(data)):
+        values[name] = _value(hints[name], data[name], f"{path}{name}", problems)
+        choices = getattr(cls, "CHOICES", {}).get(name)
+        if choices and values[name] not in choices:
+            problems.append(f"{path}{name}: {values[name]!r} is not one of {', '.join(choices)}")
+    try:
+        return cls(**values)
+    except TypeError as e:  # a problem already recorded made a value unusable
+        problems.append(f"{path or '(top)'}: {e}")
+        return cls()
+
+
+def _value(hint: Any, value: Any, path: str, problems: list[str]) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _value(next(a for a in args if a is not type(None)), value, path, problems)
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, path + ".", problems)
+    if origin is tuple:
+        if not isinstance(value, list):
+            problems.append(f"{path}: expected a list, got {type(value).__name__}")
+            return ()
+        return tuple(_value(args[0], v, f"{path}[{i}]", problems) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected a mapping, got {type(value).__name__}")
+            return {}
+        return dict(value)
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    expected = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}[hint]
+    ok = (isinstance(value, hint) and not (hint is not bool and isinstance(value, bool))) or (
+        hint is float and isinstance(value, int) and not isinstance(value, bool))
+    if not ok:
+        problems.append(f"{path}: expected {expected}, got {value!r}")
+        return hint()
+    return float(value) if hint is float else value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set ``a.b.c=value`` pairs (values read as YAML) in a nested dict."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise EefError(f"override {item!r} is not KEY.PATH=VALUE")
+        *parents, leaf = key.strip().split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise EefError(f"override {item!r}: {part} is not a section")
+        node[leaf] = yaml.safe_load(raw)
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read, override and validate a configuration (None: the built-in default).
+
+    Raises:
+        ConfigError: every problem found, with key paths.
+        EefError: the file is missing or is not YAML.
+    """
+    data: Any = {}
+    source = "(defaults)"
+    if path is not None:
+        source = str(path)
+        if not Path(path).is_file():
+            raise EefError(f"{path}: no such configuration file")
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as e:
+            raise EefError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"(top): expected a mapping, got {type(data).__name__}"])
+    data = apply_overrides(data, overrides or [])
+    problems: list[str] = []
+    config = build(RunConfig, data, "", problems)
+    if not problems:  # values flagged above were replaced by placeholders: do not judge those
+        problems = _cross_checks(config, Path(path).parent if path else Path.cwd())
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def _cross_checks(config: RunConfig, base: Path) -> list[str]:
+    problems = []
+    for i, method in enumerate(config.methods.run):
+        if method not in MethodsSection.METHODS:
+            problems.append(f"methods.run[{i}]: {method!r} is not one of {', '.join(MethodsSection.METHODS)}")
+    for i, source in enumerate(config.expert.sources):
+        if source.kind == "file" and (source.path is None or not (base / source.path).is_file()):
+            problems.append(f"expert.sources[{i}].path: {source.path!r} is not a file")
+    for key, value in (("methods.iterations", config.methods.iterations), ("methods.eef.m", config.methods.eef.m),
+                       ("methods.rollouts_per_state", config.methods.rollouts_per_state),
+                       ("rollout.num_envs", config.rollout.num_envs)):
+        if value < 1:
+            problems.append(f"{key}: must be at least 1, got {value}")
+    if config.train.rows_per_step % config.train.micro_batch_rows:
+        problems.append(f"train.rows_per_step: {config.train.rows_per_step} is not a multiple of "
+                        f"train.micro_batch_rows ({config.train.micro_batch_rows})")
+    return problems

@@ -1,0 +1,342 @@
+"""``eef run``: expert data -> SFT-POS -> iterations of explore, label, train, evaluate -> report.
+
+Read top to bottom, :func:`run` is the whole experiment. Every stage writes its artifact under the
+run directory and then a ``.done`` marker with its one-line metrics; a stage whose marker exists
+is skipped, so ``eef run --resume`` after a crash (even ``kill -9``) repeats no finished stage.
+Rollouts are appended episode by episode, so an interrupted exploration loses no finished
+episode either. The resolved configuration is saved as ``config.yaml``; resuming with a
+different configuration is refused.
+
+Layout::
+
+    runs/<name>/config.yaml, metrics.jsonl, summary.json, report/
+    runs/<name>/base-model/                        the tiny default (when model.base is null)
+    runs/<name>/expert/trajectories.jsonl          every expert trajectory, failures included
+    runs/<name>/sft_pos/{train.jsonl,checkpoint,eval}
+    runs/<name>/<method>/iter-<k>/{rollouts.jsonl,repository.jsonl,train.jsonl,checkpoint,eval}
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from eef.agent import PromptConfig, SamplingParams, build_prompt
+from eef.atomic import write_text_atomic
+from eef.config import RunConfig
+from eef.envs import make
+from eef.envs.protocol import TextEnv
+from eef.errors import EefError
+from eef.methods import (PositiveRepository, Solution, analyse_all, eef_solutions, expert_demonstrations,
+                         self_solutions, state_positions)
+from eef.rollout import RolloutConfig, Start, clone_envs, rollout
+from eef.trajectory import Message, Trajectory, append_trajectories, read_trajectories, write_trajectories
+
+
+class RunDir:
+    """The run directory: stage markers, the metrics log and the saved configuration."""
+
+    def __init__(self, root: Path, log: Callable[[str], None]):
+        self.root, self.log = root, log
+
+    def done(self, stage: Path) -> dict[str, Any] | None:
+        """The metrics of a finished stage, or None."""
+        marker = stage / ".done"
+        return json.loads(marker.read_text()) if marker.is_file() else None
+
+    def finish(self, stage: Path, record: dict[str, Any]) -> dict[str, Any]:
+        """Mark a stage finished: its metrics go to ``metrics.jsonl`` and its marker."""
+        with (self.root / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        write_text_atomic(stage / ".done", json.dumps(record) + "\n")
+        shown = {k: v for k, v in record.items() if k not in ("stage", "method", "iteration")}
+        where = " ".join(str(record[k]) for k in ("method", "iteration") if k in record)
+        self.log(f"[{record['stage']}{' ' + where if where else ''}] " + json.dumps(shown, default=str))
+        return record
+
+
+def prepare_run_dir(config: RunConfig, root: Path, resume: bool) -> None:
+    """Create the run directory and save the configuration; refuse to mix configurations."""
+    saved = root / "config.yaml"
+    wanted = config.as_dict()
+    if saved.is_file():
+        if not resume:
+            raise EefError(f"{root} already holds a run; pass --resume to continue it or choose another run_dir")
+        if yaml.safe_load(saved.read_text()) != wanted:
+            raise EefError(f"{saved} differs from this configuration; --resume continues only the same "
+                           "configuration (start a new run_dir for a new one)")
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(saved, yaml.safe_dump(wanted, sort_keys=False))
+
+
+def run(config: RunConfig, *, resume: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every stage the configuration names; returns the summary (also ``summary.json``)."""
+    root = Path(config.run_dir or f"runs/{config.name}")
+    prepare_run_dir(config, root, resume)
+    rd = RunDir(root, log)
+    env = make(config.env.name, **config.env.options)
+    prompt = build_prompt(env.name, PromptConfig(config.prompt.instruction, config.prompt.one_shot,
+                                                 config.prompt.system_role), env)
+    base = base_model(config, env, root)
+    experts = collect_experts(config, env, prompt, rd)
+    cloned = expert_demonstrations(t for t in experts if t.meta.get("role") == "clone")
+
+    summary: dict[str, Any] = {}
+    sft_pos = root / "sft_pos"
+    train_stage(config, rd, sft_pos, "sft_pos", 0, base, cloned)
+    summary["sft_pos"] = _summary_entry([evaluate_stage(config, rd, env, prompt, sft_pos, "sft_pos", 0)], [])
+    for method in (m for m in config.methods.run if m != "sft_pos"):
+        repository = PositiveRepository(config.methods.selection, config.seed)
+        current, evals, solved = sft_pos / "checkpoint", [], []
+        for k in range(1, config.methods.iterations + 1):
+            stage = root / method / f"iter-{k}"
+            rollouts = explore_stage(config, rd, env, prompt, stage, method, k, current, experts)
+            data, label = label_stage(config, rd, stage, method, k, rollouts, experts, cloned, repository)
+            start = base if config.methods.train_from == "base" else current
+            train_stage(config, rd, stage, method, k, start, data)
+            evals.append(evaluate_stage(config, rd, env, prompt, stage, method, k))
+            solved.append(label["train_solved"])
+            current = stage / "checkpoint"
+        summary[method] = _summary_entry(evals, solved)
+    write_text_atomic(root / "summary.json", json.dumps(summary, indent=1) + "\n")
+    report_stage(rd)
+    return summary
+
+
+# -- stages -----------------------------------------------------------------------------------
+
+
+def base_model(config: RunConfig, env: TextEnv, root: Path) -> str:
+    """The model every method starts from: ``model.base`` or the tiny default, created once."""
+    if config.model.base is not None:
+        return config.model.base
+    from eef.models.tiny import TinyModelConfig, create_tiny_model
+
+    path = root / "base-model"
+    if not (path / "config.json").is_file():
+        tiny = config.model.tiny
+        create_tiny_model(env, path, TinyModelConfig(
+            vocab_size=tiny.vocab_size, hidden_size=tiny.hidden_size, layers=tiny.layers, heads=tiny.heads,
+            intermediate_size=tiny.intermediate_size, seed=config.seed))
+    return str(path)
+
+
+def collect_experts(config: RunConfig, env: TextEnv, prompt: tuple[Message, ...], rd: RunDir) -> list[Trajectory]:
+    """Every expert trajectory of the training split, failures included, with its source's role."""
+    stage = rd.root / "expert"
+    path = stage / "trajectories.jsonl"
+    if rd.done(stage):
+        return read_trajectories(path)
+    began = time.perf_counter()
+    tasks = env.task_ids(config.expert.split)[: config.expert.limit]
+    experts: list[Trajectory] = []
+    for source in config.expert.sources:
+        for t in _expert_source(source, env, tasks, prompt):
+            experts.append(replace(t, id=f"{source.name}/{t.task_id}/{t.id}",
+                                   meta={**t.meta, "role": source.role, "teacher": source.name}))
+    write_trajectories(path, experts)
+    by_tier: dict[str, dict[str, int]] = {}
+    for t in experts:
+        tier = by_tier.setdefault(str(t.meta.get("tier", "all")), {"episodes": 0, "successes": 0})
+        tier["episodes"] += 1
+        tier["successes"] += t.success
+    rd.finish(stage, {"stage": "expert", "episodes": len(experts), "successes": sum(t.success for t in experts),
+                      "by_tier": by_tier, "seconds": round(time.perf_counter() - began, 2)})
+    return experts
+
+
+def _expert_source(source, env: TextEnv, tasks: list[str], prompt: tuple[Message, ...]) -> list[Trajectory]:
+    if source.kind == "file":
+        loaded = [t for t in read_trajectories(source.path) if t.task_id in set(tasks)]
+        if any(t.env != env.name for t in loaded):
+            raise EefError(f"{source.path}: trajectories of another environment than {env.name!r}")
+        return loaded
+    if source.kind == "oracle":
+        from eef.experts.oracle import oracle_trajectories
+
+        return oracle_trajectories(env, tasks, prompt)
+    from eef.experts.scripted_shop import ScriptedExpertConfig, scripted_trajectories
+
+    trajectories = scripted_trajectories(env, tasks, prompt, ScriptedExpertConfig(seed=source.seed))
+    tiers = {t: env.catalog.goals[env.catalog.goal_index(t)].tier for t in tasks}
+    return [replace(t, meta={**t.meta, "tier": tiers[t.task_id]}) for t in trajectories]
+
+
+def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Message, ...], stage: Path,
+                  method: str, iteration: int, model: Path, experts: list[Trajectory]) -> list[Trajectory]:
+    """Roll out the current model from s0 of every training task (K times for RFT xK) and, for
+    EEF, from the states of the explored expert trajectories."""
+    path = stage / "rollouts.jsonl"
+    if rd.done(stage / "explore"):
+        return read_trajectories(path)
+    began = time.perf_counter()
+    eef = config.methods.eef
+    k = (config.methods.rft_k or 1 + eef.m) if method == "rft_k" else 1
+    tasks = env.task_ids(config.expert.split)[: config.expert.limit]
+    starts = [Start(t, index=i) for t in tasks for i in range(k)]
+    if method == "eef":
+        starts += [Start(e.task_id, e, p, i) for e in explored_experts(config, experts)
+                   for p in state_positions(e, eef.m)[1:] for i in range(config.methods.rollouts_per_state)]
+    rollout_config = RolloutConfig(SamplingParams(config.rollout.temperature, config.rollout.top_p,
+                                                  config.rollout.max_new_tokens),
+                                   seed=config.seed, source="self", iteration=iteration)
+    done = {t.id for t in read_trajectories(path, skip_torn_tail=True)} if path.exists() else set()
+    todo = [s for s in starts if f"self/it{iteration}/{s.key}" not in done]
+    policy = _policy(config, model)
+    try:
+        result = rollout(clone_envs(env, config.rollout.num_envs, config.env.options), policy, todo, prompt,
+                         rollout_config, on_trajectory=lambda t: append_trajectories(path, [t]), progress=True,
+                         description=f"explore {method} {iteration}")
+    finally:
+        policy.close()
+    trajectories = read_trajectories(path, skip_torn_tail=True)
+    from_states = [t for t in trajectories if t.provenance.parent_id]
+    rd.finish(stage / "explore", {
+        "stage": "explore", "method": method, "iteration": iteration, "episodes": len(trajectories),
+        "from_s0": len(trajectories) - len(from_states), "from_states": len(from_states),
+        "successes": sum(t.success for t in trajectories), "replays": len(from_states) + len(result.diverged),
+        "diverged": len(result.diverged), "seconds": round(time.perf_counter() - began, 2)})
+    return trajectories
+
+
+def explored_experts(config: RunConfig, experts: list[Trajectory]) -> list[Trajectory]:
+    """The expert trajectories EEF explores: failures (or all), and everything of explore-only teachers."""
+    return [e for e in experts if config.methods.eef.explore == "all" or not e.success
+            or e.meta.get("role") == "explore"]
+
+
+def label_stage(config: RunConfig, rd: RunDir, stage: Path, method: str, iteration: int,
+                rollouts: list[Trajectory], experts: list[Trajectory], cloned: list[Trajectory],
+                repository: PositiveRepository) -> tuple[list[Trajectory], dict[str, Any]]:
+    """Turn rollouts into solutions, keep one per important state, write the training set."""
+    repository_path, train_path = stage / "repository.jsonl", stage / "train.jsonl"
+    done = rd.done(stage / "label")
+    if done:
+        repository.solutions = {t.meta["state"]: _solution(t) for t in read_trajectories(repository_path)}
+        return read_trajectories(train_path), done
+    began = time.perf_counter()
+    from_s0 = [t for t in rollouts if not t.provenance.parent_id]
+    candidates = self_solutions(from_s0, iteration)
+    counts = {"beneficial": 0, "harmful": 0, "neutral": 0, "recovery_states": 0, "skipped_experts": 0}
+    if method == "eef":
+        first_s0 = {}
+        for t in from_s0:
+            first_s0.setdefault(t.task_id, t)
+        simulations = {(t.provenance.parent_id, t.provenance.start_step): t for t in rollouts if t.provenance.parent_id}
+        analysed, skipped = analyse_all(explored_experts(config, experts), simulations, first_s0, config.methods.eef.m)
+        counts["skipped_experts"] = len(skipped)
+        for analysis, sims in analysed:
+            for label in analysis.labels:
+                counts[label] += 1
+            counts["recovery_states"] += len(analysis.recovery)
+            candidates += eef_solutions(analysis, sims, iteration, config.methods.eef.neutral)
+    repository.add(candidates)
+    write_trajectories(repository_path, [_tagged(s) for s in repository.solutions.values()])
+    data = cloned + repository.trajectories()
+    write_trajectories(train_path, data)
+    solutions = list(repository.solutions.values())
+    expert_solved = {t.task_id for t in cloned}
+    record = {
+        "stage": "label", "method": method, "iteration": iteration, **counts,
+        "important_states": len({t.task_id for t in rollouts}) + counts["recovery_states"],
+        "repository": len(solutions),
+        "solved_by_source": {"expert": len(expert_solved),
+                             "self_s0": sum(s.kind == "self" and s.state.endswith("@s0") for s in solutions),
+                             "eef": sum(s.kind != "self" or not s.state.endswith("@s0") for s in solutions)},
+        "train_solved": len(expert_solved | {s.trajectory.task_id for s in solutions}),
+        "seconds": round(time.perf_counter() - began, 2)}
+    return data, rd.finish(stage / "label", record)
+
+
+def _tagged(solution: Solution) -> Trajectory:
+    return replace(solution.trajectory, meta={**solution.trajectory.meta, "state": solution.state,
+                                              "actions": solution.actions, "iteration": solution.iteration,
+                                              "kind": solution.kind})
+
+
+def _solution(t: Trajectory) -> Solution:
+    return Solution(t.meta["state"], t, t.meta["actions"], t.meta["iteration"], t.meta["kind"])
+
+
+def train_stage(config: RunConfig, rd: RunDir, stage: Path, method: str, iteration: int, start: str | Path,
+                data: list[Trajectory]) -> None:
+    """Masked SFT of ``start`` on ``data`` into ``stage/checkpoint``."""
+    if rd.done(stage / "train"):
+        return
+    from eef.agent.hf_policy import load_model_and_tokenizer
+    from eef.train import TrainConfig, tokenize_trajectories, train
+
+    began = time.perf_counter()
+    if method == "sft_pos":
+        write_trajectories(stage / "train.jsonl", data)
+    settings = config.train
+    train_config = TrainConfig(epochs=settings.epochs, learning_rate=settings.learning_rate,
+                               warmup_ratio=settings.warmup_ratio, rows_per_step=settings.rows_per_step,
+                               micro_batch_rows=settings.micro_batch_rows, max_length=settings.max_length,
+                               packing=settings.packing, gradient_checkpointing=settings.gradient_checkpointing,
+                               seed=config.seed + iteration)
+    model, tokenizer = load_model_and_tokenizer(start, device="cpu", dtype="float32")
+    examples, stats = tokenize_trajectories(data, tokenizer, settings.max_length)
+    result = train(model, tokenizer, examples, stage / "checkpoint", train_config, progress=True,
+                   metadata={"base_model": str(start), "method": method, "iteration": iteration})
+    rd.finish(stage / "train", {
+        "stage": "train", "method": method, "iteration": iteration, "examples": stats.examples,
+        "truncated": stats.truncated, "dropped": stats.dropped, "trained_tokens": result.trained_tokens,
+        "final_loss": round(result.losses[-1], 4), "steps": result.steps,
+        "seconds": round(time.perf_counter() - began, 2)})
+
+
+def evaluate_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Message, ...], stage: Path,
+                   method: str, iteration: int) -> dict[str, Any]:
+    """Greedy evaluation of ``stage/checkpoint`` on the test split."""
+    done = rd.done(stage / "eval")
+    if done:
+        return done
+    from eef.evaluate import evaluate
+    from eef.report import navigation_shares
+
+    began = time.perf_counter()
+    tasks = env.task_ids(config.eval.split)[: config.eval.limit]
+    policy = _policy(config, stage / "checkpoint")
+    try:
+        report = evaluate(clone_envs(env, config.rollout.num_envs, config.env.options), policy, tasks, prompt,
+                          split=config.eval.split, max_new_tokens=config.eval.max_new_tokens,
+                          temperature=config.eval.temperature, seed=config.seed, out_dir=stage / "eval",
+                          progress=True)
+    finally:
+        policy.close()
+    trajectories = read_trajectories(stage / "eval" / "trajectories.jsonl")
+    return rd.finish(stage / "eval", {
+        "stage": "eval", "method": method, "iteration": iteration, "win_rate": report.win_rate,
+        "score": round(report.score, 4), "navigation": navigation_shares(trajectories),
+        "seconds": round(time.perf_counter() - began, 2)})
+
+
+def report_stage(rd: RunDir) -> None:
+    """Write ``report/`` from the artifacts (always rewritten: it reads only files)."""
+    from eef.report import write_report
+
+    path = write_report(rd.root)
+    rd.log(f"[report] {path / 'report.md'}")
+
+
+def _policy(config: RunConfig, model: str | Path):
+    from eef.agent.backends import build_policy
+
+    return build_policy(config.model.backend, str(model), base_url=config.model.base_url,
+                        device=config.model.device, dtype=config.model.dtype,
+                        max_batch_size=config.model.max_batch_size)
+
+
+def _summary_entry(evals: list[dict[str, Any]], solved: list[int]) -> dict[str, Any]:
+    iterations = [{"iteration": e["iteration"], "test_win_rate": e["win_rate"], "test_score": e["score"]}
+                  for e in evals]
+    best = max(iterations, key=lambda r: (r["test_win_rate"], r["test_score"]))
+    return {"iterations": iterations, "best": best, "last": iterations[-1], "train_solved": solved}

@@ -1,0 +1,66 @@
+"""Run configurations: every problem reported at once, with key paths, before any work."""
+
+import pytest
+import yaml
+
+from eef.cli_agent import DEFAULT_CONFIG
+from eef.config import ConfigError, RunConfig, load_config
+from eef.errors import EefError
+
+
+def _write(tmp_path, data):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_the_shipped_default_is_valid_and_names_every_method():
+    config = load_config(DEFAULT_CONFIG)
+    assert config.methods.run == ("sft_pos", "rft", "rft_k", "eef")
+    assert config.methods.eef.m == 5 and config.methods.rft_k is None
+    assert config.as_dict()["methods"]["run"] == ["sft_pos", "rft", "rft_k", "eef"]
+
+
+def test_all_problems_are_reported_with_their_key_paths(tmp_path):
+    path = _write(tmp_path, {"extra": 1, "methods": {"eef": {"m": "five", "bogus": 1}, "selection": "best"},
+                             "train": {"epochs": "x"}, "expert": {"sources": [{"kind": "file", "path": "no.jsonl"}]}})
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    problems = error.value.problems
+    assert any(p.startswith("extra: unknown key") for p in problems)
+    assert "methods.eef.m: expected an integer, got 'five'" in problems
+    assert any(p.startswith("methods.eef.bogus: unknown key") for p in problems)
+    assert any(p.startswith("methods.selection: 'best' is not one of") for p in problems)
+    assert "train.epochs: expected a number, got 'x'" in problems
+    assert str(path) in str(error.value)
+
+
+def test_cross_checks_name_missing_files_and_unknown_methods(tmp_path):
+    path = _write(tmp_path, {"methods": {"run": ["rft", "ppo"]}, "expert": {"sources": [{"kind": "file", "path": "no.jsonl"}]}})
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert "methods.run[1]: 'ppo' is not one of sft_pos, rft, rft_k, eef" in error.value.problems
+    assert "expert.sources[0].path: 'no.jsonl' is not a file" in error.value.problems
+
+
+def test_overrides_are_typed_and_validated_too():
+    config = load_config(None, ["methods.iterations=1", "train.learning_rate=1e-3", "env.options={goals: 200}"])
+    assert config.methods.iterations == 1 and config.train.learning_rate == 1e-3
+    assert config.env.options == {"goals": 200}
+    with pytest.raises(ConfigError, match="rollout.num_envs: must be at least 1"):
+        load_config(None, ["rollout.num_envs=0"])
+    with pytest.raises(EefError, match="not KEY.PATH=VALUE"):
+        load_config(None, ["methods.iterations"])
+
+
+def test_a_missing_or_broken_file_is_a_clear_error(tmp_path):
+    with pytest.raises(EefError, match="no such configuration file"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("methods: [unclosed")
+    with pytest.raises(EefError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_defaults_live_in_the_schema():
+    assert load_config(None) == RunConfig()
