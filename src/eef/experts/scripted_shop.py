@@ -1,12 +1,11 @@
 """A scripted expert for the built-in shop that fails the way GPT-4 fails on WebShop.
 
-The expert reads the hidden goal to act as a competent but fallible shopper: it searches the
-instruction's key words, opens the item it wants, sets the options and buys. Its mistakes are
-drawn from a per-task random stream, so a trajectory is reproducible from ``(seed, task_id)``:
-it opens a near-duplicate decoy, sets a wrong option or skips one, does not see that ``for kids``
-means a ``junior`` product, or pages back and forth until the step limit. On hard goals it often
-takes the key action (``Next >``, or searching again with the variant word) and then fails, so
-its failed trajectories hold the navigation and recovery segments that EEF exploits.
+A competent but fallible shopper that reads the hidden goal: it searches the instruction's key
+words, opens the item it wants, sets the options and buys. Its mistakes come from a per-task
+random stream (reproducible from ``(seed, task_id)``): a near-duplicate decoy, a wrong or skipped
+option, not seeing that ``for kids`` means ``junior``, paging back and forth. On hard goals it
+often takes the key action (``Next >``, or a search with the variant word) and then fails, so its
+failures hold the navigation and recovery segments that EEF exploits.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from eef.envs.shop.catalog import Product
 from eef.envs.shop.engine import ShopEnv
 from eef.envs.shop.generated import TIERS, VARIANTS, _naive_query
 from eef.errors import EefError
-from eef.experts.oracle import displayed
 from eef.trajectory import Message, Provenance, Trajectory, Turn
 
 MODEL = "scripted-shop-v1"
@@ -50,12 +48,12 @@ class ScriptedExpertConfig:
     """
 
     seed: int = 0
-    decoy: tuple[float, float, float] = (0.08, 0.45, 0.55)
-    wrong_option: tuple[float, float, float] = (0.08, 0.15, 0.3)
+    decoy: tuple[float, float, float] = (0.25, 0.6, 0.75)
+    wrong_option: tuple[float, float, float] = (0.2, 0.22, 0.55)
     skip_option: float = 0.04
     naive_query: float = 0.7
-    next_page: float = 0.5
-    refine: float = 0.25
+    next_page: float = 0.55
+    refine: float = 0.2
     prev_page: float = 0.15
     notice_decoy: float = 0.3
     refine_after_back: float = 0.5
@@ -76,12 +74,15 @@ class _Shopper:
         self.thing = (f"{self.material} {self.kind} {VARIANTS[self.variant]}" if self.goal.tier == "hard"
                       else f"{self.brand} {self.material} {self.kind}")
         self.first_query: str | None = None
+        self.knows_variant = False  # set once the expert has searched with the variant word
         self.visited: set[str] = set()
         self.plan: list[tuple[str, str]] | None = None  # option clicks left on the current item page
 
     def act(self, observation: str) -> tuple[str, str]:
         """The next (thought, action) for the page ``observation`` shows."""
         state = self.env._state
+        if state.page != "item":
+            self.plan = None  # the expert left the item page: a later visit decides afresh
         if state.page == "results":
             return self._on_results(observation, state.page_number)
         if state.page == "item":
@@ -97,27 +98,31 @@ class _Shopper:
             else:
                 wrong = self.rng.choice(sorted(set(VARIANTS) - {self.variant}))
                 self.first_query = f"{wrong} {self.material} {self.kind}"
+                guess = f"'{VARIANTS[self.variant]}' may mean {wrong}, so I search for {self._a(self.first_query)}"
+                return f"I need {self._a(self.thing)}; {guess}.", f"search[{self.first_query}]"
             return f"I need {self._a(self.thing)}; I search for it.", f"search[{self.first_query}]"
         if self.goal.tier == "hard" and self.rng.random() < self.config.refine_after_back:
             return self._refine()
         return "I try my search again.", f"search[{self.first_query}]"
 
     def _refine(self) -> tuple[str, str]:
-        phrase = VARIANTS[self.variant]
-        return (f"'{phrase}' probably means {self.variant}; I search for a {self.variant} {self.material} {self.kind}.",
-                f"search[{self.variant} {self.material} {self.kind}]")
+        phrase, self.knows_variant = VARIANTS[self.variant], True
+        query = f"{self.variant} {self.material} {self.kind}"
+        return f"'{phrase}' probably means {self.variant}; I search for {self._a(query)}.", f"search[{query}]"
 
     def _on_results(self, observation: str, page_number: int) -> tuple[str, str]:
         products = [self.env.catalog.by_asin[a] for a in _ASIN.findall(observation)]
-        decoy = self._decoy(products)
-        if self.target in products:
+        on_page = self.target in products
+        decoy = self._decoy(products, strict=on_page and self.knows_variant)
+        if on_page:
             if decoy is not None and self.rng.random() < self.config.decoy[self.tier]:
                 return self._open(decoy)
             return self._open(self.target)
         draw, c = self.rng.random(), self.config
-        if page_number > 1 and draw < c.prev_page:
-            return "I go back to the previous page to compare the items again.", "click[< Prev]"
-        draw -= c.prev_page if page_number > 1 else 0.0
+        if page_number > 1:  # one draw decides between < Prev, Next >, a refined search and a decoy
+            if draw < c.prev_page:
+                return "I go back to the previous page to compare the items again.", "click[< Prev]"
+            draw -= c.prev_page
         if draw < c.next_page or (decoy is None and products):
             return f"The results do not show {self._a(self.thing)}; I check the next page.", "click[Next >]"
         if draw < c.next_page + c.refine and self.goal.tier == "hard":
@@ -126,13 +131,17 @@ class _Shopper:
             return "Nothing here fits; I start a new search.", "click[Back to Search]"
         return self._open(decoy)
 
-    def _decoy(self, products: Sequence[Product]) -> Product | None:
-        """The unvisited non-target item on the page that shares most words with the wanted ones."""
+    def _decoy(self, products: Sequence[Product], strict: bool = False) -> Product | None:
+        """The first unvisited non-target item of the right kind on the page that shares most words
+        with the wanted ones (all of them when ``strict``), or None."""
+        def shared(p: Product) -> int:
+            return len(self.wanted & set(p.title.split()))
+
         others = [p for p in products if p != self.target and p.asin not in self.visited]
-        if not others:
+        best = max(others, key=shared, default=None)
+        if best is None or self.kind not in best.title.split() or (strict and shared(best) < len(self.wanted)):
             return None
-        best = max(others, key=lambda p: len(self.wanted & set(p.title.split())))  # first of the best
-        return best if self.kind in best.title.split() else None
+        return best
 
     def _open(self, product: Product) -> tuple[str, str]:
         self.visited.add(product.asin)
@@ -172,21 +181,25 @@ def scripted_trajectory(env: ShopEnv, task_id: str, prompt: tuple[Message, ...],
                         config: ScriptedExpertConfig = ScriptedExpertConfig()) -> Trajectory:
     """One scripted episode of ``task_id`` from reset, every turn trainable.
 
+    Args:
+        env: the built-in shop (``make("shop")``); the expert reads its hidden goal.
+        task_id: the task to play.
+        prompt: the context stored with the trajectory (system instruction, one-shot example).
+        config: mistake rates and seed, recorded as the provenance's ``sampling``.
+
     Raises:
         EefError: the environment is not the built-in shop (its goals carry no tier).
     """
-    observation = first = env.reset(task_id) if isinstance(env, ShopEnv) else ""
-    if not isinstance(env, ShopEnv) or env.goal.tier not in TIERS:
-        raise EefError(f"the scripted expert needs the built-in shop's tiered goals, not {env.name!r}")
+    if not isinstance(env, ShopEnv):
+        raise EefError(f"the scripted expert needs the built-in shop, not {env.name!r}")
+    observation = first = env.reset(task_id)
+    if env.goal.tier not in TIERS:
+        raise EefError(f"the scripted expert needs tiered (generated) goals; {task_id} has none")
     shopper = _Shopper(env, config, random.Random(f"{config.seed}/{task_id}"))
     turns = []
     while True:
-        page = env._state.page
         thought, action = shopper.act(observation)
-        action = displayed(action, observation)
         step = env.step(action)
-        if env._state.page != page:
-            shopper.plan = None
         turns.append(Turn(format_turn(thought, action), action, step.observation, step.reward))
         observation = step.observation
         if step.done:
@@ -212,18 +225,24 @@ def key_actions(trajectory: Trajectory) -> list[int]:
     return sorted([i for i, a in enumerate(trajectory.actions) if a in KEY_CLICKS] + searches[1:])
 
 
-def reaches_target(env: ShopEnv, trajectory: Trajectory) -> bool:
-    """Whether a key action (``Next >`` or a later search) put the goal's target on the results page."""
+def target_reached_at(env: ShopEnv, trajectory: Trajectory) -> int | None:
+    """Index of the first key action (``Next >`` or a later search) that put the goal's target on
+    the results page while the expert still had a step left, or None."""
     asin = env.catalog.goals[env.catalog.goal_index(trajectory.task_id)].asin
     turns = trajectory.turns
-    return any(asin in _ASIN.findall(turns[i].observation) for i in key_actions(trajectory)
-               if turns[i].action == "click[Next >]" or turns[i].action.startswith("search["))
+    return next((i for i in key_actions(trajectory)
+                 if (turns[i].action == "click[Next >]" or turns[i].action.startswith("search["))
+                 and i + 1 < len(turns) and asin in _ASIN.findall(turns[i].observation)), None)
 
 
 def tier_report(env: ShopEnv, trajectories: Sequence[Trajectory]) -> dict[str, dict[str, float]]:
-    """Per tier (and ``all``): episodes, successes, success_rate, failed, failed trajectories
-    that contain a key action (``failed_with_key_action``) and failed trajectories whose key
-    action brought the target onto the results page (``failed_reaching_target``)."""
+    """Success and failure figures of shop trajectories per goal tier and for ``all``.
+
+    Returns:
+        Tier -> episodes, successes, success_rate, failed, failed trajectories that contain a key
+        action (``failed_with_key_action``) and failed trajectories whose key action brought the
+        target onto the results page (``failed_reaching_target``, see :func:`target_reached_at`).
+    """
     groups: dict[str, list[Trajectory]] = {tier: [] for tier in (*TIERS, "all")}
     for t in trajectories:
         groups[env.catalog.goals[env.catalog.goal_index(t.task_id)].tier].append(t)
@@ -236,6 +255,6 @@ def tier_report(env: ShopEnv, trajectories: Sequence[Trajectory]) -> dict[str, d
             "episodes": len(group), "successes": successes,
             "success_rate": successes / len(group) if group else 0.0, "failed": len(failed),
             "failed_with_key_action": sum(bool(key_actions(t)) for t in failed),
-            "failed_reaching_target": sum(reaches_target(env, t) for t in failed),
+            "failed_reaching_target": sum(target_reached_at(env, t) is not None for t in failed),
         }
     return report
