@@ -242,15 +242,17 @@ def label_stage(config: RunConfig, rd: RunDir, stage: Path, method: str, iterati
     data = cloned + repository.trajectories()
     write_trajectories(train_path, data)
     solutions = list(repository.solutions.values())
+    # each solved training task counted once, by the first source that solves it
     expert_solved = {t.task_id for t in cloned}
+    self_solved = {s.trajectory.task_id for s in solutions if s.kind == "self" and s.state.endswith("@s0")}
+    eef_solved = {s.trajectory.task_id for s in solutions} - self_solved - expert_solved
+    self_solved -= expert_solved
     record = {
         "stage": "label", "method": method, "iteration": iteration, **counts,
         "important_states": len({t.task_id for t in rollouts}) + counts["recovery_states"],
         "repository": len(solutions),
-        "solved_by_source": {"expert": len(expert_solved),
-                             "self_s0": sum(s.kind == "self" and s.state.endswith("@s0") for s in solutions),
-                             "eef": sum(s.kind != "self" or not s.state.endswith("@s0") for s in solutions)},
-        "train_solved": len(expert_solved | {s.trajectory.task_id for s in solutions}),
+        "solved_by_source": {"expert": len(expert_solved), "self_s0": len(self_solved), "eef": len(eef_solved)},
+        "train_solved": len(expert_solved) + len(self_solved) + len(eef_solved),
         "seconds": round(time.perf_counter() - began, 2)}
     return data, rd.finish(stage / "label", record)
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from eef.agent.parse import format_turn
 from eef.envs.protocol import SupportsOracle, TextEnv
 from eef.errors import EefError
-from eef.trajectory import Message, Provenance, Trajectory, Turn
+from eef.experts.episode import play_episode
+from eef.trajectory import Message, Provenance, Trajectory
 
 _CALL = re.compile(r"^(\w+)\[(.*)\]$", re.DOTALL)
 
@@ -54,20 +54,12 @@ def oracle_trajectory(env: TextEnv, task_id: str, prompt: tuple[Message, ...], *
     """One episode of ``env.oracle_action()`` from reset, as a trajectory with every turn trainable."""
     if not isinstance(env, SupportsOracle):
         raise EefError(f"environment {env.name!r} has no oracle (oracle_action)")
-    observation = first = env.reset(task_id)
-    turns = []
-    while True:
+
+    def act(observation: str) -> tuple[str, str]:
         action = displayed(env.oracle_action(), observation)
-        step = env.step(action)
-        turns.append(Turn(format_turn(thought_for(action), action), action, step.observation, step.reward))
-        observation = step.observation
-        if step.done:
-            break
-    return Trajectory(
-        id=f"{source}/{task_id}", env=env.name, task_id=task_id, prompt=prompt, first_observation=first,
-        turns=tuple(turns), reward=step.reward, success=step.terminated and env.is_success(step.reward),
-        terminated=step.terminated, provenance=Provenance(source=source, model=source),
-    )
+        return thought_for(action), action
+
+    return play_episode(env, task_id, prompt, act, Provenance(source=source, model=source))
 
 
 def oracle_trajectories(env: TextEnv, task_ids: Sequence[str], prompt: tuple[Message, ...]) -> list[Trajectory]:

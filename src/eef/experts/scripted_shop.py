@@ -15,12 +15,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from eef.agent.parse import format_turn
 from eef.envs.shop.catalog import Product
 from eef.envs.shop.engine import ShopEnv
 from eef.envs.shop.generated import TIERS, VARIANTS, _naive_query
 from eef.errors import EefError
-from eef.trajectory import Message, Provenance, Trajectory, Turn
+from eef.experts.episode import play_episode
+from eef.trajectory import Message, Provenance, Trajectory
 
 MODEL = "scripted-shop-v1"
 _ASIN = re.compile(r"\bB\d{4}\b")
@@ -192,24 +192,12 @@ def scripted_trajectory(env: ShopEnv, task_id: str, prompt: tuple[Message, ...],
     """
     if not isinstance(env, ShopEnv):
         raise EefError(f"the scripted expert needs the built-in shop, not {env.name!r}")
-    observation = first = env.reset(task_id)
+    env.reset(task_id)
     if env.goal.tier not in TIERS:
         raise EefError(f"the scripted expert needs tiered (generated) goals; {task_id} has none")
     shopper = _Shopper(env, config, random.Random(f"{config.seed}/{task_id}"))
-    turns = []
-    while True:
-        thought, action = shopper.act(observation)
-        step = env.step(action)
-        turns.append(Turn(format_turn(thought, action), action, step.observation, step.reward))
-        observation = step.observation
-        if step.done:
-            break
-    return Trajectory(
-        id=f"scripted/{task_id}", env=env.name, task_id=task_id, prompt=prompt, first_observation=first,
-        turns=tuple(turns), reward=step.reward, success=step.terminated and env.is_success(step.reward),
-        terminated=step.terminated,
-        provenance=Provenance(source="scripted", model=MODEL, sampling=asdict(config)),
-    )
+    return play_episode(env, task_id, prompt, shopper.act,
+                        Provenance(source="scripted", model=MODEL, sampling=asdict(config)))
 
 
 def scripted_trajectories(env: ShopEnv, task_ids: Sequence[str], prompt: tuple[Message, ...],

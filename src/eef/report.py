@@ -1,0 +1,420 @@
+"""The report stage: what a run directory's artifacts say, as Markdown, static HTML and PNG plots.
+
+:func:`write_report` reads only artifacts (``config.yaml``, ``metrics.jsonl``, ``summary.json``,
+each evaluation's ``report.json`` and ``trajectories.jsonl``) and never runs a model, so it can be
+rerun at any time, also on a run still in progress: whatever does not exist yet is left out.
+Both documents are rendered from one list of blocks, so they always say the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from eef.atomic import write_text_atomic
+from eef.errors import DataError
+from eef.jsonl import iter_json_lines
+from eef.report_render import Block, plot_bars, plot_curves, render_html, render_markdown
+from eef.trajectory import Trajectory, read_trajectories
+
+METHOD_ORDER = ("sft_pos", "rft", "rft_k", "eef")
+EXAMPLES = 3  # successes and failures shown per method
+
+_NAVIGATION = {"next": re.compile(r"click\s*\[\s*next\s*>\s*\]", re.IGNORECASE),
+               "prev": re.compile(r"click\s*\[\s*<\s*prev\s*\]", re.IGNORECASE),
+               "back_to_search": re.compile(r"click\s*\[\s*back\s*to\s*search\s*\]", re.IGNORECASE)}
+_SEARCH = re.compile(r"search\s*\[", re.IGNORECASE)
+_NUMBER_FIELDS = frozenset({"seconds", "episodes", "successes", "examples", "trained_tokens", "final_loss", "from_s0",
+                            "from_states", "replays", "diverged", "beneficial", "harmful", "neutral",
+                            "recovery_states", "important_states", "skipped_experts", "repository", "train_solved",
+                            "win_rate", "score"})
+_TABLE_FIELDS = frozenset({"by_tier", "navigation", "solved_by_source"})
+_SEGMENT_FIELDS = ("beneficial", "harmful", "neutral", "recovery_states")
+
+
+def navigation_shares(trajectories: Iterable[Trajectory]) -> dict[str, float]:
+    """Share of episodes that navigate: ``next``, ``prev``, ``back_to_search`` (at least one such
+    click, any case and spacing) and ``second_search`` (more than one ``search[...]``); all 0 for none."""
+    counts = dict.fromkeys((*_NAVIGATION, "second_search"), 0)
+    episodes = 0
+    for trajectory in trajectories:
+        episodes += 1
+        actions = [action.strip() for action in trajectory.actions]
+        for key, pattern in _NAVIGATION.items():
+            counts[key] += any(pattern.fullmatch(action) for action in actions)
+        counts["second_search"] += sum(bool(_SEARCH.match(action)) for action in actions) > 1
+    return {key: count / episodes if episodes else 0.0 for key, count in counts.items()}
+
+
+def load_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of ``metrics.jsonl`` in file order; none when the file does not exist yet.
+
+    A torn last line (no newline, not JSON) is skipped: the pipeline may be appending it now.
+
+    Raises:
+        DataError: a line that is not a JSON object with a string ``stage``, or a known field of
+            the wrong type; the message names file, line and field.
+    """
+    if not path.is_file():
+        return []
+    records = []
+    for line, record in iter_json_lines(path, skip_torn_tail=True):
+        if not isinstance(record, dict):
+            raise DataError(path, f"expected a JSON object, got {type(record).__name__}", line=line)
+        for key, kind, ok in (("stage", "a string", isinstance(record.get("stage"), str)),
+                              ("method", "a string", isinstance(record.get("method", ""), str)),
+                              ("iteration", "an integer", type(record.get("iteration", 0)) is int)):
+            if not ok:
+                raise DataError(path, f"expected {kind}", line=line, field=key)
+        for key, value in record.items():
+            if key in _NUMBER_FIELDS and not (value is None or _is_number(value)):
+                raise DataError(path, f"expected a number, got {type(value).__name__}", line=line, field=key)
+            if key in _TABLE_FIELDS:
+                _check_table(value, path, line, key)
+        records.append(record)
+    return records
+
+
+def _check_table(value: Any, path: Path, line: int, where: str) -> None:
+    """Nested count tables (``by_tier``, ``navigation``, ...) hold numbers or further tables."""
+    if not isinstance(value, dict):
+        raise DataError(path, f"expected an object, got {type(value).__name__}", line=line, field=where)
+    for key, item in value.items():
+        if isinstance(item, dict):
+            _check_table(item, path, line, f"{where}.{key}")
+        elif not _is_number(item):
+            raise DataError(path, f"expected a number, got {type(item).__name__}", line=line, field=f"{where}.{key}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass
+class _Results:
+    """One method's test results: iteration -> (win rate, score), its best and last iteration."""
+
+    points: dict[int, tuple[float, float]] = field(default_factory=dict)
+    best: int | None = None
+    last: int | None = None
+    train_solved: dict[int, Any] = field(default_factory=dict)
+    evals: dict[int, dict[str, Any]] = field(default_factory=dict)  # each iteration's report.json
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError) as e:
+        raise DataError(path, f"not valid JSON: {e}") from None
+
+
+def _point(value: Any, path: Path, where: str) -> tuple[int, float, float]:
+    if not isinstance(value, dict):
+        raise DataError(path, "expected an object", field=where)
+    checks = {"iteration": type(value.get("iteration")) is int, "test_win_rate": _is_number(value.get("test_win_rate")),
+              "test_score": _is_number(value.get("test_score"))}
+    for key, ok in checks.items():
+        if not ok:
+            raise DataError(path, "missing or not a number", field=f"{where}.{key}")
+    return value["iteration"], value["test_win_rate"], value["test_score"]
+
+
+def _results(run_dir: Path, metrics: list[dict[str, Any]]) -> dict[str, _Results]:
+    """Test results by method: ``summary.json`` first, then eval records and eval reports it lacks."""
+    path, out = run_dir / "summary.json", {}
+    summary = _read_json(path) if path.is_file() else {}
+    if not isinstance(summary, dict):
+        raise DataError(path, "expected an object with one entry per method")
+    for name, entry in summary.items():
+        results = out[name] = _Results()
+        if not isinstance(entry, dict) or not isinstance(entry.get("iterations", []), list):
+            raise DataError(path, "expected an object with a list of iterations", field=name)
+        for i, value in enumerate(entry.get("iterations", [])):
+            k, win, score = _point(value, path, f"{name}.iterations[{i}]")
+            results.points[k] = (win, score)
+        # train_solved lists one count per entry of iterations, in the same order.
+        solved = entry.get("train_solved")
+        results.train_solved = dict(zip(list(results.points), solved if isinstance(solved, list) else []))
+        for end in ("best", "last"):
+            if entry.get(end) is not None:
+                k, win, score = _point(entry[end], path, f"{name}.{end}")
+                results.points.setdefault(k, (win, score))
+                setattr(results, end, k)
+    for record in metrics:
+        if "method" not in record:
+            continue
+        k, results = record.get("iteration", 0), out.setdefault(record["method"], _Results())
+        if record["stage"] == "eval" and _is_number(record.get("win_rate")) and _is_number(record.get("score")):
+            results.points.setdefault(k, (record["win_rate"], record["score"]))
+        if record["stage"] == "label" and "train_solved" in record:
+            results.train_solved[k] = record["train_solved"]
+    found = [("sft_pos", 0, run_dir / "sft_pos/eval/report.json")]
+    found += [(p.parts[-4], int(p.parts[-3][5:]), p) for p in run_dir.glob("*/iter-*/eval/report.json")
+              if p.parts[-3][5:].isdigit()]
+    for name, k, report in found:
+        if report.is_file():
+            data = _read_json(report)
+            results = out.setdefault(name, _Results())
+            evals = results.evals[k] = data if isinstance(data, dict) else {}
+            if _is_number(evals.get("win_rate")) and _is_number(evals.get("score")):
+                results.points.setdefault(k, (evals["win_rate"], evals["score"]))
+    for results in out.values():  # without a summary: the highest win rate, then score, then the earliest
+        if results.points and results.best is None:
+            results.best = max(results.points, key=lambda k: (*results.points[k], -k))
+        if results.points and results.last is None:
+            results.last = max(results.points)
+    return {name: out[name] for name in _ordered(out) if out[name].points}
+
+
+def _ordered(names: Iterable[str]) -> list[str]:
+    names = list(dict.fromkeys(names))
+    return [n for n in METHOD_ORDER if n in names] + [n for n in names if n not in METHOD_ORDER]
+
+
+def _eval_dir(run_dir: Path, method: str, iteration: int) -> Path:
+    # Iteration 0 of every method is SFT-POS, evaluated once.
+    if method == "sft_pos" or iteration == 0:
+        return run_dir / "sft_pos/eval"
+    return run_dir / method / f"iter-{iteration}/eval"
+
+
+def write_report(run_dir: Path) -> Path:
+    """Write ``report.md``, ``index.html`` and the PNG plots into ``run_dir/report/``.
+
+    Args:
+        run_dir: a run directory (see the module docstring for what is read).
+
+    Returns:
+        The report directory.
+
+    Raises:
+        DataError: a missing run directory or a malformed artifact (file, line and field named).
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(run_dir, "no such run directory")
+    out = run_dir / "report"
+    out.mkdir(exist_ok=True)
+    config_path = run_dir / "config.yaml"
+    config_text = config_path.read_text(encoding="utf-8") if config_path.is_file() else ""
+    try:
+        config = yaml.safe_load(config_text) or {}
+    except yaml.YAMLError as e:
+        raise DataError(config_path, f"not valid YAML: {e}") from None
+    config = config if isinstance(config, dict) else {}
+    metrics = _latest(load_metrics(run_dir / "metrics.jsonl"))
+    results = _results(run_dir, metrics)
+    methods = config.get("methods") if isinstance(config.get("methods"), dict) else {}
+    report = _Report(run_dir, out, metrics, results, methods)
+    title = f"Run report: {config.get('name', run_dir.name)}"
+    about = f"Environment {_dig(config, 'env.name')}, seed {config.get('seed')}; from the artifacts in {run_dir.name}/."
+    blocks = [("h", 1, title), ("p", about),
+              *report.results_blocks(), *report.stage_blocks(), *report.navigation_blocks(),
+              *report.config_blocks(config_text), *report.example_blocks()]
+    write_text_atomic(out / "report.md", render_markdown(blocks))
+    write_text_atomic(out / "index.html", render_html(title, blocks))
+    return out
+
+
+def _latest(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per stage, method and iteration (the last: a resumed stage appends again), by
+    method then iteration."""
+    latest = {(r["stage"], r.get("method"), r.get("iteration")): r for r in metrics}
+    rank = {name: i for i, name in enumerate(_ordered(r["method"] for r in metrics if "method" in r))}
+    return sorted(latest.values(), key=lambda r: (rank.get(r.get("method"), -1), r.get("iteration", 0)))
+
+
+@dataclass
+class _Report:
+    """Builds the report's blocks (drawing its plots on the way) from loaded artifacts."""
+
+    run_dir: Path
+    out: Path
+    metrics: list[dict[str, Any]]
+    results: dict[str, _Results]
+    methods: dict[str, Any]
+
+    def label(self, name: str) -> str:
+        """The paper's name of a method (``RFT x6`` for ``rft_k`` with its rollout count)."""
+        if name == "rft_k":
+            k, m = self.methods.get("rft_k"), (self.methods.get("eef") or {}).get("m")
+            k = 1 + m if k is None and isinstance(m, int) else k  # null means EEF's budget, 1 + M
+            return f"RFT x{'K' if k is None else k}"
+        return {"sft_pos": "SFT-POS", "rft": "RFT", "eef": "EEF"}.get(name, name)
+
+    def records(self, stage: str) -> list[dict[str, Any]]:
+        return [r for r in self.metrics if r["stage"] == stage]
+
+    def table(self, records: list[dict[str, Any]], keys: list[str], **extra: Any) -> Block:
+        """A table of records: method, iteration, then the (dotted) keys and computed columns."""
+        rows = [[self.label(r.get("method", "")), _fmt(r.get("iteration")), *(_fmt(_dig(r, k)) for k in keys),
+                 *(compute(r) for compute in extra.values())] for r in records]
+        return ("table", ["method", "iteration", *keys, *(k.replace("_", " ") for k in extra)], rows)
+
+    def curves(self, index: int) -> dict[str, list[tuple[float, float]]]:
+        """Test win rate (index 0) or score (1) per iteration, SFT-POS as every method's iteration 0."""
+        base = self.results.get("sft_pos", _Results()).points
+        curves = {}
+        for name, r in self.results.items():
+            if name != "sft_pos" or len(self.results) == 1:  # SFT-POS alone is drawn as itself
+                points = {0: base[0]} | r.points if 0 in base else r.points
+                curves[self.label(name)] = [(k, p[index]) for k, p in points.items()]
+        return curves
+
+    def results_blocks(self) -> list[Block]:
+        """The paper-shaped table (best and last iteration), the curves and the per-iteration table."""
+        rows, per_iteration = [], []
+        for name, r in self.results.items():
+            rows.append([self.label(name), _fmt(r.best), _win_score(r.points.get(r.best)),
+                         _fmt(r.last), _win_score(r.points.get(r.last))])
+            for k, (win, score) in sorted(r.points.items()):
+                report = r.evals.get(k, {})
+                per_iteration.append([self.label(name), str(k), _fmt(win, percent=True), _fmt(score),
+                                      *(_fmt(report.get(key)) for key in ("episodes", "mean_steps", "truncated")),
+                                      _fmt(r.train_solved.get(k))])
+        return [("h", 2, "Test results"),
+                ("table", ["method", "best iteration", "best win rate / score", "last iteration",
+                           "last win rate / score"], rows),
+                *_img(plot_curves(self.curves(0), self.out / "win_rate.png", ylabel="test win rate"), "win_rate.png"),
+                *_img(plot_curves(self.curves(1), self.out / "score.png", ylabel="test score"), "score.png"),
+                ("h", 3, "Per iteration (iteration 0 is SFT-POS)"),
+                ("table", ["method", "iteration", "test win rate", "test score", "episodes", "mean steps",
+                           "truncated", "train subtasks solved"], per_iteration)]
+
+    def stage_blocks(self) -> list[Block]:
+        """A section per stage that has records: expert, label, explore, train, and the time spent."""
+        blocks: list[Block] = []
+        for expert in self.records("expert"):
+            tiers = {**expert.get("by_tier", {}), "all": expert}
+            rows = [[tier, _fmt(t.get("episodes")), _fmt(t.get("successes")),
+                     _share(t.get("successes"), t.get("episodes"))] for tier, t in tiers.items()]
+            blocks += [("h", 2, "Expert trajectories"), ("table", ["tier", "episodes", "successes", "success rate"],
+                                                         rows)]
+        blocks += self.label_blocks() + self.explore_blocks()
+        if train := self.records("train"):
+            blocks += [("h", 2, "Training"), self.table(train, ["examples", "trained_tokens", "final_loss", "seconds"])]
+        seconds: dict[str, float] = {}
+        for r in self.metrics:
+            seconds[r["stage"]] = seconds.get(r["stage"], 0.0) + (r.get("seconds") or 0.0)
+        if seconds:
+            blocks += [("h", 2, "Time"), ("table", ["stage", "seconds"], [[s, _fmt(t)] for s, t in seconds.items()])]
+        return blocks
+
+    def label_blocks(self) -> list[Block]:
+        """Training subtasks solved by source; EEF's segments and recovery states."""
+        labels = self.records("label")
+        if not labels:
+            return []
+        solved = [(self.point_label(r), r["solved_by_source"]) for r in labels if r.get("solved_by_source")]
+        blocks = [("h", 2, "Training subtasks solved"),
+                  self.table(labels, ["solved_by_source.expert", "solved_by_source.self_s0", "solved_by_source.eef",
+                                      "train_solved", "repository"]),
+                  *_img(plot_bars(solved, self.out / "train_solved.png", ylabel="subtasks solved", stacked=True),
+                        "train_solved.png")]
+        # RFT's label records carry zeros in the EEF-only fields; they are left out here.
+        eef = [r for r in labels if r.get("method", "").startswith("eef") or any(r.get(k) for k in _SEGMENT_FIELDS)]
+        if eef:
+            segments = [(self.point_label(r), {k: r.get(k) or 0 for k in _SEGMENT_FIELDS}) for r in eef]
+            blocks += [("h", 2, "EEF segments and recovery states"),
+                       self.table(eef, [*_SEGMENT_FIELDS, "important_states", "skipped_experts"]),
+                       *_img(plot_bars(segments, self.out / "segments.png", ylabel="count"), "segments.png")]
+        return blocks
+
+    def explore_blocks(self) -> list[Block]:
+        """Exploration episodes and the share of replays that diverged (plotted only where there were replays)."""
+        explore = self.records("explore")
+        if not explore:
+            return []
+        divergence: dict[str, list[tuple[float, float]]] = {}
+        for r in explore:
+            if r.get("replays") and _is_number(r.get("diverged")):
+                share = r["diverged"] / r["replays"]
+                divergence.setdefault(self.label(r.get("method", "")), []).append((r.get("iteration", 0), share))
+        return [("h", 2, "Exploration and replay divergence"),
+                self.table(explore, ["episodes", "from_s0", "from_states", "successes", "replays", "diverged"],
+                           diverged_share=lambda r: _share(r.get("diverged"), r.get("replays"))),
+                *_img(plot_curves(divergence, self.out / "divergence.png", ylabel="share of replays diverged"),
+                      "divergence.png")]
+
+    def point_label(self, record: dict[str, Any]) -> str:
+        return f"{self.label(record.get('method', ''))} {record.get('iteration', 0)}"
+
+    def best_trajectories(self, name: str) -> list[Trajectory] | None:
+        """The test trajectories of a method's best iteration; None when they are not there (yet)."""
+        path = _eval_dir(self.run_dir, name, self.results[name].best or 0) / "trajectories.jsonl"
+        return read_trajectories(path, skip_torn_tail=True) if path.is_file() else None
+
+    def navigation_blocks(self) -> list[Block]:
+        """Navigation shares per method at its best iteration: the eval record's, else from trajectories."""
+        evals = {(r.get("method"), r.get("iteration", 0)): r for r in self.records("eval")}
+        shares = []
+        for name, r in self.results.items():
+            recorded = evals.get(("sft_pos", 0) if r.best == 0 else (name, r.best), {}).get("navigation")
+            trajectories = None if recorded else self.best_trajectories(name)
+            if recorded or trajectories is not None:
+                shares.append((f"{self.label(name)} {r.best}", recorded or navigation_shares(trajectories)))
+        if not shares:
+            return []
+        keys = list(dict.fromkeys(k for _, s in shares for k in s))
+        return [("h", 2, "Navigation at the best iteration (share of test episodes)"),
+                ("table", ["method, iteration", *keys], [[m, *(_fmt(s.get(k), percent=True) for k in keys)]
+                                                         for m, s in shares]),
+                *_img(plot_bars(shares, self.out / "navigation.png", ylabel="share of episodes"), "navigation.png")]
+
+    def config_blocks(self, config_text: str) -> list[Block]:
+        """The methods section as key -> value (the paper's open choices included) and config.yaml."""
+        if not config_text:
+            return [("h", 2, "Configuration"), ("p", "No config.yaml in the run directory.")]
+        rows = [[key, json.dumps(value)] for key, value in _flatten(self.methods)]
+        return [("h", 2, "Configuration"),
+                ("p", "The methods section, with the choices the paper leaves open (eef.m, eef.explore, ...):"),
+                ("table", ["methods key", "value"], rows), ("h", 3, "config.yaml"), ("pre", config_text)]
+
+    def example_blocks(self) -> list[Block]:
+        """The first few successes and failures among each method's test episodes at its best iteration."""
+        blocks: list[Block] = [("h", 2, "Example test trajectories at the best iteration")]
+        for name, r in self.results.items():
+            trajectories = self.best_trajectories(name) if r.points else None
+            if trajectories:
+                shown = ([t for t in trajectories if t.success][:EXAMPLES]
+                         + [t for t in trajectories if not t.success][:EXAMPLES])
+                blocks += [("h", 3, f"{self.label(name)}, iteration {r.best}"), *(("trajectory", t) for t in shown)]
+        return blocks if len(blocks) > 1 else []
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for key, value in table.items():
+        out += _flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else [(prefix + key, value)]
+    return out
+
+
+def _dig(record: dict[str, Any], dotted: str) -> Any:
+    for key in dotted.split("."):
+        record = record.get(key) if isinstance(record, dict) else None
+    return record
+
+
+def _fmt(value: Any, percent: bool = False) -> str:
+    if not _is_number(value):
+        return "–" if value is None else str(value)
+    return f"{100 * value:.1f}%" if percent else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _share(part: Any, whole: Any) -> str:
+    return _fmt(part / whole, percent=True) if _is_number(part) and _is_number(whole) and whole else "–"
+
+
+def _win_score(point: tuple[float, float] | None) -> str:
+    return "–" if point is None else f"{_fmt(point[0], percent=True)} / {_fmt(point[1])}"
+
+
+def _img(drawn: bool, file: str) -> list[Block]:
+    return [("img", file, file.removesuffix(".png").replace("_", " "))] if drawn else []
+

@@ -1,0 +1,180 @@
+"""How the report looks: its PNG plots (written atomically) and its Markdown and HTML rendering.
+
+:mod:`eef.report` gathers what a run's artifacts say into a list of blocks; this module draws and
+renders them. Matplotlib is imported inside the plot functions (the rest of eef never needs it)
+and only its object-oriented API is used: no pyplot, so no global backend or figure state.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from eef.trajectory import Trajectory
+
+Curves = Mapping[str, Sequence[tuple[float, float]]]
+Bars = Sequence[tuple[str, Mapping[str, float]]]
+Block = tuple[Any, ...]  # ("h", level, text) | ("p", text) | ("table", headers, rows) | ("pre", text)
+#                        | ("img", file, alt) | ("trajectory", Trajectory)
+
+
+def plot_curves(curves: Curves, path: Path, *, ylabel: str, xlabel: str = "iteration") -> bool:
+    """Draw one line per label through its ``(x, y)`` points.
+
+    Args:
+        curves: label -> points; labels with no points are left out.
+        path: the PNG to write.
+        ylabel: the y axis's label.
+        xlabel: the x axis's label.
+
+    Returns:
+        Whether a plot was written (False when there is nothing to draw).
+    """
+    curves = {label: sorted(points) for label, points in curves.items() if points}
+    if not curves:
+        return False
+    fig, ax = _figure()
+    for label, points in curves.items():
+        ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    # Iterations are whole numbers; fractional ticks would suggest otherwise.
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+    return True
+
+
+def plot_bars(bars: Bars, path: Path, *, ylabel: str, stacked: bool = False) -> bool:
+    """Draw one group of bars per x label, one bar (or stacked block) per series.
+
+    Args:
+        bars: ``(x label, {series: value})`` in display order; a series missing from a group
+            counts as 0.
+        path: the PNG to write.
+        ylabel: the y axis's label.
+        stacked: stack the series on one bar per group instead of placing them side by side.
+
+    Returns:
+        Whether a plot was written (False when there are no groups or no series).
+    """
+    series = list(dict.fromkeys(name for _, values in bars for name in values))
+    if not bars or not series:
+        return False
+    fig, ax = _figure(width=max(6.4, 0.9 * len(bars)))
+    positions = range(len(bars))
+    width = 0.8 if stacked else 0.8 / len(series)
+    bottoms = [0.0] * len(bars)
+    for i, name in enumerate(series):
+        heights = [float(values.get(name, 0.0)) for _, values in bars]
+        if stacked:
+            ax.bar(positions, heights, width, bottom=bottoms, label=name)
+            bottoms = [b + h for b, h in zip(bottoms, heights)]
+        else:
+            offset = (i - (len(series) - 1) / 2) * width
+            ax.bar([p + offset for p in positions], heights, width, label=name)
+    ax.set_xticks(list(positions), [label for label, _ in bars], rotation=30 if len(bars) > 6 else 0)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+    return True
+
+
+def _figure(width: float = 6.4) -> tuple[Any, Any]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, 3.8), layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Render to a temporary name beside ``path``, then rename: readers never see half a PNG."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fig.savefig(tmp, format="png", dpi=100)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _transcript(trajectory: Trajectory) -> list[tuple[str, str]]:
+    """(speaker, text) pairs: the instruction (first observation), then each action and its answer."""
+    parts = [("instruction", trajectory.first_observation)]
+    for i, turn in enumerate(trajectory.turns, start=1):
+        parts += [(f"agent {i}", turn.text), (f"observation {i}", turn.observation)]
+    return parts
+
+
+def _caption(t: Trajectory) -> str:
+    return (f"{t.task_id}: {'success' if t.success else 'failure'}, reward {t.reward:.2f}, {len(t.turns)} steps"
+            + ("" if t.terminated else ", cut short"))
+
+
+def _fence(text: str) -> str:
+    """A Markdown code fence longer than any backtick run inside, so the text cannot end it."""
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    return f"{fence}\n{text}\n{fence}"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(blocks: list[Block]) -> str:
+    """The blocks as Markdown; untrusted text (trajectories, config) only appears inside code fences."""
+    out = []
+    for kind, *args in blocks:
+        if kind == "h":
+            out.append("#" * args[0] + " " + args[1])
+        elif kind == "p":
+            out.append(args[0])
+        elif kind == "table":
+            out.append("\n".join("| " + " | ".join(map(_md_cell, row)) + " |"
+                                 for row in [args[0], ["---"] * len(args[0]), *args[1]]))
+        elif kind == "pre":
+            out.append(_fence(args[0].rstrip("\n")))
+        elif kind == "img":
+            out.append(f"![{args[1]}]({args[0]})")
+        elif kind == "trajectory":
+            out.append(f"**{_caption(args[0])}**\n\n" + _fence("\n\n".join(
+                f"[{who}]\n{text}" for who, text in _transcript(args[0]))))
+    return "\n\n".join(out) + "\n"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:75rem;margin:2rem auto;padding:0 1rem;color:#222}
+table{border-collapse:collapse;margin:.5rem 0 1rem}th,td{border:1px solid #ccc;padding:.2rem .6rem;text-align:right}
+th:first-child,td:first-child{text-align:left}th{background:#f2f2f2}img{max-width:100%;display:block;margin:1rem 0}
+pre{background:#f7f7f7;padding:.5rem;margin:.2rem 0;white-space:pre-wrap;overflow-wrap:anywhere}
+.agent pre{background:#eaf1ff}.who{font-size:.8rem;color:#666}details{margin:.4rem 0}summary{cursor:pointer}"""
+
+
+def render_html(title: str, blocks: list[Block]) -> str:
+    """A self-contained page; every piece of text is escaped (trajectories hold arbitrary page text)."""
+    e = html.escape
+    head = f"<meta charset=\"utf-8\"><title>{e(title)}</title><style>{_CSS}</style>"
+    out = [f"<!doctype html>\n<html lang=\"en\"><head>{head}</head><body>"]
+    for kind, *args in blocks:
+        if kind == "h":
+            out.append(f"<h{args[0]}>{e(args[1])}</h{args[0]}>")
+        elif kind == "p":
+            out.append(f"<p>{e(args[0])}</p>")
+        elif kind == "table":
+            header = "".join(f"<th>{e(h)}</th>" for h in args[0])
+            body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in args[1])
+            out.append(f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>")
+        elif kind == "pre":
+            out.append(f"<pre>{e(args[0])}</pre>")
+        elif kind == "img":
+            out.append(f"<img src=\"{e(args[0])}\" alt=\"{e(args[1])}\">")
+        elif kind == "trajectory":
+            parts = "".join(f"<div class=\"{'agent' if who.startswith('agent') else 'env'}\"><div class=\"who\">"
+                            f"{e(who)}</div><pre>{e(text)}</pre></div>" for who, text in _transcript(args[0]))
+            out.append(f"<details><summary>{e(_caption(args[0]))}</summary>{parts}</details>")
+    return "\n".join(out) + "\n</body></html>\n"

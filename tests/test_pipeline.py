@@ -1,0 +1,87 @@
+"""`eef run` end to end on a tiny configuration: artifacts, resume, kill -9, refusal of another config."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from eef.config import load_config
+from eef.errors import EefError
+from eef.pipeline import run
+from eef.trajectory import read_trajectories
+
+TINY = ["expert.limit=12", "eval.limit=8", "methods.iterations=1", "methods.run=[sft_pos, rft, eef]",
+        "model.tiny.layers=1", "model.tiny.hidden_size=32", "model.tiny.heads=2", "model.tiny.intermediate_size=64",
+        "model.tiny.vocab_size=600", "train.epochs=1", "rollout.max_new_tokens=16", "eval.max_new_tokens=16",
+        "rollout.num_envs=8", "methods.eef.m=3"]
+
+
+def _config(run_dir):
+    return load_config(None, [*TINY, f"run_dir={run_dir}"])
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run") / "tiny"
+    lines = []
+    summary = run(_config(root), log=lines.append)
+    return root, summary, lines
+
+
+def test_a_run_writes_every_stage_and_the_report(finished):
+    root, summary, lines = finished
+    assert set(summary) == {"sft_pos", "rft", "eef"}
+    for method in ("rft", "eef"):
+        assert summary[method]["last"]["iteration"] == 1 and len(summary[method]["train_solved"]) == 1
+    stages = [json.loads(line)["stage"] for line in (root / "metrics.jsonl").read_text().splitlines()]
+    assert stages == ["expert", "train", "eval"] + ["explore", "label", "train", "eval"] * 2
+    eef_explore = json.loads((root / "eef" / "iter-1" / "explore" / ".done").read_text())
+    assert eef_explore["from_states"] > 0 and eef_explore["from_s0"] == 12
+    assert (root / "config.yaml").is_file() and (root / "summary.json").is_file()
+    assert (root / "report" / "report.md").is_file() and (root / "report" / "index.html").is_file()
+    assert any(line.startswith("[eval eef 1]") for line in lines)
+    experts = read_trajectories(root / "expert" / "trajectories.jsonl")
+    sft_data = read_trajectories(root / "sft_pos" / "train.jsonl")
+    assert len(experts) == 12 and [t.task_id for t in sft_data] == [t.task_id for t in experts if t.success]
+
+
+def test_resume_repeats_no_finished_stage(finished):
+    root, summary, _ = finished
+    before = (root / "metrics.jsonl").read_text()
+    lines = []
+    assert run(_config(root), resume=True, log=lines.append) == summary
+    assert (root / "metrics.jsonl").read_text() == before
+    assert all(line.startswith("[report]") for line in lines)
+
+
+def test_another_configuration_is_refused(finished):
+    root, _, _ = finished
+    with pytest.raises(EefError, match="differs from this configuration"):
+        run(load_config(None, [*TINY, f"run_dir={root}", "train.epochs=2"]), resume=True)
+    with pytest.raises(EefError, match="pass --resume"):
+        run(_config(root))
+
+
+def test_kill_9_during_exploration_loses_no_finished_episode(finished, tmp_path):
+    reference_root, reference, _ = finished
+    root = tmp_path / "killed"
+    args = [sys.executable, "-m", "eef.cli", "run"] + [a for item in [*TINY, f"run_dir={root}"] for a in ("-s", item)]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rollouts = root / "rft" / "iter-1" / "rollouts.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (rollouts.is_file() and rollouts.stat().st_size > 0):
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    kept = {t.id for t in read_trajectories(rollouts, skip_torn_tail=True)}
+    assert kept, "the run was killed before its first episode was saved"
+    summary = run(_config(root), resume=True, log=lambda line: None)
+    assert summary == reference  # the same seeds give the same run, interrupted or not
+    ids = [t.id for t in read_trajectories(rollouts)]
+    assert len(ids) == len(set(ids)) and kept <= set(ids)
+    reference_ids = [t.id for t in read_trajectories(reference_root / "rft" / "iter-1" / "rollouts.jsonl")]
+    assert sorted(ids) == sorted(reference_ids)

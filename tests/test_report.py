@@ -1,0 +1,181 @@
+"""The report stage on a run directory built by hand: files, numbers, escaping, robustness."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from eef.errors import DataError
+from eef.report import load_metrics, navigation_shares, write_report
+from eef.trajectory import Provenance, Trajectory, Turn, write_trajectories
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SCRIPT = "<script>alert(1)</script>"
+CONFIG = """name: fixture
+seed: 7
+env:
+  name: shop
+methods:
+  run: [sft_pos, rft, rft_k, eef]
+  iterations: 2
+  rollouts_per_state: 1
+  rft_k: null
+  eef:
+    m: 5
+    explore: failed
+    neutral: mask
+"""
+# method -> iteration -> (win rate, score); sft_pos is iteration 0 of every method.
+RESULTS = {"sft_pos": {0: (0.40, 0.61)}, "rft": {1: (0.44, 0.65), 2: (0.42, 0.64)},
+           "eef": {1: (0.50, 0.70), 2: (0.56, 0.74)}}
+
+
+def trajectory(tid: str, actions: list[str], success: bool = False, instruction: str = "buy a shirt") -> Trajectory:
+    turns = tuple(Turn(text=f"Thought: go.\nAction: {a}", action=a, observation=f"page after {a}") for a in actions)
+    return Trajectory(id=tid, env="shop", task_id=tid, prompt=(), first_observation=instruction, turns=turns,
+                      reward=1.0 if success else 0.25, success=success, terminated=True,
+                      provenance=Provenance(source="self"))
+
+
+def metrics_lines() -> list[dict]:
+    lines: list[dict] = [{"stage": "expert", "episodes": 10, "successes": 4, "seconds": 1.5,
+                          "by_tier": {"easy": {"episodes": 6, "successes": 4}, "hard": {"episodes": 4, "successes": 0}}},
+                         {"stage": "train", "method": "sft_pos", "iteration": 0, "examples": 4, "trained_tokens": 900,
+                          "final_loss": 0.8, "seconds": 3.0},
+                         {"stage": "eval", "method": "sft_pos", "iteration": 0, "win_rate": 0.40, "score": 0.61,
+                          "navigation": {"next": 0.0, "prev": 0.0, "back_to_search": 0.0, "second_search": 0.1},
+                          "seconds": 2.0}]
+    for method in ("rft", "eef"):
+        eef = method == "eef"
+        for k, (win, score) in RESULTS[method].items():
+            lines += [{"stage": "explore", "method": method, "iteration": k, "episodes": 20, "from_s0": 10,
+                       "from_states": 10 if eef else 0, "successes": 7, "replays": 10 if eef else 0,
+                       "diverged": k if eef else 0, "seconds": 4.0},
+                      {"stage": "label", "method": method, "iteration": k, "beneficial": 3 * eef, "harmful": 2 * eef,
+                       "neutral": 5 * eef, "recovery_states": 2 * eef, "important_states": 4 * eef,
+                       "skipped_experts": 0, "repository": 6 + k, "train_solved": 5 + k,
+                       "solved_by_source": {"expert": 4, "self_s0": 1 + k - 1, "eef": k * eef}, "seconds": 0.5},
+                      {"stage": "train", "method": method, "iteration": k, "examples": 9, "trained_tokens": 2000,
+                       "final_loss": 0.5, "seconds": 3.0}]
+            if method == "rft":  # eef's eval records are missing: the report falls back on summary.json
+                lines.append({"stage": "eval", "method": method, "iteration": k, "win_rate": win, "score": score,
+                              "seconds": 2.0})
+    return lines
+
+
+def write_run(run_dir: Path) -> Path:
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(CONFIG)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in metrics_lines()))
+    summary = {}
+    for method, points in RESULTS.items():
+        iterations = [{"iteration": k, "test_win_rate": w, "test_score": s} for k, (w, s) in points.items()]
+        best = max(iterations, key=lambda p: p["test_win_rate"])
+        summary[method] = {"iterations": iterations, "best": best, "last": iterations[-1],
+                           "train_solved": [5 + p["iteration"] for p in iterations]}
+        for k, (win, score) in points.items():
+            out = run_dir / ("sft_pos" if method == "sft_pos" else f"{method}/iter-{k}") / "eval"
+            out.mkdir(parents=True)
+            (out / "report.json").write_text(json.dumps({"env": "shop", "split": "test", "model": "m", "episodes": 8,
+                                                         "win_rate": win, "score": score, "mean_steps": 4.5,
+                                                         "truncated": 1, "seconds": 1.0, "tasks": []}))
+            write_trajectories(out / "trajectories.jsonl", [
+                trajectory("t0", ["search[shirt]", "click[Next >]", "click[b1]", "click[Buy Now]"], success=True,
+                           instruction=f"find {SCRIPT} & more"),
+                trajectory("t1", ["search[shirt]", "click[b2]", "click[< Prev]", "click[Back to Search]",
+                                  "search[red shirt]"]),
+                trajectory("t2", ["search[hat]", "click[b3]", "click[Buy Now]"]),
+            ])
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    return run_dir
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return write_run(tmp_path / "run")
+
+
+def table_row(markdown: str, first_cell: str) -> list[str]:
+    """The cells of the first Markdown table row whose first cell is ``first_cell``."""
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row {first_cell!r}")
+
+
+def test_report_files_numbers_and_plots(run_dir: Path) -> None:
+    out = write_report(run_dir)
+    assert out == run_dir / "report"
+    markdown = (out / "report.md").read_text()
+    # The paper-shaped table: method, best iteration, best win / score, last iteration, last win / score.
+    assert table_row(markdown, "SFT-POS") == ["SFT-POS", "0", "40.0% / 0.610", "0", "40.0% / 0.610"]
+    assert table_row(markdown, "RFT") == ["RFT", "1", "44.0% / 0.650", "2", "42.0% / 0.640"]
+    assert table_row(markdown, "EEF") == ["EEF", "2", "56.0% / 0.740", "2", "56.0% / 0.740"]
+    assert "| methods key | value |" in markdown and "| eef.m | 5 |" in markdown and '| eef.neutral | "mask" |' in markdown
+    assert "### SFT-POS, iteration 0" in markdown and "### EEF, iteration 2" in markdown
+    for name in ("win_rate", "score", "train_solved", "segments", "navigation", "divergence"):
+        assert (out / f"{name}.png").read_bytes()[:8] == PNG_SIGNATURE, name
+        assert f'src="{name}.png"' in (out / "index.html").read_text()
+    assert write_report(run_dir) == out  # rerunning replaces the report in place
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_html_escapes_trajectory_text(run_dir: Path) -> None:
+    page = (write_report(run_dir) / "index.html").read_text()
+    assert SCRIPT not in page
+    assert "find &lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in page
+    assert "<script" not in page.lower()
+    assert "click[&lt; Prev]" in page
+
+
+def test_navigation_shares() -> None:
+    trajectories = [
+        trajectory("a", ["search[x]", "click[ Next > ]", "click[next>]", "search[y]"]),
+        trajectory("b", ["Search[x]", "CLICK[<  prev]", "click [Back  to Search]"]),
+        trajectory("c", ["search[x]", "click[Next > item]", "click[item]"]),
+        trajectory("d", []),
+    ]
+    assert navigation_shares(trajectories) == {"next": 0.25, "prev": 0.25, "back_to_search": 0.25,
+                                               "second_search": 0.25}
+    assert navigation_shares([]) == {"next": 0.0, "prev": 0.0, "back_to_search": 0.0, "second_search": 0.0}
+
+
+def test_missing_pieces_do_not_crash(run_dir: Path) -> None:
+    shutil.rmtree(run_dir / "eef/iter-2")  # an iteration still running: no eval yet
+    (run_dir / "summary.json").unlink()  # written only at the end of a run
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    kept = [line for line in lines if line["stage"] not in ("label", "expert") and line.get("method") != "eef"]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in kept) + '{"stage": "ev')
+    markdown = (write_report(run_dir) / "report.md").read_text()
+    # eef's iteration 1 is known only from its report.json; rft from its eval records.
+    assert table_row(markdown, "EEF") == ["EEF", "1", "50.0% / 0.700", "1", "50.0% / 0.700"]
+    assert table_row(markdown, "RFT") == ["RFT", "1", "44.0% / 0.650", "2", "42.0% / 0.640"]
+    assert "EEF segments" not in markdown and "Expert trajectories" not in markdown
+    assert not (run_dir / "report/segments.png").exists()
+
+
+def test_empty_run_dir(tmp_path: Path) -> None:
+    out = write_report(tmp_path)
+    assert (out / "report.md").is_file() and (out / "index.html").is_file()
+    with pytest.raises(DataError, match="no such run directory"):
+        write_report(tmp_path / "absent")
+
+
+@pytest.mark.parametrize("bad, field", [('{"stage": "eval", "method": "rft", "win_rate": 0.5', None),
+                                         ('["stage"]', None), ('{"method": "rft"}', "stage"),
+                                         ('{"stage": "eval", "win_rate": "high"}', "win_rate"),
+                                         ('{"stage": "label", "solved_by_source": {"eef": "2"}}',
+                                          "solved_by_source.eef")])
+def test_malformed_metrics_line(run_dir: Path, bad: str, field: str | None) -> None:
+    path = run_dir / "metrics.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines[:2], bad, *lines[2:]]) + "\n")
+    with pytest.raises(DataError) as error:
+        write_report(run_dir)
+    assert error.value.path == str(path) and error.value.line == 3 and error.value.field == field
+    with pytest.raises(DataError):
+        load_metrics(path)
