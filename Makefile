@@ -15,10 +15,10 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-# The main job on the built-in default (CPU, no downloads).
+# The main job on the built-in default (CPU, no downloads); `eef run --resume` continues it.
 run: $(BIN)/.installed
 	$(BIN)/eef env verify shop
-	$(BIN)/eef env play shop shop_0 --oracle
+	$(BIN)/eef run $(if $(wildcard runs/default/config.yaml),--resume)
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest

@@ -108,7 +108,7 @@ class TrainSection:
 
     epochs: float = 3.0
     learning_rate: float = 2e-3
-    max_length: int = 1024
+    max_length: int = 2048
     rows_per_step: int = 4
     micro_batch_rows: int = 1
     packing: bool = False
