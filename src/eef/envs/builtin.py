@@ -18,12 +18,13 @@ def make_shop(
     dev: int = 100,
     max_steps: int = 10,
     reward_mode: str = "faithful",
+    view: str = "webshop",
 ) -> ShopEnv:
     """Built-in generated shop with WebShop semantics (the default; no download)."""
     from eef.envs.shop.generated import GeneratorConfig, generate_catalog
 
     catalog = generate_catalog(GeneratorConfig(seed=seed, goals=goals, groups=groups, test=test, dev=dev))
-    return ShopEnv(catalog, name="shop", max_steps=max_steps, reward_mode=reward_mode)
+    return ShopEnv(catalog, name="shop", max_steps=max_steps, reward_mode=reward_mode, view=view)
 
 
 def make_webshop(

@@ -46,3 +46,22 @@ def test_vocabulary_stays_small(shop_env):
     for g in shop_env.catalog.goals:
         words.update(g.instruction.replace(",", " ").replace(":", " ").split())
     assert len(words) < 150
+
+
+def test_the_compact_view_shows_the_same_pages_in_fewer_characters():
+    from eef.envs import make
+    from eef.envs.conformance import check_env
+    from eef.envs.verify import verify
+
+    webshop, compact = make("shop", goals=60, test=10, dev=10), make("shop", goals=60, test=10, dev=10, view="compact")
+    check_env(compact)
+    report = verify(compact, compact.task_ids("train"))
+    assert report.success_rate == 1.0
+    task = compact.task_ids("train")[0]
+    for env in (webshop, compact):
+        env.reset(task)
+        env.step(env.oracle_action())
+    assert compact.available_actions() == webshop.available_actions()
+    results = compact.step("click[next >]").observation
+    assert "Page 2" in results and "Instruction" not in results
+    assert len(results) < 0.8 * len(webshop.step("click[next >]").observation)

@@ -24,6 +24,10 @@ MAX_HITS = 50
 BUTTONS_RESULTS = ("back to search", "< prev", "next >")
 BUTTONS_ITEM = ("back to search", "< prev", "description", "features", "reviews", "buy now")
 SUB_PAGES = ("description", "features", "reviews")
+# ``webshop``: WebShop's text observations. ``compact``: the same pages and actions in fewer tokens
+# (the instruction only on the first page, no result count, an item's title and price in one
+# piece, option groups on one line each), for models trained from scratch on a CPU.
+VIEWS = ("webshop", "compact")
 _ACTION = re.compile(r"(.+)\[(.+)\]", re.DOTALL)  # greedy: the last "[" that has a "]" after it
 
 
@@ -67,9 +71,13 @@ class ShopEnv:
 
     supports_snapshot = True
 
-    def __init__(self, catalog: Catalog, *, name: str = "shop", max_steps: int = 10, reward_mode: str = "faithful"):
+    def __init__(self, catalog: Catalog, *, name: str = "shop", max_steps: int = 10, reward_mode: str = "faithful",
+                 view: str = "webshop"):
         if reward_mode not in REWARD_MODES:
             raise ValueError(f"unknown reward_mode {reward_mode!r}; known: {', '.join(REWARD_MODES)}")
+        if view not in VIEWS:
+            raise ValueError(f"unknown view {view!r}; known: {', '.join(VIEWS)}")
+        self.view = view
         self.catalog = catalog
         self.name = name
         self.max_steps = max_steps
@@ -79,7 +87,8 @@ class ShopEnv:
         # Option value -> its group, per product; a value in two groups belongs to the later one (as WebShop).
         self._option_group = {p.asin: {v: name for name, values in p.options.items() for v in values}
                               for p in catalog.products}
-        self.info = {**catalog.info, "reward_mode": reward_mode, "search": BACKEND, "max_steps": max_steps}
+        self.info = {**catalog.info, "reward_mode": reward_mode, "search": BACKEND, "max_steps": max_steps,
+                     "view": view}
         self._goal_index: int | None = None
         self._state = _State()
 
@@ -224,6 +233,8 @@ class ShopEnv:
 
     # -- observations ------------------------------------------------------------------------
     def _observe(self) -> str:
+        if self.view == "compact" and self._state.page in ("start", "results", "item"):
+            return self._observe_compact()
         s = self._state
         instruction = self.goal.instruction
         if s.page == "start":
@@ -243,6 +254,22 @@ class ShopEnv:
                 parts.append("< Prev")
                 parts += self._item_parts(self.catalog.by_asin[s.asin], s.page)
         return SEP.join(x for x in (part.strip() for part in parts) if x)
+
+    def _observe_compact(self) -> str:
+        s = self._state
+        if s.page == "start":
+            parts = ["Instruction:", self.goal.instruction, "Search"]
+        elif s.page == "results":
+            parts = ["Back to Search", f"Page {s.page_number}"] + (["< Prev"] if s.page_number > 1 else [])
+            parts.append("Next >")
+            for p in self._page_hits():
+                parts += [p.asin, f"{p.title} {p.price_text}"]
+        else:
+            product = self.catalog.by_asin[s.asin]
+            parts = ["Back to Search", "< Prev", f"{product.title} {product.price_text}"]
+            parts += [f"{name}: {' '.join(values)}" for name, values in product.options.items()]
+            parts.append("Buy Now")
+        return SEP.join(parts)
 
     @staticmethod
     def _item_parts(product: Product, page: str) -> list[str]:
