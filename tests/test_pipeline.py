@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from eef.cli_agent import DEFAULT_CONFIG
 from eef.config import load_config
 from eef.errors import EefError
 from eef.pipeline import run
@@ -20,8 +21,8 @@ TINY = ["expert.limit=12", "eval.limit=8", "methods.iterations=1", "methods.run=
         "rollout.num_envs=8", "methods.eef.m=3"]
 
 
-def _config(run_dir):
-    return load_config(None, [*TINY, f"run_dir={run_dir}"])
+def _config(run_dir, *more):
+    return load_config(DEFAULT_CONFIG, [*TINY, f"run_dir={run_dir}", *more])  # as `eef run -s ...` reads it
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_resume_repeats_no_finished_stage(finished):
 def test_another_configuration_is_refused(finished):
     root, _, _ = finished
     with pytest.raises(EefError, match="differs from this configuration"):
-        run(load_config(None, [*TINY, f"run_dir={root}", "train.epochs=2"]), resume=True)
+        run(_config(root, "train.epochs=2"), resume=True)
     with pytest.raises(EefError, match="pass --resume"):
         run(_config(root))
 
