@@ -64,3 +64,11 @@ def test_a_missing_or_broken_file_is_a_clear_error(tmp_path):
 
 def test_defaults_live_in_the_schema():
     assert load_config(None) == RunConfig()
+
+
+def test_expert_files_are_found_beside_the_configuration(tmp_path, monkeypatch):
+    (tmp_path / "experts.jsonl").write_text("")
+    path = _write(tmp_path, {"expert": {"sources": [{"name": "gpt-4", "kind": "file", "path": "experts.jsonl"}]}})
+    monkeypatch.chdir("/")
+    (source,) = load_config(path).expert.sources
+    assert source.path == str(tmp_path / "experts.jsonl")

@@ -289,11 +289,15 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     data = apply_overrides(data, overrides or [])
     problems: list[str] = []
     config = build(RunConfig, data, "", problems)
+    base = Path(path).parent if path else Path.cwd()
     if not problems:  # values flagged above were replaced by placeholders: do not judge those
-        problems = _cross_checks(config, Path(path).parent if path else Path.cwd())
+        problems = _cross_checks(config, base)
     if problems:
         raise ConfigError(source, problems)
-    return config
+    # expert files are named relative to the configuration file; the run may start elsewhere
+    sources = tuple(dataclasses.replace(s, path=str((base / s.path).resolve())) if s.path else s
+                    for s in config.expert.sources)
+    return dataclasses.replace(config, expert=dataclasses.replace(config.expert, sources=sources))
 
 
 def _cross_checks(config: RunConfig, base: Path) -> list[str]:

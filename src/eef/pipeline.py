@@ -19,6 +19,7 @@ Layout::
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -120,11 +121,13 @@ def base_model(config: RunConfig, env: TextEnv, root: Path) -> str:
     from eef.models.tiny import TinyModelConfig, create_tiny_model
 
     path = root / "base-model"
-    if not (path / "config.json").is_file():
-        tiny = config.model.tiny
-        create_tiny_model(env, path, TinyModelConfig(
+    if not path.is_dir():
+        tiny, tmp = config.model.tiny, root / ".base-model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        create_tiny_model(env, tmp, TinyModelConfig(
             vocab_size=tiny.vocab_size, hidden_size=tiny.hidden_size, layers=tiny.layers, heads=tiny.heads,
             intermediate_size=tiny.intermediate_size, seed=config.seed))
+        tmp.rename(path)  # a crash mid-save leaves no half model behind
     return str(path)
 
 
