@@ -89,7 +89,7 @@ def explore(
     from eef.agent import PromptConfig, SamplingParams, build_prompt
     from eef.agent.backends import build_policy
     from eef.atomic import write_jsonl_atomic
-    from eef.rollout import RolloutConfig, Start, clone_envs, rollout
+    from eef.rollout import RolloutConfig, Start, clone_envs, pending, rollout
     from eef.trajectory import append_trajectories, read_trajectories
 
     env, options = _env_and_options(env_name, option)
@@ -99,8 +99,7 @@ def explore(
         starts = [Start(t.task_id, t, step, k) for t in read_trajectories(from_file)[:limit]
                   for step in _states(states, len(t.turns)) for k in range(rollouts)]
     config = RolloutConfig(SamplingParams(temperature, top_p, max_new_tokens), seed=seed, iteration=iteration)
-    done = {t.id for t in read_trajectories(out, skip_torn_tail=True)} if out.exists() else set()
-    todo = [s for s in starts if f"{config.source}/it{iteration}/{s.key}" not in done]
+    _, todo = pending(out, starts, config)
     typer.echo(f"{len(starts)} starts, {len(starts) - len(todo)} already in {out}", err=True)
     if not todo:
         return

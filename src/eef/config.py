@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from eef.errors import EefError
+from eef.models.tiny import TinyModelConfig
+from eef.train.trainer import TrainConfig
 
 
 class ConfigError(EefError):
@@ -36,26 +38,16 @@ class EnvSection:
 
 
 @dataclass(frozen=True)
-class TinyModelSection:
-    """Size of the tiny model created when ``model.base`` is null."""
-
-    layers: int = 4
-    hidden_size: int = 128
-    heads: int = 4
-    intermediate_size: int = 512
-    vocab_size: int = 2048
-
-
-@dataclass(frozen=True)
 class ModelSection:
     """The base model and how to run it.
 
-    ``base`` null creates the tiny default from the environment's text; otherwise a checkpoint
+    ``base`` null creates the tiny default (sized by ``tiny``; its seed is the run's) from the
+    environment's text; otherwise a checkpoint
     directory or hub id (e.g. ``meta-llama/Meta-Llama-3-8B-Instruct``).
     """
 
     base: str | None = None
-    tiny: TinyModelSection = TinyModelSection()
+    tiny: TinyModelConfig = TinyModelConfig()
     backend: str = "hf"
     device: str = "auto"
     dtype: str = "auto"
@@ -100,21 +92,6 @@ class ExpertSection:
     sources: tuple[ExpertSource, ...] = (ExpertSource(),)
     split: str = "train"
     limit: int | None = None
-
-
-@dataclass(frozen=True)
-class TrainSection:
-    """See :class:`eef.train.TrainConfig`."""
-
-    epochs: float = 3.0
-    learning_rate: float = 2e-3
-    max_length: int = 2048
-    rows_per_step: int = 4
-    micro_batch_rows: int = 1
-    packing: bool = False
-    warmup_ratio: float = 0.03
-    lora_r: int = 0
-    gradient_checkpointing: bool = False
 
 
 @dataclass(frozen=True)
@@ -178,7 +155,7 @@ class RunConfig:
     model: ModelSection = ModelSection()
     prompt: PromptSection = PromptSection()
     expert: ExpertSection = ExpertSection()
-    train: TrainSection = TrainSection()
+    train: TrainConfig = TrainConfig()  # its seed is replaced by the run's seed + the iteration
     rollout: RolloutSection = RolloutSection()
     eval: EvalSection = EvalSection()
     methods: MethodsSection = MethodsSection()

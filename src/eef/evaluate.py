@@ -14,9 +14,9 @@ from pathlib import Path
 
 from eef.agent.policy import Policy, SamplingParams
 from eef.envs.protocol import TextEnv
-from eef.rollout import RolloutConfig, Start, rollout
+from eef.rollout import RolloutConfig, Start, pending, rollout
 from eef.atomic import write_text_atomic
-from eef.trajectory import Message, Trajectory, append_trajectories, read_trajectories, write_trajectories
+from eef.trajectory import Message, Trajectory, append_trajectories, write_trajectories
 
 
 @dataclass
@@ -88,13 +88,12 @@ def evaluate(envs: Sequence[TextEnv], policy: Policy, task_ids: Sequence[str], p
     """
     config = RolloutConfig(SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens), seed=seed,
                            source="self")
+    starts = [Start(t) for t in task_ids]
     partial = Path(out_dir) / "episodes.partial.jsonl" if out_dir is not None else None
-    done = {t.task_id: t for t in read_trajectories(partial, skip_torn_tail=True)} if partial and partial.exists() else {}
-    todo = [t for t in task_ids if t not in done]
-    result = rollout(envs, policy, [Start(t) for t in todo], prompt, config, progress=progress,
-                     description=f"eval {split}",
+    done, todo = pending(partial, starts, config) if partial else ([], starts)
+    result = rollout(envs, policy, todo, prompt, config, progress=progress, description=f"eval {split}",
                      on_trajectory=(lambda t: append_trajectories(partial, [t])) if partial else None)
-    finished = {**done, **{t.task_id: t for t in result.trajectories}}
+    finished = {t.task_id: t for t in [*done, *result.trajectories]}
     trajectories = [finished[t] for t in task_ids]
     report = report_from(trajectories, envs[0].name, split, policy.name, result.seconds)
     if out_dir is not None:

@@ -36,7 +36,7 @@ from eef.envs.protocol import TextEnv
 from eef.errors import EefError
 from eef.methods import (PositiveRepository, Solution, analyse_all, eef_solutions, expert_demonstrations,
                          self_solutions, state_positions)
-from eef.rollout import RolloutConfig, Start, clone_envs, rollout
+from eef.rollout import RolloutConfig, Start, clone_envs, pending, rollout
 from eef.trajectory import Message, Trajectory, append_trajectories, read_trajectories, write_trajectories
 
 
@@ -118,15 +118,13 @@ def base_model(config: RunConfig, env: TextEnv, root: Path) -> str:
     """The model every method starts from: ``model.base`` or the tiny default, created once."""
     if config.model.base is not None:
         return config.model.base
-    from eef.models.tiny import TinyModelConfig, create_tiny_model
+    from eef.models.tiny import create_tiny_model
 
     path = root / "base-model"
     if not path.is_dir():
-        tiny, tmp = config.model.tiny, root / ".base-model.tmp"
+        tmp = root / ".base-model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        create_tiny_model(env, tmp, TinyModelConfig(
-            vocab_size=tiny.vocab_size, hidden_size=tiny.hidden_size, layers=tiny.layers, heads=tiny.heads,
-            intermediate_size=tiny.intermediate_size, seed=config.seed))
+        create_tiny_model(env, tmp, replace(config.model.tiny, seed=config.seed))
         tmp.rename(path)  # a crash mid-save leaves no half model behind
     return str(path)
 
@@ -190,8 +188,7 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
     rollout_config = RolloutConfig(SamplingParams(config.rollout.temperature, config.rollout.top_p,
                                                   config.rollout.max_new_tokens),
                                    seed=config.seed, source="self", iteration=iteration)
-    done = {t.id for t in read_trajectories(path, skip_torn_tail=True)} if path.exists() else set()
-    todo = [s for s in starts if f"self/it{iteration}/{s.key}" not in done]
+    _, todo = pending(path, starts, rollout_config)
     policy = _policy(config, model)
     try:
         result = rollout(clone_envs(env, config.rollout.num_envs, config.env.options), policy, todo, prompt,
@@ -276,19 +273,14 @@ def train_stage(config: RunConfig, rd: RunDir, stage: Path, method: str, iterati
     if rd.done(stage / "train"):
         return
     from eef.agent.hf_policy import load_model_and_tokenizer
-    from eef.train import TrainConfig, tokenize_trajectories, train
+    from eef.train import tokenize_trajectories, train
 
     began = time.perf_counter()
     if method == "sft_pos":
         write_trajectories(stage / "train.jsonl", data)
-    settings = config.train
-    train_config = TrainConfig(epochs=settings.epochs, learning_rate=settings.learning_rate,
-                               warmup_ratio=settings.warmup_ratio, rows_per_step=settings.rows_per_step,
-                               micro_batch_rows=settings.micro_batch_rows, max_length=settings.max_length,
-                               packing=settings.packing, gradient_checkpointing=settings.gradient_checkpointing,
-                               seed=config.seed + iteration)
+    train_config = replace(config.train, seed=config.seed + iteration)
     model, tokenizer = load_model_and_tokenizer(start, device="cpu", dtype="float32")
-    examples, stats = tokenize_trajectories(data, tokenizer, settings.max_length)
+    examples, stats = tokenize_trajectories(data, tokenizer, train_config.max_length)
     result = train(model, tokenizer, examples, stage / "checkpoint", train_config, progress=True,
                    metadata={"base_model": str(start), "method": method, "iteration": iteration})
     rd.finish(stage / "train", {

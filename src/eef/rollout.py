@@ -17,6 +17,7 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from eef.agent.parse import parse_turn
 from eef.agent.policy import GenerationRequest, Policy, SamplingParams
@@ -24,7 +25,7 @@ from eef.envs.protocol import TextEnv
 from eef.envs.registry import make
 from eef.envs.replay import Divergence, replay
 from eef.progress import progress_bar
-from eef.trajectory import Message, Provenance, Trajectory, Turn, conversation
+from eef.trajectory import Message, Provenance, Trajectory, Turn, conversation, read_trajectories
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,21 @@ class RolloutResult:
     steps: int = 0
     model_calls: int = 0
     seconds: float = 0.0
+
+
+def trajectory_id(config: RolloutConfig, start: Start) -> str:
+    """The id of the trajectory a start produces under ``config`` (stable across reruns)."""
+    return f"{config.source}/it{config.iteration}/{start.key}"
+
+
+def pending(path: Path, starts: Sequence[Start], config: RolloutConfig) -> tuple[list[Trajectory], list[Start]]:
+    """Resuming into ``path``: the episodes it already holds and the starts still to run.
+
+    A torn last line (a crash mid-append) is ignored; the next append cuts it.
+    """
+    done = read_trajectories(path, skip_torn_tail=True) if path.exists() else []
+    ids = {t.id for t in done}
+    return done, [s for s in starts if trajectory_id(config, s) not in ids]
 
 
 def request_seed(seed: int, iteration: int, start: Start, step: int) -> int:
@@ -226,7 +242,7 @@ def _trajectory(env: TextEnv, episode: _Episode, reward: float, terminated: bool
         sampling={**config.sampling.as_dict(), "seed": config.seed},
     )
     return Trajectory(
-        id=f"{config.source}/it{config.iteration}/{start.key}", env=env.name, task_id=start.task_id,
+        id=trajectory_id(config, start), env=env.name, task_id=start.task_id,
         prompt=episode.prompt, first_observation=episode.first_observation, turns=tuple(episode.turns),
         reward=reward, success=terminated and env.is_success(reward), terminated=terminated,
         provenance=provenance,
