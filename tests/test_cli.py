@@ -11,7 +11,7 @@ def eef(*args: str) -> subprocess.CompletedProcess:
 def test_env_list_shows_the_built_in_environments():
     out = eef("env", "list")
     assert out.returncode == 0
-    assert out.stdout.startswith("shop ") and "\nwebshop " in out.stdout
+    assert "\nshop " in "\n" + out.stdout and "\nwebshop " in out.stdout and "\nscienceworld " in "\n" + out.stdout
 
 
 def test_env_verify_json_last_line(webshop_1k_dir):

@@ -1,12 +1,13 @@
 """Text environments: the protocol, the registry, replay and the built-in environments."""
 
-from eef.envs.builtin import make_shop, make_webshop
+from eef.envs.builtin import make_scienceworld, make_shop, make_webshop
 from eef.envs.protocol import StepResult, TextEnv
 from eef.envs.registry import EnvSpec, make, register, registered
 from eef.envs.replay import Divergence, ReplayResult, replay
 
 register("shop", make_shop)
 register("webshop", make_webshop)
+register("scienceworld", make_scienceworld)
 
 __all__ = ["Divergence", "EnvSpec", "ReplayResult", "StepResult", "TextEnv", "make", "register",
            "registered", "replay"]

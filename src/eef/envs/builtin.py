@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from eef.envs.shop.engine import ShopEnv
 from eef.errors import EefError
+
+if TYPE_CHECKING:
+    from eef.envs.scienceworld import ScienceWorldEnv
 
 WEBSHOP_DATA_ENV = "EEF_WEBSHOP_DATA"
 
@@ -48,3 +52,21 @@ def make_webshop(
     catalog = load_webshop(data_dir, goals=goals, seed=seed, num_products=num_products,
                            split_files=split_files, nouns=nouns)
     return ShopEnv(catalog, name="webshop", max_steps=max_steps, reward_mode=reward_mode)
+
+
+def make_scienceworld(
+    tasks: list[str] | str | None = None,
+    simplifications: str = "easy",
+    max_steps: int | None = None,
+    step_limits: dict[str, int] | None = None,
+    split_files: dict[str, str] | None = None,
+    envs_per_jvm: int = 16,
+    heap_mb: int = 256,
+    java: str = "java",
+) -> ScienceWorldEnv:
+    """ScienceWorld's 30 task types through its simulator (needs Java; see docs/scienceworld.md)."""
+    from eef.envs.scienceworld import JvmPool, ScienceWorldEnv
+
+    pool = JvmPool(java=java, heap_mb=heap_mb, envs_per_jvm=envs_per_jvm)
+    return ScienceWorldEnv(pool, tasks=tasks, simplifications=simplifications, max_steps=max_steps,
+                           step_limits=step_limits, split_files=split_files)
