@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 import yaml
 
-from eef import cli_agent
+from eef import cli_agent, cli_data
 from eef.errors import EefError
 
 app = typer.Typer(help="Agent tuning that learns from expert failures.", no_args_is_help=True)
@@ -103,6 +103,7 @@ def env_play(
 
 
 cli_agent.register(app)
+cli_data.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,177 @@
+"""The expert-data commands of the ``eef`` CLI: ``data import``, ``data check``, ``data fetch`` and
+``expert``. They parse arguments and call :mod:`eef.data`; nothing more."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from eef.cli_agent import (
+    ApiKeyEnv,
+    BaseUrl,
+    Concurrency,
+    Device,
+    Dtype,
+    EnvOptions,
+    Instruction,
+    MaxBatch,
+    NumEnvs,
+    OneShot,
+    SystemRole,
+    _env_and_options,
+    _task_ids,
+)
+from eef.errors import EefError
+
+Force = Annotated[bool, typer.Option(help="Overwrite an existing output.")]
+AsJson = Annotated[bool, typer.Option("--json", help="End with one JSON line of the figures.")]
+PROGRAM_EXPERTS = ("oracle", "scripted")
+
+
+def _refuse_overwrite(*paths: Path, force: bool) -> None:
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not force:
+        raise EefError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
+                       "pass --force to overwrite")
+
+
+def import_command(
+    path: Annotated[Path, typer.Argument(help="The expert file (a JSON array or JSON lines).")],
+    format: Annotated[str, typer.Option("--format", help="eto, agentgym, eef-expert or openai.")],
+    env_name: Annotated[str, typer.Option("--env", help="The environment to resolve tasks in.")],
+    out: Annotated[Path, typer.Option(help="Trajectories JSONL to write; unresolved records go to "
+                                           "OUT with the suffix .unresolved.jsonl.")],
+    force: Force = False, as_json: AsJson = False, option: EnvOptions = None,
+) -> None:
+    """Import expert trajectories, resolving each record's task in ENV."""
+    from eef.atomic import write_jsonl_atomic
+    from eef.data.importers import import_file
+    from eef.trajectory import write_trajectories
+
+    unresolved_path = out.with_suffix(".unresolved.jsonl")
+    _refuse_overwrite(out, unresolved_path, force=force)
+    env, _ = _env_and_options(env_name, option)
+    result = import_file(path, format, env)
+    write_trajectories(out, result.trajectories)
+    write_jsonl_atomic(unresolved_path, (u.as_dict() for u in result.unresolved))
+    successes = sum(t.success for t in result.trajectories)
+    typer.echo(f"imported {len(result.trajectories)} trajectories ({successes} successes) -> {out}; "
+               f"{len(result.unresolved)} unresolved -> {unresolved_path}")
+    for entry in result.unresolved[:5]:
+        typer.echo(f"  {entry.path}:{entry.line}: {entry.id}: {entry.reason}", err=True)
+    if as_json:
+        typer.echo(json.dumps({"imported": len(result.trajectories), "successes": successes,
+                               "unresolved": len(result.unresolved)}))
+
+
+def check_command(
+    env_name: Annotated[str, typer.Argument(metavar="ENV")],
+    path: Annotated[Path, typer.Argument(help="Trajectories JSONL.")],
+    out: Annotated[Optional[Path], typer.Option(help="The checked copy (default: PATH with the suffix "
+                                                     ".checked.jsonl); each trajectory gets meta.replay.")] = None,
+    force: Force = False, as_json: AsJson = False, option: EnvOptions = None,
+) -> None:
+    """Replay every trajectory and flag those whose observations or reward differ from the record."""
+    from eef.data.check import CheckSummary, check_trajectories
+    from eef.trajectory import iter_trajectories, write_trajectories
+
+    out = out or path.with_suffix(".checked.jsonl")
+    _refuse_overwrite(out, force=force)
+    env, _ = _env_and_options(env_name, option)
+    summary = CheckSummary()
+    write_trajectories(out, check_trajectories(env, iter_trajectories(path), summary))
+    reasons = ", ".join(f"{reason} {count}" for reason, count in summary.reasons.most_common()) or "none"
+    typer.echo(f"checked {summary.checked} trajectories: {summary.ok} replay faithfully, {summary.flagged} "
+               f"flagged ({reasons}) -> {out}")
+    if as_json:
+        typer.echo(json.dumps(summary.as_dict()))
+
+
+def fetch_command(
+    name: Annotated[Optional[str], typer.Argument(help="The set to download (see --list).")] = None,
+    data_dir: Annotated[Path, typer.Option("--dir", help="The data directory; files go to DIR/NAME.")] = Path("data"),
+    force: Annotated[bool, typer.Option(help="Download again even when an intact copy is there.")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="List the sets that can be fetched.")] = False,
+) -> None:
+    """Download a public expert set or the WebShop product files (needs internet)."""
+    from eef.data.fetch import SOURCES, fetch
+
+    if list_ or name is None:
+        for source in SOURCES.values():
+            typer.echo(f"{source.name:14s} {source.description}")
+        return
+    target = fetch(name, data_dir, force=force)
+    typer.echo(f"{name} -> {target} (sha256 of every file in {target / 'MANIFEST.json'})")
+
+
+def expert_command(
+    env_name: Annotated[str, typer.Argument(metavar="ENV")],
+    out: Annotated[Path, typer.Option(help="Trajectories JSONL to append to (a rerun skips finished tasks).")],
+    policy: Annotated[str, typer.Option(help="openai, hf, vllm, or a program expert: oracle, scripted.")] = "openai",
+    model: Annotated[Optional[str], typer.Option(help="Served model name, checkpoint or hub id (model "
+                                                      "policies).")] = None,
+    source: Annotated[Optional[str], typer.Option(help="The provenance source (default: the model name).")] = None,
+    split: str = "train", limit: Annotated[Optional[int], typer.Option(help="Only the first N tasks.")] = None,
+    rollouts: Annotated[int, typer.Option(help="Episodes per task.")] = 1,
+    temperature: float = 0.0, top_p: float = 1.0, max_new_tokens: int = 256, seed: int = 0,
+    price_in: Annotated[Optional[float], typer.Option(help="Dollars per million prompt tokens.")] = None,
+    price_out: Annotated[Optional[float], typer.Option(help="Dollars per million completion tokens.")] = None,
+    num_envs: NumEnvs = 16, base_url: BaseUrl = None, one_shot: OneShot = False, system_role: SystemRole = True,
+    instruction: Instruction = None, device: Device = "auto", dtype: Dtype = "auto", max_batch_size: MaxBatch = 64,
+    concurrency: Concurrency = 16, api_key_env: ApiKeyEnv = "OPENAI_API_KEY", as_json: AsJson = False,
+    option: EnvOptions = None,
+) -> None:
+    """Record every episode of an expert on a split, failures included, with tokens and cost."""
+    from eef.agent import PromptConfig, SamplingParams, build_prompt
+    from eef.data.generate import Prices, generate_with_policy, generate_with_program
+
+    env, options = _env_and_options(env_name, option)
+    tasks = _task_ids(env, split, limit)
+    prompt = build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env)
+    if policy in PROGRAM_EXPERTS:
+        report = generate_with_program(env, _program_expert(policy), tasks, prompt, out, source=source or policy,
+                                       progress=True)
+    else:
+        from eef.agent.backends import build_policy
+        from eef.rollout import RolloutConfig, clone_envs
+
+        if not model:
+            raise EefError(f"--policy {policy} needs --model")
+        prices = Prices(price_in or 0.0, price_out or 0.0) if price_in is not None or price_out is not None else None
+        config = RolloutConfig(SamplingParams(temperature, top_p, max_new_tokens), seed=seed, source=source or model)
+        backend = build_policy(policy, model, base_url=base_url, device=device, dtype=dtype,
+                               max_batch_size=max_batch_size, concurrency=concurrency, api_key_env=api_key_env)
+        try:
+            report = generate_with_policy(clone_envs(env, num_envs, options), backend, tasks, prompt, out, config,
+                                          rollouts=rollouts, prices=prices, progress=True)
+        finally:
+            backend.close()
+    cost = f", estimated cost ${report.cost:.4f}" if report.cost is not None else ""
+    typer.echo(f"{report.new} new episodes in {report.seconds:.1f} s; {out} holds {report.episodes} "
+               f"({report.successes} successes), {report.prompt_tokens:,} prompt and "
+               f"{report.completion_tokens:,} completion tokens{cost}")
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+
+
+def _program_expert(name: str):
+    if name == "oracle":
+        from eef.experts.oracle import oracle_trajectory
+
+        return oracle_trajectory
+    from eef.experts.scripted_shop import scripted_trajectory
+
+    return scripted_trajectory
+
+
+def register(app: typer.Typer) -> None:
+    """Add the expert-data commands to the ``eef`` app."""
+    data_app = typer.Typer(help="Import, check and fetch expert trajectories.", no_args_is_help=True)
+    data_app.command("import")(import_command)
+    data_app.command("check")(check_command)
+    data_app.command("fetch")(fetch_command)
+    app.add_typer(data_app, name="data")
+    app.command("expert")(expert_command)

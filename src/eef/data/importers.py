@@ -1,0 +1,267 @@
+"""Importers of the public expert trajectory sets (``eef data import --format F PATH``).
+
+Formats (a file is one JSON array or JSON lines; see docs/data.md):
+
+* ``eto``: ETO's SFT files, ``{id, conversations: [{from, value}], reward?, source?}``. WebShop ids
+  are session indices, ScienceWorld ids ``{task number}_{variation}``, ALFWorld records carry
+  ``game_file`` (eef has no ALFWorld environment, so they are listed as unresolved).
+* ``agentgym``: AgentGym's AgentTraj, ``{item_id: "webshop_6", conversations: [{from, loss, value}]}``
+  (also eef's own ``sharegpt`` exports).
+* ``eef-expert``: the EEF authors' set ``lclan/webshop_expert_trajectories``,
+  ``{id, conversations: [{role, content}], info: {reward, llm_name, agent_arch, task_name?, var_num?}}``:
+  WebShop rows (reward 0-1, ``id`` taken as the session index) and ScienceWorld rows (``task_name``
+  and ``var_num``, score 0-100).
+* ``openai``: ``{messages: [{role, content, weight?}], item_id?, reward?}`` (also eef's own exports).
+
+Each record becomes a trajectory by the split rule of :mod:`eef.trajectory_formats` (ETO's
+"instructions" -> ``OK`` exchange stays in the prompt); a leading ``Observation:`` is cut from
+observations, as eef's environments do not print it. A record without a reward is taken as a
+success (reward 1.0; ETO's and AgentGym's SFT sets hold successful demonstrations only), which
+``eef data check`` verifies by replay. The task is resolved by :mod:`eef.data.resolve`; a record
+that cannot be resolved is listed with the reason, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from eef.data.reader import iter_records
+from eef.data.resolve import TaskHints, TaskResolver, canonical_env, parse_eto_scienceworld_id
+from eef.envs.protocol import TextEnv
+from eef.errors import DataError, UnknownNameError
+from eef.trajectory import Trajectory, require_field
+from eef.trajectory_formats import from_openai, from_sharegpt
+
+_OBSERVATION_PREFIX = re.compile(r"^\s*Observation:\s*")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A record read but not yet resolved.
+
+    Attributes:
+        original_id: the record's own id.
+        trajectory: the conversation as a trajectory (task id still the record's).
+        hints: what the record says about its task.
+        source: who produced it (a model name when the record names one).
+        extra: facts kept in ``meta["import"]`` (e.g. the record's ``info``).
+    """
+
+    original_id: str
+    trajectory: Trajectory
+    hints: TaskHints
+    source: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def own(self) -> bool:
+        """An eef export: its id and task id are already eef's."""
+        return self.hints.task_id is not None
+
+    @property
+    def id_base(self) -> str:
+        """The imported trajectory's id: eef's own, else ``{source}/{record id}``."""
+        return self.trajectory.id if self.own else f"{self.source}/{self.original_id}"
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """A record whose task could not be resolved: where it is and why."""
+
+    path: str
+    line: int
+    id: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (one line of the ``.unresolved.jsonl`` report)."""
+        return {"file": self.path, "line": self.line, "id": self.id, "reason": self.reason}
+
+
+@dataclass
+class ImportResult:
+    """What an import produced: resolved trajectories and the records left unresolved."""
+
+    trajectories: list[Trajectory] = field(default_factory=list)
+    unresolved: list[Unresolved] = field(default_factory=list)
+
+
+def _conversation(record: dict, key: str, path: Path, line: int, env: str, item_id: str, reward: float,
+                  source: str) -> Trajectory:
+    """The trajectory of a message list in either layout: ``{from, value}`` or ``{role, content}``."""
+    messages = require_field(record, key, list, path, line)
+    sharegpt = not messages or not isinstance(messages[0], dict) or "from" in messages[0]
+    body = {"item_id": item_id, "reward": reward, "source": source}
+    if sharegpt:
+        return from_sharegpt({**body, "conversations": messages}, path, line, env=env)
+    try:
+        return from_openai({**body, "messages": messages}, path, line, env=env)
+    except DataError as e:  # name the record's own key
+        field_name = e.field.replace("messages", key, 1) if e.field else e.field
+        raise DataError(path, e.reason, line=line, field=field_name) from None
+
+
+def _number(record: dict, key: str, path: Path, line: int, default: float, prefix: str = "") -> float:
+    return float(require_field(record, key, (int, float), path, line, prefix)) if key in record else default
+
+
+def _record_id(record: dict, key: str, path: Path, line: int) -> str:
+    return str(require_field(record, key, (int, str), path, line))
+
+
+def _session(value: str) -> int | None:
+    return int(value) if value.isdigit() else None
+
+
+def read_eto(record: Any, path: Path, line: int, env: str) -> Candidate:
+    """An ETO SFT record (see the module docstring)."""
+    record = _object(record, path, line)
+    if "game_file" in record and "id" not in record:
+        original = str(require_field(record, "game_file", str, path, line))
+        hints = TaskHints(env="alfworld")
+    else:
+        original = _record_id(record, "id", path, line)
+        scienceworld = parse_eto_scienceworld_id(original)
+        hints = (TaskHints(scienceworld=scienceworld) if scienceworld
+                 else TaskHints(session=_session(original)))
+    source = str(require_field(record, "source", str, path, line)) if "source" in record else "eto"
+    reward = _number(record, "reward", path, line, 1.0)
+    trajectory = _conversation(record, "conversations", path, line, env, original, reward, source)
+    return Candidate(original, trajectory, hints, source, {"reward_assumed": "reward" not in record})
+
+
+def read_agentgym(record: Any, path: Path, line: int, env: str) -> Candidate:
+    """An AgentGym AgentTraj record, or an eef ``sharegpt`` export."""
+    record = _object(record, path, line)
+    if "eef" in record:  # eef's own export: its task id and environment are eef's
+        return _own(from_sharegpt(record, path, line))
+    original = str(require_field(record, "item_id", str, path, line))
+    reward = _number(record, "reward", path, line, 1.0)
+    trajectory = _conversation(record, "conversations", path, line, env, original, reward, "agentgym")
+    return Candidate(original, trajectory, _item_hints(original), "agentgym",
+                     {"reward_assumed": "reward" not in record})
+
+
+def _own(trajectory: Trajectory) -> Candidate:
+    return Candidate(trajectory.id, trajectory, TaskHints(env=trajectory.env, task_id=trajectory.task_id),
+                     trajectory.provenance.source)
+
+
+def _item_hints(item_id: str) -> TaskHints:
+    """AgentGym's ``{env}_{index}``: a WebShop index is the session; other environments number
+    their own task lists."""
+    prefix, _, number = item_id.rpartition("_")
+    if not prefix:
+        return TaskHints()
+    if canonical_env(prefix) == "scienceworld":
+        return TaskHints(env=prefix, unresolvable="AgentGym numbers ScienceWorld items in its own task list, "
+                                                  "which records no task or variation")
+    return TaskHints(env=prefix, session=_session(number))
+
+
+def read_eef_expert(record: Any, path: Path, line: int, env: str) -> Candidate:
+    """A record of the EEF authors' set (see the module docstring)."""
+    record = _object(record, path, line)
+    original = _record_id(record, "id", path, line)
+    info = require_field(record, "info", dict, path, line) if "info" in record else {}
+    model = str(require_field(info, "llm_name", str, path, line, "info.")) if "llm_name" in info else "eef-expert"
+    reward = _number(info, "reward", path, line, _number(record, "reward", path, line, 1.0), "info.")
+    if "var_num" in info:  # a ScienceWorld row
+        task = require_field(info, "task_name", str, path, line, "info.")
+        variation = int(require_field(info, "var_num", int, path, line, "info."))
+        hints = TaskHints(env="scienceworld", scienceworld=(task, variation))
+        reward /= 100  # ScienceWorld scores run 0-100
+    else:
+        hints = TaskHints(env="webshop", session=_session(original))
+    trajectory = _conversation(record, "conversations", path, line, env, original, reward, model)
+    trajectory = replace(trajectory, provenance=replace(trajectory.provenance, model=model))
+    return Candidate(original, trajectory, hints, model,
+                     {"info": info, "reward_assumed": "reward" not in info and "reward" not in record})
+
+
+def read_openai(record: Any, path: Path, line: int, env: str) -> Candidate:
+    """An OpenAI ``messages`` record, or an eef ``openai`` export."""
+    record = _object(record, path, line)
+    reward = _number(record, "reward", path, line, 1.0)
+    body = record if "reward" in record else {**record, "reward": reward}
+    trajectory = from_openai(body, path, line, env=env, source="openai")
+    if "eef" in record:
+        return _own(trajectory)
+    original = str(record["item_id"]) if "item_id" in record else str(line)
+    hints = _item_hints(original) if "item_id" in record else TaskHints()
+    return Candidate(original, trajectory, hints, trajectory.provenance.source,
+                     {"reward_assumed": "reward" not in record})
+
+
+def _object(record: Any, path: Path, line: int) -> dict:
+    if not isinstance(record, dict):
+        raise DataError(path, f"expected a JSON object, got {type(record).__name__}", line=line)
+    return record
+
+
+READERS: dict[str, Callable[[Any, Path, int, str], Candidate]] = {
+    "eto": read_eto,
+    "agentgym": read_agentgym,
+    "eef-expert": read_eef_expert,
+    "openai": read_openai,
+}
+
+
+def _strip_prefix(text: str) -> str:
+    return _OBSERVATION_PREFIX.sub("", text, count=1)
+
+
+def _cleaned(trajectory: Trajectory) -> Trajectory:
+    """Observations as eef's environments print them (no ``Observation:`` label)."""
+    turns = tuple(replace(t, observation=_strip_prefix(t.observation)) for t in trajectory.turns)
+    return replace(trajectory, first_observation=_strip_prefix(trajectory.first_observation), turns=turns)
+
+
+def import_file(path: str | Path, format: str, env: TextEnv, *, resolver: TaskResolver | None = None) -> ImportResult:
+    """Read an expert file and resolve each record's task in ``env``.
+
+    Args:
+        path: the file (a JSON array or JSON lines).
+        format: one of :data:`READERS`.
+        env: the environment the trajectories are for.
+        resolver: a resolver over ``env`` to reuse across files (built when None).
+
+    Returns:
+        The resolved trajectories (id ``{source}/{record id}``, ``#2``... when repeated; provenance
+        naming the source; ``meta["import"]``: format, file, line, record id, the rule that
+        resolved it) and the unresolved records with their reasons.
+
+    Raises:
+        UnknownNameError: an unknown format.
+        DataError: a missing file, bad JSON, or a record with a missing or mistyped field.
+    """
+    if format not in READERS:
+        raise UnknownNameError("format", format, sorted(READERS))
+    read = READERS[format]
+    resolver = resolver or TaskResolver(env)
+    path = Path(path)
+    result = ImportResult()
+    seen: set[str] = set()
+    for line, record in iter_records(path):
+        candidate = read(record, path, line, env.name)
+        trajectory = _cleaned(candidate.trajectory)
+        resolution = resolver.resolve(candidate.hints, trajectory.first_observation)
+        if resolution.task_id is None:
+            result.unresolved.append(Unresolved(str(path), line, candidate.original_id, resolution.reason))
+            continue
+        base = candidate.id_base
+        trajectory_id = next(i for i in itertools.chain([base], (f"{base}#{k}" for k in itertools.count(2)))
+                             if i not in seen)
+        seen.add(trajectory_id)
+        imported = {"format": format, "file": str(path), "line": line, "id": candidate.original_id,
+                    "resolved_by": resolution.how, **candidate.extra}
+        result.trajectories.append(replace(
+            trajectory, id=trajectory_id, env=env.name, task_id=resolution.task_id,
+            provenance=replace(trajectory.provenance, source=candidate.source),
+            meta={**trajectory.meta, "import": imported}))
+    return result

@@ -1,0 +1,186 @@
+import pytest
+
+from eef.agent.parse import parse_turn
+from eef.data.importers import import_file
+from eef.errors import DataError, UnknownNameError
+from eef.trajectory_formats import to_openai, to_sharegpt
+from expert_files import (
+    agentgym_record,
+    eef_expert_record,
+    eto_record,
+    session_of,
+    write_array,
+    write_lines,
+)
+
+
+def _same_episode(imported, run, *, outcome=True):
+    """The imported trajectory is the recorded episode, in eef's observation format."""
+    assert imported.task_id == run.task_id and imported.env == "shop"
+    assert imported.first_observation == run.first_observation
+    assert [t.action for t in imported.turns] == [parse_turn(t.text).action for t in run.turns]
+    assert [t.observation for t in imported.turns[:-1]] == [t.observation for t in run.turns[:-1]]
+    assert not outcome or (imported.reward, imported.success) == (run.reward, run.success)
+
+
+def test_eto_file_resolves_sessions_and_keeps_failures(tmp_path, shop_env, expert_runs):
+    path = write_array(tmp_path / "webshop_sft.json", [eto_record(r) for r in expert_runs])
+    result = import_file(path, "eto", shop_env)
+    assert not result.unresolved and len(result.trajectories) == len(expert_runs)
+    for imported, run in zip(result.trajectories, expert_runs):
+        _same_episode(imported, run)
+        assert imported.id == f"gpt4/{session_of(run.task_id)}" and imported.provenance.source == "gpt4"
+        assert imported.prompt[-1].content == "OK" and imported.turns[-1].observation == ""
+        assert imported.meta["import"]["resolved_by"] == "session"
+        assert imported.meta["import"]["line"] >= 2 and not imported.meta["import"]["reward_assumed"]
+    assert {t.success for t in result.trajectories} == {True, False}
+
+
+def test_ids_that_do_not_resolve_are_listed_not_dropped(tmp_path, shop_env, expert_runs):
+    run = expert_runs[0]
+    unknown_task = eto_record(run, record_id=99999)
+    unknown_task["conversations"][2]["value"] = "Observation:\nWebShop [SEP] Instruction: [SEP] a unicorn [SEP] Search"
+    records = [eto_record(run), unknown_task, eto_record(run, record_id="3_7"), eto_record(run, record_id="x")]
+    result = import_file(write_array(tmp_path / "f.json", records), "eto", shop_env)
+    assert [t.id for t in result.trajectories] == ["gpt4/" + str(session_of(run.task_id)), "gpt4/x"]
+    assert result.trajectories[1].meta["import"]["resolved_by"] == "instruction"  # id 'x': by its page
+    assert [u.id for u in result.unresolved] == ["99999", "3_7"]
+    lines = (tmp_path / "f.json").read_text().splitlines()
+    assert all(lines[u.line - 1].strip() == "{" and f'"id": ' in lines[u.line] for u in result.unresolved)
+    assert "no shop task has the instruction" in result.unresolved[0].reason
+    assert "shop has no task 'melt/7'" in result.unresolved[1].reason
+
+
+def test_repeated_ids_are_numbered(tmp_path, shop_env, expert_runs):
+    path = write_array(tmp_path / "f.json", [eto_record(expert_runs[0])] * 3)
+    ids = [t.id for t in import_file(path, "eto", shop_env).trajectories]
+    assert ids[1:] == [f"{ids[0]}#2", f"{ids[0]}#3"]
+
+
+def test_agentgym_file(tmp_path, shop_env, expert_runs):
+    records = [agentgym_record(r) for r in expert_runs[:3]]
+    records.append(agentgym_record(expert_runs[0], item_id="sciworld_12"))
+    records.append(agentgym_record(expert_runs[0], item_id="alfworld_3"))
+    result = import_file(write_lines(tmp_path / "traj.jsonl", records), "agentgym", shop_env)
+    for imported, run in zip(result.trajectories, expert_runs):
+        _same_episode(imported, run, outcome=False)
+        assert imported.id == f"agentgym/{run.task_id}" and imported.meta["import"]["reward_assumed"]
+        assert imported.reward == 1.0  # AgentTraj holds successes; `eef data check` verifies it
+        assert imported.prompt[-1].content == "Ok." and all(t.trainable for t in imported.turns)
+    assert [u.line for u in result.unresolved] == [4, 5]
+    assert "own task list" in result.unresolved[0].reason and "'alfworld'" in result.unresolved[1].reason
+
+
+def test_eef_expert_file(tmp_path, shop_env, expert_runs):
+    # The EEF set names WebShop; here the same rows go to an environment registered as `webshop`.
+    records = [eef_expert_record(r) for r in expert_runs[:4]]
+    result = import_file(write_array(tmp_path / "webshop_gpt4_0613.json", records), "eef-expert",
+                         _Renamed(shop_env, "webshop"))
+    assert not result.unresolved
+    for imported, run in zip(result.trajectories, expert_runs):
+        assert imported.task_id == run.task_id.replace("shop_", "webshop_")
+        assert imported.provenance.model == "gpt-4-0613" and imported.id.startswith("gpt-4-0613/")
+        assert imported.meta["import"]["info"]["agent_arch"] == "react"
+        assert imported.prompt == () and imported.reward == run.reward
+        assert [t.observation for t in imported.turns[:-1]] == [t.observation for t in run.turns[:-1]]
+    with_shop = import_file(tmp_path / "webshop_gpt4_0613.json", "eef-expert", shop_env)
+    assert not with_shop.trajectories and "environment 'webshop', not 'shop'" in with_shop.unresolved[0].reason
+
+
+def test_eef_expert_scienceworld_rows(tmp_path):
+    record = {"id": 7, "info": {"reward": 75, "task_name": "task-1-boil", "var_num": 3, "llm_name": "gpt-4"},
+              "conversations": [{"role": "user", "content": "Task: boil water"},
+                                {"role": "assistant", "content": "Thought: go.\nAction: teleport to kitchen"},
+                                {"role": "user", "content": "Observation: You teleport to the kitchen."},
+                                {"role": "assistant", "content": "Action: focus on water"}]}
+    result = import_file(write_array(tmp_path / "sciworld_gpt4.json", [record]), "eef-expert", _SciWorld())
+    (imported,) = result.trajectories
+    assert imported.task_id == "boil/3" and imported.reward == 0.75 and not imported.success
+    assert imported.actions == ["teleport to kitchen", "focus on water"]
+    assert imported.turns[0].observation == "You teleport to the kitchen."
+
+
+def test_eto_scienceworld_ids(tmp_path):
+    record = {"id": "0_3", "conversations": [
+        {"from": "human", "value": "You are a helpful assistant to do some scientific experiment."},
+        {"from": "gpt", "value": "OK"}, {"from": "human", "value": "Your task is to boil water."},
+        {"from": "gpt", "value": "Thought: x\nAction: look around"}]}
+    (imported,) = import_file(write_array(tmp_path / "sciworld_sft.json", [record]), "eto", _SciWorld()).trajectories
+    assert imported.task_id == "boil/3" and imported.reward == 1.0 and imported.meta["import"]["reward_assumed"]
+
+
+def test_openai_and_own_exports_round_trip(tmp_path, shop_env, expert_runs):
+    own = write_lines(tmp_path / "own.jsonl", [to_openai(r) for r in expert_runs[:2]])
+    result = import_file(own, "openai", shop_env)
+    assert [t.id for t in result.trajectories] == [r.id for r in expert_runs[:2]]
+    assert result.trajectories[0].turns == expert_runs[0].turns
+    assert result.trajectories[0].meta["import"]["resolved_by"] == "task id"
+    shared = write_lines(tmp_path / "own.sharegpt.jsonl", [to_sharegpt(r) for r in expert_runs[:2]])
+    assert [t.turns for t in import_file(shared, "agentgym", shop_env).trajectories] == \
+        [r.turns for r in expert_runs[:2]]
+    bare = {"messages": [{"role": "user", "content": expert_runs[1].first_observation},
+                         {"role": "assistant", "content": expert_runs[1].turns[0].text}]}
+    (by_page,) = import_file(write_lines(tmp_path / "bare.jsonl", [bare]), "openai", shop_env).trajectories
+    assert by_page.task_id == expert_runs[1].task_id and by_page.id == "openai/1"
+
+
+def test_wrong_format_missing_fields_and_bad_json_name_file_line_and_field(tmp_path, shop_env, expert_runs):
+    agentgym = write_lines(tmp_path / "traj.jsonl", [agentgym_record(expert_runs[0])])
+    with pytest.raises(DataError) as info:
+        import_file(agentgym, "eto", shop_env)
+    assert (info.value.path, info.value.line, info.value.field) == (str(agentgym), 1, "id")
+    with pytest.raises(DataError) as info:
+        import_file(agentgym, "openai", shop_env)
+    assert info.value.field == "messages"
+    broken = eef_expert_record(expert_runs[0])
+    broken["conversations"][1]["role"] = "robot"
+    path = write_array(tmp_path / "x.json", [eef_expert_record(expert_runs[1]), broken])
+    with pytest.raises(DataError) as info:
+        import_file(path, "eef-expert", _Renamed(shop_env, "webshop"))
+    assert info.value.line > 2 and info.value.field == "conversations[1].role"
+    typed = eto_record(expert_runs[0])
+    typed["reward"] = "high"
+    with pytest.raises(DataError, match="field 'reward': expected a number"):
+        import_file(write_array(tmp_path / "t.json", [typed]), "eto", shop_env)
+    bad = tmp_path / "bad.json"
+    bad.write_text('[\n{"id": 1,\n "conversations": [}\n]')
+    with pytest.raises(DataError, match=r"bad.json:3: not valid JSON"):
+        import_file(bad, "eto", shop_env)
+    with pytest.raises(UnknownNameError, match="unknown format 'alpaca'"):
+        import_file(bad, "alpaca", shop_env)
+
+
+class _Renamed:
+    """The shop under another registered name (the EEF set's rows name `webshop`)."""
+
+    def __init__(self, env, name):
+        self._env, self.name = env, name
+
+    def task_ids(self, split):
+        return [t.replace("shop_", f"{self.name}_") for t in self._env.task_ids(split)]
+
+    def reset(self, task_id):
+        return self._env.reset(task_id.replace(f"{self.name}_", "shop_"))
+
+    def __getattr__(self, attribute):
+        return getattr(self._env, attribute)
+
+
+class _SciWorld:
+    """Just enough of a ScienceWorld environment to resolve task ids (``task/variation``)."""
+
+    name = "scienceworld"
+
+    def splits(self):
+        return ["train"]
+
+    def task_ids(self, split):
+        return [f"boil/{v}" for v in range(5)]
+
+    def is_success(self, reward):
+        return reward >= 1.0
+
+
+def test_records_are_read_as_json_objects(tmp_path, shop_env):
+    with pytest.raises(DataError, match="expected a JSON object"):
+        import_file(write_lines(tmp_path / "n.jsonl", [[1, 2]]), "openai", shop_env)

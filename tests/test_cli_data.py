@@ -1,0 +1,100 @@
+"""The expert-data commands end to end: import -> check, and `eef expert` against a real
+OpenAI-compatible server on localhost."""
+
+import json
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from eef.agent.serve import serve
+from eef.cli import app
+from eef.trajectory import read_trajectories
+
+sys.path.insert(0, str(Path(__file__).parent / "data"))
+from expert_files import eto_record, scripted_runs, write_array  # noqa: E402
+from shopper import Shopper  # noqa: E402
+
+runner = CliRunner()
+
+
+def _ok(args):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.output
+
+
+def _json(output):
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def test_import_then_check(tmp_path, shop_env):
+    expert_runs = scripted_runs(shop_env)
+    records = [eto_record(r) for r in expert_runs[:4]]
+    tampered = eto_record(expert_runs[4])
+    tampered["conversations"][4]["value"] = "Observation:\nsomething else"
+    unknown = eto_record(expert_runs[5], record_id=99999)
+    unknown["conversations"][2]["value"] = "Observation:\nWebShop [SEP] Instruction: [SEP] a unicorn [SEP] Search"
+    source = write_array(tmp_path / "webshop_sft.json", records + [tampered, unknown])
+    out = tmp_path / "experts.jsonl"
+    command = ["data", "import", str(source), "--format", "eto", "--env", "shop", "--out", str(out), "--json"]
+    assert _json(_ok(command)) == {"imported": 5, "successes": sum(r.success for r in expert_runs[:5]),
+                                   "unresolved": 1}
+    (listed,) = [json.loads(line) for line in out.with_suffix(".unresolved.jsonl").read_text().splitlines()]
+    assert listed["id"] == "99999" and "no shop task" in listed["reason"] and listed["file"] == str(source)
+
+    refused = runner.invoke(app, command)
+    assert refused.exit_code != 0 and "already exist" in str(refused.exception) and "--force" in str(refused.exception)
+    _ok(command + ["--force"])
+
+    figures = _json(_ok(["data", "check", "shop", str(out), "--json"]))
+    assert figures == {"checked": 5, "ok": 4, "flagged": 1, "reasons": {"observation": 1},
+                       "divergence_steps": {"0": 1}}
+    checked = read_trajectories(out.with_suffix(".checked.jsonl"))
+    assert [t.meta["replay"]["ok"] for t in checked] == [True] * 4 + [False]
+    assert "already exist" in str(runner.invoke(app, ["data", "check", "shop", str(out)]).exception)
+
+
+def test_bad_input_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"id": 1, "conversations": 3}]')
+    result = runner.invoke(app, ["data", "import", str(bad), "--format", "eto", "--env", "shop",
+                                 "--out", str(tmp_path / "o.jsonl")])
+    assert "bad.json:1: field 'conversations': expected a list" in str(result.exception)
+    result = runner.invoke(app, ["data", "import", str(bad), "--format", "eto", "--env", "alfworld",
+                                 "--out", str(tmp_path / "o.jsonl")])
+    assert "unknown environment 'alfworld'" in str(result.exception)
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_expert_against_an_openai_compatible_server(tmp_path, shop_env):
+    out = tmp_path / "gpt.jsonl"
+    shopper = Shopper()
+    with serve(shopper) as server:
+        command = ["expert", "shop", "--policy", "openai", "--model", "fake-gpt", "--base-url", server.url,
+                   "--out", str(out), "--limit", "4", "--num-envs", "2", "--concurrency", "2",
+                   "--temperature", "0.7", "--price-in", "2.5", "--price-out", "10", "--json"]
+        first = _json(_ok(command))
+        trajectories = read_trajectories(out)
+        assert (first["new"], first["episodes"]) == (4, 4) and len(trajectories) == 4
+        assert first["prompt_tokens"] == shopper.prompt_tokens > 0
+        assert first["completion_tokens"] == shopper.completion_tokens > 0
+        assert abs(first["cost"] - (shopper.prompt_tokens * 2.5 + shopper.completion_tokens * 10) / 1e6) < 1e-12
+        assert {t.task_id for t in trajectories} == set(shop_env.task_ids("train")[:4])
+        assert all(t.provenance.model == "fake-gpt" and t.provenance.sampling["temperature"] == 0.7
+                   for t in trajectories)
+        assert all(t.meta["usage"]["model_calls"] == len(t.turns) for t in trajectories)
+
+        command[command.index("--limit") + 1] = "6"
+        again = _json(_ok(command))
+        assert (again["new"], again["episodes"]) == (2, 6)
+        assert again["prompt_tokens"] == shopper.prompt_tokens
+
+
+def test_program_experts_and_fetch_list(tmp_path):
+    out = tmp_path / "oracle.jsonl"
+    figures = _json(_ok(["expert", "shop", "--policy", "oracle", "--out", str(out), "--limit", "2", "--json"]))
+    assert (figures["episodes"], figures["successes"], figures["cost"]) == (2, 2, None)
+    assert "needs --model" in str(runner.invoke(app, ["expert", "shop", "--out", str(out)]).exception)
+    listing = _ok(["data", "fetch", "--list"]).splitlines()
+    assert [line.split()[0] for line in listing] == ["eef-expert", "eto", "agenttraj-l", "webshop-1k", "webshop-full"]
