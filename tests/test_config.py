@@ -49,6 +49,8 @@ def test_overrides_are_typed_and_validated_too():
     assert config.env.options == {"goals": 200}
     with pytest.raises(ConfigError, match="rollout.num_envs: must be at least 1"):
         load_config(None, ["rollout.num_envs=0"])
+    with pytest.raises(ConfigError, match=r"train.decay_ratio: must be in \(0, 1\]"):
+        load_config(None, ["train.decay_ratio=0"])
     with pytest.raises(EefError, match="not KEY.PATH=VALUE"):
         load_config(None, ["methods.iterations"])
 

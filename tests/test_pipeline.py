@@ -18,7 +18,7 @@ from eef.trajectory import read_trajectories
 TINY = ["expert.limit=12", "eval.limit=8", "methods.iterations=1", "methods.run=[sft_pos, rft, eef]",
         "model.tiny.layers=1", "model.tiny.hidden_size=32", "model.tiny.heads=2", "model.tiny.intermediate_size=64",
         "model.tiny.vocab_size=600", "train.epochs=1", "rollout.max_new_tokens=16", "eval.max_new_tokens=16",
-        "rollout.num_envs=8", "methods.eef.m=3"]
+        "rollout.num_envs=8", "methods.eef.m=3", "methods.train_from=previous", "methods.iteration_epochs=2"]
 
 
 def _config(run_dir, *more):
@@ -48,6 +48,23 @@ def test_a_run_writes_every_stage_and_the_report(finished):
     experts = read_trajectories(root / "expert" / "trajectories.jsonl")
     sft_data = read_trajectories(root / "sft_pos" / "train.jsonl")
     assert len(experts) == 12 and [t.task_id for t in sft_data] == [t.task_id for t in experts if t.success]
+
+
+def test_iterations_continue_the_previous_checkpoint_for_their_own_epochs(finished):
+    root, _, _ = finished
+    sft = json.loads((root / "sft_pos" / "checkpoint" / "eef_train.json").read_text())
+    eef = json.loads((root / "eef" / "iter-1" / "checkpoint" / "eef_train.json").read_text())
+    assert sft["config"]["epochs"] == 1 and eef["config"]["epochs"] == 2
+    assert eef["base_model"] == str(root / "sft_pos" / "checkpoint")
+
+
+def test_the_label_stage_counts_what_each_teacher_contributed(finished):
+    root, _, _ = finished
+    label = json.loads((root / "eef" / "iter-1" / "label" / ".done").read_text())
+    by_source, by_teacher = label["solved_by_source"], label["solved_by_teacher"]
+    assert by_teacher.get("scripted", 0) >= by_source["expert"] > 0
+    assert sum(by_teacher.values()) == by_source["expert"] + by_source["eef"]
+    assert label["flagged_experts"] == 0
 
 
 def test_resume_repeats_no_finished_stage(finished):

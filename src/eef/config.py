@@ -71,7 +71,8 @@ class ExpertSource:
     """One teacher.
 
     ``kind``: ``scripted`` (the built-in shop's scripted expert), ``oracle`` (perfect
-    demonstrations) or ``file`` (trajectories JSONL at ``path``). ``role``: ``clone`` (successes go
+    demonstrations), ``gold`` / ``perturbed`` (ScienceWorld's gold sequences, intact or broken
+    after a key action) or ``file`` (trajectories JSONL at ``path``). ``role``: ``clone`` (successes go
     to ``D_e``, failures are explored) or ``explore`` (everything is only explored: the spec's
     weaker teacher).
     """
@@ -82,7 +83,7 @@ class ExpertSource:
     role: str = "clone"
     seed: int = 0
 
-    CHOICES = {"kind": ("scripted", "oracle", "file"), "role": ("clone", "explore")}
+    CHOICES = {"kind": ("scripted", "oracle", "file", "gold", "perturbed"), "role": ("clone", "explore")}
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,8 @@ class MethodsSection:
     """Which methods run and how.
 
     ``rft_k`` null means ``1 + eef.m`` rollouts per ``s0`` (the spec's RFT x(1+M), EEF's budget).
+    ``iteration_epochs`` null means ``train.epochs`` for every iteration's training too; fewer
+    epochs suit ``train_from: previous``, where each iteration continues the last checkpoint.
     """
 
     run: tuple[str, ...] = ("sft_pos", "rft", "rft_k", "eef")
@@ -138,6 +141,7 @@ class MethodsSection:
     rft_k: int | None = None
     selection: str = "fewest"
     train_from: str = "base"
+    iteration_epochs: int | None = None
     eef: EEFSection = EEFSection()
 
     CHOICES = {"selection": ("fewest", "newest", "random"), "train_from": ("base", "previous")}
@@ -290,6 +294,8 @@ def _cross_checks(config: RunConfig, base: Path) -> list[str]:
                        ("rollout.num_envs", config.rollout.num_envs)):
         if value < 1:
             problems.append(f"{key}: must be at least 1, got {value}")
+    if not 0 < config.train.decay_ratio <= 1:
+        problems.append(f"train.decay_ratio: must be in (0, 1], got {config.train.decay_ratio}")
     if config.train.rows_per_step % config.train.micro_batch_rows:
         problems.append(f"train.rows_per_step: {config.train.rows_per_step} is not a multiple of "
                         f"train.micro_batch_rows ({config.train.micro_batch_rows})")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +32,7 @@ import yaml
 from eef.agent import PromptConfig, SamplingParams, build_prompt
 from eef.atomic import write_text_atomic
 from eef.config import RunConfig
+from eef.data.check import restorable
 from eef.envs import make
 from eef.envs.protocol import TextEnv
 from eef.errors import EefError
@@ -163,6 +165,12 @@ def _expert_source(source, env: TextEnv, tasks: list[str], prompt: tuple[Message
         from eef.experts.oracle import oracle_trajectories
 
         return oracle_trajectories(env, tasks, prompt)
+    if source.kind in ("gold", "perturbed"):  # ScienceWorld's gold sequences, intact or broken
+        from eef.experts.scienceworld_gold import PerturbConfig, gold_trajectories, perturbed_trajectories
+
+        if source.kind == "gold":
+            return gold_trajectories(env, tasks, prompt)
+        return perturbed_trajectories(env, tasks, prompt, PerturbConfig(seed=source.seed))
     from eef.experts.scripted_shop import ScriptedExpertConfig, scripted_trajectories
 
     trajectories = scripted_trajectories(env, tasks, prompt, ScriptedExpertConfig(seed=source.seed))
@@ -207,9 +215,10 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
 
 
 def explored_experts(config: RunConfig, experts: list[Trajectory]) -> list[Trajectory]:
-    """The expert trajectories EEF explores: failures (or all), and everything of explore-only teachers."""
-    return [e for e in experts if config.methods.eef.explore == "all" or not e.success
-            or e.meta.get("role") == "explore"]
+    """The expert trajectories EEF explores: failures (or all), and everything of explore-only
+    teachers; never one that ``eef data check`` flagged (its states are not the recorded ones)."""
+    return [e for e in experts if restorable(e) and (config.methods.eef.explore == "all" or not e.success
+                                                      or e.meta.get("role") == "explore")]
 
 
 def label_stage(config: RunConfig, rd: RunDir, stage: Path, method: str, iteration: int,
@@ -232,6 +241,7 @@ def label_stage(config: RunConfig, rd: RunDir, stage: Path, method: str, iterati
         simulations = {(t.provenance.parent_id, t.provenance.start_step): t for t in rollouts if t.provenance.parent_id}
         analysed, skipped = analyse_all(explored_experts(config, experts), simulations, first_s0, config.methods.eef.m)
         counts["skipped_experts"] = len(skipped)
+        counts["flagged_experts"] = sum(not restorable(e) for e in experts)
         for analysis, sims in analysed:
             for label in analysis.labels:
                 counts[label] += 1
@@ -247,11 +257,20 @@ def label_stage(config: RunConfig, rd: RunDir, stage: Path, method: str, iterati
     self_solved = {s.trajectory.task_id for s in solutions if s.kind == "self" and s.state.endswith("@s0")}
     eef_solved = {s.trajectory.task_id for s in solutions} - self_solved - expert_solved
     self_solved -= expert_solved
+    teacher_of = {e.id: str(e.meta.get("teacher", e.provenance.source)) for e in experts}
+    by_teacher = Counter(teacher_of.get(t.id, t.provenance.source) for t in cloned)
+    eef_teacher = {}  # an EEF-solved task counts for the teacher whose trajectory led to its first solution
+    for s in solutions:
+        if s.trajectory.task_id in eef_solved:
+            eef_teacher.setdefault(s.trajectory.task_id, teacher_of.get(s.trajectory.provenance.parent_id, "?"))
+    by_teacher.update(eef_teacher.values())
     record = {
         "stage": "label", "method": method, "iteration": iteration, **counts,
         "important_states": len({t.task_id for t in rollouts}) + counts["recovery_states"],
         "repository": len(solutions),
         "solved_by_source": {"expert": len(expert_solved), "self_s0": len(self_solved), "eef": len(eef_solved)},
+        # what each teacher contributed: its cloned successes plus the EEF solutions of its trajectories
+        "solved_by_teacher": dict(sorted(by_teacher.items())),
         "train_solved": len(expert_solved) + len(self_solved) + len(eef_solved),
         "seconds": round(time.perf_counter() - began, 2)}
     return data, rd.finish(stage / "label", record)
@@ -278,7 +297,8 @@ def train_stage(config: RunConfig, rd: RunDir, stage: Path, method: str, iterati
     began = time.perf_counter()
     if method == "sft_pos":
         write_trajectories(stage / "train.jsonl", data)
-    train_config = replace(config.train, seed=config.seed + iteration)
+    epochs = config.train.epochs if method == "sft_pos" else config.methods.iteration_epochs or config.train.epochs
+    train_config = replace(config.train, epochs=epochs, seed=config.seed + iteration)
     model, tokenizer = load_model_and_tokenizer(start, device="cpu", dtype="float32")
     examples, stats = tokenize_trajectories(data, tokenizer, train_config.max_length)
     result = train(model, tokenizer, examples, stage / "checkpoint", train_config, progress=True,

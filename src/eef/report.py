@@ -32,9 +32,10 @@ _NAVIGATION = {"next": re.compile(r"click\s*\[\s*next\s*>\s*\]", re.IGNORECASE),
 _SEARCH = re.compile(r"search\s*\[", re.IGNORECASE)
 _NUMBER_FIELDS = frozenset({"seconds", "episodes", "successes", "examples", "trained_tokens", "final_loss", "from_s0",
                             "from_states", "replays", "diverged", "beneficial", "harmful", "neutral",
-                            "recovery_states", "important_states", "skipped_experts", "repository", "train_solved",
+                            "recovery_states", "important_states", "skipped_experts", "flagged_experts", "repository",
+                            "train_solved",
                             "win_rate", "score"})
-_TABLE_FIELDS = frozenset({"by_tier", "navigation", "solved_by_source"})
+_TABLE_FIELDS = frozenset({"by_tier", "navigation", "solved_by_source", "solved_by_teacher"})
 _SEGMENT_FIELDS = ("beneficial", "harmful", "neutral", "recovery_states")
 
 
@@ -317,12 +318,16 @@ class _Report:
                                       "train_solved", "repository"]),
                   *_img(plot_bars(solved, self.out / "train_solved.png", ylabel="subtasks solved", stacked=True),
                         "train_solved.png")]
+        teachers = sorted({t for r in labels for t in r.get("solved_by_teacher", {})})
+        if teachers:  # what each expert source contributed: cloned successes plus EEF solutions of its trajectories
+            blocks += [("h", 3, "By teacher"), self.table(labels, [], **{  # teacher names may hold dots (gpt-3.5)
+                           t: lambda r, t=t: _fmt(r.get("solved_by_teacher", {}).get(t)) for t in teachers})]
         # RFT's label records carry zeros in the EEF-only fields; they are left out here.
         eef = [r for r in labels if r.get("method", "").startswith("eef") or any(r.get(k) for k in _SEGMENT_FIELDS)]
         if eef:
             segments = [(self.point_label(r), {k: r.get(k) or 0 for k in _SEGMENT_FIELDS}) for r in eef]
             blocks += [("h", 2, "EEF segments and recovery states"),
-                       self.table(eef, [*_SEGMENT_FIELDS, "important_states", "skipped_experts"]),
+                       self.table(eef, [*_SEGMENT_FIELDS, "important_states", "skipped_experts", "flagged_experts"]),
                        *_img(plot_bars(segments, self.out / "segments.png", ylabel="count"), "segments.png")]
         return blocks
 

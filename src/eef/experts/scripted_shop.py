@@ -145,7 +145,8 @@ class _Shopper:
 
     def _open(self, product: Product) -> tuple[str, str]:
         self.visited.add(product.asin)
-        return f"{product.asin} is {self._a(product.title)}, which fits the instruction.", f"click[{product.asin}]"
+        # The title before the id: the id is then looked up, not guessed before the item is named.
+        return f"The {product.title} {product.asin} fits the instruction.", f"click[{product.asin}]"
 
     def _on_item(self, product: Product) -> tuple[str, str]:
         if self.plan is None:

@@ -54,8 +54,11 @@ class TrainConfig:
 
     Attributes:
         epochs: passes over the data.
-        learning_rate: peak learning rate (cosine decay after a linear warm-up).
+        learning_rate: peak learning rate, reached after a linear warm-up.
         warmup_ratio: share of steps spent warming up.
+        decay_ratio: share of the last steps over which the rate decays (cosine) to 0; 1.0 is
+            the usual cosine schedule, smaller ones hold the peak longer (warm-up, stable,
+            decay), which a model trained from scratch needs to form its copying circuits.
         weight_decay: AdamW weight decay.
         rows_per_step: packed rows per optimizer step (across devices and accumulation).
         micro_batch_rows: rows per forward pass on one device (1 keeps an 8B model's logits,
@@ -72,6 +75,7 @@ class TrainConfig:
     epochs: float = 3.0
     learning_rate: float = 1e-5
     warmup_ratio: float = 0.03
+    decay_ratio: float = 1.0
     weight_decay: float = 0.0
     rows_per_step: int = 8
     micro_batch_rows: int = 1
@@ -230,7 +234,9 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], out_dir: str 
     total_micro = max(1, math.ceil(len(loader) * config.epochs))  # per process; the last step may be shorter
     total_steps = math.ceil(total_micro / accumulation)
     warmup = int(config.warmup_ratio * total_steps)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, warmup, total_steps))
+    decay = max(1, round(config.decay_ratio * (total_steps - warmup)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                                 lambda step: _lr_factor(step, warmup, total_steps, decay))
 
     result = TrainResult(checkpoint=Path(out_dir))
     bar = progress_bar(total_steps, "train", "step", progress and accelerator.is_main_process)
@@ -286,11 +292,16 @@ def _accumulation(config: TrainConfig, accelerator: Any) -> int:
     return accumulation
 
 
-def _lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up to the peak, then cosine decay to 0 at ``total``."""
+def _lr_factor(step: int, warmup: int, total: int, decay: int) -> float:
+    """Linear warm-up to the peak, the peak until ``decay`` steps are left, then cosine decay to 0
+    at ``total``.
+
+    >>> [round(_lr_factor(s, 2, 10, 4), 2) for s in range(11)]
+    [0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.85, 0.5, 0.15, 0.0]
+    """
     if step < warmup:
         return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * min((step - warmup) / max(total - warmup, 1), 1.0)))
+    return 0.5 * (1 + math.cos(math.pi * min(max(step - (total - decay), 0) / decay, 1.0)))
 
 
 def _cycle(loader: Any) -> Iterator[dict[str, torch.Tensor]]:

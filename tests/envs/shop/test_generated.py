@@ -64,4 +64,7 @@ def test_the_compact_view_shows_the_same_pages_in_fewer_characters():
     assert compact.available_actions() == webshop.available_actions()
     results = compact.step("click[next >]").observation
     assert "Page 2" in results and "Instruction" not in results
+    # each hit is one segment "title ASIN price": the id follows the title it belongs to
+    for product in compact._page_hits():
+        assert f"{product.title} {product.asin} {product.price_text}" in results.split(" [SEP] ")
     assert len(results) < 0.8 * len(webshop.step("click[next >]").observation)

@@ -262,8 +262,9 @@ class ShopEnv:
         elif s.page == "results":
             parts = ["Back to Search", f"Page {s.page_number}"] + (["< Prev"] if s.page_number > 1 else [])
             parts.append("Next >")
-            for p in self._page_hits():
-                parts += [p.asin, f"{p.title} {p.price_text}"]
+            # The id right after the title: a model that has just written the title it wants finds
+            # the id by looking up what followed those words (what attention heads learn first).
+            parts += [f"{p.title} {p.asin} {p.price_text}" for p in self._page_hits()]
         else:
             product = self.catalog.by_asin[s.asin]
             parts = ["Back to Search", "< Prev", f"{product.title} {product.price_text}"]
