@@ -71,9 +71,15 @@ def main() -> None:
         env.reset(f"{name}/0")
         return timed_steps(lambda a: env.step(a).done, gold[name])
 
+    before = os.environ.get("JAVA_TOOL_OPTIONS")
     os.environ["JAVA_TOOL_OPTIONS"] = f"-Xmx{HEAP_MB}m"  # the package has no heap option
-    package = PackageEnv("", envStepLimit=1000)
-    del os.environ["JAVA_TOOL_OPTIONS"]
+    try:
+        package = PackageEnv("", envStepLimit=1000)
+    finally:  # leave the caller's setting as it was
+        if before is None:
+            del os.environ["JAVA_TOOL_OPTIONS"]
+        else:
+            os.environ["JAVA_TOOL_OPTIONS"] = before
 
     def theirs(name: str) -> list[float]:
         package.load(name, 0, "easy")

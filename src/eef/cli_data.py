@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -26,9 +27,15 @@ from eef.cli_agent import (
 )
 from eef.errors import EefError
 
+if TYPE_CHECKING:
+    from eef.envs.protocol import TextEnv
+    from eef.trajectory import Message, Trajectory
+
 Force = Annotated[bool, typer.Option(help="Overwrite an existing output.")]
 AsJson = Annotated[bool, typer.Option("--json", help="End with one JSON line of the figures.")]
-PROGRAM_EXPERTS = ("oracle", "scripted")
+# Program experts: the environment's oracle, the built-in shop's scripted expert, ScienceWorld's gold
+# sequences intact or broken after a key action (eef.experts.scienceworld_gold).
+PROGRAM_EXPERTS = ("oracle", "scripted", "gold", "perturbed")
 
 
 def _refuse_overwrite(*paths: Path, force: bool) -> None:
@@ -110,7 +117,8 @@ def fetch_command(
 def expert_command(
     env_name: Annotated[str, typer.Argument(metavar="ENV")],
     out: Annotated[Path, typer.Option(help="Trajectories JSONL to append to (a rerun skips finished tasks).")],
-    policy: Annotated[str, typer.Option(help="openai, hf, vllm, or a program expert: oracle, scripted.")] = "openai",
+    policy: Annotated[str, typer.Option(help="openai, hf, vllm, or a program expert: oracle, scripted (shop), "
+                                                "gold, perturbed (scienceworld).")] = "openai",
     model: Annotated[Optional[str], typer.Option(help="Served model name, checkpoint or hub id (model "
                                                       "policies).")] = None,
     source: Annotated[Optional[str], typer.Option(help="The provenance source (default: the model name).")] = None,
@@ -132,7 +140,7 @@ def expert_command(
     tasks = _task_ids(env, split, limit)
     prompt = build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env)
     if policy in PROGRAM_EXPERTS:
-        report = generate_with_program(env, _program_expert(policy), tasks, prompt, out, source=source or policy,
+        report = generate_with_program(env, _program_expert(policy, seed), tasks, prompt, out, source=source or policy,
                                        progress=True)
     else:
         from eef.agent.backends import build_policy
@@ -157,14 +165,22 @@ def expert_command(
         typer.echo(json.dumps(report.as_dict()))
 
 
-def _program_expert(name: str):
+def _program_expert(name: str, seed: int) -> Callable[[TextEnv, str, tuple[Message, ...]], Trajectory]:
+    """The ``(env, task_id, prompt) -> trajectory`` function of a program expert (``--seed`` seeds
+    the perturbed gold expert)."""
     if name == "oracle":
         from eef.experts.oracle import oracle_trajectory
 
         return oracle_trajectory
-    from eef.experts.scripted_shop import scripted_trajectory
+    if name == "scripted":
+        from eef.experts.scripted_shop import scripted_trajectory
 
-    return scripted_trajectory
+        return scripted_trajectory
+    from eef.experts.scienceworld_gold import PerturbConfig, gold_trajectory, perturbed_trajectory
+
+    if name == "gold":
+        return gold_trajectory
+    return lambda env, task_id, prompt: perturbed_trajectory(env, task_id, prompt, PerturbConfig(seed=seed))
 
 
 def register(app: typer.Typer) -> None:

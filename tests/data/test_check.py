@@ -78,3 +78,9 @@ def test_webshop_records_resolve_and_replay_on_the_real_data(tmp_path, webshop_e
     summary = CheckSummary()
     assert all(t.meta["replay"]["ok"] for t in check_trajectories(webshop_env, imported + lclan, summary))
     assert summary.ok == 3
+
+
+def test_a_trajectory_without_turns_is_checked_not_crashed(shop_env, expert_runs):
+    run = replace(expert_runs[0], turns=(), reward=1.0)
+    assert check_trajectory(shop_env, replace(run, first_observation="elsewhere")).reason == "observation"
+    assert check_trajectory(shop_env, run).reason == "reward"  # no action, so no reward to replay

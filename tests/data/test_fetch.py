@@ -55,3 +55,12 @@ def test_unknown_names_and_missing_manifests(tmp_path):
     assert verify(tmp_path) == [f"{tmp_path / MANIFEST}: missing"]
     assert {"eef-expert", "eto", "agenttraj-l", "webshop-1k", "webshop-full"} <= set(SOURCES)
     assert SOURCES["eef-expert"].hub_dataset == "lclan/webshop_expert_trajectories"
+
+
+def test_a_damaged_manifest_means_fetch_again(tmp_path):
+    downloads = FakeDownloads()
+    target = fetch("eto", tmp_path, hub=downloads.hub, drive=downloads.drive)
+    (target / MANIFEST).write_text('{"files": ')
+    assert "unreadable" in verify(target)[0]
+    fetch("eto", tmp_path, hub=downloads.hub, drive=downloads.drive)
+    assert len(downloads.calls) == 2 and verify(target) == []

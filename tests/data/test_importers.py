@@ -184,3 +184,13 @@ class _SciWorld:
 def test_records_are_read_as_json_objects(tmp_path, shop_env):
     with pytest.raises(DataError, match="expected a JSON object"):
         import_file(write_lines(tmp_path / "n.jsonl", [[1, 2]]), "openai", shop_env)
+
+
+def test_alfworld_rows_and_records_without_an_action_are_listed(tmp_path, shop_env, expert_runs):
+    run = expert_runs[0]
+    alfworld = {**eto_record(run), "game_file": "json_2.1.1/train/pick_and_place/trial_1/game.tw-pddl"}
+    silent = eto_record(run)
+    silent["conversations"] = silent["conversations"][:3]  # the first page and no turn after it
+    result = import_file(write_array(tmp_path / "f.json", [alfworld, silent]), "eto", shop_env)
+    assert not result.trajectories and [u.id for u in result.unresolved] == [str(session_of(run.task_id))] * 2
+    assert "'alfworld'" in result.unresolved[0].reason and "no action" in result.unresolved[1].reason

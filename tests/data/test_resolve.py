@@ -55,6 +55,14 @@ def test_session_index_resolves_when_the_instruction_agrees(resolver, shop_env):
     assert resolver.resolve(TaskHints(session=index), "no page").how == "session"
 
 
+def test_session_index_resolves_when_only_the_price_differs(resolver, shop_env):
+    task = shop_env.task_ids("train")[4]
+    page = _page(shop_env, task).replace("price lower than ", "price lower than 1")
+    assert page != _page(shop_env, task)
+    resolution = resolver.resolve(TaskHints(session=int(task.split("_")[1])), page)
+    assert (resolution.task_id, resolution.how) == (task, "session")
+
+
 def test_instruction_wins_over_a_session_index_that_disagrees(resolver, shop_env):
     task, other = shop_env.task_ids("dev")[:2]
     resolution = resolver.resolve(TaskHints(session=int(other.split("_")[1])), _page(shop_env, task))

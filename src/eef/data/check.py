@@ -78,8 +78,9 @@ def check_trajectory(env: TextEnv, trajectory: Trajectory, *,
     except EefError as e:  # e.g. a task id the environment does not have
         return ReplayCheck(False, "task", expected=trajectory.task_id, seen=str(e), recorded_reward=recorded)
     divergence = result.divergence
-    unrecorded_end = (divergence is not None and divergence.step == len(turns) - 1 and not expected[-1]
-                      and result.steps == len(turns))
+    # ``turns`` first: with no turns, step -1 is the page after reset, which is always compared.
+    unrecorded_end = (divergence is not None and bool(turns) and divergence.step == len(turns) - 1
+                      and not expected[-1] and result.steps == len(turns))
     if divergence is not None and not unrecorded_end:
         reason = "ended early" if divergence.seen == "(episode ended)" else "observation"
         return ReplayCheck(False, reason, divergence.step, divergence.expected, divergence.seen, recorded)

@@ -101,7 +101,10 @@ def verify(directory: str | Path) -> list[str]:
     manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
         return [f"{manifest_path}: missing"]
-    recorded = json.loads(manifest_path.read_text())["files"]
+    try:
+        recorded = json.loads(manifest_path.read_text(encoding="utf-8"))["files"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:  # a torn or hand-edited manifest
+        return [f"{manifest_path}: unreadable ({type(e).__name__}: {e})"]
     present = file_digests(directory)
     problems = [f"{name}: missing" for name in recorded if name not in present]
     problems += [f"{name}: sha256 differs from the manifest" for name in recorded

@@ -38,6 +38,7 @@ from eef.trajectory import Trajectory, require_field
 from eef.trajectory_formats import from_openai, from_sharegpt
 
 _OBSERVATION_PREFIX = re.compile(r"^\s*Observation:\s*")
+NO_ACTION = "the conversation has no assistant turn after the first observation (no action)"
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,9 @@ def _session(value: str) -> int | None:
 def read_eto(record: Any, path: Path, line: int, env: str) -> Candidate:
     """An ETO SFT record (see the module docstring)."""
     record = _object(record, path, line)
-    if "game_file" in record and "id" not in record:
-        original = str(require_field(record, "game_file", str, path, line))
+    if "game_file" in record:  # ALFWorld, whether or not the record also has an id
+        original = (_record_id(record, "id", path, line) if "id" in record
+                    else str(require_field(record, "game_file", str, path, line)))
         hints = TaskHints(env="alfworld")
     else:
         original = _record_id(record, "id", path, line)
@@ -250,6 +252,9 @@ def import_file(path: str | Path, format: str, env: TextEnv, *, resolver: TaskRe
     for line, record in iter_records(path):
         candidate = read(record, path, line, env.name)
         trajectory = _cleaned(candidate.trajectory)
+        if not trajectory.turns:  # nothing to clone or restore; its assumed reward would be a lie
+            result.unresolved.append(Unresolved(str(path), line, candidate.original_id, NO_ACTION))
+            continue
         resolution = resolver.resolve(candidate.hints, trajectory.first_observation)
         if resolution.task_id is None:
             result.unresolved.append(Unresolved(str(path), line, candidate.original_id, resolution.reason))

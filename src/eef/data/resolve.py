@@ -8,7 +8,8 @@ ScienceWorld task and variation (ETO's ``0_12`` = boil, variation 12; the EEF se
 1. a record that carries an eef task id (eef's own exports) keeps it when the environment has it;
 2. a ScienceWorld task and variation map to ``{task}/{variation}`` (:func:`scienceworld_task_id`);
 3. a session index ``i`` maps to ``{env}_{i}`` when the environment has that task and, when the
-   first observation shows an instruction, that task's instruction is the same;
+   first observation shows an instruction, that task's instruction is the same (but for the
+   price clause, see 4);
 4. otherwise the instruction (lower-cased, spaces collapsed) is looked up among every task's
    instruction; failing that, without WebShop's price clause (``and price lower than X
    dollars``), whose threshold differs between WebShop processes. Several matches take the
@@ -157,7 +158,10 @@ class TaskResolver:
         instruction = instruction_in(first_observation)
         if hints.session is not None:
             task_id = f"{name}_{hints.session}"
-            if task_id in self._known and (instruction is None or self._instruction_of(task_id) == instruction):
+            # The price clause is left out of the comparison: its threshold differs between
+            # WebShop processes, and the session index is the better evidence of the two.
+            if task_id in self._known and (instruction is None or without_price(self._instruction_of(task_id))
+                                           == without_price(instruction)):
                 return Resolution(task_id, "session")
             if instruction is None:
                 return Resolution(None, reason=f"{name} has no task {task_id!r} and the first observation "

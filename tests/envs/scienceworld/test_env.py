@@ -131,6 +131,28 @@ def test_a_killed_jvm_is_restarted_and_the_episode_goes_on(own_pool):
     assert len(own_pool.jvms) == 1 and own_pool.jvms[0].alive
 
 
+def test_a_jvm_that_dies_before_the_first_simulator_is_replaced(own_pool, monkeypatch):
+    from eef.envs.scienceworld.jvm import Jvm
+
+    real, killed = Jvm.new_simulator, []
+
+    def dying(jvm):
+        if not killed:  # the first JVM dies just as the environment asks it for a simulator
+            killed.append(jvm.pid)
+            os.kill(jvm.pid, signal.SIGKILL)
+            jvm.process.wait()
+        return real(jvm)
+
+    monkeypatch.setattr(Jvm, "new_simulator", dying)
+    env = ScienceWorldEnv(own_pool, tasks=["find-animal"])
+    assert env.reset("find-animal/0").startswith("Task Description:")
+    assert own_pool.restarts == 1 and [j.pid for j in own_pool.jvms] != killed and own_pool.jvms[0].alive
+    env.close()
+    assert own_pool.jvms == []
+    assert env.step("look around").info["valid"]  # a closed environment takes a new simulator and goes on
+    env.close()
+
+
 def test_forks_share_jvms_up_to_their_capacity(own_pool):
     env = ScienceWorldEnv(own_pool, tasks=["lifespan-longest-lived"])
     forks = [env] + [env.fork() for _ in range(4)]

@@ -64,3 +64,16 @@ def test_env_verify_replays_gold_sequences_as_json(pool):
     assert out.returncode == 0, out.stderr
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     assert figures["episodes"] == 3 and figures["success_rate"] == 1.0 and figures["mean_reward"] == 1.0
+
+
+def test_eef_expert_records_the_gold_and_perturbed_experts(sw_env, prompt, tmp_path):
+    from eef.cli_data import _program_expert
+    from eef.data.generate import generate_with_program
+    from eef.trajectory import read_trajectories
+
+    out = tmp_path / "experts.jsonl"
+    for name in ("gold", "perturbed"):
+        generate_with_program(sw_env, _program_expert(name, 3), TASKS[:1], prompt, out, source=name)
+    gold, perturbed = read_trajectories(out)
+    assert (gold.id, perturbed.id) == (f"gold/{TASKS[0]}", f"perturbed/{TASKS[0]}") and gold.success
+    assert perturbed.provenance.sampling["seed"] == 3 and "perturbation" in perturbed.meta

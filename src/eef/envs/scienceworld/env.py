@@ -241,6 +241,7 @@ class ScienceWorldEnv:
         if self._sim is not None:
             self._pool.release(self._sim)
             self._sim = None
+            self._stale = self._episode is not None  # a later call rebuilds the episode in a new simulator
 
     # -- gold sequences ----------------------------------------------------------------------
     def gold_actions(self, task_id: str) -> list[str]:
@@ -308,7 +309,11 @@ class ScienceWorldEnv:
                 restarts += 1
                 if restarts > MAX_RESTARTS:
                     raise EefError(f"ScienceWorld's JVM died {restarts} times in a row: {e}") from e
-                self._sim = self._pool.recover(self._sim)
+                # The next pass takes a simulator in a live JVM inside the ``try``, so a JVM that
+                # dies while starting (or a simulator that could not be made) is retried too.
+                if self._sim is not None:
+                    self._pool.discard(self._sim.jvm)
+                    self._sim = None
                 self._stale = self._episode is not None
                 self.metrics["episode_retries"] += self._stale
 

@@ -168,7 +168,11 @@ class JvmPool:
         if jvm is None:
             jvm = Jvm(self.java, self.heap_mb)
             self.jvms.append(jvm)
-        simulator = Simulator(jvm)
+        try:
+            simulator = Simulator(jvm)
+        except JvmDied:  # a JVM that cannot host one more simulator is not picked again
+            self.discard(jvm)
+            raise
         jvm.simulators += 1
         return simulator
 
@@ -180,16 +184,14 @@ class JvmPool:
             self.jvms.remove(jvm)
             jvm.close()
 
-    def recover(self, simulator: Simulator) -> Simulator:
-        """A replacement for a simulator whose JVM died; the dead JVM is dropped (counted once in
-        :attr:`restarts`, however many simulators it hosted)."""
-        dead = simulator.jvm
+    def discard(self, dead: Jvm) -> None:
+        """Drop a JVM that died (counted once in :attr:`restarts`, however many simulators it
+        hosted); the next :meth:`simulator` starts another."""
         if dead in self.jvms:
             self.jvms.remove(dead)
             dead.close()
             self.restarts += 1
             logger.warning("ScienceWorld JVM %d died; starting another (restart %d)", dead.pid, self.restarts)
-        return self.simulator()
 
     def rss_mb(self) -> list[float]:
         """Resident memory of each live JVM, in MB."""
