@@ -103,3 +103,18 @@ def test_kill_9_during_exploration_loses_no_finished_episode(finished, tmp_path)
     assert len(ids) == len(set(ids)) and kept <= set(ids)
     reference_ids = [t.id for t in read_trajectories(reference_root / "rft" / "iter-1" / "rollouts.jsonl")]
     assert sorted(ids) == sorted(reference_ids)
+
+
+def test_a_stage_records_only_its_own_environment_incidents():
+    from types import SimpleNamespace
+
+    from eef.pipeline import _incident_record, _incidents
+
+    shared = SimpleNamespace(metrics={"episode_retries": 2, "restore_divergences": 1})  # earlier stages' counts
+    twin, plain = SimpleNamespace(metrics={"episode_retries": 0, "restore_divergences": 0}), SimpleNamespace()
+    envs = [shared, twin, plain]
+    before = _incidents(envs)
+    assert _incident_record(before, envs) == {}
+    shared.metrics["episode_retries"] += 1  # a JVM died mid-episode and the episode was retried
+    twin.metrics["restore_divergences"] += 2
+    assert _incident_record(before, envs) == {"env_incidents": {"episode_retries": 1, "restore_divergences": 2}}

@@ -197,10 +197,12 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
                                                   config.rollout.max_new_tokens),
                                    seed=config.seed, source="self", iteration=iteration)
     _, todo = pending(path, starts, rollout_config)
+    envs = clone_envs(env, config.rollout.num_envs, config.env.options)
+    before = _incidents(envs)
     policy = _policy(config, model)
     try:
-        result = rollout(clone_envs(env, config.rollout.num_envs, config.env.options), policy, todo, prompt,
-                         rollout_config, on_trajectory=lambda t: append_trajectories(path, [t]), progress=True,
+        result = rollout(envs, policy, todo, prompt, rollout_config,
+                         on_trajectory=lambda t: append_trajectories(path, [t]), progress=True,
                          description=f"explore {method} {iteration}")
     finally:
         policy.close()
@@ -209,6 +211,7 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
     rd.finish(stage / "explore", {
         "stage": "explore", "method": method, "iteration": iteration, "episodes": len(trajectories),
         "from_s0": len(trajectories) - len(from_states), "from_states": len(from_states),
+        **_incident_record(before, envs),
         "successes": sum(t.success for t in trajectories), "replays": len(from_states) + len(result.diverged),
         "diverged": len(result.diverged), "seconds": round(time.perf_counter() - began, 2)})
     return trajectories
@@ -321,9 +324,11 @@ def evaluate_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Me
 
     began = time.perf_counter()
     tasks = env.task_ids(config.eval.split)[: config.eval.limit]
+    envs = clone_envs(env, config.rollout.num_envs, config.env.options)
+    before = _incidents(envs)
     policy = _policy(config, stage / "checkpoint")
     try:
-        report = evaluate(clone_envs(env, config.rollout.num_envs, config.env.options), policy, tasks, prompt,
+        report = evaluate(envs, policy, tasks, prompt,
                           split=config.eval.split, max_new_tokens=config.eval.max_new_tokens,
                           temperature=config.eval.temperature, seed=config.seed, out_dir=stage / "eval",
                           progress=True)
@@ -333,7 +338,24 @@ def evaluate_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Me
     return rd.finish(stage / "eval", {
         "stage": "eval", "method": method, "iteration": iteration, "win_rate": report.win_rate,
         "score": round(report.score, 4), "navigation": navigation_shares(trajectories),
-        "seconds": round(time.perf_counter() - began, 2)})
+        **_incident_record(before, envs), "seconds": round(time.perf_counter() - began, 2)})
+
+
+def _incidents(envs: list[TextEnv]) -> Counter:
+    """What the environments counted so far in their ``metrics`` (ScienceWorld: episodes retried after
+    a JVM died, restored states that diverged); environments without counters add nothing."""
+    total: Counter = Counter()
+    for e in envs:
+        total.update(getattr(e, "metrics", {}))
+    return total
+
+
+def _incident_record(before: Counter, envs: list[TextEnv]) -> dict[str, Any]:
+    """The stage's own incidents (the first environment is shared by every stage), when there were any."""
+    during = _incidents(envs)
+    during.subtract(before)
+    counted = {k: v for k, v in during.items() if v}
+    return {"env_incidents": counted} if counted else {}
 
 
 def report_stage(rd: RunDir) -> None:

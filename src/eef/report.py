@@ -35,7 +35,7 @@ _NUMBER_FIELDS = frozenset({"seconds", "episodes", "successes", "examples", "tra
                             "recovery_states", "important_states", "skipped_experts", "flagged_experts", "repository",
                             "train_solved",
                             "win_rate", "score"})
-_TABLE_FIELDS = frozenset({"by_tier", "navigation", "solved_by_source", "solved_by_teacher"})
+_TABLE_FIELDS = frozenset({"by_tier", "navigation", "solved_by_source", "solved_by_teacher", "env_incidents"})
 _SEGMENT_FIELDS = ("beneficial", "harmful", "neutral", "recovery_states")
 
 
