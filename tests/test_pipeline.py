@@ -118,3 +118,17 @@ def test_a_stage_records_only_its_own_environment_incidents():
     shared.metrics["episode_retries"] += 1  # a JVM died mid-episode and the episode was retried
     twin.metrics["restore_divergences"] += 2
     assert _incident_record(before, envs) == {"env_incidents": {"episode_retries": 1, "restore_divergences": 2}}
+
+
+def test_experts_flagged_by_the_replay_check_are_never_explored(finished):
+    from dataclasses import replace
+
+    from eef.pipeline import explored_experts
+
+    root, _, _ = finished
+    experts = read_trajectories(root / "expert" / "trajectories.jsonl")
+    failed = [e for e in experts if not e.success]
+    flagged = replace(failed[0], meta={**failed[0].meta, "replay": {"ok": False, "reason": "observation"}})
+    config = _config(root)
+    explored = explored_experts(config, [flagged, *failed[1:]])
+    assert flagged.id not in {e.id for e in explored} and len(explored) == len(failed) - 1
