@@ -1,5 +1,7 @@
 from dataclasses import replace
 
+import pytest
+
 from eef.data.check import CheckSummary, check_trajectories, check_trajectory, restorable
 from eef.data.importers import import_file
 from expert_files import eto_record, write_array
@@ -84,3 +86,16 @@ def test_a_trajectory_without_turns_is_checked_not_crashed(shop_env, expert_runs
     run = replace(expert_runs[0], turns=(), reward=1.0)
     assert check_trajectory(shop_env, replace(run, first_observation="elsewhere")).reason == "observation"
     assert check_trajectory(shop_env, run).reason == "reward"  # no action, so no reward to replay
+
+
+def test_an_environment_failure_stops_the_check_instead_of_flagging(shop_env, expert_runs):
+    from eef.errors import EefError
+
+    class Broken:  # an environment whose simulator keeps failing (e.g. a JVM that dies every time)
+        name = shop_env.name
+
+        def reset(self, task_id):
+            raise EefError("the JVM died 4 times in a row")
+
+    with pytest.raises(EefError, match="died"):
+        check_trajectory(Broken(), expert_runs[0])

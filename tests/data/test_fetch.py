@@ -64,3 +64,17 @@ def test_a_damaged_manifest_means_fetch_again(tmp_path):
     assert "unreadable" in verify(target)[0]
     fetch("eto", tmp_path, hub=downloads.hub, drive=downloads.drive)
     assert len(downloads.calls) == 2 and verify(target) == []
+
+
+def test_a_failed_hub_download_is_a_clear_error(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from eef.data.fetch import download_hub_dataset
+    from eef.errors import EefError
+
+    def offline(**kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(EefError, match="lclan/webshop_expert_trajectories.*unreachable"):
+        download_hub_dataset("lclan/webshop_expert_trajectories", tmp_path)

@@ -26,7 +26,7 @@ from typing import Any
 
 from eef.envs.protocol import TextEnv
 from eef.envs.replay import replay
-from eef.errors import EefError
+from eef.errors import UnknownNameError
 from eef.trajectory import Trajectory
 
 META_KEY = "replay"
@@ -75,7 +75,8 @@ def check_trajectory(env: TextEnv, trajectory: Trajectory, *,
     try:
         result = replay(env, trajectory.task_id, [t.action for t in turns], expected,
                         expected_first=trajectory.first_observation)
-    except EefError as e:  # e.g. a task id the environment does not have
+    except UnknownNameError as e:  # a task id the environment does not have; other failures (a JVM that
+        # keeps dying) stop the check instead of flagging every trajectory
         return ReplayCheck(False, "task", expected=trajectory.task_id, seen=str(e), recorded_reward=recorded)
     divergence = result.divergence
     # ``turns`` first: with no turns, step -1 is the page after reset, which is always compared.

@@ -65,7 +65,10 @@ def download_hub_dataset(repo_id: str, target: Path) -> None:
     except ImportError:
         raise EefError("fetching from the Hugging Face hub needs huggingface_hub: "
                        "pip install huggingface_hub") from None
-    snapshot_download(repo_id=repo_id, repo_type="dataset", local_dir=str(target))
+    try:
+        snapshot_download(repo_id=repo_id, repo_type="dataset", local_dir=str(target))
+    except Exception as e:  # network, authentication, a missing repository: the hub's own error types vary
+        raise EefError(f"could not download the dataset {repo_id} from the Hugging Face hub: {e}") from e
 
 
 def download_drive_file(file_id: str, target: Path) -> None:
@@ -75,7 +78,11 @@ def download_drive_file(file_id: str, target: Path) -> None:
     except ImportError:
         raise EefError("fetching from Google Drive needs gdown: pip install gdown "
                        f"(or download https://drive.google.com/uc?id={file_id} to {target} yourself)") from None
-    if gdown.download(id=file_id, output=str(target), quiet=False) is None:
+    try:
+        saved = gdown.download(id=file_id, output=str(target), quiet=False)
+    except Exception as e:  # gdown raises its own and requests' errors
+        raise EefError(f"could not download https://drive.google.com/uc?id={file_id}: {e}") from e
+    if saved is None:
         raise EefError(f"could not download https://drive.google.com/uc?id={file_id}")
 
 
