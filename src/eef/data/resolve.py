@@ -71,8 +71,10 @@ def scienceworld_task_id(task: str | int, variation: int) -> str | None:
     >>> scienceworld_task_id("task-1-boil", 12)
     'boil/12'
     """
+    from eef.envs.scienceworld.tasks import task_id  # the id format lives with the environment
+
     name = scienceworld_task_name(task)
-    return None if name is None else f"{name}/{variation}"
+    return None if name is None else task_id(name, variation)
 
 
 def parse_eto_scienceworld_id(value: str) -> tuple[int, int] | None:
