@@ -6,13 +6,16 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 
 from eef.cli_agent import DEFAULT_CONFIG
 from eef.config import load_config
 from eef.errors import EefError
-from eef.pipeline import run
+from eef.agent import SamplingParams
+from eef.pipeline import reuse_rollouts, run
+from eef.rollout import RolloutConfig, Start
 from eef.trajectory import read_trajectories
 
 TINY = ["expert.limit=12", "eval.limit=8", "methods.iterations=1", "methods.run=[sft_pos, rft, eef]",
@@ -48,6 +51,22 @@ def test_a_run_writes_every_stage_and_the_report(finished):
     experts = read_trajectories(root / "expert" / "trajectories.jsonl")
     sft_data = read_trajectories(root / "sft_pos" / "train.jsonl")
     assert len(experts) == 12 and [t.task_id for t in sft_data] == [t.task_id for t in experts if t.success]
+
+
+def test_eef_copies_the_s0_episodes_rft_rolled_out_with_the_same_model(finished, tmp_path):
+    root, _, _ = finished
+    rft, eef = (json.loads((root / m / "iter-1" / "explore" / ".done").read_text()) for m in ("rft", "eef"))
+    assert rft["reused"] == 0 and eef["reused"] == eef["from_s0"] == 12
+    by_id = {t.id: t for t in read_trajectories(root / "rft" / "iter-1" / "rollouts.jsonl")}
+    s0 = [t for t in read_trajectories(root / "eef" / "iter-1" / "rollouts.jsonl") if not t.provenance.parent_id]
+    assert [t.turns for t in s0] == [by_id[t.id].turns for t in s0]
+    # another model (a later iteration's checkpoint) or other sampling: nothing is copied
+    config = RolloutConfig(SamplingParams(0.7, 1.0, 16), seed=0, iteration=1)
+    starts = [Start(t.task_id) for t in s0]
+    model = s0[0].provenance.model
+    for other_model, other_config in ((model + "-other", config), (model, replace(config, seed=1))):
+        left, copied = reuse_rollouts(root, ["rft", "eef"], "rft_k", 1, other_model, starts, other_config, tmp_path / "r.jsonl")
+        assert (left, copied) == (starts, 0)
 
 
 def test_iterations_continue_the_previous_checkpoint_for_their_own_epochs(finished):

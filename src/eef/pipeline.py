@@ -22,7 +22,7 @@ import json
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from eef.envs.protocol import TextEnv
 from eef.errors import EefError
 from eef.methods import (PositiveRepository, Solution, analyse_all, eef_solutions, expert_demonstrations,
                          self_solutions, state_positions)
-from eef.rollout import RolloutConfig, Start, clone_envs, pending, rollout
+from eef.rollout import RolloutConfig, Start, clone_envs, pending, rollout, trajectory_id
 from eef.trajectory import Message, Trajectory, append_trajectories, read_trajectories, write_trajectories
 
 
@@ -197,6 +197,7 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
                                                   config.rollout.max_new_tokens),
                                    seed=config.seed, source="self", iteration=iteration)
     _, todo = pending(path, starts, rollout_config)
+    todo, reused = reuse_rollouts(rd.root, config.methods.run, method, iteration, str(model), todo, rollout_config, path)
     envs = clone_envs(env, config.rollout.num_envs, config.env.options)
     before = _incidents(envs)
     policy = _policy(config, model)
@@ -210,11 +211,35 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
     from_states = [t for t in trajectories if t.provenance.parent_id]
     rd.finish(stage / "explore", {
         "stage": "explore", "method": method, "iteration": iteration, "episodes": len(trajectories),
-        "from_s0": len(trajectories) - len(from_states), "from_states": len(from_states),
+        "from_s0": len(trajectories) - len(from_states), "from_states": len(from_states), "reused": reused,
         **_incident_record(before, envs),
         "successes": sum(t.success for t in trajectories), "replays": len(from_states) + len(result.diverged),
         "diverged": len(result.diverged), "seconds": round(time.perf_counter() - began, 2)})
     return trajectories
+
+
+def reuse_rollouts(root: Path, methods: Sequence[str], method: str, iteration: int, model: str,
+                   todo: list[Start], config: RolloutConfig, path: Path) -> tuple[list[Start], int]:
+    """Copy into ``path`` the episodes another method of this run already rolled out from the same
+    starts with the same model in the same iteration; returns the starts left and the count copied.
+
+    Sampling seeds depend only on (seed, iteration, start, step), so such an episode is the one
+    this method would sample: in the first iteration RFT, RFT xK and EEF all roll out SFT-POS once
+    from every ``s0``, and only one of them needs to.
+    """
+    wanted = {trajectory_id(config, s): s for s in todo}
+    copied = 0
+    for other in methods:
+        other_path = root / other / f"iter-{iteration}" / "rollouts.jsonl"
+        if other == method or not wanted or not other_path.exists():
+            continue
+        same = [t for t in read_trajectories(other_path, skip_torn_tail=True)
+                if t.id in wanted and t.provenance.model == model and t.provenance.sampling == config.sampling_record()]
+        append_trajectories(path, same)
+        for t in same:
+            del wanted[t.id]
+        copied += len(same)
+    return list(wanted.values()), copied
 
 
 def explored_experts(config: RunConfig, experts: list[Trajectory]) -> list[Trajectory]:

@@ -67,6 +67,10 @@ class RolloutConfig:
     source: str = "self"
     iteration: int = 0
 
+    def sampling_record(self) -> dict:
+        """The sampling settings and seed as a trajectory's provenance records them."""
+        return {**self.sampling.as_dict(), "seed": self.seed}
+
 
 @dataclass
 class RolloutResult:
@@ -239,7 +243,7 @@ def _trajectory(env: TextEnv, episode: _Episode, reward: float, terminated: bool
     provenance = Provenance(
         source=config.source, iteration=config.iteration, start_step=start.step,
         parent_id=start.prefix.id if start.prefix is not None else None, model=model,
-        sampling={**config.sampling.as_dict(), "seed": config.seed},
+        sampling=config.sampling_record(),
     )
     return Trajectory(
         id=trajectory_id(config, start), env=env.name, task_id=start.task_id,

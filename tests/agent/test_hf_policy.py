@@ -1,8 +1,9 @@
 """The transformers backend: batch-independent seeded sampling, KV reuse, stops."""
 
 import pytest
+import torch
 
-from eef.agent.hf_policy import HFPolicy
+from eef.agent.hf_policy import HFPolicy, prefill_groups
 from eef.agent.policy import GenerationRequest, SamplingParams
 
 SAMPLED = SamplingParams(temperature=1.0, max_new_tokens=12)
@@ -59,3 +60,30 @@ def test_kv_reuse_across_turns_gives_the_same_completions(tiny_model_dir, policy
         for conversation, completion in zip(conversations, with_cache):
             conversation += [{"role": "assistant", "content": completion.text},
                              {"role": "user", "content": f"observation after turn {turn}"}]
+
+
+def test_a_long_new_conversation_beside_cached_ones_gives_the_same_completions(tiny_model_dir, policy):
+    cached = HFPolicy.from_pretrained(tiny_model_dir, device="cpu", prefix_cache_entries=8)
+    short = [_conversation(i) for i in range(3)]
+    first = cached.generate([GenerationRequest(c, seed=1, conversation=f"c{i}") for i, c in enumerate(short)], SAMPLED)
+    for conversation, completion in zip(short, first):
+        conversation += [{"role": "assistant", "content": completion.text}, {"role": "user", "content": "next page"}]
+    long = [{"role": "system", "content": "You shop."},
+            {"role": "user", "content": " [SEP] ".join(f"item {i} red wool scarf" for i in range(60))}]
+    requests = [GenerationRequest(c, seed=2, conversation=f"c{i}") for i, c in enumerate(short)]
+    requests.insert(1, GenerationRequest(long, seed=2, conversation="new"))
+    fresh = [len(cached.encode_prompt(r.messages)) - cached.prefix_cache.lookup(r.conversation, cached.encode_prompt(r.messages))[1]
+             for r in requests]
+    assert len(prefill_groups(fresh)) == 2  # the new prompt is read apart from the continuations
+    # each row's first logits and position are those of the row read alone
+    prompts = [cached.encode_prompt(r.messages) for r in requests]
+    reused = [cached.prefix_cache.lookup(r.conversation, p) for r, p in zip(requests, prompts)]
+    _, _, positions, logits = cached._prefill(prompts, reused, 4)
+    for row in range(4):
+        _, _, alone_position, alone = cached._prefill([prompts[row]], [reused[row]], 4)
+        assert positions[row] == alone_position[0] == len(prompts[row]) - 1
+        assert torch.allclose(logits[row], alone[0], atol=1e-5)
+    mixed = cached.generate(requests, SAMPLED)
+    assert [c.text for c in mixed] == [c.text for c in policy.generate(requests, SAMPLED)]
+    assert mixed[1].text == policy.generate([requests[1]], SAMPLED)[0].text
+    assert all(mixed[i].extra["cached_tokens"] > 0 for i in (0, 2, 3))

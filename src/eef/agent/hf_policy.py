@@ -59,6 +59,26 @@ def stop_token_ids(tokenizer: Any, model: Any) -> set[int]:
     return ids
 
 
+def prefill_groups(fresh: Sequence[int], spread: int = 3, slack: int = 64) -> list[list[int]]:
+    """Rows to read in one forward, longest uncached part first; a row starts a new group when its
+    group's longest is over ``spread`` times its own plus ``slack`` tokens.
+
+    A forward pads every row to the longest: a continuing conversation's 40-token observation
+    padded to a just-restored 700-token expert prefix would make that padding most of a
+    rollout's compute. Small differences stay together (each forward has a fixed cost).
+
+    >>> prefill_groups([700, 40, 650, 60, 10])
+    [[0, 2], [3, 1, 4]]
+    """
+    groups: list[list[int]] = []
+    for row in sorted(range(len(fresh)), key=lambda r: -fresh[r]):
+        if groups and fresh[groups[-1][0]] <= spread * fresh[row] + slack:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return groups
+
+
 class HFPolicy:
     """Batched generation with a transformers causal LM.
 
@@ -125,11 +145,9 @@ class HFPolicy:
         batch = len(prompts)
         reused = [self.prefix_cache.lookup(c, p) if self.prefix_cache is not None else (None, 0)
                   for c, p in zip(conversations, prompts)]
-        cache, input_ids, attention, positions = self._prefill_inputs(prompts, reused, params.max_new_tokens)
+        cache, attention, positions, logits = self._prefill(prompts, reused, params.max_new_tokens)
         filled = attention.shape[1] - params.max_new_tokens  # cache columns written so far
         generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in seeds]
-        logits = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                            past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
         generated: list[list[int]] = [[] for _ in range(batch)]
         finish = ["length"] * batch
         live = list(range(batch))  # rows of the original batch still decoding, in cache order
@@ -175,6 +193,47 @@ class HFPolicy:
             return False
         tail = self.tokenizer.decode(tokens[-(max(map(len, stop)) + 1):], skip_special_tokens=True)
         return apply_stop(tail, stop)[1]
+
+    def _prefill(self, prompts: list[list[int]], reused: list[tuple[CacheEntry | None, int]],
+                 max_new_tokens: int) -> tuple[StaticCache, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Read every row's uncached tokens; returns the cache (with room for the completion), the
+        attention mask, each row's last position and its next-token logits.
+
+        Rows whose uncached parts differ much in length are read in separate forwards (see
+        :func:`prefill_groups`) and their caches then laid side by side, right-aligned.
+        """
+        groups = prefill_groups([len(p) - covered for p, (_, covered) in zip(prompts, reused)])
+        if len(groups) == 1:
+            cache, input_ids, attention, positions = self._prefill_inputs(prompts, reused, max_new_tokens)
+            return cache, attention, positions[:, -1:], self._first_logits(cache, input_ids, attention, positions)
+        parts = []
+        for rows in groups:
+            cache, input_ids, attention, positions = self._prefill_inputs(
+                [prompts[r] for r in rows], [reused[r] for r in rows], 0)
+            logits = self._first_logits(cache, input_ids, attention, positions)
+            parts.append((torch.tensor(rows, device=self.device), cache, attention, positions[:, -1:], logits))
+        width, batch = max(part[2].shape[1] for part in parts), len(prompts)
+        attention = torch.zeros((batch, width + max_new_tokens), dtype=torch.long, device=self.device)
+        positions = torch.zeros((batch, 1), dtype=torch.long, device=self.device)
+        logits = parts[0][4].new_empty((batch, parts[0][4].shape[1]))
+        cache = StaticCache(config=self.model.config, max_cache_len=attention.shape[1])
+        for index, layer in enumerate(cache.layers):
+            sample = parts[0][1].layers[index]
+            layer.lazy_initialization(sample.keys[:1].expand(batch, -1, -1, -1), sample.values[:1].expand(batch, -1, -1, -1))
+            layer.cumulative_length.fill_(width)
+        for rows, part, part_attention, part_positions, part_logits in parts:
+            offset = width - part_attention.shape[1]
+            attention[rows, offset:width] = part_attention
+            positions[rows], logits[rows] = part_positions, part_logits
+            for layer, part_layer in zip(cache.layers, part.layers):
+                layer.keys[rows, :, offset:width] = part_layer.keys
+                layer.values[rows, :, offset:width] = part_layer.values
+        return cache, attention, positions, logits
+
+    def _first_logits(self, cache: StaticCache, input_ids: torch.Tensor, attention: torch.Tensor,
+                      positions: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                          past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
 
     def _prefill_inputs(self, prompts: list[list[int]], reused: list[tuple[CacheEntry | None, int]],
                         max_new_tokens: int) -> tuple[StaticCache, torch.Tensor, torch.Tensor, torch.Tensor]:

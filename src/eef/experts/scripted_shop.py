@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 from eef.envs.shop.catalog import Product
 from eef.envs.shop.engine import ShopEnv
-from eef.envs.shop.generated import TIERS, VARIANTS, _naive_query
+from eef.envs.shop.generated import TIERS, VARIANTS, _naive_query, described_thing
 from eef.errors import EefError
 from eef.experts.episode import play_episode
 from eef.trajectory import Message, Provenance, Trajectory
@@ -70,9 +70,8 @@ class _Shopper:
         *variant, self.brand, self.material, self.kind = self.target.title.split()
         self.variant = variant[0] if variant else ""
         # The words the instruction gives away, and the thing as the expert would name it.
-        self.wanted = {self.variant if self.variant else self.brand, self.material, self.kind}
-        self.thing = (f"{self.material} {self.kind} {VARIANTS[self.variant]}" if self.goal.tier == "hard"
-                      else f"{self.brand} {self.material} {self.kind}")
+        self.wanted = set(self.target.title.split()) - ({self.brand} if self.goal.tier == "hard" else set())
+        self.thing = described_thing(self.target.title, self.goal.tier)
         self.first_query: str | None = None
         self.knows_variant = False  # set once the expert has searched with the variant word
         self.visited: set[str] = set()

@@ -1,7 +1,7 @@
 from dataclasses import replace
 
 from eef.envs.shop.engine import ShopEnv
-from eef.envs.shop.generated import GeneratorConfig, _naive_query, generate_catalog
+from eef.envs.shop.generated import VARIANTS, GeneratorConfig, _naive_query, generate_catalog
 from eef.envs.verify import verify
 
 
@@ -30,6 +30,26 @@ def test_tiers_hold_as_measured_on_the_search_engine(shop_env):
         assert len(goal.options) == (2 if goal.tier != "easy" else len(goal.options))
     hard_share = sum(g.tier == "hard" for g in catalog.goals[:100]) / 100
     assert 0.15 < hard_share < 0.45  # the test split mixes tiers
+
+
+def test_every_tier_names_a_variant_by_its_phrase_and_hard_goals_describe_one_product(shop_env):
+    catalog = shop_env.catalog
+    titles = [p.title.split() for p in catalog.products]
+    taught = set()  # variants of easy and medium training goals: where the phrases are learnt
+    for task in shop_env.task_ids("train"):
+        goal = catalog.goals[catalog.goal_index(task)]
+        *variant, brand, material, kind = catalog.by_asin[goal.asin].title.split()
+        variant = variant[0] if variant else None
+        if variant:
+            assert f"{material} {kind} {VARIANTS[variant]}" in goal.instruction
+            if goal.tier != "hard":
+                taught.add(variant)
+        if goal.tier == "hard":
+            assert brand not in goal.instruction.split()
+            assert sum(t[0] == variant and t[-2:] == [material, kind] for t in titles) == 1
+        else:
+            assert f"{brand} {material} {kind}" in goal.instruction
+    assert taught == set(VARIANTS)
 
 
 def test_every_generated_goal_is_solvable_within_the_step_limit(shop_env):
@@ -68,3 +88,6 @@ def test_the_compact_view_shows_the_same_pages_in_fewer_characters():
     for product in compact._page_hits():
         assert f"{product.title} {product.asin} {product.price_text}" in results.split(" [SEP] ")
     assert len(results) < 0.8 * len(webshop.step("click[next >]").observation)
+    # item pages repeat the instruction, as WebShop's do: the options to copy are never far back
+    item = compact.step(f"click[{compact._page_hits()[0].asin}]").observation
+    assert item.startswith(f"Instruction: [SEP] {compact.goal.instruction} [SEP] ")

@@ -266,8 +266,11 @@ class ShopEnv:
             # the id by looking up what followed those words (what attention heads learn first).
             parts += [f"{p.title} {p.asin} {p.price_text}" for p in self._page_hits()]
         else:
+            # The instruction again, as WebShop shows it: the options to copy are then a few tokens
+            # back on every item page, not hundreds after a long navigation (a tiny model trained
+            # on short episodes copies badly from distances it has not seen).
             product = self.catalog.by_asin[s.asin]
-            parts = ["Back to Search", "< Prev", f"{product.title} {product.price_text}"]
+            parts = ["Instruction:", self.goal.instruction, "Back to Search", "< Prev", f"{product.title} {product.price_text}"]
             parts += [f"{name}: {' '.join(values)}" for name, values in product.options.items()]
             parts.append("Buy Now")
         return SEP.join(parts)

@@ -5,16 +5,18 @@ Products are titled ``[variant] brand material kind`` (``nova cotton shirt``,
 bullets and a price. Goals read like WebShop's synthetic ones and fall into three tiers,
 assigned by measuring the search engine itself, not by intent:
 
-* ``easy``: the instruction names brand, material and kind; the instruction's words put the
+* ``easy``: the instruction names brand, material and kind (and a variant by its phrase:
+  ``nova wool wallet for kids`` is ``junior nova wool wallet``); the instruction's words put the
   target on the first results page; at most one option.
 * ``medium``: as easy, with two options to set and near-duplicate decoys (same brand
   and kind in another material, or same material and kind from another brand) on that page.
   Easy and medium goals are made only where the measurement agrees.
-* ``hard``: the instruction names no brand; it describes the variant with a phrase that no
-  product text contains (``for kids`` for ``junior``). Searching the instruction's words leaves
-  the target on results page 2 or later behind near-duplicates, so the agent must page with
-  ``Next >`` or refine the query with the variant word (``junior cotton shirt``); two options to
-  set.
+* ``hard``: the instruction names no brand, only material, kind and the variant's phrase, which
+  no product text contains (``for kids`` for ``junior``; easy and medium goals on variant
+  products teach it). The target is the only product of its variant, material and kind.
+  Searching the instruction's words leaves the target on results page 2 or later behind
+  near-duplicates, so the agent must page with ``Next >`` or refine the query with the variant
+  word (``junior cotton shirt``); two options to set.
 
 Every goal is reachable with reward 1.0 in ``faithful`` mode (no option value hides a colour
 word inside a token), which the tests check by oracle episodes.
@@ -110,11 +112,20 @@ def _make_product(number: int, variant: str | None, brand: str, material: str, k
     )
 
 
+def described_thing(title: str, tier: str) -> str:
+    """The product as an instruction of ``tier`` names it: a variant always by its phrase (so every
+    tier teaches what the phrase means), the brand except on hard goals.
+
+    >>> described_thing("junior nova wool wallet", "medium"), described_thing("junior nova wool wallet", "hard")
+    ('nova wool wallet for kids', 'wool wallet for kids')
+    """
+    *variant, brand, material, kind = title.split()
+    named = f"{material} {kind}" if tier == "hard" else f"{brand} {material} {kind}"
+    return f"{named} {VARIANTS[variant[0]]}" if variant else named
+
+
 def _instruction(product: Product, tier: str, attribute: str, options: list[tuple[str, str]], limit: float, rng: random.Random) -> str:
-    words = product.title.split()
-    variant = words[0] if words[0] in VARIANTS else None
-    brand, material, kind = words[-3:]
-    thing = f"{material} {kind} {VARIANTS[variant]}" if tier == "hard" else f"{brand} {material} {kind}"
+    thing = described_thing(product.title, tier)
     article = "an" if thing[0] in "aeiou" else "a"
     text = f"{rng.choice(OPENERS)} {article} {thing} that is {attribute}"
     if options:
@@ -156,7 +167,7 @@ def generate_catalog(cfg: GeneratorConfig = GeneratorConfig()) -> Catalog:
 def _try_goal(products: list[Product], index: SearchIndex, tier: str, rng: random.Random) -> Goal | None:
     """A goal of ``tier`` on a random product, or None when the product cannot make one."""
     product = rng.choice(products)
-    if (tier == "hard") != (product.title.split()[0] in VARIANTS):
+    if (tier == "hard") and not _only_one_of_its_variant(product, products):
         return None
     n_options = rng.choice([0, 1]) if tier == "easy" else 2
     options = [(name, rng.choice(product.options[name])) for name in list(product.options)[:n_options]]
@@ -174,6 +185,15 @@ def _try_goal(products: list[Product], index: SearchIndex, tier: str, rng: rando
     if tier == "medium" and not any(_near_duplicate(products[i], product) for i in hits[:10] if i != number):
         return None
     return Goal(product.asin, instruction, (attribute,), tuple(options), limit, tier=tier)
+
+
+def _only_one_of_its_variant(product: Product, products: list[Product]) -> bool:
+    """A variant product no other brand makes in its material and kind: a hard instruction, which
+    names no brand, then describes exactly one product."""
+    variant, *_, material, kind = product.title.split()
+    if variant not in VARIANTS:
+        return False
+    return sum(p.title.split()[0] == variant and p.title.split()[-2:] == [material, kind] for p in products) == 1
 
 
 def _near_duplicate(a: Product, b: Product) -> bool:
