@@ -11,6 +11,13 @@ re-read every call. The batched engine steps ``--num-envs`` environments togethe
 call per step, and keeps each conversation's KV cache between turns. Also printed: the
 sequential loop with KV reuse, to separate the two effects. Target: ratio >= 5 on the 2-core CPU
 machine. With --json the last line is one JSON object.
+
+    python benchmarks/rollout.py --restored [--tasks 64] [--json]
+
+EEF's workload instead: episodes restored at the states ``s_l .. s_Ml`` of the scripted expert's
+failed trajectories (compact view, as the default run), so each new episode brings a long expert
+prefix while the others continue with short observations. Batched engine with each call's
+prefill grouped by uncached length (the default) against one padded forward for all rows.
 """
 
 from __future__ import annotations
@@ -37,16 +44,43 @@ def _steps_per_s(model_dir: str, args, width: int, cache_entries: int) -> tuple[
     return result.steps / result.seconds, result.steps
 
 
+def _restored_steps_per_s(model_dir: str, args, prefill_spread: int | None) -> tuple[float, int, int]:
+    from eef.agent import SamplingParams, build_prompt
+    from eef.agent.hf_policy import HFPolicy
+    from eef.envs import make
+    from eef.experts.scripted_shop import scripted_trajectories
+    from eef.methods import state_positions
+    from eef.rollout import RolloutConfig, Start, clone_envs, rollout
+
+    env = make("shop", view="compact")
+    prompt = build_prompt("shop")
+    failed = [t for t in scripted_trajectories(env, env.task_ids("train")[: args.tasks], prompt) if not t.success]
+    starts = [Start(t.task_id, t, p) for t in failed for p in state_positions(t, 5)[1:]]
+    policy = HFPolicy.from_pretrained(model_dir, device=args.device, max_batch_size=args.num_envs,
+                                      prefix_cache_entries=2 * args.num_envs, prefill_spread=prefill_spread)
+    config = RolloutConfig(SamplingParams(temperature=0.7, max_new_tokens=args.max_new_tokens), seed=0)
+    result = rollout(clone_envs(env, args.num_envs, {"view": "compact"}), policy, starts, prompt, config)
+    return result.steps / result.seconds, result.steps, len(starts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     model_arguments(parser)
     parser.add_argument("--tasks", type=int, default=64)
     parser.add_argument("--num-envs", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=24, help="About one ReAct turn of the shop.")
+    parser.add_argument("--restored", action="store_true", help="EEF's restored expert states; prefill grouping on/off.")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = model_or_tiny(args.model, Path(tmp))
+        if args.restored:
+            grouped, steps, starts = _restored_steps_per_s(model_dir, args, prefill_spread=3)
+            single, _, _ = _restored_steps_per_s(model_dir, args, prefill_spread=None)
+            print_figures({"expert_tasks": args.tasks, "restored_starts": starts, "steps": steps, "device": args.device,
+                           "grouped_prefill_steps_per_s": round(grouped, 2),
+                           "one_forward_steps_per_s": round(single, 2), "ratio": round(grouped / single, 2)}, args.json)
+            return
         batched, steps = _steps_per_s(model_dir, args, args.num_envs, cache_entries=2 * args.num_envs)
         sequential, _ = _steps_per_s(model_dir, args, 1, cache_entries=0)
         sequential_cached, _ = _steps_per_s(model_dir, args, 1, cache_entries=2)

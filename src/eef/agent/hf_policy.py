@@ -90,12 +90,15 @@ class HFPolicy:
         prefix_cache_entries: conversations whose KV cache is kept for their next turn (0: off);
             requests name their conversation. A multi-turn rollout then feeds each turn only its
             new tokens, as vLLM's prefix caching does.
+        prefill_spread: rows whose uncached lengths differ more than this factor are read in
+            separate forwards (see :func:`prefill_groups`); None reads every row in one.
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, name: str = "hf", max_batch_size: int = 64,
-                 prefix_cache_entries: int = 128):
+                 prefix_cache_entries: int = 128, prefill_spread: int | None = 3):
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.max_batch_size = max_batch_size
+        self.prefill_spread = prefill_spread
         self.prefix_cache = PrefixCache(prefix_cache_entries) if prefix_cache_entries > 0 else None
         self.device = next(model.parameters()).device
         self.stop_ids = stop_token_ids(tokenizer, model)
@@ -105,11 +108,12 @@ class HFPolicy:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str = "auto", dtype: str = "auto",
-                        max_batch_size: int = 64, prefix_cache_entries: int = 128) -> HFPolicy:
+                        max_batch_size: int = 64, prefix_cache_entries: int = 128,
+                        prefill_spread: int | None = 3) -> HFPolicy:
         """Load a checkpoint directory (or hub id) and wrap it."""
         model, tokenizer = load_model_and_tokenizer(path, device, dtype)
         return cls(model, tokenizer, name=str(path), max_batch_size=max_batch_size,
-                   prefix_cache_entries=prefix_cache_entries)
+                   prefix_cache_entries=prefix_cache_entries, prefill_spread=prefill_spread)
 
     def encode_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
         """Token ids of a conversation followed by the assistant header."""
@@ -202,7 +206,8 @@ class HFPolicy:
         Rows whose uncached parts differ much in length are read in separate forwards (see
         :func:`prefill_groups`) and their caches then laid side by side, right-aligned.
         """
-        groups = prefill_groups([len(p) - covered for p, (_, covered) in zip(prompts, reused)])
+        fresh = [len(p) - covered for p, (_, covered) in zip(prompts, reused)]
+        groups = prefill_groups(fresh, self.prefill_spread) if self.prefill_spread else [list(range(len(prompts)))]
         if len(groups) == 1:
             cache, input_ids, attention, positions = self._prefill_inputs(prompts, reused, max_new_tokens)
             return cache, attention, positions[:, -1:], self._first_logits(cache, input_ids, attention, positions)
