@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 from eef.envs.shop.catalog import Product
 from eef.envs.shop.engine import ShopEnv
-from eef.envs.shop.generated import TIERS, VARIANTS, _naive_query, described_thing
+from eef.envs.shop.generated import TIERS, VARIANTS, _naive_query, described_thing, title_parts
 from eef.errors import EefError
 from eef.experts.episode import play_episode
 from eef.trajectory import Message, Provenance, Trajectory
@@ -67,8 +67,8 @@ class _Shopper:
         self.goal = env.goal
         self.tier = TIERS.index(self.goal.tier)
         self.target = env.catalog.by_asin[self.goal.asin]
-        *variant, self.brand, self.material, self.kind = self.target.title.split()
-        self.variant = variant[0] if variant else ""
+        variant, self.brand, self.material, self.kind = title_parts(self.target.title)
+        self.variant = variant or ""
         # The words the instruction gives away, and the thing as the expert would name it.
         self.wanted = set(self.target.title.split()) - ({self.brand} if self.goal.tier == "hard" else set())
         self.thing = described_thing(self.target.title, self.goal.tier)

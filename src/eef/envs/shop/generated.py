@@ -25,6 +25,7 @@ word inside a token), which the tests check by oracle episodes.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 
 from eef.envs.shop.catalog import Catalog, Goal, Product, price_clause, price_limit, split_by_position
@@ -112,6 +113,12 @@ def _make_product(number: int, variant: str | None, brand: str, material: str, k
     )
 
 
+def title_parts(title: str) -> tuple[str | None, str, str, str]:
+    """(variant or None, brand, material, kind) of a generated title."""
+    *variant, brand, material, kind = title.split()
+    return (variant[0] if variant else None), brand, material, kind
+
+
 def described_thing(title: str, tier: str) -> str:
     """The product as an instruction of ``tier`` names it: a variant always by its phrase (so every
     tier teaches what the phrase means), the brand except on hard goals.
@@ -119,9 +126,9 @@ def described_thing(title: str, tier: str) -> str:
     >>> described_thing("junior nova wool wallet", "medium"), described_thing("junior nova wool wallet", "hard")
     ('nova wool wallet for kids', 'wool wallet for kids')
     """
-    *variant, brand, material, kind = title.split()
+    variant, brand, material, kind = title_parts(title)
     named = f"{material} {kind}" if tier == "hard" else f"{brand} {material} {kind}"
-    return f"{named} {VARIANTS[variant[0]]}" if variant else named
+    return f"{named} {VARIANTS[variant]}" if variant else named
 
 
 def _instruction(product: Product, tier: str, attribute: str, options: list[tuple[str, str]], limit: float, rng: random.Random) -> str:
@@ -143,6 +150,9 @@ def generate_catalog(cfg: GeneratorConfig = GeneratorConfig()) -> Catalog:
     rng = random.Random(cfg.seed)
     products = _make_products(cfg, rng)
     index = SearchIndex([p.search_text for p in products])
+    # How many products share each (variant, material, kind): a hard instruction names no brand,
+    # so it may only describe a variant product that is the one of its kind.
+    same_variant = Counter((v, m, k) for v, _, m, k in (title_parts(p.title) for p in products) if v)
     wanted = {tier: round(share * cfg.goals) for tier, share in zip(TIERS, cfg.tier_mix)}
     wanted["easy"] += cfg.goals - sum(wanted.values())
     goals: list[Goal] = []
@@ -153,7 +163,7 @@ def generate_catalog(cfg: GeneratorConfig = GeneratorConfig()) -> Catalog:
             missing = {t: n for t, n in wanted.items() if n}
             raise ValueError(f"catalog too small for the tier mix: could not make {missing} goals; raise 'groups'")
         tier = rng.choice([t for t in TIERS if wanted[t]])
-        goal = _try_goal(products, index, tier, rng)
+        goal = _try_goal(products, index, same_variant, tier, rng)
         if goal is not None:
             goals.append(goal)
             wanted[tier] -= 1
@@ -164,10 +174,12 @@ def generate_catalog(cfg: GeneratorConfig = GeneratorConfig()) -> Catalog:
     return Catalog(products, goals, splits, prefix="shop", info=info)
 
 
-def _try_goal(products: list[Product], index: SearchIndex, tier: str, rng: random.Random) -> Goal | None:
+def _try_goal(products: list[Product], index: SearchIndex, same_variant: Counter, tier: str,
+              rng: random.Random) -> Goal | None:
     """A goal of ``tier`` on a random product, or None when the product cannot make one."""
     product = rng.choice(products)
-    if (tier == "hard") and not _only_one_of_its_variant(product, products):
+    variant, _, material, kind = title_parts(product.title)
+    if tier == "hard" and (variant is None or same_variant[variant, material, kind] != 1):
         return None
     n_options = rng.choice([0, 1]) if tier == "easy" else 2
     options = [(name, rng.choice(product.options[name])) for name in list(product.options)[:n_options]]
@@ -187,17 +199,8 @@ def _try_goal(products: list[Product], index: SearchIndex, tier: str, rng: rando
     return Goal(product.asin, instruction, (attribute,), tuple(options), limit, tier=tier)
 
 
-def _only_one_of_its_variant(product: Product, products: list[Product]) -> bool:
-    """A variant product no other brand makes in its material and kind: a hard instruction, which
-    names no brand, then describes exactly one product."""
-    variant, *_, material, kind = product.title.split()
-    if variant not in VARIANTS:
-        return False
-    return sum(p.title.split()[0] == variant and p.title.split()[-2:] == [material, kind] for p in products) == 1
-
-
 def _near_duplicate(a: Product, b: Product) -> bool:
     """Same kind and same brand or material: a decoy that differs from the target in one word."""
-    *_, brand_a, material_a, kind_a = a.title.split()
-    *_, brand_b, material_b, kind_b = b.title.split()
+    _, brand_a, material_a, kind_a = title_parts(a.title)
+    _, brand_b, material_b, kind_b = title_parts(b.title)
     return kind_a == kind_b and (brand_a == brand_b or material_a == material_b)
