@@ -2,12 +2,16 @@
 
     python benchmarks/sft.py [--examples 200] [--epochs 1] [--json]
     python benchmarks/sft.py --device cuda --model PATH_TO_0.5-1B_LLAMA --max-length 4096   # GPU mode
+    python benchmarks/sft.py --grouping [--rows 8] [--json]   # one conversation per row: grouped vs random batches
 
 Data: oracle demonstrations of the built-in shop, tokenised once with eef's per-turn masks; TRL
 gets the same token ids and labels as a pre-tokenised data set, with its own packing (``bfd``,
 padding-free position ids). Both use the same model, rows per step, learning rate, max length
 and epochs. Throughput counts non-padding tokens per second of the training loop. Target: ratio
 (ours / TRL) >= 1.3 on the 2-core CPU machine. With --json the last line is one JSON object.
+
+``--grouping`` compares eef with itself instead, as the built-in default trains (no packing, one
+conversation per row): random batches against batches of similar length (``group_by_length``).
 """
 
 from __future__ import annotations
@@ -20,27 +24,35 @@ from pathlib import Path
 from _common import model_arguments, model_or_tiny, print_figures
 
 
-def _data(model_dir: str, examples: int, max_length: int):
+def _data(model_dir: str, examples: int, max_length: int, expert: bool = False):
+    """Oracle demonstrations, or (``expert``) the default run's SFT-POS data: the scripted expert's
+    successes on the compact pages, whose lengths vary with the detours taken."""
     from transformers import AutoTokenizer
 
     from eef.agent.prompt import build_prompt
     from eef.envs import make
     from eef.experts.oracle import oracle_trajectories
+    from eef.experts.scripted_shop import scripted_trajectories
     from eef.train import tokenize_trajectories
 
-    env = make("shop")
+    env = make("shop", view="compact") if expert else make("shop")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    trajectories = oracle_trajectories(env, env.task_ids("train")[:examples], build_prompt("shop"))
+    if expert:
+        played = scripted_trajectories(env, env.task_ids("train"), build_prompt("shop"))
+        trajectories = [t for t in played if t.success][:examples]
+    else:
+        trajectories = oracle_trajectories(env, env.task_ids("train")[:examples], build_prompt("shop"))
     return tokenizer, tokenize_trajectories(trajectories, tokenizer, max_length)[0]
 
 
-def _ours(model_dir, tokenizer, examples, args, out: Path) -> float:
+def _ours(model_dir, tokenizer, examples, args, out: Path, **layout: bool) -> float:
     from transformers import AutoModelForCausalLM
 
     from eef.train import TrainConfig, train
 
     config = TrainConfig(epochs=args.epochs, learning_rate=1e-3, rows_per_step=args.rows, micro_batch_rows=args.rows,
-                         max_length=args.max_length, mixed_precision="bf16" if args.device == "cuda" else "no")
+                         max_length=args.max_length, mixed_precision="bf16" if args.device == "cuda" else "no",
+                         **layout)
     model = AutoModelForCausalLM.from_pretrained(model_dir).to(args.device)
     result = train(model, tokenizer, examples, out / "ours", config)
     return result.tokens / result.seconds
@@ -72,12 +84,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--rows", type=int, default=4, help="Packed rows per optimizer step.")
     parser.add_argument("--max-length", type=int, default=2048)
+    parser.add_argument("--grouping", action="store_true", help="Grouped vs random batches, no packing.")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         model_dir = model_or_tiny(args.model, out)
-        tokenizer, examples = _data(model_dir, args.examples, args.max_length)
+        tokenizer, examples = _data(model_dir, args.examples, args.max_length, expert=args.grouping)
+        if args.grouping:
+            random = _ours(model_dir, tokenizer, examples, args, out, packing=False)
+            grouped = _ours(model_dir, tokenizer, examples, args, out, packing=False, group_by_length=True)
+            print_figures({"examples": len(examples), "rows_per_step": args.rows, "device": args.device,
+                           "random_tokens_per_s": round(random, 1), "grouped_tokens_per_s": round(grouped, 1),
+                           "ratio": round(grouped / random, 3)}, args.json)
+            return
         ours = _ours(model_dir, tokenizer, examples, args, out)
         trl = _trl(model_dir, tokenizer, examples, args, out)
     print_figures({"examples": len(examples), "tokens_per_epoch": sum(len(e.input_ids) for e in examples),

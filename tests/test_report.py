@@ -52,7 +52,8 @@ def metrics_lines() -> list[dict]:
         eef = method == "eef"
         for k, (win, score) in RESULTS[method].items():
             lines += [{"stage": "explore", "method": method, "iteration": k, "episodes": 20, "from_s0": 10,
-                       "from_states": 10 if eef else 0, "successes": 7, "replays": 10 if eef else 0,
+                       "from_states": 10 if eef else 0, "successes": 7, "successes_from_states": 2 if eef else 0,
+                       "replays": 10 if eef else 0,
                        "diverged": k if eef else 0, "seconds": 4.0},
                       {"stage": "label", "method": method, "iteration": k, "beneficial": 3 * eef, "harmful": 2 * eef,
                        "neutral": 5 * eef, "recovery_states": 2 * eef, "important_states": 4 * eef,
@@ -117,6 +118,10 @@ def test_report_files_numbers_and_plots(run_dir: Path) -> None:
     assert table_row(markdown, "EEF") == ["EEF", "2", "56.0% / 0.740", "2", "56.0% / 0.740"]
     assert "| methods key | value |" in markdown and "| eef.m | 5 |" in markdown and '| eef.neutral | "mask" |' in markdown
     assert "### SFT-POS, iteration 0" in markdown and "### EEF, iteration 2" in markdown
+    # exploration: success from s0 and from the expert's restored states, side by side
+    explore = markdown.split("## Exploration")[1]
+    assert table_row(explore, "EEF")[1:3] == ["1", "20"] and table_row(explore, "EEF")[-3:] == ["50.0%", "20.0%", "10.0%"]
+    assert table_row(explore, "RFT")[-3:] == ["70.0%", "–", "–"]
     for name in ("win_rate", "score", "train_solved", "segments", "navigation", "divergence"):
         assert (out / f"{name}.png").read_bytes()[:8] == PNG_SIGNATURE, name
         assert f'src="{name}.png"' in (out / "index.html").read_text()

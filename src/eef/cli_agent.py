@@ -138,7 +138,10 @@ def train_command(
     out: Annotated[Path, typer.Option(help="Checkpoint directory to write.")],
     heldout: Annotated[Optional[Path], typer.Option(help="Trajectories whose loss is reported before and after.")] = None,
     epochs: float = 3.0, learning_rate: float = 1e-5, max_length: int = 4096, rows_per_step: int = 8,
-    micro_batch_rows: int = 1, packing: bool = True, warmup_ratio: float = 0.03, weight_decay: float = 0.0,
+    micro_batch_rows: int = 1, packing: bool = True,
+    group_by_length: Annotated[bool, typer.Option(help="Batch rows of similar length (with --no-packing: "
+                                                       "far less padding).")] = False,
+    warmup_ratio: float = 0.03, weight_decay: float = 0.0,
     decay_ratio: Annotated[float, typer.Option(help="Share of the last steps with a decaying rate (1: cosine "
                                                     "from the peak; less holds the peak longer).")] = 1.0,
     mixed_precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA), bf16, fp16 or no.")] = "auto",
@@ -158,6 +161,7 @@ def train_command(
 
     config = TrainConfig(epochs=epochs, learning_rate=learning_rate, max_length=max_length,
                          rows_per_step=rows_per_step, micro_batch_rows=micro_batch_rows, packing=packing,
+                         group_by_length=group_by_length,
                          warmup_ratio=warmup_ratio, decay_ratio=decay_ratio, weight_decay=weight_decay,
                          mixed_precision=mixed_precision,
                          lora=LoraSettings(r=lora_r, alpha=lora_alpha or 2 * lora_r, merge=lora_merge,

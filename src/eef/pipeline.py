@@ -213,7 +213,10 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
         "stage": "explore", "method": method, "iteration": iteration, "episodes": len(trajectories),
         "from_s0": len(trajectories) - len(from_states), "from_states": len(from_states), "reused": reused,
         **_incident_record(before, envs),
-        "successes": sum(t.success for t in trajectories), "replays": len(from_states) + len(result.diverged),
+        "successes": sum(t.success for t in trajectories),
+        # whether the expert's states help: EEF needs its restored starts to succeed where s0 does not
+        "successes_from_states": sum(t.success for t in from_states),
+        "replays": len(from_states) + len(result.diverged),
         "diverged": len(result.diverged), "seconds": round(time.perf_counter() - began, 2)})
     return trajectories
 

@@ -30,7 +30,7 @@ _NAVIGATION = {"next": re.compile(r"click\s*\[\s*next\s*>\s*\]", re.IGNORECASE),
                "prev": re.compile(r"click\s*\[\s*<\s*prev\s*\]", re.IGNORECASE),
                "back_to_search": re.compile(r"click\s*\[\s*back\s*to\s*search\s*\]", re.IGNORECASE)}
 _SEARCH = re.compile(r"search\s*\[", re.IGNORECASE)
-_NUMBER_FIELDS = frozenset({"seconds", "episodes", "successes", "examples", "trained_tokens", "final_loss", "from_s0",
+_NUMBER_FIELDS = frozenset({"seconds", "episodes", "successes", "successes_from_states", "examples", "trained_tokens", "final_loss", "from_s0",
                             "from_states", "replays", "diverged", "beneficial", "harmful", "neutral",
                             "recovery_states", "important_states", "skipped_experts", "flagged_experts", "repository",
                             "train_solved",
@@ -343,6 +343,9 @@ class _Report:
                 divergence.setdefault(self.label(r.get("method", "")), []).append((r.get("iteration", 0), share))
         return [("h", 2, "Exploration and replay divergence"),
                 self.table(explore, ["episodes", "from_s0", "from_states", "successes", "replays", "diverged"],
+                           success_from_s0=lambda r: _share(_minus(r.get("successes"), r.get("successes_from_states")),
+                                                            r.get("from_s0")),
+                           success_from_states=lambda r: _share(r.get("successes_from_states"), r.get("from_states")),
                            diverged_share=lambda r: _share(r.get("diverged"), r.get("replays"))),
                 *_img(plot_curves(divergence, self.out / "divergence.png", ylabel="share of replays diverged"),
                       "divergence.png")]
@@ -410,6 +413,10 @@ def _fmt(value: Any, percent: bool = False) -> str:
     if not _is_number(value):
         return "–" if value is None else str(value)
     return f"{100 * value:.1f}%" if percent else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _minus(a: Any, b: Any) -> Any:
+    return a - b if _is_number(a) and _is_number(b) else None
 
 
 def _share(part: Any, whole: Any) -> str:

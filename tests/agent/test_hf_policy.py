@@ -87,3 +87,16 @@ def test_a_long_new_conversation_beside_cached_ones_gives_the_same_completions(t
     assert [c.text for c in mixed] == [c.text for c in policy.generate(requests, SAMPLED)]
     assert mixed[1].text == policy.generate([requests[1]], SAMPLED)[0].text
     assert all(mixed[i].extra["cached_tokens"] > 0 for i in (0, 2, 3))
+
+
+def test_the_default_prefix_cache_keeps_every_conversation_of_a_full_batch(tiny_model_dir):
+    wide = HFPolicy.from_pretrained(tiny_model_dir, device="cpu", max_batch_size=150)  # beyond 128 entries
+    conversations = [_conversation(i) for i in range(150)]
+    short = SamplingParams(temperature=1.0, max_new_tokens=2)
+    for turn in range(2):
+        completions = wide.generate([GenerationRequest(c, seed=turn, conversation=f"c{i}")
+                                     for i, c in enumerate(conversations)], short)
+        for conversation, completion in zip(conversations, completions):
+            conversation += [{"role": "assistant", "content": completion.text},
+                             {"role": "user", "content": "next page"}]
+    assert all(c.extra["cached_tokens"] > 0 for c in completions)

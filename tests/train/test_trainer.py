@@ -64,3 +64,41 @@ def test_lora_trains_adapters_and_saves_merged_weights(tiny_model_dir, tiny_toke
 def test_no_trainable_example_is_an_error(tiny_model_dir, tiny_tokenizer, tmp_path):
     with pytest.raises(ValueError, match="no training examples"):
         train(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tiny_tokenizer, [], tmp_path / "x", CONFIG)
+
+
+def test_the_loss_over_kept_positions_equals_the_loss_over_full_logits(tiny_model_dir, tiny_tokenizer, data):
+    from eef.train.data import IGNORE_INDEX
+    from eef.train.trainer import collate, forward_logits, rows_for, token_loss_sum
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    batch = collate(rows_for(data[0][:3], TrainConfig(packing=False)), tiny_tokenizer.pad_token_id)
+    targets = batch["labels"][:, 1:]
+    full = torch.nn.functional.cross_entropy(forward_logits(model, batch)[:, :-1].flatten(0, 1), targets.flatten(),
+                                             ignore_index=IGNORE_INDEX, reduction="sum")
+    loss, count = token_loss_sum(model, batch)
+    assert count == int((targets != IGNORE_INDEX).sum()) > 0
+    assert torch.allclose(loss, full, rtol=1e-5), (loss, full)
+
+
+def test_length_grouped_batches_take_every_row_once_per_pass_with_little_padding():
+    import random
+
+    from eef.train.trainer import LengthGroupedBatches
+
+    lengths = [random.Random(i).randint(50, 1000) for i in range(355)]
+    batches = LengthGroupedBatches(lengths, batch_rows=8, seed=0)
+    passes = [list(batches) for _ in range(2)]
+    for one in passes:
+        assert sorted(i for b in one for i in b) == list(range(355)) and len(one) == len(batches)
+        padded = sum(max(lengths[i] for i in b) * len(b) for b in one)
+        assert padded < 1.1 * sum(lengths)  # random batches of 8 pad to ~1.5x
+    assert passes[0] != passes[1]  # each pass draws a new order
+    assert [list(LengthGroupedBatches(lengths, 8, seed=0)) for _ in range(2)][0] == passes[0]  # from the seed
+
+
+def test_grouped_training_sees_every_token_each_epoch(tiny_model_dir, tiny_tokenizer, data, tmp_path):
+    config = TrainConfig(epochs=2, learning_rate=3e-3, rows_per_step=4, micro_batch_rows=2, max_length=2048,
+                         packing=False, group_by_length=True)
+    result = train(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tiny_tokenizer, data[0][:12],
+                   tmp_path / "grouped", config)
+    assert result.steps == 6 and result.tokens == 2 * sum(len(e.input_ids) for e in data[0][:12])

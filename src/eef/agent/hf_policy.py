@@ -87,7 +87,8 @@ class HFPolicy:
         tokenizer: its tokenizer, with a chat template.
         name: the name recorded in provenance (the checkpoint path).
         max_batch_size: conversations decoded together; longer batches are split.
-        prefix_cache_entries: conversations whose KV cache is kept for their next turn (0: off);
+        prefix_cache_entries: conversations whose KV cache is kept for their next turn (0: off;
+            None: two batches' worth, so a rollout as wide as the batch keeps every conversation's);
             requests name their conversation. A multi-turn rollout then feeds each turn only its
             new tokens, as vLLM's prefix caching does.
         prefill_spread: rows whose uncached lengths differ more than this factor are read in
@@ -95,11 +96,12 @@ class HFPolicy:
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, name: str = "hf", max_batch_size: int = 64,
-                 prefix_cache_entries: int = 128, prefill_spread: int | None = 3):
+                 prefix_cache_entries: int | None = None, prefill_spread: int | None = 3):
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.max_batch_size = max_batch_size
         self.prefill_spread = prefill_spread
-        self.prefix_cache = PrefixCache(prefix_cache_entries) if prefix_cache_entries > 0 else None
+        entries = 2 * max_batch_size if prefix_cache_entries is None else prefix_cache_entries
+        self.prefix_cache = PrefixCache(entries) if entries > 0 else None
         self.device = next(model.parameters()).device
         self.stop_ids = stop_token_ids(tokenizer, model)
         if tokenizer.pad_token_id is None and not self.stop_ids:
@@ -108,7 +110,7 @@ class HFPolicy:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str = "auto", dtype: str = "auto",
-                        max_batch_size: int = 64, prefix_cache_entries: int = 128,
+                        max_batch_size: int = 64, prefix_cache_entries: int | None = None,
                         prefill_spread: int | None = 3) -> HFPolicy:
         """Load a checkpoint directory (or hub id) and wrap it."""
         model, tokenizer = load_model_and_tokenizer(path, device, dtype)
