@@ -57,7 +57,7 @@ def _restored_steps_per_s(model_dir: str, args, prefill_spread: int | None) -> t
     failed = [t for t in scripted_trajectories(env, env.task_ids("train")[: args.tasks], prompt) if not t.success]
     starts = [Start(t.task_id, t, p) for t in failed for p in state_positions(t, 5)[1:]]
     policy = HFPolicy.from_pretrained(model_dir, device=args.device, max_batch_size=args.num_envs,
-                                      prefix_cache_entries=2 * args.num_envs, prefill_spread=prefill_spread)
+                                      prefill_spread=prefill_spread)  # the cache keeps two batches' conversations
     config = RolloutConfig(SamplingParams(temperature=0.7, max_new_tokens=args.max_new_tokens), seed=0)
     result = rollout(clone_envs(env, args.num_envs, {"view": "compact"}), policy, starts, prompt, config)
     return result.steps / result.seconds, result.steps, len(starts)

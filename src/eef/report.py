@@ -30,8 +30,8 @@ _NAVIGATION = {"next": re.compile(r"click\s*\[\s*next\s*>\s*\]", re.IGNORECASE),
                "prev": re.compile(r"click\s*\[\s*<\s*prev\s*\]", re.IGNORECASE),
                "back_to_search": re.compile(r"click\s*\[\s*back\s*to\s*search\s*\]", re.IGNORECASE)}
 _SEARCH = re.compile(r"search\s*\[", re.IGNORECASE)
-_NUMBER_FIELDS = frozenset({"seconds", "episodes", "successes", "successes_from_states", "examples", "trained_tokens", "final_loss", "from_s0",
-                            "from_states", "replays", "diverged", "beneficial", "harmful", "neutral",
+_NUMBER_FIELDS = frozenset({"seconds", "episodes", "successes", "successes_from_states", "examples", "trained_tokens",
+                            "final_loss", "from_s0", "from_states", "replays", "diverged", "beneficial", "harmful", "neutral",
                             "recovery_states", "important_states", "skipped_experts", "flagged_experts", "repository",
                             "train_solved",
                             "win_rate", "score"})

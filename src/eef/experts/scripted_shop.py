@@ -35,12 +35,11 @@ class ScriptedExpertConfig:
         seed: with the task id, seeds each trajectory's random stream.
         decoy: when the target is on the results page, open the most plausible other item instead
             (on hard pages: the expert misses that the variant word matches the instruction).
-        wrong_option: per option, choose another value of the option group. On hard goals it
-            solves almost none (4 of 243 training goals), as GPT-4 solves few of WebShop's hardest:
-            its successes then hold almost no hard-goal navigation (paging, refined queries) and
-            its failures hold all of it, which only EEF trains on. At 0.55 (17 hard successes)
-            the tiny model already learnt to refine and page from those few successes, so RFT's
-            own rollouts reached the hard goals as often as EEF's restored ones did.
+        wrong_option: per option, choose another value of the option group. The hard rate makes
+            the expert solve almost no hard goals (4 of 243), as GPT-4 solves few of WebShop's
+            hardest: hard-goal navigation (paging, refined queries) is then in its failures, which
+            only EEF trains on. At 0.55 its 17 hard successes already taught the tiny model to
+            page and refine, and RFT reached as many hard goals as EEF.
         skip_option: per option, leave it unset.
         naive_query: hard goals: search the instruction's words first (else material and kind
             with a wrong variant word).
