@@ -27,6 +27,28 @@ def test_a_seeded_sample_does_not_depend_on_its_batch(policy):
     assert other_seed.text != alone.text  # the seed matters (an untrained model samples near-uniformly)
 
 
+def test_rows_that_finish_early_leave_the_others_unchanged(tiny_model_dir, monkeypatch):
+    """Finished rows stay in the batch for a while, then are dropped from the cache (the slots
+    are renumbered): every row's completion, and the KV kept for its next turn, must be its own."""
+    cached = HFPolicy.from_pretrained(tiny_model_dir, device="cpu", prefix_cache_entries=16)
+    alone = HFPolicy.from_pretrained(tiny_model_dir, device="cpu", prefix_cache_entries=0)
+    stops = SamplingParams(temperature=1.0, max_new_tokens=24, stop=("e", "a"))  # ends rows at different tokens
+    conversations = [_conversation(i) for i in range(8)]
+    kept = []
+    keep_slots = HFPolicy._keep_slots
+    monkeypatch.setattr(HFPolicy, "_keep_slots", lambda self, cache, slots, *t: kept.append(slots) or
+                        keep_slots(self, cache, slots, *t))
+    batch = cached.generate([GenerationRequest(c, seed=i, conversation=f"c{i}") for i, c in enumerate(conversations)],
+                            stops)
+    assert len({c.completion_tokens for c in batch}) >= 3 and kept, "rows should finish apart and be dropped"
+    assert [c.text for c in batch] == [alone.generate([GenerationRequest(c, seed=i)], stops)[0].text
+                                       for i, c in enumerate(conversations)]
+    for conversation, completion in zip(conversations, batch):
+        conversation += [{"role": "assistant", "content": completion.text}, {"role": "user", "content": "next"}]
+    again = [GenerationRequest(c, seed=9, conversation=f"c{i}") for i, c in enumerate(conversations)]
+    assert [c.text for c in cached.generate(again, SAMPLED)] == [c.text for c in alone.generate(again, SAMPLED)]
+
+
 def test_completions_report_tokens_and_stop_at_the_length_limit(policy):
     completion = policy.generate([GenerationRequest(_conversation(1), seed=1)], SAMPLED)[0]
     assert completion.prompt_tokens == len(policy.encode_prompt(_conversation(1)))

@@ -1,12 +1,13 @@
 """A policy over Hugging Face transformers: CPU or CUDA, batched, one seed per conversation.
 
 Decoding is a plain loop over ``model.forward`` with the KV cache rather than ``generate``: each
-row draws from its own ``torch.Generator`` seeded by its request, so a conversation's completion
-does not depend on the rest of its batch, and rows that finish stop costing work.
+row draws from its own random generator seeded by its request, so a conversation's completion
+does not depend on the rest of its batch, and rows that finish are soon dropped from the batch.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,10 @@ from eef.agent.prefix_cache import CacheEntry, PrefixCache
 from eef.errors import EefError
 
 # End-of-turn markers of common chat templates, used as stop tokens when the vocabulary has them.
+# Finished rows stay in the batch (fed padding, their output ignored) until a quarter of it has
+# finished: dropping rows gathers the whole KV cache, and doing it at every finished row cost
+# more than the finished rows' share of the forward.
+COMPACT_AT = 0.75
 END_OF_TURN_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
 
 
@@ -153,37 +158,43 @@ class HFPolicy:
                   for c, p in zip(conversations, prompts)]
         cache, attention, positions, logits = self._prefill(prompts, reused, params.max_new_tokens)
         filled = attention.shape[1] - params.max_new_tokens  # cache columns written so far
-        generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in seeds]
+        noise = [random.Random(seed) for seed in seeds]
         generated: list[list[int]] = [[] for _ in range(batch)]
         finish = ["length"] * batch
-        live = list(range(batch))  # rows of the original batch still decoding, in cache order
+        rows = list(range(batch))  # the original row of each cache slot
+        live = list(range(batch))  # cache slots still decoding
+        feed = torch.full((batch, 1), self.pad_id, dtype=torch.long, device=self.device)
         for _ in range(params.max_new_tokens):
-            tokens = self._sample(logits.float(), [generators[r] for r in live], params)
-            keep = []
-            for slot, row in enumerate(live):
-                token = int(tokens[slot])
+            tokens = self._sample(logits[live] if len(live) < len(rows) else logits,
+                                  [noise[rows[slot]] for slot in live], params)
+            still, still_tokens = [], []
+            for slot, token in zip(live, tokens.tolist()):
+                row = rows[slot]
                 if token in self.stop_ids:
                     finish[row] = "stop"
                 elif generated[row].append(token) or self._hits_stop(generated[row], params.stop):
                     finish[row] = "stop"
                 else:
-                    keep.append(slot)
-            if not keep or len(generated[live[keep[0]]]) >= params.max_new_tokens:
+                    still.append(slot)
+                    still_tokens.append(token)
+            if not still or len(generated[rows[still[0]]]) >= params.max_new_tokens:
                 break
-            if len(keep) < len(live):  # drop finished rows from the cache and the masks
-                self._remember(cache, attention[:, :filled], [(s, live[s]) for s in range(len(live)) if s not in keep],
+            if len(still) < len(live):
+                ended = sorted(set(live) - set(still))
+                self._remember(cache, attention[:, :filled], [(slot, rows[slot]) for slot in ended],
                                prompts, generated, conversations)
-                index = torch.tensor(keep, device=self.device)
-                for layer in cache.layers:
-                    layer.keys, layer.values = layer.keys[index], layer.values[index]
-                attention, positions, tokens = attention[index], positions[index], tokens[index]
-                live = [live[s] for s in keep]
+            feed[still, 0] = torch.tensor(still_tokens, device=self.device)
+            if len(still) <= COMPACT_AT * len(rows):  # drop finished rows from the cache and the masks
+                attention, positions, feed = self._keep_slots(cache, still, attention, positions, feed)
+                rows, still = [rows[slot] for slot in still], list(range(len(still)))
+            live = still
             attention[:, filled] = 1
             filled += 1
-            positions = positions[:, -1:] + 1
-            logits = self.model(input_ids=tokens[:, None], attention_mask=attention, position_ids=positions,
+            positions = positions + 1
+            logits = self.model(input_ids=feed, attention_mask=attention, position_ids=positions,
                                 past_key_values=cache, use_cache=True).logits[:, -1, :]
-        self._remember(cache, attention[:, :filled], list(enumerate(live)), prompts, generated, conversations)
+        self._remember(cache, attention[:, :filled], [(slot, rows[slot]) for slot in live], prompts, generated,
+                       conversations)
         completions = []
         for row in range(batch):
             text = self.tokenizer.decode(generated[row], skip_special_tokens=True)
@@ -191,6 +202,13 @@ class HFPolicy:
             completions.append(Completion(text.strip(), len(prompts[row]), len(generated[row]), finish[row],
                                           {"cached_tokens": reused[row][1]}))
         return completions
+
+    def _keep_slots(self, cache: StaticCache, slots: list[int], *tensors: torch.Tensor) -> list[torch.Tensor]:
+        """Keep only ``slots`` of the cache and of ``tensors`` (a gather: it copies the whole cache)."""
+        index = torch.tensor(slots, device=self.device)
+        for layer in cache.layers:
+            layer.keys, layer.values = layer.keys[index], layer.values[index]
+        return [tensor[index] for tensor in tensors]
 
     def _hits_stop(self, tokens: list[int], stop: tuple[str, ...]) -> bool:
         """Whether the text ends with a stop string; only the last tokens are decoded (a stop
@@ -294,13 +312,19 @@ class HFPolicy:
             self.prefix_cache.put(conversations[row], CacheEntry(fed, layers))
 
     @staticmethod
-    def _sample(logits: torch.Tensor, generators: list[torch.Generator], params: SamplingParams) -> torch.Tensor:
+    def _sample(logits: torch.Tensor, noise: list[random.Random], params: SamplingParams) -> torch.Tensor:
+        """One token per row by inverse-CDF sampling: each row draws exactly one uniform from its
+        own generator per token, so its completion depends only on its seed (and one Python draw
+        per row costs far less than a seeded ``torch.multinomial`` per row)."""
         if params.temperature == 0:
             return logits.argmax(dim=-1)
-        probs = torch.softmax(logits / params.temperature, dim=-1)
+        probs = torch.softmax(logits.float() / params.temperature, dim=-1)
         if params.top_p < 1:
             sorted_probs, sorted_idx = probs.sort(dim=-1, descending=True)
             outside = sorted_probs.cumsum(-1) - sorted_probs > params.top_p  # keep the token that crosses
             sorted_probs[outside] = 0
             probs = torch.zeros_like(probs).scatter(-1, sorted_idx, sorted_probs)
-        return torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generators)])
+        cdf = probs.cumsum(dim=-1)
+        draws = torch.tensor([generator.random() for generator in noise], dtype=cdf.dtype, device=cdf.device)
+        picked = torch.searchsorted(cdf, (draws * cdf[:, -1])[:, None], right=True)[:, 0]
+        return picked.clamp_(max=probs.shape[-1] - 1)  # a draw rounding up to the total mass
