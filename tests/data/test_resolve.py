@@ -20,6 +20,7 @@ from eef.data.resolve import (
     (6, "use-thermometer"),
     (29, "mendelian-genetics-unknown-plant"),
     (5, None),
+    ("task-99-juggling", None),
 ])
 def test_scienceworld_names_in_every_spelling(name, expected):
     assert scienceworld_task_name(name) == expected

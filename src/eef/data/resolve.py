@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 
 from eef.envs.protocol import TextEnv
+from eef.errors import UnknownNameError
 
 # ETO's ScienceWorld task numbers (``eval_agent/data/sciworld/taskname2id.json``), as the
 # scienceworld package names the tasks; ETO's table has no task 5.
@@ -50,9 +51,10 @@ def canonical_env(name: str) -> str:
 
 
 def scienceworld_task_name(name: str | int) -> str | None:
-    """The scienceworld package's name of a task: from ETO's number, ETO's name
-    (``task-5-chemistry-mix-paint-(secondary-color)``, its ``mendellian`` spelling) or the
-    package's own name; None for a number ETO's table lacks.
+    """The scienceworld package's name of a task: from ETO's number, or any spelling the
+    environment takes (ETO's ``task-5-chemistry-mix-paint-(secondary-color)`` with its
+    ``mendellian`` spelling, the package's id or name; see
+    :func:`eef.envs.scienceworld.tasks.task_name`); None for a task neither knows.
 
     >>> scienceworld_task_name("task-9-mendellian-genetics-(known-plant)")
     'mendelian-genetics-known-plant'
@@ -61,8 +63,12 @@ def scienceworld_task_name(name: str | int) -> str | None:
     """
     if isinstance(name, int):
         return ETO_SCIENCEWORLD_TASKS.get(name)
-    name = re.sub(r"^task-\d+[a-z]?-", "", name.strip().lower())
-    return name.replace("(", "").replace(")", "").replace("mendellian", "mendelian")
+    from eef.envs.scienceworld.tasks import task_name  # the names live with the environment
+
+    try:
+        return task_name(name)
+    except UnknownNameError:
+        return None
 
 
 def scienceworld_task_id(task: str | int, variation: int) -> str | None:
