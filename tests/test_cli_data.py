@@ -96,5 +96,7 @@ def test_program_experts_and_fetch_list(tmp_path):
     figures = _json(_ok(["expert", "shop", "--policy", "oracle", "--out", str(out), "--limit", "2", "--json"]))
     assert (figures["episodes"], figures["successes"], figures["cost"]) == (2, 2, None)
     assert "needs --model" in str(runner.invoke(app, ["expert", "shop", "--out", str(out)]).exception)
+    refused = runner.invoke(app, ["expert", "shop", "--policy", "scripted", "--out", str(out), "--rollouts", "3"])
+    assert "program expert" in str(refused.exception) and "--rollouts" in str(refused.exception)
     listing = _ok(["data", "fetch", "--list"]).splitlines()
     assert [line.split()[0] for line in listing] == ["eef-expert", "eto", "agenttraj-l", "webshop-1k", "webshop-full"]

@@ -140,6 +140,9 @@ def expert_command(
     tasks = _task_ids(env, split, limit)
     prompt = build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env)
     if policy in PROGRAM_EXPERTS:
+        if rollouts != 1 or temperature != 0.0 or top_p != 1.0:
+            raise EefError(f"--policy {policy} is a program expert: --rollouts, --temperature and --top-p apply to "
+                           "model policies (a program expert plays each task once; --seed picks its choices)")
         report = generate_with_program(env, _program_expert(policy, seed), tasks, prompt, out, source=source or policy,
                                        progress=True)
     else:
