@@ -51,6 +51,9 @@ def test_overrides_are_typed_and_validated_too():
         load_config(None, ["rollout.num_envs=0"])
     with pytest.raises(ConfigError, match=r"train.decay_ratio: must be in \(0, 1\]"):
         load_config(None, ["train.decay_ratio=0"])
+    with pytest.raises(ConfigError, match=r"model.tiny.kv_heads: must divide model.tiny.heads \(4\), got 3"):
+        load_config(None, ["model.tiny.kv_heads=3"])
+    assert load_config(None, ["model.tiny.kv_heads=2"]).model.tiny.kv_heads == 2
     with pytest.raises(EefError, match="not KEY.PATH=VALUE"):
         load_config(None, ["methods.iterations"])
 

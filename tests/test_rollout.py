@@ -7,7 +7,7 @@ import pytest
 from eef.agent.hf_policy import HFPolicy
 from eef.agent.policy import SamplingParams
 from eef.agent.prompt import build_prompt
-from eef.rollout import RolloutConfig, Start, clone_envs, rollout
+from eef.rollout import RolloutConfig, Start, clone_envs, cloned_envs, rollout
 
 CONFIG = RolloutConfig(SamplingParams(temperature=1.0, max_new_tokens=10), seed=3)
 
@@ -83,3 +83,25 @@ def test_finished_episodes_free_their_cached_kv(shop_env, policy):
     rollout(clone_envs(shop_env, 2), policy, [Start(t) for t in shop_env.task_ids("test")[:3]],
             build_prompt("shop"), CONFIG, description="forget-test")
     assert len(policy.prefix_cache) == 0
+
+
+def test_a_stage_closes_the_environments_it_cloned():
+    class Closable:
+        name = "closable"
+
+        def __init__(self):
+            self.closed = False
+
+        def fork(self):
+            return Closable()
+
+        def close(self):
+            self.closed = True
+
+    original = Closable()
+    with cloned_envs(original, 3) as envs:
+        assert len(envs) == 3 and envs[0] is original and not any(e.closed for e in envs)
+    assert [e.closed for e in envs] == [False, True, True]  # the caller's own environment stays open
+    with pytest.raises(RuntimeError), cloned_envs(original, 2) as envs:
+        raise RuntimeError("a failed stage")
+    assert envs[1].closed

@@ -89,7 +89,7 @@ def explore(
     from eef.agent import PromptConfig, SamplingParams, build_prompt
     from eef.agent.backends import build_policy
     from eef.atomic import write_jsonl_atomic
-    from eef.rollout import RolloutConfig, Start, clone_envs, pending, rollout
+    from eef.rollout import RolloutConfig, Start, cloned_envs, pending, rollout
     from eef.trajectory import append_trajectories, read_trajectories
 
     env, options = _env_and_options(env_name, option)
@@ -107,8 +107,9 @@ def explore(
                           max_batch_size=max_batch_size, concurrency=concurrency, api_key_env=api_key_env)
     prompt = build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env)
     try:
-        result = rollout(clone_envs(env, num_envs, options), policy, todo, prompt, config,
-                         on_trajectory=lambda t: append_trajectories(out, [t]), progress=True, description="explore")
+        with cloned_envs(env, num_envs, options) as envs:
+            result = rollout(envs, policy, todo, prompt, config,
+                             on_trajectory=lambda t: append_trajectories(out, [t]), progress=True, description="explore")
     finally:
         policy.close()
     if result.diverged:
@@ -206,17 +207,18 @@ def eval_command(
     from eef.agent import PromptConfig, build_prompt
     from eef.agent.backends import build_policy
     from eef.evaluate import evaluate
-    from eef.rollout import clone_envs
+    from eef.rollout import cloned_envs
 
     env, options = _env_and_options(env_name, option)
     tasks = _task_ids(env, split, limit)
     policy = build_policy(backend, model, base_url=base_url, device=device, dtype=dtype,
                           max_batch_size=max_batch_size, concurrency=concurrency, api_key_env=api_key_env)
     try:
-        report = evaluate(clone_envs(env, num_envs, options), policy, tasks,
-                          build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env), split=split,
-                          max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, out_dir=out,
-                          progress=True)
+        with cloned_envs(env, num_envs, options) as envs:
+            report = evaluate(envs, policy, tasks,
+                              build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env),
+                              split=split, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+                              out_dir=out, progress=True)
     finally:
         policy.close()
     typer.echo(f"{env.name} {split}: {report.episodes} tasks, win rate {report.win_rate:.1%}, "

@@ -147,7 +147,7 @@ def expert_command(
                                        progress=True)
     else:
         from eef.agent.backends import build_policy
-        from eef.rollout import RolloutConfig, clone_envs
+        from eef.rollout import RolloutConfig, cloned_envs
 
         if not model:
             raise EefError(f"--policy {policy} needs --model")
@@ -156,8 +156,9 @@ def expert_command(
         backend = build_policy(policy, model, base_url=base_url, device=device, dtype=dtype,
                                max_batch_size=max_batch_size, concurrency=concurrency, api_key_env=api_key_env)
         try:
-            report = generate_with_policy(clone_envs(env, num_envs, options), backend, tasks, prompt, out, config,
-                                          rollouts=rollouts, prices=prices, progress=True)
+            with cloned_envs(env, num_envs, options) as envs:
+                report = generate_with_policy(envs, backend, tasks, prompt, out, config, rollouts=rollouts,
+                                              prices=prices, progress=True)
         finally:
             backend.close()
     cost = f", estimated cost ${report.cost:.4f}" if report.cost is not None else ""

@@ -38,7 +38,7 @@ from eef.envs.protocol import TextEnv
 from eef.errors import EefError
 from eef.methods import (PositiveRepository, Solution, analyse_all, eef_solutions, expert_demonstrations,
                          self_solutions, state_positions)
-from eef.rollout import RolloutConfig, Start, clone_envs, pending, rollout, trajectory_id
+from eef.rollout import RolloutConfig, Start, cloned_envs, pending, rollout, trajectory_id
 from eef.trajectory import Message, Trajectory, append_trajectories, read_trajectories, write_trajectories
 
 
@@ -198,13 +198,14 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
                                    seed=config.seed, source="self", iteration=iteration)
     _, todo = pending(path, starts, rollout_config)
     todo, reused = reuse_rollouts(rd.root, config.methods.run, method, iteration, str(model), todo, rollout_config, path)
-    envs = clone_envs(env, config.rollout.num_envs, config.env.options)
-    before = _incidents(envs)
     policy = _policy(config, model)
     try:
-        result = rollout(envs, policy, todo, prompt, rollout_config,
-                         on_trajectory=lambda t: append_trajectories(path, [t]), progress=True,
-                         description=f"explore {method} {iteration}")
+        with cloned_envs(env, config.rollout.num_envs, config.env.options) as envs:
+            before = _incidents(envs)
+            result = rollout(envs, policy, todo, prompt, rollout_config,
+                             on_trajectory=lambda t: append_trajectories(path, [t]), progress=True,
+                             description=f"explore {method} {iteration}")
+            incidents = _incident_record(before, envs)
     finally:
         policy.close()
     trajectories = read_trajectories(path, skip_torn_tail=True)
@@ -212,7 +213,7 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
     rd.finish(stage / "explore", {
         "stage": "explore", "method": method, "iteration": iteration, "episodes": len(trajectories),
         "from_s0": len(trajectories) - len(from_states), "from_states": len(from_states), "reused": reused,
-        **_incident_record(before, envs),
+        **incidents,
         "successes": sum(t.success for t in trajectories),
         # whether the expert's states help: EEF needs its restored starts to succeed where s0 does not
         "successes_from_states": sum(t.success for t in from_states),
@@ -352,21 +353,22 @@ def evaluate_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Me
 
     began = time.perf_counter()
     tasks = env.task_ids(config.eval.split)[: config.eval.limit]
-    envs = clone_envs(env, config.rollout.num_envs, config.env.options)
-    before = _incidents(envs)
     policy = _policy(config, stage / "checkpoint")
     try:
-        report = evaluate(envs, policy, tasks, prompt,
-                          split=config.eval.split, max_new_tokens=config.eval.max_new_tokens,
-                          temperature=config.eval.temperature, seed=config.seed, out_dir=stage / "eval",
-                          progress=True)
+        with cloned_envs(env, config.rollout.num_envs, config.env.options) as envs:
+            before = _incidents(envs)
+            report = evaluate(envs, policy, tasks, prompt,
+                              split=config.eval.split, max_new_tokens=config.eval.max_new_tokens,
+                              temperature=config.eval.temperature, seed=config.seed, out_dir=stage / "eval",
+                              progress=True)
+            incidents = _incident_record(before, envs)
     finally:
         policy.close()
     trajectories = read_trajectories(stage / "eval" / "trajectories.jsonl")
     return rd.finish(stage / "eval", {
         "stage": "eval", "method": method, "iteration": iteration, "win_rate": report.win_rate,
         "score": round(report.score, 4), "navigation": navigation_shares(trajectories),
-        **_incident_record(before, envs), "seconds": round(time.perf_counter() - began, 2)})
+        **incidents, "seconds": round(time.perf_counter() - began, 2)})
 
 
 def _incidents(envs: list[TextEnv]) -> Counter:

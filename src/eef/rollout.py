@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -124,6 +125,20 @@ def clone_envs(env: TextEnv, count: int, options: dict | None = None) -> list[Te
     fork = getattr(env, "fork", None)
     return [env] + [fork() if callable(fork) else make(env.name, **(options or {})) for _ in range(count - 1)]
 
+
+
+@contextmanager
+def cloned_envs(env: TextEnv, count: int, options: dict | None = None) -> Iterator[list[TextEnv]]:
+    """:func:`clone_envs` for one stage: the clones (not ``env``) are closed on exit, since a
+    ScienceWorld clone holds a JVM."""
+    envs = clone_envs(env, count, options)
+    try:
+        yield envs
+    finally:
+        for clone in envs[1:]:
+            close = getattr(clone, "close", None)
+            if callable(close):
+                close()
 
 @dataclass
 class _Episode:

@@ -39,8 +39,9 @@ class TinyModelConfig:
         hidden_size: model width.
         layers: decoder layers.
         heads: attention heads.
-        kv_heads: key/value heads (fewer than ``heads``: grouped-query attention, a smaller KV
-            cache, so decoding, which reads the whole cache at every token, is faster).
+        kv_heads: key/value heads, a divisor of ``heads`` (None: as many as ``heads``). Fewer is
+            grouped-query attention: a smaller KV cache, and decoding, which reads the whole
+            cache at every token, is faster.
         intermediate_size: MLP width.
         max_positions: longest sequence (prompt + conversation) the model takes.
         corpus_tasks: tasks whose episodes feed the tokenizer's text.
@@ -53,7 +54,7 @@ class TinyModelConfig:
     hidden_size: int = 128
     layers: int = 4
     heads: int = 4
-    kv_heads: int = 4
+    kv_heads: int | None = None
     intermediate_size: int = 512
     max_positions: int = 4096
     corpus_tasks: int = 2000
@@ -122,7 +123,7 @@ def create_tiny_model(env: TextEnv, out_dir: str | Path, config: TinyModelConfig
                                 config.whole_tokens)
     model_config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
-        num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=config.kv_heads,
+        num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=config.kv_heads or config.heads,
         max_position_embeddings=config.max_positions, tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
