@@ -1,3 +1,5 @@
+import pytest
+
 from eef.agent import PromptConfig, SamplingParams, build_prompt
 from eef.data.generate import Prices, UsageMeter, generate_with_policy, generate_with_program
 from eef.experts.oracle import oracle_trajectory
@@ -36,14 +38,19 @@ def test_every_episode_is_kept_with_usage_and_a_rerun_skips_finished_tasks(tmp_p
     assert sum(t.meta["usage"]["prompt_tokens"] for t in trajectories) == policy.prompt_tokens
     assert sum(t.meta["usage"]["model_calls"] for t in trajectories) == policy.calls
     assert all(t.meta["usage"]["model_calls"] == len(t.turns) for t in trajectories)
-    assert first.cost == Prices(1.0, 4.0).cost(policy.prompt_tokens, policy.completion_tokens)
+    assert first.cost == pytest.approx(Prices(1.0, 4.0).cost(policy.prompt_tokens, policy.completion_tokens))
     assert all(t.provenance.model == "fake-gpt" and t.provenance.sampling["seed"] == 3 for t in trajectories)
     assert first.successes == sum(t.success for t in trajectories) < 6  # failures are kept
 
     calls = policy.calls
     again = generate_with_policy(clone_envs(shop_env, 3), policy, tasks, prompt, out, config, rollouts=2)
-    assert (again.new, again.episodes, again.cost) == (4, 10, None)
+    assert (again.new, again.episodes, again.cost) == (4, 10, None)  # four episodes have no price
     assert policy.calls > calls and len(read_trajectories(out)) == 10
+    later = generate_with_policy(clone_envs(shop_env, 3), policy, tasks, prompt, out, config, rollouts=2,
+                                 prices=Prices(2.0, 8.0))
+    unpriced = [t.meta["usage"] for t in read_trajectories(out)[6:]]
+    assert later.new == 0 and later.cost == pytest.approx(first.cost + sum(  # the first six keep their prices
+        Prices(2.0, 8.0).cost(u["prompt_tokens"], u["completion_tokens"]) for u in unpriced))
 
 
 def test_program_experts_resume_too(tmp_path, shop_env):

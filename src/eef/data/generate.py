@@ -88,7 +88,8 @@ class GenerationReport:
         successes: successful ones.
         prompt_tokens: prompt tokens over the file.
         completion_tokens: completion tokens over the file.
-        cost: estimated dollars over the file (None without prices).
+        cost: estimated dollars over the file, each episode at the prices it was recorded with
+            (one recorded without prices at this run's); None while an episode has no price.
         seconds: this run's wall time.
     """
 
@@ -169,9 +170,11 @@ def generate_with_program(env: TextEnv, expert: Callable[[TextEnv, str, tuple[Me
 def _report(out: Path, new: int, prices: Prices | None, seconds: float) -> GenerationReport:
     trajectories = read_trajectories(out, skip_torn_tail=True) if out.exists() else []
     usage = [t.meta.get(USAGE_KEY, {}) for t in trajectories]
-    prompt_tokens = sum(u.get("prompt_tokens", 0) for u in usage)
-    completion_tokens = sum(u.get("completion_tokens", 0) for u in usage)
+    # each episode at the prices it was recorded with; one recorded without at this run's
+    costs = [u["cost"] if "cost" in u else None if prices is None else
+             prices.cost(u.get("prompt_tokens", 0), u.get("completion_tokens", 0)) for u in usage]
     return GenerationReport(
         episodes=len(trajectories), new=new, successes=sum(t.success for t in trajectories),
-        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-        cost=prices.cost(prompt_tokens, completion_tokens) if prices is not None else None, seconds=seconds)
+        prompt_tokens=sum(u.get("prompt_tokens", 0) for u in usage),
+        completion_tokens=sum(u.get("completion_tokens", 0) for u in usage),
+        cost=None if None in costs else sum(costs), seconds=seconds)
