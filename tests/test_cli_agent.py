@@ -19,8 +19,11 @@ def _ok(args):
 def test_explore_train_eval_on_files(tmp_path):
     model = tmp_path / "model"
     _ok(["model", "init", "--out", str(model), "--layers", "1", "--hidden-size", "32", "--heads", "2",
-         "--intermediate-size", "64", "--vocab-size", "600"])
-    assert (model / "config.json").is_file() and (model / "tokenizer.json").is_file()
+         "--kv-heads", "1", "--intermediate-size", "64", "--vocab-size", "600"])
+    assert (model / "tokenizer.json").is_file()
+    assert json.loads((model / "config.json").read_text())["num_key_value_heads"] == 1  # grouped-query from here on
+    refused = runner.invoke(app, ["model", "init", "--out", str(tmp_path / "odd"), "--heads", "4", "--kv-heads", "3"])
+    assert "does not divide --heads 4" in str(refused.exception)
 
     rollouts = tmp_path / "rollouts.jsonl"
     explore = ["explore", "shop", "--model", str(model), "--out", str(rollouts), "--limit", "3", "--rollouts", "2",

@@ -54,14 +54,18 @@ def model_init(
     out: Annotated[Path, typer.Option(help="Directory to create.")],
     env_name: Annotated[str, typer.Option("--env", help="Environment whose text builds the tokenizer.")] = "shop",
     layers: int = 4, hidden_size: int = 128, heads: int = 4, intermediate_size: int = 512,
+    kv_heads: Annotated[Optional[int], typer.Option(help="Key/value heads, a divisor of --heads "
+                                                         "(default: one per head).")] = None,
     vocab_size: int = 2048, seed: int = 0, option: EnvOptions = None,
 ) -> None:
     """Create the tiny default model: a Llama with a tokenizer built from the environment's text."""
     from eef.models.tiny import TinyModelConfig, create_tiny_model
 
     env, _ = _env_and_options(env_name, option)
+    if kv_heads is not None and (kv_heads < 1 or heads % kv_heads):
+        raise EefError(f"--kv-heads {kv_heads} does not divide --heads {heads}")
     config = TinyModelConfig(vocab_size=vocab_size, hidden_size=hidden_size, layers=layers, heads=heads,
-                             intermediate_size=intermediate_size, seed=seed)
+                             kv_heads=kv_heads, intermediate_size=intermediate_size, seed=seed)
     path = create_tiny_model(env, out, config)
     facts = json.loads((path / "eef_tiny_model.json").read_text())
     typer.echo(f"created {path}: {facts['parameters']:,} parameters, vocabulary {facts['tokens']}")
