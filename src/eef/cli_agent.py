@@ -62,10 +62,10 @@ def model_init(
     from eef.models.tiny import TinyModelConfig, create_tiny_model
 
     env, _ = _env_and_options(env_name, option)
-    if kv_heads is not None and (kv_heads < 1 or heads % kv_heads):
-        raise EefError(f"--kv-heads {kv_heads} does not divide --heads {heads}")
     config = TinyModelConfig(vocab_size=vocab_size, hidden_size=hidden_size, layers=layers, heads=heads,
                              kv_heads=kv_heads, intermediate_size=intermediate_size, seed=seed)
+    if not config.kv_heads_divide_heads():
+        raise EefError(f"--kv-heads {kv_heads} does not divide --heads {heads}")
     path = create_tiny_model(env, out, config)
     facts = json.loads((path / "eef_tiny_model.json").read_text())
     typer.echo(f"created {path}: {facts['parameters']:,} parameters, vocabulary {facts['tokens']}")
@@ -112,8 +112,8 @@ def explore(
     prompt = build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env)
     try:
         with cloned_envs(env, num_envs, options) as envs:
-            result = rollout(envs, policy, todo, prompt, config,
-                             on_trajectory=lambda t: append_trajectories(out, [t]), progress=True, description="explore")
+            result = rollout(envs, policy, todo, prompt, config, on_trajectory=lambda t: append_trajectories(out, [t]),
+                             progress=True, description="explore")
     finally:
         policy.close()
     if result.diverged:

@@ -295,7 +295,7 @@ def _cross_checks(config: RunConfig, base: Path) -> list[str]:
         if value < 1:
             problems.append(f"{key}: must be at least 1, got {value}")
     tiny = config.model.tiny
-    if tiny.kv_heads is not None and (tiny.kv_heads < 1 or tiny.heads % tiny.kv_heads):
+    if not tiny.kv_heads_divide_heads():
         problems.append(f"model.tiny.kv_heads: must divide model.tiny.heads ({tiny.heads}), got {tiny.kv_heads}")
     if not 0 < config.train.decay_ratio <= 1:
         problems.append(f"train.decay_ratio: must be in (0, 1], got {config.train.decay_ratio}")

@@ -126,7 +126,6 @@ def clone_envs(env: TextEnv, count: int, options: dict | None = None) -> list[Te
     return [env] + [fork() if callable(fork) else make(env.name, **(options or {})) for _ in range(count - 1)]
 
 
-
 @contextmanager
 def cloned_envs(env: TextEnv, count: int, options: dict | None = None) -> Iterator[list[TextEnv]]:
     """:func:`clone_envs` for one stage: the clones (not ``env``) are closed on exit, since a
@@ -139,6 +138,7 @@ def cloned_envs(env: TextEnv, count: int, options: dict | None = None) -> Iterat
             close = getattr(clone, "close", None)
             if callable(close):
                 close()
+
 
 @dataclass
 class _Episode:

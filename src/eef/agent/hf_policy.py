@@ -19,11 +19,11 @@ from eef.agent.policy import Completion, GenerationRequest, SamplingParams, appl
 from eef.agent.prefix_cache import CacheEntry, PrefixCache
 from eef.errors import EefError
 
-# End-of-turn markers of common chat templates, used as stop tokens when the vocabulary has them.
 # Finished rows stay in the batch (fed padding, their output ignored) until a quarter of it has
 # finished: dropping rows gathers the whole KV cache, and doing it at every finished row cost
 # more than the finished rows' share of the forward.
 COMPACT_AT = 0.75
+# End-of-turn markers of common chat templates, used as stop tokens when the vocabulary has them.
 END_OF_TURN_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
 
 

@@ -170,11 +170,18 @@ def generate_with_program(env: TextEnv, expert: Callable[[TextEnv, str, tuple[Me
 def _report(out: Path, new: int, prices: Prices | None, seconds: float) -> GenerationReport:
     trajectories = read_trajectories(out, skip_torn_tail=True) if out.exists() else []
     usage = [t.meta.get(USAGE_KEY, {}) for t in trajectories]
-    # each episode at the prices it was recorded with; one recorded without at this run's
-    costs = [u["cost"] if "cost" in u else None if prices is None else
-             prices.cost(u.get("prompt_tokens", 0), u.get("completion_tokens", 0)) for u in usage]
+    costs = [_episode_cost(u, prices) for u in usage]
     return GenerationReport(
         episodes=len(trajectories), new=new, successes=sum(t.success for t in trajectories),
         prompt_tokens=sum(u.get("prompt_tokens", 0) for u in usage),
         completion_tokens=sum(u.get("completion_tokens", 0) for u in usage),
         cost=None if None in costs else sum(costs), seconds=seconds)
+
+
+def _episode_cost(usage: dict[str, Any], prices: Prices | None) -> float | None:
+    """An episode's cost at the prices it was recorded with; one recorded without at ``prices``."""
+    if "cost" in usage:
+        return usage["cost"]
+    if prices is None:
+        return None
+    return prices.cost(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))

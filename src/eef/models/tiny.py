@@ -61,6 +61,15 @@ class TinyModelConfig:
     whole_tokens: tuple[str, ...] = (" [SEP]",)
     seed: int = 0
 
+    @property
+    def key_value_heads(self) -> int:
+        """The model's key/value heads: ``kv_heads``, or one per head."""
+        return self.kv_heads or self.heads
+
+    def kv_heads_divide_heads(self) -> bool:
+        """Whether ``kv_heads`` is unset or a positive divisor of ``heads`` (grouped-query attention needs it)."""
+        return self.kv_heads is None or (self.kv_heads >= 1 and self.heads % self.kv_heads == 0)
+
 
 def environment_text(env: TextEnv, tasks: int, seed: int = 0) -> Iterator[str]:
     """Text an agent of ``env`` will see: observations along oracle (or random) episodes of the
@@ -123,7 +132,7 @@ def create_tiny_model(env: TextEnv, out_dir: str | Path, config: TinyModelConfig
                                 config.whole_tokens)
     model_config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
-        num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=config.kv_heads or config.heads,
+        num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=config.key_value_heads,
         max_position_embeddings=config.max_positions, tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
