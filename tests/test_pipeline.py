@@ -151,3 +151,20 @@ def test_experts_flagged_by_the_replay_check_are_never_explored(finished):
     config = _config(root)
     explored = explored_experts(config, [flagged, *failed[1:]])
     assert flagged.id not in {e.id for e in explored} and len(explored) == len(failed) - 1
+
+
+def test_the_scripted_experts_rates_from_the_config_reach_the_expert(tmp_path):
+    from eef.envs.registry import make
+    from eef.pipeline import _expert_source
+
+    env = make("shop")
+    tasks = env.task_ids("train")[:60]
+    careless, = load_config(None, ["expert.sources=[{kind: scripted, seed: 4, scripted: "
+                                   "{wrong_option: [1.0, 1.0, 1.0], skip_option: 0.0}}]"]).expert.sources
+    flawless, = load_config(None, ["expert.sources=[{kind: scripted, seed: 4, scripted: {wrong_option: [0.0, 0.0, 0.0], "
+                                   "skip_option: 0.0, decoy: [0.0, 0.0, 0.0]}}]"]).expert.sources
+    with_options = [t for t in _expert_source(careless, env, tasks, ()) if env.catalog.goals[env.catalog.goal_index(t.task_id)].options]
+    assert with_options and not any(t.success for t in with_options)  # every option set wrong
+    assert all(t.provenance.sampling["seed"] == 4 for t in with_options)
+    easy = [t for t in _expert_source(flawless, env, tasks, ()) if t.meta["tier"] == "easy"]
+    assert easy and all(t.success for t in easy)

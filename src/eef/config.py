@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from eef.errors import EefError
+from eef.experts.scripted_shop import ScriptedExpertConfig
 from eef.models.tiny import TinyModelConfig
 from eef.train.trainer import TrainConfig
 
@@ -82,6 +83,7 @@ class ExpertSource:
     path: str | None = None
     role: str = "clone"
     seed: int = 0
+    scripted: ScriptedExpertConfig | None = None  # kind scripted: its mistake rates (None: the defaults)
 
     CHOICES = {"kind": ("scripted", "oracle", "file", "gold", "perturbed"), "role": ("clone", "explore")}
 
@@ -198,6 +200,9 @@ def build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
     except TypeError as e:  # a problem already recorded made a value unusable
         problems.append(f"{path or '(top)'}: {e}")
         return cls()
+    except ValueError as e:  # the class's own check of its values
+        problems.append(f"{path.rstrip('.') or '(top)'}: {e}")
+        return cls()
 
 
 def _value(hint: Any, value: Any, path: str, problems: list[str]) -> Any:
@@ -289,6 +294,10 @@ def _cross_checks(config: RunConfig, base: Path) -> list[str]:
     for i, source in enumerate(config.expert.sources):
         if source.kind == "file" and (source.path is None or not (base / source.path).is_file()):
             problems.append(f"expert.sources[{i}].path: {source.path!r} is not a file")
+        if source.scripted is not None and source.kind != "scripted":
+            problems.append(f"expert.sources[{i}].scripted: only for kind scripted, not {source.kind!r}")
+        if source.scripted is not None and source.scripted.seed != ScriptedExpertConfig.seed:
+            problems.append(f"expert.sources[{i}].scripted.seed: set expert.sources[{i}].seed instead")
     for key, value in (("methods.iterations", config.methods.iterations), ("methods.eef.m", config.methods.eef.m),
                        ("methods.rollouts_per_state", config.methods.rollouts_per_state),
                        ("rollout.num_envs", config.rollout.num_envs)):

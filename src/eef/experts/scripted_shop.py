@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from eef.envs.shop.catalog import Product
 from eef.envs.shop.engine import ShopEnv
@@ -61,6 +61,17 @@ class ScriptedExpertConfig:
     prev_page: float = 0.15
     notice_decoy: float = 0.3
     refine_after_back: float = 0.5
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "seed":
+                continue
+            rates = value if isinstance(value, tuple) else (value,)
+            if isinstance(value, tuple) and len(value) != len(TIERS):
+                raise ValueError(f"{f.name}: expected one rate per tier ({', '.join(TIERS)}), got {list(value)}")
+            if not all(0.0 <= r <= 1.0 for r in rates):
+                raise ValueError(f"{f.name}: rates must lie in [0, 1], got {value}")
 
 
 class _Shopper:
