@@ -102,3 +102,21 @@ def test_only_the_generated_shop_with_tiers_is_accepted(shop_env):
     untiered = Catalog(catalog.products, [replace(g, tier=None) for g in catalog.goals], catalog.splits, catalog.prefix)
     with pytest.raises(EefError, match="tiered"):
         scripted_trajectory(ShopEnv(untiered), shop_env.task_ids("train")[0], PROMPT)
+
+
+def test_the_first_query_is_the_instructions_words_at_each_tiers_rate(shop_env):
+    from eef.envs.shop.generated import _naive_query
+
+    tasks = shop_env.task_ids("train")[:150]
+
+    def first_queries(naive_query):
+        played = scripted_trajectories(shop_env, tasks, PROMPT, ScriptedExpertConfig(naive_query=naive_query))
+        goals = shop_env.catalog.goals
+        return [(_tier(shop_env, t), t.actions[0] == f"search[{_naive_query(goals[shop_env.catalog.goal_index(t.task_id)].instruction)}]")
+                for t in played]
+
+    always, never = first_queries((1.0, 1.0, 1.0)), first_queries((0.0, 0.0, 0.0))
+    assert {tier for tier, _ in always} == {"easy", "medium", "hard"} and all(naive for _, naive in always)
+    assert not any(naive for _, naive in never)
+    only_hard = first_queries((0.0, 0.0, 1.0))
+    assert all(naive == (tier == "hard") for tier, naive in only_hard)

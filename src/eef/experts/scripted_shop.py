@@ -41,8 +41,9 @@ class ScriptedExpertConfig:
             only EEF trains on. At 0.55 its 17 hard successes already taught the tiny model to
             page and refine, and RFT reached as many hard goals as EEF.
         skip_option: per option, leave it unset.
-        naive_query: hard goals: search the instruction's words first (else material and kind
-            with a wrong variant word).
+        naive_query: search the instruction's words first, as GPT-4 often does (else brand,
+            material and kind; on hard goals material and kind with a wrong variant word). Easy
+            and medium goals are made so that this query finds them on the first page.
         next_page: the target is not on the results page: click ``Next >``.
         refine: the target is not on the results page: search again with the variant word.
         prev_page: on a later results page without the target: click ``< Prev`` (dithering).
@@ -55,7 +56,7 @@ class ScriptedExpertConfig:
     decoy: tuple[float, float, float] = (0.25, 0.6, 0.75)
     wrong_option: tuple[float, float, float] = (0.2, 0.22, 0.7)
     skip_option: float = 0.04
-    naive_query: float = 0.7
+    naive_query: tuple[float, float, float] = (0.0, 0.0, 0.7)
     next_page: float = 0.55
     refine: float = 0.2
     prev_page: float = 0.15
@@ -105,10 +106,11 @@ class _Shopper:
 
     def _search(self) -> tuple[str, str]:
         if self.first_query is None:
-            if self.goal.tier != "hard":
-                self.first_query = f"{self.brand} {self.material} {self.kind}"
-            elif self.rng.random() < self.config.naive_query:
+            rate = self.config.naive_query[self.tier]
+            if rate and self.rng.random() < rate:  # no draw at rate 0: the later choices keep their stream
                 self.first_query = _naive_query(self.goal.instruction)
+            elif self.goal.tier != "hard":
+                self.first_query = f"{self.brand} {self.material} {self.kind}"
             else:
                 wrong = self.rng.choice(sorted(set(VARIANTS) - {self.variant}))
                 self.first_query = f"{wrong} {self.material} {self.kind}"
