@@ -17,7 +17,7 @@ def _write(tmp_path, data):
 def test_the_shipped_default_is_valid_and_names_every_method():
     config = load_config(DEFAULT_CONFIG)
     assert config.methods.run == ("sft_pos", "rft", "rft_k", "eef")
-    assert config.methods.eef.m == 5 and config.methods.rft_k is None
+    assert config.methods.eef.m == 3 and config.methods.rft_k is None and config.model.tiny.kv_heads == 1
     assert config.as_dict()["methods"]["run"] == ["sft_pos", "rft", "rft_k", "eef"]
 
 

@@ -120,3 +120,17 @@ def test_the_first_query_is_the_instructions_words_at_each_tiers_rate(shop_env):
     assert not any(naive for _, naive in never)
     only_hard = first_queries((0.0, 0.0, 1.0))
     assert all(naive == (tier == "hard") for tier, naive in only_hard)
+
+
+
+def test_an_overlooked_target_is_found_again_after_paging(shop_env):
+    tasks = shop_env.task_ids("train")[:150]
+    careful = ScriptedExpertConfig(decoy=(0.0, 0.0, 0.0), wrong_option=(0.0, 0.0, 0.0), skip_option=0.0)
+    paging = scripted_trajectories(shop_env, tasks, PROMPT, replace(careful, overlook=(1.0, 1.0, 0.0)))
+    plain = scripted_trajectories(shop_env, tasks, PROMPT, careful)
+    for t, p in zip(paging, plain):
+        if _tier(shop_env, t) == "hard":
+            assert t.actions == p.actions  # no target on a hard goal's first page: nothing to overlook
+        else:
+            assert t.actions[1:3] == ["click[Next >]", "click[< Prev]"] and t.actions[3:] == p.actions[1:]
+            assert t.success and p.success

@@ -44,6 +44,8 @@ class ScriptedExpertConfig:
         naive_query: search the instruction's words first, as GPT-4 often does (else brand,
             material and kind; on hard goals material and kind with a wrong variant word). Easy
             and medium goals are made so that this query finds them on the first page.
+        overlook: the target is on the first results page: miss it, click ``Next >`` and come back
+            with ``< Prev`` (successes then hold paging too, as the failures of hard goals do).
         next_page: the target is not on the results page: click ``Next >``.
         refine: the target is not on the results page: search again with the variant word.
         prev_page: on a later results page without the target: click ``< Prev`` (dithering).
@@ -57,6 +59,7 @@ class ScriptedExpertConfig:
     wrong_option: tuple[float, float, float] = (0.2, 0.22, 0.7)
     skip_option: float = 0.04
     naive_query: tuple[float, float, float] = (0.0, 0.0, 0.7)
+    overlook: tuple[float, float, float] = (0.0, 0.0, 0.0)
     next_page: float = 0.55
     refine: float = 0.2
     prev_page: float = 0.15
@@ -91,6 +94,7 @@ class _Shopper:
         self.first_query: str | None = None
         self.knows_variant = False  # set once the expert has searched with the variant word
         self.visited: set[str] = set()
+        self.overlooked = False  # set once the expert has missed the target on the first page
         self.plan: list[tuple[str, str]] | None = None  # option clicks left on the current item page
 
     def act(self, observation: str) -> tuple[str, str]:
@@ -106,8 +110,7 @@ class _Shopper:
 
     def _search(self) -> tuple[str, str]:
         if self.first_query is None:
-            rate = self.config.naive_query[self.tier]
-            if rate and self.rng.random() < rate:  # no draw at rate 0: the later choices keep their stream
+            if self._draws(self.config.naive_query[self.tier]):
                 self.first_query = _naive_query(self.goal.instruction)
             elif self.goal.tier != "hard":
                 self.first_query = f"{self.brand} {self.material} {self.kind}"
@@ -130,6 +133,11 @@ class _Shopper:
         products = [self.env.catalog.by_asin[a] for a in _ASIN.findall(observation)]
         on_page = self.target in products
         decoy = self._decoy(products, strict=on_page and self.knows_variant)
+        if on_page and page_number == 1 and not self.overlooked and self._draws(self.config.overlook[self.tier]):
+            self.overlooked = True
+            return f"The results do not show {self._a(self.thing)}; I check the next page.", "click[Next >]"
+        if self.overlooked and not on_page and page_number > 1:
+            return "I go back to the previous page to compare the items again.", "click[< Prev]"
         if on_page:
             if decoy is not None and self.rng.random() < self.config.decoy[self.tier]:
                 return self._open(decoy)
@@ -188,6 +196,10 @@ class _Shopper:
                 value = self.rng.choice(others)
             plan.append((name, value))
         return plan
+
+    def _draws(self, rate: float) -> bool:
+        """True with probability ``rate``; no draw at rate 0, so the later choices keep their stream."""
+        return rate > 0 and self.rng.random() < rate
 
     @staticmethod
     def _a(words: str) -> str:
