@@ -190,17 +190,17 @@ def build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
         if key not in names:
             problems.append(f"{path}{key}: unknown key; known: {', '.join(sorted(names))}")
     values = {}
+    known_problems = len(problems)
     for name in sorted(names & set(data)):
         values[name] = _value(hints[name], data[name], f"{path}{name}", problems)
         choices = getattr(cls, "CHOICES", {}).get(name)
         if choices and values[name] not in choices:
             problems.append(f"{path}{name}: {values[name]!r} is not one of {', '.join(choices)}")
+    if len(problems) > known_problems:  # its values are placeholders: the class's own checks would only echo them
+        return cls()
     try:
         return cls(**values)
-    except TypeError as e:  # a problem already recorded made a value unusable
-        problems.append(f"{path or '(top)'}: {e}")
-        return cls()
-    except ValueError as e:  # the class's own check of its values
+    except (TypeError, ValueError) as e:  # the class's own checks of its values
         problems.append(f"{path.rstrip('.') or '(top)'}: {e}")
         return cls()
 

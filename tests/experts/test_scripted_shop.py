@@ -122,7 +122,6 @@ def test_the_first_query_is_the_instructions_words_at_each_tiers_rate(shop_env):
     assert all(naive == (tier == "hard") for tier, naive in only_hard)
 
 
-
 def test_an_overlooked_target_is_found_again_after_paging(shop_env):
     tasks = shop_env.task_ids("train")[:150]
     careful = ScriptedExpertConfig(decoy=(0.0, 0.0, 0.0), wrong_option=(0.0, 0.0, 0.0), skip_option=0.0)
@@ -130,7 +129,27 @@ def test_an_overlooked_target_is_found_again_after_paging(shop_env):
     plain = scripted_trajectories(shop_env, tasks, PROMPT, careful)
     for t, p in zip(paging, plain):
         if _tier(shop_env, t) == "hard":
-            assert t.actions == p.actions  # no target on a hard goal's first page: nothing to overlook
+            assert t.actions == p.actions  # its rate is 0: not even a random draw
         else:
             assert t.actions[1:3] == ["click[Next >]", "click[< Prev]"] and t.actions[3:] == p.actions[1:]
             assert t.success and p.success
+
+
+
+def test_an_overlook_pages_back_once_and_later_paging_is_the_experts_own(shop_env):
+    import random
+
+    from eef.experts.scripted_shop import _Shopper
+
+    env = shop_env.fork()
+    goals = shop_env.catalog.goals
+    task = next(t for t in shop_env.task_ids("train") if goals[shop_env.catalog.goal_index(t)].tier == "easy")
+    observation = env.reset(task)
+    shopper = _Shopper(env, ScriptedExpertConfig(overlook=(1.0, 1.0, 1.0), prev_page=0.0), random.Random(0))
+    actions = []
+    for _ in range(3):  # search, overlook the target (Next >), page back (< Prev)
+        actions.append(shopper.act(observation)[1])
+        observation = env.step(actions[-1]).observation
+    assert actions[1:] == ["click[Next >]", "click[< Prev]"]
+    observation = env.step("click[Next >]").observation  # back on page 2, now for the expert's own reasons
+    assert shopper.act(observation)[1] != "click[< Prev]"  # without dithering (prev_page 0) it never pages back

@@ -71,9 +71,10 @@ class ScriptedExpertConfig:
             value = getattr(self, f.name)
             if f.name == "seed":
                 continue
-            rates = value if isinstance(value, tuple) else (value,)
-            if isinstance(value, tuple) and len(value) != len(TIERS):
-                raise ValueError(f"{f.name}: expected one rate per tier ({', '.join(TIERS)}), got {list(value)}")
+            per_tier = str(f.type).startswith("tuple")
+            rates = value if per_tier and isinstance(value, tuple) else (value,)
+            if per_tier and (not isinstance(value, tuple) or len(value) != len(TIERS)):
+                raise ValueError(f"{f.name}: expected one rate per tier ({', '.join(TIERS)}), got {value!r}")
             if not all(0.0 <= r <= 1.0 for r in rates):
                 raise ValueError(f"{f.name}: rates must lie in [0, 1], got {value}")
 
@@ -94,7 +95,8 @@ class _Shopper:
         self.first_query: str | None = None
         self.knows_variant = False  # set once the expert has searched with the variant word
         self.visited: set[str] = set()
-        self.overlooked = False  # set once the expert has missed the target on the first page
+        self.overlooked = False  # the expert has missed the target on a first page (once per episode)
+        self.returning = False  # ... and pages back to it next
         self.plan: list[tuple[str, str]] | None = None  # option clicks left on the current item page
 
     def act(self, observation: str) -> tuple[str, str]:
@@ -134,9 +136,10 @@ class _Shopper:
         on_page = self.target in products
         decoy = self._decoy(products, strict=on_page and self.knows_variant)
         if on_page and page_number == 1 and not self.overlooked and self._draws(self.config.overlook[self.tier]):
-            self.overlooked = True
+            self.overlooked = self.returning = True
             return f"The results do not show {self._a(self.thing)}; I check the next page.", "click[Next >]"
-        if self.overlooked and not on_page and page_number > 1:
+        if self.returning and page_number > 1:
+            self.returning = False
             return "I go back to the previous page to compare the items again.", "click[< Prev]"
         if on_page:
             if decoy is not None and self.rng.random() < self.config.decoy[self.tier]:
