@@ -294,10 +294,11 @@ def _cross_checks(config: RunConfig, base: Path) -> list[str]:
     for i, source in enumerate(config.expert.sources):
         if source.kind == "file" and (source.path is None or not (base / source.path).is_file()):
             problems.append(f"expert.sources[{i}].path: {source.path!r} is not a file")
-        if source.scripted is not None and source.kind != "scripted":
-            problems.append(f"expert.sources[{i}].scripted: only for kind scripted, not {source.kind!r}")
-        if source.scripted is not None and source.scripted.seed != ScriptedExpertConfig.seed:
-            problems.append(f"expert.sources[{i}].scripted.seed: set expert.sources[{i}].seed instead")
+        if source.scripted is not None:
+            if source.kind != "scripted":
+                problems.append(f"expert.sources[{i}].scripted: only for kind scripted, not {source.kind!r}")
+            if source.scripted.seed != ScriptedExpertConfig.seed:
+                problems.append(f"expert.sources[{i}].scripted.seed: set expert.sources[{i}].seed instead")
     for key, value in (("methods.iterations", config.methods.iterations), ("methods.eef.m", config.methods.eef.m),
                        ("methods.rollouts_per_state", config.methods.rollouts_per_state),
                        ("rollout.num_envs", config.rollout.num_envs)):

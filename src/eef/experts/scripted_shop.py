@@ -68,13 +68,13 @@ class ScriptedExpertConfig:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
             if f.name == "seed":
                 continue
-            per_tier = str(f.type).startswith("tuple")
-            rates = value if per_tier and isinstance(value, tuple) else (value,)
+            value = getattr(self, f.name)
+            per_tier = isinstance(f.default, tuple)  # the field's default says its shape
             if per_tier and (not isinstance(value, tuple) or len(value) != len(TIERS)):
                 raise ValueError(f"{f.name}: expected one rate per tier ({', '.join(TIERS)}), got {value!r}")
+            rates = value if per_tier else (value,)
             if not all(0.0 <= r <= 1.0 for r in rates):
                 raise ValueError(f"{f.name}: rates must lie in [0, 1], got {value}")
 
@@ -134,13 +134,13 @@ class _Shopper:
     def _on_results(self, observation: str, page_number: int) -> tuple[str, str]:
         products = [self.env.catalog.by_asin[a] for a in _ASIN.findall(observation)]
         on_page = self.target in products
-        decoy = self._decoy(products, strict=on_page and self.knows_variant)
         if on_page and page_number == 1 and not self.overlooked and self._draws(self.config.overlook[self.tier]):
             self.overlooked = self.returning = True
-            return f"The results do not show {self._a(self.thing)}; I check the next page.", "click[Next >]"
+            return self._next_page()
         if self.returning and page_number > 1:
             self.returning = False
-            return "I go back to the previous page to compare the items again.", "click[< Prev]"
+            return self._previous_page()
+        decoy = self._decoy(products, strict=on_page and self.knows_variant)
         if on_page:
             if decoy is not None and self.rng.random() < self.config.decoy[self.tier]:
                 return self._open(decoy)
@@ -148,15 +148,22 @@ class _Shopper:
         draw, c = self.rng.random(), self.config
         if page_number > 1:  # one draw decides between < Prev, Next >, a refined search and a decoy
             if draw < c.prev_page:
-                return "I go back to the previous page to compare the items again.", "click[< Prev]"
+                return self._previous_page()
             draw -= c.prev_page
         if draw < c.next_page or (decoy is None and products):
-            return f"The results do not show {self._a(self.thing)}; I check the next page.", "click[Next >]"
+            return self._next_page()
         if draw < c.next_page + c.refine and self.goal.tier == "hard":
             return self._refine()
         if decoy is None:
             return "Nothing here fits; I start a new search.", "click[Back to Search]"
         return self._open(decoy)
+
+    def _next_page(self) -> tuple[str, str]:
+        return f"The results do not show {self._a(self.thing)}; I check the next page.", "click[Next >]"
+
+    @staticmethod
+    def _previous_page() -> tuple[str, str]:
+        return "I go back to the previous page to compare the items again.", "click[< Prev]"
 
     def _decoy(self, products: Sequence[Product], strict: bool = False) -> Product | None:
         """The first unvisited non-target item of the right kind on the page that shares most words
