@@ -58,6 +58,16 @@ def test_overrides_are_typed_and_validated_too():
         load_config(None, ["methods.iterations"])
 
 
+def test_rollout_workers_need_the_hf_backend_and_an_environment_each():
+    assert load_config(None, ["rollout.workers=2"]).rollout.workers == 2
+    with pytest.raises(ConfigError, match="rollout.workers: must be at least 1, got 0"):
+        load_config(None, ["rollout.workers=0"])
+    with pytest.raises(ConfigError, match="rollout.workers: 2 worker processes need model.backend hf"):
+        load_config(None, ["rollout.workers=2", "model.backend=vllm"])
+    with pytest.raises(ConfigError, match=r"rollout.workers: 4 workers need at least as many environments \(rollout.num_envs is 2\)"):
+        load_config(None, ["rollout.workers=4", "rollout.num_envs=2"])
+
+
 def test_a_missing_or_broken_file_is_a_clear_error(tmp_path):
     with pytest.raises(EefError, match="no such configuration file"):
         load_config(tmp_path / "absent.yaml")

@@ -21,7 +21,7 @@ from eef.trajectory import read_trajectories
 TINY = ["expert.limit=12", "eval.limit=8", "methods.iterations=1", "methods.run=[sft_pos, rft, eef]",
         "model.tiny.layers=1", "model.tiny.hidden_size=32", "model.tiny.heads=2", "model.tiny.intermediate_size=64",
         "model.tiny.vocab_size=600", "train.epochs=1", "rollout.max_new_tokens=16", "eval.max_new_tokens=16",
-        "rollout.num_envs=8", "methods.eef.m=3", "methods.train_from=previous", "methods.iteration_epochs=2"]
+        "rollout.num_envs=8", "rollout.workers=2", "methods.eef.m=3", "methods.train_from=previous", "methods.iteration_epochs=2"]
 
 
 def _config(run_dir, *more):
@@ -103,6 +103,18 @@ def test_another_configuration_is_refused(finished):
         run(_config(root))
 
 
+def test_worker_processes_need_an_environment_that_lives_in_this_process(tmp_path, monkeypatch):
+    from eef import pipeline
+
+    class Remote:  # stands for an environment that holds a JVM or a server connection
+        name, process_local = "remote", False
+
+    monkeypatch.setattr(pipeline, "make", lambda name, **options: Remote())
+    with pytest.raises(EefError, match="rollout.workers: 2 worker processes need an environment that lives wholly"):
+        run(_config(tmp_path / "remote"))
+    assert not (tmp_path / "remote").exists()  # refused before anything was written
+
+
 def test_kill_9_during_exploration_loses_no_finished_episode(finished, tmp_path):
     reference_root, reference, _ = finished
     root = tmp_path / "killed"
@@ -122,21 +134,6 @@ def test_kill_9_during_exploration_loses_no_finished_episode(finished, tmp_path)
     assert len(ids) == len(set(ids)) and kept <= set(ids)
     reference_ids = [t.id for t in read_trajectories(reference_root / "rft" / "iter-1" / "rollouts.jsonl")]
     assert sorted(ids) == sorted(reference_ids)
-
-
-def test_a_stage_records_only_its_own_environment_incidents():
-    from types import SimpleNamespace
-
-    from eef.pipeline import _incident_record, _incidents
-
-    shared = SimpleNamespace(metrics={"episode_retries": 2, "restore_divergences": 1})  # earlier stages' counts
-    twin, plain = SimpleNamespace(metrics={"episode_retries": 0, "restore_divergences": 0}), SimpleNamespace()
-    envs = [shared, twin, plain]
-    before = _incidents(envs)
-    assert _incident_record(before, envs) == {}
-    shared.metrics["episode_retries"] += 1  # a JVM died mid-episode and the episode was retried
-    twin.metrics["restore_divergences"] += 2
-    assert _incident_record(before, envs) == {"env_incidents": {"episode_retries": 1, "restore_divergences": 2}}
 
 
 def test_experts_flagged_by_the_replay_check_are_never_explored(finished):

@@ -22,6 +22,8 @@ EnvOptions = Annotated[
 Backend = Annotated[str, typer.Option(help="Policy backend: hf, openai or vllm.")]
 BaseUrl = Annotated[Optional[str], typer.Option(help="Server URL for --backend openai, e.g. http://localhost:8000/v1.")]
 NumEnvs = Annotated[int, typer.Option(help="Episodes stepped together (the batch width).")]
+Workers = Annotated[int, typer.Option(help="Forked single-threaded processes sharing the episodes (hf backend on the "
+                                           "CPU, an in-process environment); each steps NUM_ENVS / WORKERS.")]
 OneShot = Annotated[bool, typer.Option(help="Show a worked example episode before each task.")]
 SystemRole = Annotated[bool, typer.Option(help="Instruction in a system message; --no-system-role: a first user "
                                                "message answered by OK (templates without a system role).")]
@@ -81,7 +83,7 @@ def explore(
     from_file: Annotated[Optional[Path], typer.Option("--from", help="Start from states of these trajectories.")] = None,
     states: Annotated[str, typer.Option(help="With --from: 'all' or comma-separated state indices.")] = "all",
     temperature: float = 0.7, top_p: float = 1.0, max_new_tokens: int = 128, seed: int = 0,
-    iteration: int = 0, num_envs: NumEnvs = 16, backend: Backend = "hf", base_url: BaseUrl = None,
+    iteration: int = 0, num_envs: NumEnvs = 16, workers: Workers = 1, backend: Backend = "hf", base_url: BaseUrl = None,
     one_shot: OneShot = False, system_role: SystemRole = True, instruction: Instruction = None,
     device: Device = "auto", dtype: Dtype = "auto", max_batch_size: MaxBatch = 64, concurrency: Concurrency = 16,
     api_key_env: ApiKeyEnv = "OPENAI_API_KEY", option: EnvOptions = None,
@@ -93,7 +95,8 @@ def explore(
     from eef.agent import PromptConfig, SamplingParams, build_prompt
     from eef.agent.backends import build_policy
     from eef.atomic import write_jsonl_atomic
-    from eef.rollout import RolloutConfig, Start, cloned_envs, pending, rollout
+    from eef.rollout import RolloutConfig, Start, cloned_envs, pending
+    from eef.rollout_workers import rollout_in_workers
     from eef.trajectory import append_trajectories, read_trajectories
 
     env, options = _env_and_options(env_name, option)
@@ -112,8 +115,8 @@ def explore(
     prompt = build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env)
     try:
         with cloned_envs(env, num_envs, options) as envs:
-            result = rollout(envs, policy, todo, prompt, config, on_trajectory=lambda t: append_trajectories(out, [t]),
-                             progress=True, description="explore")
+            result = rollout_in_workers(workers, envs, policy, todo, prompt, config, progress=True, description="explore",
+                                        on_trajectory=lambda t: append_trajectories(out, [t]))
     finally:
         policy.close()
     if result.diverged:
@@ -200,7 +203,7 @@ def eval_command(
     split: str = "test", limit: Annotated[Optional[int], typer.Option(help="Only the first N tasks.")] = None,
     max_new_tokens: int = 128, temperature: Annotated[float, typer.Option(
         help="0 (the default) is greedy, the protocol's evaluation.")] = 0.0, seed: int = 0,
-    num_envs: NumEnvs = 16, backend: Backend = "hf", base_url: BaseUrl = None,
+    num_envs: NumEnvs = 16, workers: Workers = 1, backend: Backend = "hf", base_url: BaseUrl = None,
     one_shot: OneShot = False, system_role: SystemRole = True, instruction: Instruction = None,
     device: Device = "auto", dtype: Dtype = "auto", max_batch_size: MaxBatch = 64, concurrency: Concurrency = 16,
     api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
@@ -222,7 +225,7 @@ def eval_command(
             report = evaluate(envs, policy, tasks,
                               build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env),
                               split=split, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                              out_dir=out, progress=True)
+                              out_dir=out, progress=True, workers=workers)
     finally:
         policy.close()
     typer.echo(f"{env.name} {split}: {report.episodes} tasks, win rate {report.win_rate:.1%}, "

@@ -99,9 +99,16 @@ class ExpertSection:
 
 @dataclass(frozen=True)
 class RolloutSection:
-    """Exploration rollouts."""
+    """Exploration rollouts (``num_envs`` and ``workers`` also apply to evaluation).
+
+    ``workers`` > 1 shares the episodes among that many forked single-threaded processes, each
+    stepping ``num_envs / workers`` environments: faster decoding on the CPU with the ``hf``
+    backend and an environment that lives in this process (the built-in shop); a model on a GPU
+    rolls out in one process (see :mod:`eef.rollout_workers`).
+    """
 
     num_envs: int = 64
+    workers: int = 1
     max_new_tokens: int = 48
     temperature: float = 0.7
     top_p: float = 1.0
@@ -301,9 +308,15 @@ def _cross_checks(config: RunConfig, base: Path) -> list[str]:
                 problems.append(f"expert.sources[{i}].scripted.seed: set expert.sources[{i}].seed instead")
     for key, value in (("methods.iterations", config.methods.iterations), ("methods.eef.m", config.methods.eef.m),
                        ("methods.rollouts_per_state", config.methods.rollouts_per_state),
-                       ("rollout.num_envs", config.rollout.num_envs)):
+                       ("rollout.num_envs", config.rollout.num_envs), ("rollout.workers", config.rollout.workers)):
         if value < 1:
             problems.append(f"{key}: must be at least 1, got {value}")
+    if config.rollout.workers > 1 and config.model.backend != "hf":
+        problems.append(f"rollout.workers: {config.rollout.workers} worker processes need model.backend hf "
+                        f"(a {config.model.backend} server batches the requests itself), or set rollout.workers: 1")
+    if config.rollout.workers > config.rollout.num_envs:
+        problems.append(f"rollout.workers: {config.rollout.workers} workers need at least as many environments "
+                        f"(rollout.num_envs is {config.rollout.num_envs})")
     tiny = config.model.tiny
     if not tiny.kv_heads_divide_heads():
         problems.append(f"model.tiny.kv_heads: must divide model.tiny.heads ({tiny.heads}), got {tiny.kv_heads}")

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from eef.agent.policy import Policy, SamplingParams
 from eef.envs.protocol import TextEnv
-from eef.rollout import RolloutConfig, Start, pending, rollout
+from eef.rollout import RolloutConfig, Start, pending
+from eef.rollout_workers import rollout_in_workers
 from eef.atomic import write_text_atomic
 from eef.trajectory import Message, Trajectory, append_trajectories, write_trajectories
 
@@ -45,6 +46,8 @@ class EvalReport:
         truncated: episodes that ran out of steps.
         seconds: wall time of the rollouts.
         tasks: the per-task table.
+        env_incidents: what the environments counted during the rollouts (see
+            :attr:`eef.rollout.RolloutResult.env_incidents`); empty when nothing happened.
     """
 
     env: str
@@ -57,6 +60,7 @@ class EvalReport:
     truncated: int
     seconds: float
     tasks: list[TaskResult] = field(default_factory=list)
+    env_incidents: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict:
         """The figures without the per-task table."""
@@ -78,24 +82,27 @@ def report_from(trajectories: Sequence[Trajectory], env: str, split: str, model:
 
 def evaluate(envs: Sequence[TextEnv], policy: Policy, task_ids: Sequence[str], prompt: tuple[Message, ...], *,
              split: str = "custom", max_new_tokens: int = 128, temperature: float = 0.0, seed: int = 0,
-             out_dir: str | Path | None = None, progress: bool = False) -> EvalReport:
+             out_dir: str | Path | None = None, progress: bool = False, workers: int = 1) -> EvalReport:
     """Episodes of ``task_ids`` with ``policy`` (greedy unless ``temperature`` > 0).
 
     With ``out_dir``, finished episodes are appended to ``out_dir/episodes.partial.jsonl`` as they
     end, and a rerun after a crash evaluates only the missing tasks; at the end
     ``trajectories.jsonl``, ``report.json`` (figures and per-task rows) and ``tasks.tsv`` are
-    written atomically and the partial file is removed.
+    written atomically and the partial file is removed. ``workers`` > 1 shares the episodes
+    among forked processes (see :mod:`eef.rollout_workers`).
     """
     config = RolloutConfig(SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens), seed=seed,
                            source="self")
     starts = [Start(t) for t in task_ids]
     partial = Path(out_dir) / "episodes.partial.jsonl" if out_dir is not None else None
     done, todo = pending(partial, starts, config) if partial else ([], starts)
-    result = rollout(envs, policy, todo, prompt, config, progress=progress, description=f"eval {split}",
-                     on_trajectory=(lambda t: append_trajectories(partial, [t])) if partial else None)
+    result = rollout_in_workers(workers, envs, policy, todo, prompt, config, progress=progress,
+                                description=f"eval {split}",
+                                on_trajectory=(lambda t: append_trajectories(partial, [t])) if partial else None)
     finished = {t.task_id: t for t in [*done, *result.trajectories]}
     trajectories = [finished[t] for t in task_ids]
     report = report_from(trajectories, envs[0].name, split, policy.name, result.seconds)
+    report.env_incidents = dict(result.env_incidents)
     if out_dir is not None:
         save_report(report, trajectories, Path(out_dir))
         partial.unlink(missing_ok=True)

@@ -38,7 +38,8 @@ from eef.envs.protocol import TextEnv
 from eef.errors import EefError
 from eef.methods import (PositiveRepository, Solution, analyse_all, eef_solutions, expert_demonstrations,
                          self_solutions, state_positions)
-from eef.rollout import RolloutConfig, Start, cloned_envs, pending, rollout, trajectory_id
+from eef.rollout import RolloutConfig, Start, cloned_envs, pending, trajectory_id
+from eef.rollout_workers import rollout_in_workers
 from eef.trajectory import Message, Trajectory, append_trajectories, read_trajectories, write_trajectories
 
 
@@ -82,9 +83,12 @@ def prepare_run_dir(config: RunConfig, root: Path, resume: bool) -> None:
 def run(config: RunConfig, *, resume: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every stage the configuration names; returns the summary (also ``summary.json``)."""
     root = Path(config.run_dir or f"runs/{config.name}")
+    env = make(config.env.name, **config.env.options)
+    if config.rollout.workers > 1 and not getattr(env, "process_local", False):
+        raise EefError(f"rollout.workers: {config.rollout.workers} worker processes need an environment that lives "
+                       f"wholly in this process; {env.name} does not (set rollout.workers: 1)")
     prepare_run_dir(config, root, resume)
     rd = RunDir(root, log)
-    env = make(config.env.name, **config.env.options)
     prompt = build_prompt(env.name, PromptConfig(config.prompt.instruction, config.prompt.one_shot,
                                                  config.prompt.system_role), env)
     base = base_model(config, env, root)
@@ -202,11 +206,9 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
     policy = _policy(config, model)
     try:
         with cloned_envs(env, config.rollout.num_envs, config.env.options) as envs:
-            before = _incidents(envs)
-            result = rollout(envs, policy, todo, prompt, rollout_config,
-                             on_trajectory=lambda t: append_trajectories(path, [t]), progress=True,
-                             description=f"explore {method} {iteration}")
-            incidents = _incident_record(before, envs)
+            result = rollout_in_workers(config.rollout.workers, envs, policy, todo, prompt, rollout_config,
+                                        on_trajectory=lambda t: append_trajectories(path, [t]), progress=True,
+                                        description=f"explore {method} {iteration}")
     finally:
         policy.close()
     trajectories = read_trajectories(path, skip_torn_tail=True)
@@ -214,7 +216,7 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
     rd.finish(stage / "explore", {
         "stage": "explore", "method": method, "iteration": iteration, "episodes": len(trajectories),
         "from_s0": len(trajectories) - len(from_states), "from_states": len(from_states), "reused": reused,
-        **incidents,
+        **_incident_record(result.env_incidents),
         "successes": sum(t.success for t in trajectories),
         # whether the expert's states help: EEF needs its restored starts to succeed where s0 does not
         "successes_from_states": sum(t.success for t in from_states),
@@ -357,36 +359,22 @@ def evaluate_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Me
     policy = _policy(config, stage / "checkpoint")
     try:
         with cloned_envs(env, config.rollout.num_envs, config.env.options) as envs:
-            before = _incidents(envs)
             report = evaluate(envs, policy, tasks, prompt,
                               split=config.eval.split, max_new_tokens=config.eval.max_new_tokens,
                               temperature=config.eval.temperature, seed=config.seed, out_dir=stage / "eval",
-                              progress=True)
-            incidents = _incident_record(before, envs)
+                              progress=True, workers=config.rollout.workers)
     finally:
         policy.close()
     trajectories = read_trajectories(stage / "eval" / "trajectories.jsonl")
     return rd.finish(stage / "eval", {
         "stage": "eval", "method": method, "iteration": iteration, "win_rate": report.win_rate,
         "score": round(report.score, 4), "navigation": navigation_shares(trajectories),
-        **incidents, "seconds": round(time.perf_counter() - began, 2)})
+        **_incident_record(report.env_incidents), "seconds": round(time.perf_counter() - began, 2)})
 
 
-def _incidents(envs: list[TextEnv]) -> Counter:
-    """What the environments counted so far in their ``metrics`` (ScienceWorld: episodes retried after
-    a JVM died, restored states that diverged); environments without counters add nothing."""
-    total: Counter = Counter()
-    for e in envs:
-        total.update(getattr(e, "metrics", {}))
-    return total
-
-
-def _incident_record(before: Counter, envs: list[TextEnv]) -> dict[str, Any]:
-    """The stage's own incidents (the first environment is shared by every stage), when there were any."""
-    during = _incidents(envs)
-    during.subtract(before)
-    counted = {k: v for k, v in during.items() if v}
-    return {"env_incidents": counted} if counted else {}
+def _incident_record(incidents: dict[str, int]) -> dict[str, Any]:
+    """The stage's environment incidents (see ``RolloutResult.env_incidents``), when there were any."""
+    return {"env_incidents": dict(incidents)} if incidents else {}
 
 
 def report_stage(rd: RunDir) -> None:

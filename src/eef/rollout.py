@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -83,6 +84,8 @@ class RolloutResult:
         steps: environment steps taken by the policy (replayed steps not counted).
         model_calls: batched policy calls.
         seconds: wall time.
+        env_incidents: what the environments counted in their ``metrics`` during these rollouts
+            (ScienceWorld: episodes retried after a JVM died, restored states that diverged).
     """
 
     trajectories: list[Trajectory] = field(default_factory=list)
@@ -90,6 +93,7 @@ class RolloutResult:
     steps: int = 0
     model_calls: int = 0
     seconds: float = 0.0
+    env_incidents: Counter = field(default_factory=Counter)
 
 
 def trajectory_id(config: RolloutConfig, start: Start) -> str:
@@ -197,6 +201,7 @@ def rollout(
     """
     began = time.perf_counter()
     result = RolloutResult()
+    before = _env_counters(envs)
     finished: dict[int, Trajectory] = {}
     pending = iter(enumerate(starts))
     slots: list[tuple[int, _Episode] | None] = [None] * len(envs)
@@ -248,8 +253,17 @@ def rollout(
         bar.set_postfix(steps_per_s=f"{result.steps / max(time.perf_counter() - began, 1e-9):.1f}", refresh=False)
     bar.close()
     result.trajectories = [finished[n] for n in sorted(finished)]
+    result.env_incidents = _env_counters(envs) - before  # keeps the counts that grew
     result.seconds = time.perf_counter() - began
     return result
+
+
+def _env_counters(envs: Sequence[TextEnv]) -> Counter:
+    """The environments' ``metrics`` counters summed (environments without them add nothing)."""
+    total: Counter = Counter()
+    for env in envs:
+        total.update(getattr(env, "metrics", {}))
+    return total
 
 
 def _trajectory(env: TextEnv, episode: _Episode, reward: float, terminated: bool, model: str,

@@ -44,6 +44,10 @@ class TextEnv(Protocol):
     ``max_steps`` is the number of ``step`` calls after which an episode is truncated.
     ``snapshot``/``restore`` may raise ``NotImplementedError`` when ``supports_snapshot`` is False;
     state restoration then goes through :func:`eef.envs.replay`.
+
+    Optional: ``process_local = True`` declares that the environment holds nothing outside this
+    process (no JVM, socket or server), so forked rollout workers may step copies of it (see
+    :mod:`eef.rollout_workers`); ``metrics``, a dict of counters, is summed into each stage's record.
     """
 
     name: str

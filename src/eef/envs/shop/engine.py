@@ -70,6 +70,7 @@ class ShopEnv:
     """
 
     supports_snapshot = True
+    process_local = True  # pure Python: forked rollout workers can step copies
 
     def __init__(self, catalog: Catalog, *, name: str = "shop", max_steps: int = 10, reward_mode: str = "faithful",
                  view: str = "webshop"):

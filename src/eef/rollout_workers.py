@@ -1,0 +1,146 @@
+"""Rollouts shared by several single-threaded worker processes on the CPU.
+
+Decoding a small model on the CPU is bound by per-step overhead (Python, framework dispatch) and
+memory latency more than by arithmetic, so a second thread in one process adds little: on the
+2-core machine one process with two threads stepped the default's rollouts at 70 steps/s, two
+processes with one thread each at 102 together. Each worker is a fork of this process (the loaded
+model and the environments are inherited, nothing is reloaded) that rolls out every
+``workers``-th start with every ``workers``-th environment; the parent saves each finished episode
+as it arrives, so an interrupted stage resumes exactly as with one process.
+
+A worker runs one thread: OpenMP (GNU libgomp, which PyTorch's Linux wheels use) hangs in a forked
+child that starts a thread team after its parent has used one. Forking needs Linux, a policy on the CPU
+and environments that live wholly in this process (``TextEnv.process_local``); anything else
+rolls out in this process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from eef.agent.policy import Policy
+from eef.envs.protocol import TextEnv
+from eef.errors import EefError
+from eef.progress import progress_bar
+from eef.rollout import RolloutConfig, RolloutResult, Start, rollout, trajectory_id
+from eef.trajectory import Message, Trajectory
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+POLL_SECONDS = 1.0  # how often the parent checks that its workers are alive while none reports
+
+
+def can_fork(envs: Sequence[TextEnv], policy: Policy) -> bool:
+    """Whether forked workers can share this rollout: the policy computes on the CPU in this
+    process and every environment is process-local (no JVM, socket or server shared with it)."""
+    device = getattr(policy, "device", None)
+    return (sys.platform.startswith("linux") and getattr(device, "type", None) == "cpu"
+            and all(getattr(env, "process_local", False) for env in envs))
+
+
+def rollout_in_workers(
+    workers: int,
+    envs: Sequence[TextEnv],
+    policy: Policy,
+    starts: Sequence[Start],
+    prompt: tuple[Message, ...],
+    config: RolloutConfig = RolloutConfig(),
+    *,
+    on_trajectory: Callable[[Trajectory], None] | None = None,
+    progress: bool = False,
+    description: str = "rollout",
+) -> RolloutResult:
+    """:func:`eef.rollout.rollout` over ``workers`` forked processes (one thread each), or in this
+    process when ``workers`` is 1, there are fewer starts or environments than workers, or
+    :func:`can_fork` says no. The result is the one :func:`~eef.rollout.rollout` returns;
+    ``model_calls`` sums the workers' calls."""
+    workers = min(workers, len(envs), len(starts))
+    if workers <= 1 or not can_fork(envs, policy):
+        return rollout(envs, policy, starts, prompt, config, on_trajectory=on_trajectory, progress=progress,
+                       description=description)
+    began = time.perf_counter()
+    context = multiprocessing.get_context("fork")
+    reports: Any = context.Queue()
+    processes = [context.Process(target=_work, daemon=True, name=f"eef-rollout-{w}",
+                                 args=(w, os.getpid(), envs[w::workers], policy, starts[w::workers], prompt, config, description,
+                                       reports))
+                 for w in range(workers)]
+    order = {trajectory_id(config, s): n for n, s in enumerate(starts)}
+    finished: dict[int, Trajectory] = {}
+    result = RolloutResult()
+    bar = progress_bar(len(starts), description, "ep", progress)
+    try:
+        for process in processes:
+            process.start()
+        running = set(range(workers))
+        while running:
+            try:
+                report = reports.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                for w in sorted(running):
+                    if processes[w].exitcode is not None:
+                        raise EefError(f"{description}: rollout worker {w} exited with code {processes[w].exitcode} "
+                                       "before it finished (the episodes saved so far are kept; run again to "
+                                       "continue)") from None
+                continue
+            kind, w, payload = report
+            if kind == "episode":
+                finished[order[payload.id]] = payload
+                result.steps += len(payload.turns) - payload.provenance.start_step
+                if on_trajectory is not None:
+                    on_trajectory(payload)
+                bar.update(1)
+                bar.set_postfix(steps_per_s=f"{result.steps / (time.perf_counter() - began):.1f}", refresh=False)
+            elif kind == "done":
+                result.diverged += payload.diverged
+                result.model_calls += payload.model_calls
+                result.env_incidents.update(payload.env_incidents)
+                bar.update(len(payload.diverged))
+                running.discard(w)
+            else:
+                raise EefError(f"{description}: rollout worker {w} failed:\n{payload}")
+        for process in processes:
+            process.join()
+    finally:
+        bar.close()
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+                process.join()
+    result.trajectories = [finished[n] for n in sorted(finished)]
+    result.diverged.sort(key=lambda pair: order[trajectory_id(config, pair[0])])
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def _work(worker: int, parent: int, envs: Sequence[TextEnv], policy: Policy, starts: Sequence[Start],
+          prompt: tuple[Message, ...], config: RolloutConfig, description: str, reports: Any) -> None:
+    """A worker's share; every finished episode, then the worker's totals, go to ``reports``."""
+    try:
+        _die_with(parent)
+        import torch
+
+        torch.set_num_threads(1)  # see the module docstring: more threads hang after a fork
+        done = rollout(envs, policy, starts, prompt, config, description=description,
+                       on_trajectory=lambda t: reports.put(("episode", worker, t)))
+        done.trajectories = []  # already sent one by one
+        reports.put(("done", worker, done))
+    except BaseException:  # noqa: BLE001 - any failure is reported to the parent, which raises it
+        reports.put(("error", worker, traceback.format_exc()))
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this worker when its parent dies (``kill -9`` included), so that no
+    orphan goes on decoding beside the run that resumes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
