@@ -12,7 +12,6 @@ from eef.agent.policy import Completion, SamplingParams
 from eef.agent.prompt import build_prompt
 from eef.errors import EefError
 from eef.rollout import RolloutConfig, Start, clone_envs, rollout
-from eef.rollout_workers import rollout_in_workers
 
 CONFIG = RolloutConfig(SamplingParams(temperature=1.0, max_new_tokens=10), seed=5)
 
@@ -40,7 +39,7 @@ def test_workers_give_the_episodes_one_process_gives(shop_env, policy, one_threa
                                                    *episode.turns[1:]))
     starts = [Start(t) for t in tasks] + [Start(episode.task_id, episode, 1), Start(episode.task_id, tampered, 1)]
     saved = []
-    shared = rollout_in_workers(2, clone_envs(shop_env, 4), policy, starts, prompt, CONFIG, on_trajectory=saved.append)
+    shared = rollout(clone_envs(shop_env, 4), policy, starts, prompt, CONFIG, on_trajectory=saved.append, workers=2)
     assert [t.turns for t in shared.trajectories[:7]] == [t.turns for t in reference.trajectories]
     assert [t.text for t in shared.trajectories[7].turns] == [t.text for t in episode.turns]  # restored, it goes on alike
     assert [t.id for t in shared.trajectories] == [t.id for t in rollout(
@@ -73,7 +72,7 @@ def _fail():
 def test_a_failing_worker_is_an_error_with_its_traceback(shop_env):
     starts = [Start(t) for t in shop_env.task_ids("train")[:4]]
     with pytest.raises(EefError, match=r"(?s)worker \d failed.*ran out of memory"):
-        rollout_in_workers(2, clone_envs(shop_env, 2), Scripted(_fail), starts, build_prompt("shop"), CONFIG)
+        rollout(clone_envs(shop_env, 2), Scripted(_fail), starts, build_prompt("shop"), CONFIG, workers=2)
 
 
 def test_a_worker_that_dies_is_an_error_that_names_it(shop_env):
@@ -86,15 +85,15 @@ def test_a_worker_that_dies_is_an_error_that_names_it(shop_env):
 
     starts = [Start(t) for t in shop_env.task_ids("train")[:4]]
     with pytest.raises(EefError, match="exited with code 3 before it finished"):
-        rollout_in_workers(2, clone_envs(shop_env, 2), Scripted(die_on_second_call), starts, build_prompt("shop"),
-                           CONFIG)
+        rollout(clone_envs(shop_env, 2), Scripted(die_on_second_call), starts, build_prompt("shop"),
+                CONFIG, workers=2)
 
 
 def test_what_cannot_fork_rolls_out_in_this_process(shop_env):
     starts = [Start(t) for t in shop_env.task_ids("train")[:4]]
     on_gpu = Scripted()
     on_gpu.device = torch.device("meta")  # not the CPU: a forked child could not use it
-    result = rollout_in_workers(2, clone_envs(shop_env, 2), on_gpu, starts, build_prompt("shop"), CONFIG)
+    result = rollout(clone_envs(shop_env, 2), on_gpu, starts, build_prompt("shop"), CONFIG, workers=2)
     assert len(result.trajectories) == 4 and on_gpu.pids == {os.getpid()}
 
     class Remote:  # an environment holding something outside this process (a JVM, a server)
@@ -107,10 +106,10 @@ def test_what_cannot_fork_rolls_out_in_this_process(shop_env):
             return getattr(self.env, name)
 
     on_cpu = Scripted()
-    rollout_in_workers(2, [Remote(e) for e in clone_envs(shop_env, 2)], on_cpu, starts, build_prompt("shop"), CONFIG)
+    rollout([Remote(e) for e in clone_envs(shop_env, 2)], on_cpu, starts, build_prompt("shop"), CONFIG, workers=2)
     assert on_cpu.pids == {os.getpid()}
     forked = Scripted()
-    rollout_in_workers(2, clone_envs(shop_env, 2), forked, starts, build_prompt("shop"), CONFIG)
+    rollout(clone_envs(shop_env, 2), forked, starts, build_prompt("shop"), CONFIG, workers=2)
     assert forked.pids == set()  # no call in this process (the workers recorded theirs in their own copies)
 
 

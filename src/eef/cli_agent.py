@@ -95,8 +95,7 @@ def explore(
     from eef.agent import PromptConfig, SamplingParams, build_prompt
     from eef.agent.backends import build_policy
     from eef.atomic import write_jsonl_atomic
-    from eef.rollout import RolloutConfig, Start, cloned_envs, pending
-    from eef.rollout_workers import rollout_in_workers
+    from eef.rollout import RolloutConfig, Start, cloned_envs, pending, rollout
     from eef.trajectory import append_trajectories, read_trajectories
 
     env, options = _env_and_options(env_name, option)
@@ -115,8 +114,8 @@ def explore(
     prompt = build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env)
     try:
         with cloned_envs(env, num_envs, options) as envs:
-            result = rollout_in_workers(workers, envs, policy, todo, prompt, config, progress=True, description="explore",
-                                        on_trajectory=lambda t: append_trajectories(out, [t]))
+            result = rollout(envs, policy, todo, prompt, config, on_trajectory=lambda t: append_trajectories(out, [t]),
+                             progress=True, description="explore", workers=workers)
     finally:
         policy.close()
     if result.diverged:

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from eef.agent.policy import Policy, SamplingParams
 from eef.envs.protocol import TextEnv
-from eef.rollout import RolloutConfig, Start, pending
-from eef.rollout_workers import rollout_in_workers
+from eef.rollout import RolloutConfig, Start, pending, rollout
 from eef.atomic import write_text_atomic
 from eef.trajectory import Message, Trajectory, append_trajectories, write_trajectories
 
@@ -96,9 +95,8 @@ def evaluate(envs: Sequence[TextEnv], policy: Policy, task_ids: Sequence[str], p
     starts = [Start(t) for t in task_ids]
     partial = Path(out_dir) / "episodes.partial.jsonl" if out_dir is not None else None
     done, todo = pending(partial, starts, config) if partial else ([], starts)
-    result = rollout_in_workers(workers, envs, policy, todo, prompt, config, progress=progress,
-                                description=f"eval {split}",
-                                on_trajectory=(lambda t: append_trajectories(partial, [t])) if partial else None)
+    result = rollout(envs, policy, todo, prompt, config, progress=progress, description=f"eval {split}",
+                     on_trajectory=(lambda t: append_trajectories(partial, [t])) if partial else None, workers=workers)
     finished = {t.task_id: t for t in [*done, *result.trajectories]}
     trajectories = [finished[t] for t in task_ids]
     report = report_from(trajectories, envs[0].name, split, policy.name, result.seconds)

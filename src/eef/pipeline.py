@@ -38,8 +38,7 @@ from eef.envs.protocol import TextEnv
 from eef.errors import EefError
 from eef.methods import (PositiveRepository, Solution, analyse_all, eef_solutions, expert_demonstrations,
                          self_solutions, state_positions)
-from eef.rollout import RolloutConfig, Start, cloned_envs, pending, trajectory_id
-from eef.rollout_workers import rollout_in_workers
+from eef.rollout import RolloutConfig, Start, cloned_envs, pending, rollout, trajectory_id
 from eef.trajectory import Message, Trajectory, append_trajectories, read_trajectories, write_trajectories
 
 
@@ -206,9 +205,9 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
     policy = _policy(config, model)
     try:
         with cloned_envs(env, config.rollout.num_envs, config.env.options) as envs:
-            result = rollout_in_workers(config.rollout.workers, envs, policy, todo, prompt, rollout_config,
-                                        on_trajectory=lambda t: append_trajectories(path, [t]), progress=True,
-                                        description=f"explore {method} {iteration}")
+            result = rollout(envs, policy, todo, prompt, rollout_config, workers=config.rollout.workers,
+                             on_trajectory=lambda t: append_trajectories(path, [t]), progress=True,
+                             description=f"explore {method} {iteration}")
     finally:
         policy.close()
     trajectories = read_trajectories(path, skip_torn_tail=True)

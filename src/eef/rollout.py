@@ -183,6 +183,7 @@ def rollout(
     on_trajectory: Callable[[Trajectory], None] | None = None,
     progress: bool = False,
     description: str = "rollout",
+    workers: int = 1,
 ) -> RolloutResult:
     """Run one episode per start, ``len(envs)`` at a time, with one policy call per step.
 
@@ -195,10 +196,17 @@ def rollout(
         on_trajectory: called with each finished trajectory as soon as it ends (to save it).
         progress: show a progress bar on stderr.
         description: the progress bar's label.
+        workers: forked single-threaded processes that share the starts and the environments
+            (see :mod:`eef.rollout_workers`); where they cannot fork, this process rolls out.
 
     Returns:
         A :class:`RolloutResult`; trajectories are ordered as ``starts``.
     """
+    if workers > 1:
+        from eef.rollout_workers import rollout_in_workers
+
+        return rollout_in_workers(workers, envs, policy, starts, prompt, config, on_trajectory=on_trajectory,
+                                  progress=progress, description=description)
     began = time.perf_counter()
     result = RolloutResult()
     before = _env_counters(envs)

@@ -46,26 +46,17 @@ def can_fork(envs: Sequence[TextEnv], policy: Policy) -> bool:
             and all(getattr(env, "process_local", False) for env in envs))
 
 
-def rollout_in_workers(
-    workers: int,
-    envs: Sequence[TextEnv],
-    policy: Policy,
-    starts: Sequence[Start],
-    prompt: tuple[Message, ...],
-    config: RolloutConfig = RolloutConfig(),
-    *,
-    on_trajectory: Callable[[Trajectory], None] | None = None,
-    progress: bool = False,
-    description: str = "rollout",
-) -> RolloutResult:
-    """:func:`eef.rollout.rollout` over ``workers`` forked processes (one thread each), or in this
-    process when ``workers`` is 1, there are fewer starts or environments than workers, or
-    :func:`can_fork` says no. The result is the one :func:`~eef.rollout.rollout` returns;
-    ``model_calls`` sums the workers' calls."""
+def rollout_in_workers(workers: int, envs: Sequence[TextEnv], policy: Policy, starts: Sequence[Start],
+                       prompt: tuple[Message, ...], config: RolloutConfig, *,
+                       on_trajectory: Callable[[Trajectory], None] | None, progress: bool,
+                       description: str) -> RolloutResult:
+    """``rollout(..., workers=workers)``: the starts and environments dealt out to forked workers,
+    or all in this process when there are fewer starts or environments than workers or
+    :func:`can_fork` says no. ``model_calls`` sums the workers' calls."""
     workers = min(workers, len(envs), len(starts))
     if workers <= 1 or not can_fork(envs, policy):
         return rollout(envs, policy, starts, prompt, config, on_trajectory=on_trajectory, progress=progress,
-                       description=description)
+                       description=description)  # workers=1
     began = time.perf_counter()
     context = multiprocessing.get_context("fork")
     reports: Any = context.Queue()
