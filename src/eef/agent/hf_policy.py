@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from transformers import StaticCache
 
+from eef.agent import grouped_attention
 from eef.agent.policy import Completion, GenerationRequest, SamplingParams, apply_stop
 from eef.agent.prefix_cache import CacheEntry, PrefixCache
 from eef.errors import EefError
@@ -112,6 +113,10 @@ class HFPolicy:
         if tokenizer.pad_token_id is None and not self.stop_ids:
             raise ValueError(f"{name}: the tokenizer has neither a pad token nor an end-of-sequence token")
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.stop_ids)
+        # on the CPU a decoding step's attention reads each group of rows only as wide as it needs
+        self.grouped = self.device.type == "cpu" and getattr(model.config, "_attn_implementation", None) == "sdpa"
+        if self.grouped:
+            model.set_attn_implementation(grouped_attention.register())
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str = "auto", dtype: str = "auto",
@@ -157,7 +162,9 @@ class HFPolicy:
         reused = [self.prefix_cache.lookup(c, p) if self.prefix_cache is not None else (None, 0)
                   for c, p in zip(conversations, prompts)]
         cache, attention, positions, logits = self._prefill(prompts, reused, params.max_new_tokens)
+        cache, attention = self._right_align(cache, attention, params.max_new_tokens)
         filled = attention.shape[1] - params.max_new_tokens  # cache columns written so far
+        spans = self._row_spans(attention, filled)
         noise = [random.Random(seed) for seed in seeds]
         generated: list[list[int]] = [[] for _ in range(batch)]
         finish = ["length"] * batch
@@ -187,12 +194,14 @@ class HFPolicy:
             if len(still) <= COMPACT_AT * len(rows):  # drop finished rows from the cache and the masks
                 attention, positions, feed = self._keep_slots(cache, still, attention, positions, feed)
                 rows, still = [rows[slot] for slot in still], list(range(len(still)))
+                spans = self._row_spans(attention, filled)
             live = still
             attention[:, filled] = 1
             filled += 1
             positions = positions + 1
+            grouping = {} if spans is None else {"row_spans": [(r0, r1, c0, filled) for r0, r1, c0 in spans]}
             logits = self.model(input_ids=feed, attention_mask=attention, position_ids=positions,
-                                past_key_values=cache, use_cache=True).logits[:, -1, :]
+                                past_key_values=cache, use_cache=True, **grouping).logits[:, -1, :]
         self._remember(cache, attention[:, :filled], [(slot, rows[slot]) for slot in live], prompts, generated,
                        conversations)
         completions = []
@@ -202,6 +211,38 @@ class HFPolicy:
             completions.append(Completion(text.strip(), len(prompts[row]), len(generated[row]), finish[row],
                                           {"cached_tokens": reused[row][1]}))
         return completions
+
+    def _row_spans(self, attention: torch.Tensor, filled: int) -> list[tuple[int, int, int]] | None:
+        """Groups of rows and the first cache column each needs (see :mod:`eef.agent.grouped_attention`);
+        every row's tokens end at column ``filled``, so the column stays right as all rows grow."""
+        if not self.grouped:
+            return None
+        lengths = attention[:, :filled].sum(dim=1).tolist()
+        return [(r0, r1, filled - longest) for r0, r1, longest in grouped_attention.row_groups(lengths)]
+
+    def _right_align(self, cache: StaticCache, attention: torch.Tensor,
+                     max_new_tokens: int) -> tuple[StaticCache, torch.Tensor]:
+        """Move each row's cached tokens, in order, to the right end of a cache as wide as the
+        longest row (plus room for the completion): one copy of the cache, after which a row's
+        padding is all on its left, which :func:`_row_spans` skips, and no row reads another's width.
+
+        Keys carry their rotary positions already, so where a token sits in the cache does not matter."""
+        filled = attention.shape[1] - max_new_tokens
+        valid = attention[:, :filled].bool()
+        width = int(valid.sum(dim=1).max())
+        # a stable sort puts each row's padding columns first and its tokens after them, in order
+        index = torch.sort(valid.to(torch.uint8), dim=1, stable=True).indices[:, filled - width:]
+        aligned = torch.zeros((len(attention), width + max_new_tokens), dtype=attention.dtype, device=self.device)
+        aligned[:, :width] = valid.gather(1, index)
+        moved = StaticCache(config=self.model.config, max_cache_len=aligned.shape[1])
+        for layer, old in zip(moved.layers, cache.layers):
+            heads, dim = old.keys.shape[1], old.keys.shape[3]
+            columns = index[:, None, :, None].expand(-1, heads, -1, dim)
+            layer.lazy_initialization(old.keys[:, :, :1], old.values[:, :, :1])
+            layer.keys[:, :, :width] = old.keys.gather(2, columns)
+            layer.values[:, :, :width] = old.values.gather(2, columns)
+            layer.cumulative_length.fill_(width)
+        return moved, aligned
 
     def _keep_slots(self, cache: StaticCache, slots: list[int], *tensors: torch.Tensor) -> list[torch.Tensor]:
         """Keep only ``slots`` of the cache and of ``tensors`` (a gather: it copies the whole cache)."""
