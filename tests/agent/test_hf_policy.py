@@ -122,3 +122,21 @@ def test_the_default_prefix_cache_keeps_every_conversation_of_a_full_batch(tiny_
             conversation += [{"role": "assistant", "content": completion.text},
                              {"role": "user", "content": "next page"}]
     assert all(c.extra["cached_tokens"] > 0 for c in completions)
+
+
+def test_grouped_decoding_attention_gives_the_completions_of_plain_attention(tiny_model_dir, monkeypatch):
+    """On the CPU each group of rows attends only to its own width of the cache; what every row
+    samples must not change (conversations of very different lengths make several groups)."""
+    grouped = HFPolicy.from_pretrained(tiny_model_dir, device="cpu", prefix_cache_entries=0)
+    plain = HFPolicy.from_pretrained(tiny_model_dir, device="cpu", prefix_cache_entries=0)
+    plain.grouped = False  # the same attention function, called without row spans: transformers' SDPA
+    assert grouped.grouped
+    spans = []
+    row_spans = HFPolicy._row_spans
+    monkeypatch.setattr(HFPolicy, "_row_spans", lambda self, *a: spans.append((self, row_spans(self, *a))) or spans[-1][1])
+    requests = [GenerationRequest([{"role": "user", "content": " ".join(f"red scarf {j}" for j in range(n))}], seed=i)
+                for i, n in enumerate([3, 300, 10, 900, 40, 250])]
+    for params in (SAMPLED, SamplingParams(temperature=0.0, max_new_tokens=12)):
+        assert [c.text for c in grouped.generate(requests, params)] == [c.text for c in plain.generate(requests, params)]
+    assert len(next(groups for policy, groups in spans if policy is grouped)) >= 2
+    assert {groups for policy, groups in spans if policy is plain} == {None}
