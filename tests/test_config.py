@@ -58,6 +58,11 @@ def test_overrides_are_typed_and_validated_too():
         load_config(None, ["methods.iterations"])
 
 
+def test_the_training_precision_is_checked():
+    with pytest.raises(ConfigError, match="train.mixed_precision: must be one of auto, bf16, fp16, no, got 'bfloat16'"):
+        load_config(None, ["train.mixed_precision=bfloat16"])
+
+
 def test_rollout_workers_need_the_hf_backend_and_an_environment_each():
     assert load_config(None, ["rollout.workers=2"]).rollout.workers == 2
     with pytest.raises(ConfigError, match="rollout.workers: must be at least 1, got 0"):

@@ -322,6 +322,8 @@ def _cross_checks(config: RunConfig, base: Path) -> list[str]:
         problems.append(f"model.tiny.kv_heads: must divide model.tiny.heads ({tiny.heads}), got {tiny.kv_heads}")
     if not 0 < config.train.decay_ratio <= 1:
         problems.append(f"train.decay_ratio: must be in (0, 1], got {config.train.decay_ratio}")
+    if config.train.mixed_precision not in ("auto", "bf16", "fp16", "no"):
+        problems.append(f"train.mixed_precision: must be one of auto, bf16, fp16, no, got {config.train.mixed_precision!r}")
     if config.train.rows_per_step % config.train.micro_batch_rows:
         problems.append(f"train.rows_per_step: {config.train.rows_per_step} is not a multiple of "
                         f"train.micro_batch_rows ({config.train.micro_batch_rows})")

@@ -102,3 +102,14 @@ def test_grouped_training_sees_every_token_each_epoch(tiny_model_dir, tiny_token
     result = train(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tiny_tokenizer, data[0][:12],
                    tmp_path / "grouped", config)
     assert result.steps == 6 and result.tokens == 2 * sum(len(e.input_ids) for e in data[0][:12])
+
+
+def test_padding_continues_its_rows_positions():
+    from eef.train.data import IGNORE_INDEX, PackedRow
+    from eef.train.trainer import collate
+
+    rows = [PackedRow([5, 6, 7], [IGNORE_INDEX, 6, 7], [0, 1, 2]), PackedRow([5, 6], [IGNORE_INDEX, 6], [0, 1])]
+    batch = collate(rows, pad_id=0)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 6, 0]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2], [0, 1, 2]]  # one causal sequence per row: no mask
+    assert batch["labels"][1, 2] == IGNORE_INDEX and int(batch["num_tokens"]) == 5

@@ -156,9 +156,11 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
 
 
 def collate(rows: Sequence[PackedRow], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad rows into a batch; the padding is its own sequence (positions from 0), never
-    trained, so the packed block-diagonal mask still applies without an attention mask.
-    ``num_tokens`` counts the non-padding tokens (for throughput figures)."""
+    """Right-pad rows into a batch. The padding continues its row's last positions: it comes last and is never trained, so causal attention
+    keeps it out of every real token's view, and a batch of single conversations stays plain
+    causal attention, which SDPA runs without a mask (positions restarting in the padding would
+    read as packed sequences and cost a dense block-diagonal mask). ``num_tokens`` counts the
+    non-padding tokens (for throughput figures)."""
     width = max(len(r.input_ids) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
@@ -167,7 +169,7 @@ def collate(rows: Sequence[PackedRow], pad_id: int) -> dict[str, torch.Tensor]:
         n = len(row.input_ids)
         ids[i, :n], labels[i, :n], positions[i, :n] = (torch.tensor(row.input_ids), torch.tensor(row.labels),
                                                        torch.tensor(row.position_ids))
-        positions[i, n:] = torch.arange(width - n)
+        positions[i, n:] = torch.arange(row.position_ids[-1] + 1, row.position_ids[-1] + 1 + width - n)
     return {"input_ids": ids, "labels": labels, "position_ids": positions,
             "num_tokens": torch.tensor(sum(len(r.input_ids) for r in rows))}
 
