@@ -18,6 +18,12 @@ EEF's workload instead: episodes restored at the states ``s_l .. s_Ml`` of the s
 failed trajectories (compact view, as the default run), so each new episode brings a long expert
 prefix while the others continue with short observations. Batched engine with each call's
 prefill grouped by uncached length (the default) against one padded forward for all rows.
+
+    python benchmarks/rollout.py --workers 2 [--model CK] [--tasks 800] [--json]
+
+The default run's exploration on the CPU: s0 rollouts of the training tasks (compact view,
+temperature 0.7) shared by N forked one-thread worker processes against one process with all
+threads. ``--model`` takes a trained checkpoint (the default run's ``sft_pos/checkpoint``).
 """
 
 from __future__ import annotations
@@ -63,6 +69,21 @@ def _restored_steps_per_s(model_dir: str, args, prefill_spread: int | None) -> t
     return result.steps / result.seconds, result.steps, len(starts)
 
 
+def _workers_steps_per_s(model_dir: str, args, workers: int) -> tuple[float, int]:
+    from eef.agent import PromptConfig, SamplingParams, build_prompt
+    from eef.agent.hf_policy import HFPolicy
+    from eef.envs import make
+    from eef.rollout import RolloutConfig, Start, clone_envs, rollout
+
+    env = make("shop", view="compact")
+    prompt = build_prompt("shop", PromptConfig("Buy the item the instruction describes."), env)
+    policy = HFPolicy.from_pretrained(model_dir, device=args.device, max_batch_size=args.num_envs)
+    starts = [Start(t) for t in env.task_ids("train")[: args.tasks]]
+    config = RolloutConfig(SamplingParams(temperature=0.7, max_new_tokens=48), seed=0)
+    result = rollout(clone_envs(env, args.num_envs), policy, starts, prompt, config, workers=workers)
+    return result.steps / result.seconds, result.steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     model_arguments(parser)
@@ -70,10 +91,18 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=24, help="About one ReAct turn of the shop.")
     parser.add_argument("--restored", action="store_true", help="EEF's restored expert states; prefill grouping on/off.")
+    parser.add_argument("--workers", type=int, help="Forked one-thread workers against one process (CPU).")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = model_or_tiny(args.model, Path(tmp))
+        if args.workers:
+            shared, steps = _workers_steps_per_s(model_dir, args, args.workers)
+            alone, _ = _workers_steps_per_s(model_dir, args, 1)
+            print_figures({"tasks": args.tasks, "steps": steps, "workers": args.workers,
+                           "workers_steps_per_s": round(shared, 2), "one_process_steps_per_s": round(alone, 2),
+                           "ratio": round(shared / alone, 2)}, args.json)
+            return
         if args.restored:
             grouped, steps, starts = _restored_steps_per_s(model_dir, args, prefill_spread=3)
             single, _, _ = _restored_steps_per_s(model_dir, args, prefill_spread=None)
