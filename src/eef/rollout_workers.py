@@ -19,12 +19,12 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
-import queue
 import signal
 import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from multiprocessing import connection
 from typing import Any
 
 from eef.agent.policy import Policy
@@ -35,7 +35,6 @@ from eef.rollout import RolloutConfig, RolloutResult, Start, rollout, trajectory
 from eef.trajectory import Message, Trajectory
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
-POLL_SECONDS = 1.0  # how often the parent checks that its workers are alive while none reports
 
 
 def can_fork(envs: Sequence[TextEnv], policy: Policy) -> bool:
@@ -59,45 +58,51 @@ def rollout_in_workers(workers: int, envs: Sequence[TextEnv], policy: Policy, st
                        description=description)  # workers=1
     began = time.perf_counter()
     context = multiprocessing.get_context("fork")
-    reports: Any = context.Queue()
-    processes = [context.Process(target=_work, daemon=True, name=f"eef-rollout-{w}",
-                                 args=(w, os.getpid(), envs[w::workers], policy, starts[w::workers], prompt, config, description,
-                                       reports))
-                 for w in range(workers)]
+    processes: list[Any] = []
+    readers: list[Any] = []
+    running: dict[Any, int] = {}  # the read end of each worker still running
     order = {trajectory_id(config, s): n for n, s in enumerate(starts)}
     finished: dict[int, Trajectory] = {}
     result = RolloutResult()
     bar = progress_bar(len(starts), description, "ep", progress)
     try:
-        for process in processes:
-            process.start()
-        running = set(range(workers))
+        for w in range(workers):
+            # a pipe per worker, made just before its fork so that no other worker inherits its
+            # write end: a worker killed mid-message then leaves its pipe at end-of-file, where a
+            # shared queue's reader would wait for the rest of the message for ever
+            reader, sender = context.Pipe(duplex=False)
+            processes.append(context.Process(target=_work, daemon=True, name=f"eef-rollout-{w}",
+                                             args=(w, os.getpid(), envs[w::workers], policy, starts[w::workers],
+                                                   prompt, config, description, sender)))
+            processes[-1].start()
+            sender.close()
+            readers.append(reader)
+            running[reader] = w
         while running:
-            try:
-                report = reports.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                for w in sorted(running):
-                    if processes[w].exitcode is not None:
-                        raise EefError(f"{description}: rollout worker {w} exited with code {processes[w].exitcode} "
-                                       "before it finished (the episodes saved so far are kept; run again to "
-                                       "continue)") from None
-                continue
-            kind, w, payload = report
-            if kind == "episode":
-                finished[order[payload.id]] = payload
-                result.steps += len(payload.turns) - payload.provenance.start_step
-                if on_trajectory is not None:
-                    on_trajectory(payload)
-                bar.update(1)
-                bar.set_postfix(steps_per_s=f"{result.steps / (time.perf_counter() - began):.1f}", refresh=False)
-            elif kind == "done":
-                result.diverged += payload.diverged
-                result.model_calls += payload.model_calls
-                result.env_incidents.update(payload.env_incidents)
-                bar.update(len(payload.diverged))
-                running.discard(w)
-            else:
-                raise EefError(f"{description}: rollout worker {w} failed:\n{payload}")
+            for reader in connection.wait(list(running)):
+                w = running[reader]
+                try:
+                    kind, payload = reader.recv()
+                except EOFError:
+                    processes[w].join()
+                    raise EefError(f"{description}: rollout worker {w} exited with code {processes[w].exitcode} "
+                                   "before it finished (the episodes saved so far are kept; run again to "
+                                   "continue)") from None
+                if kind == "episode":
+                    finished[order[payload.id]] = payload
+                    result.steps += len(payload.turns) - payload.provenance.start_step
+                    if on_trajectory is not None:
+                        on_trajectory(payload)
+                    bar.update(1)
+                    bar.set_postfix(steps_per_s=f"{result.steps / (time.perf_counter() - began):.1f}", refresh=False)
+                elif kind == "done":
+                    result.diverged += payload.diverged
+                    result.model_calls += payload.model_calls
+                    result.env_incidents.update(payload.env_incidents)
+                    bar.update(len(payload.diverged))
+                    del running[reader]
+                else:
+                    raise EefError(f"{description}: rollout worker {w} failed:\n{payload}")
         for process in processes:
             process.join()
     finally:
@@ -106,6 +111,11 @@ def rollout_in_workers(workers: int, envs: Sequence[TextEnv], policy: Policy, st
             if process.is_alive():
                 process.terminate()
                 process.join()
+        for reader in readers:
+            reader.close()
+    if len(finished) + len(result.diverged) != len(starts):  # two starts with one key would collapse into one
+        raise EefError(f"{description}: {len(starts)} starts gave {len(finished)} episodes and "
+                       f"{len(result.diverged)} divergences; starts must have distinct keys")
     result.trajectories = [finished[n] for n in sorted(finished)]
     result.diverged.sort(key=lambda pair: order[trajectory_id(config, pair[0])])
     result.seconds = time.perf_counter() - began
@@ -113,19 +123,21 @@ def rollout_in_workers(workers: int, envs: Sequence[TextEnv], policy: Policy, st
 
 
 def _work(worker: int, parent: int, envs: Sequence[TextEnv], policy: Policy, starts: Sequence[Start],
-          prompt: tuple[Message, ...], config: RolloutConfig, description: str, reports: Any) -> None:
-    """A worker's share; every finished episode, then the worker's totals, go to ``reports``."""
+          prompt: tuple[Message, ...], config: RolloutConfig, description: str, sender: Any) -> None:
+    """A worker's share; every finished episode, then the worker's totals, go to ``sender``."""
     try:
         _die_with(parent)
         import torch
 
         torch.set_num_threads(1)  # see the module docstring: more threads hang after a fork
         done = rollout(envs, policy, starts, prompt, config, description=description,
-                       on_trajectory=lambda t: reports.put(("episode", worker, t)))
+                       on_trajectory=lambda t: sender.send(("episode", t)))
         done.trajectories = []  # already sent one by one
-        reports.put(("done", worker, done))
+        sender.send(("done", done))
     except BaseException:  # noqa: BLE001 - any failure is reported to the parent, which raises it
-        reports.put(("error", worker, traceback.format_exc()))
+        sender.send(("error", traceback.format_exc()))
+    finally:
+        sender.close()
 
 
 def _die_with(parent: int) -> None:

@@ -162,7 +162,8 @@ class HFPolicy:
         reused = [self.prefix_cache.lookup(c, p) if self.prefix_cache is not None else (None, 0)
                   for c, p in zip(conversations, prompts)]
         cache, attention, positions, logits = self._prefill(prompts, reused, params.max_new_tokens)
-        cache, attention = self._right_align(cache, attention, params.max_new_tokens)
+        if self.grouped:
+            cache, attention = self._right_align(cache, attention, params.max_new_tokens)
         filled = attention.shape[1] - params.max_new_tokens  # cache columns written so far
         spans = self._row_spans(attention, filled)
         noise = [random.Random(seed) for seed in seeds]
@@ -242,6 +243,7 @@ class HFPolicy:
             layer.keys[:, :, :width] = old.keys.gather(2, columns)
             layer.values[:, :, :width] = old.values.gather(2, columns)
             layer.cumulative_length.fill_(width)
+            old.keys = old.values = None  # at most one layer's cache held twice
         return moved, aligned
 
     def _keep_slots(self, cache: StaticCache, slots: list[int], *tensors: torch.Tensor) -> list[torch.Tensor]:
