@@ -7,8 +7,8 @@ figures cover everything the command does) and prints the wall time, the peak re
 of the run and, per method, the best and last test win rates from its summary.json. Memory is
 the run's process and its rollout workers together, sampled every 0.2 s (or the largest single
 process's exact peak if that is more); pages a forked worker shares with its parent count
-twice, so it is an upper bound. The issue's
-target: within 15 minutes on the 2-core CPU machine. With --json the last line is one JSON object.
+twice, so it is an upper bound. The issue's target: within 15 minutes on the 2-core CPU machine.
+With --json the last line is one JSON object.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ from eef.errors import EefError
 from eef.methods import (PositiveRepository, Solution, analyse_all, eef_solutions, expert_demonstrations,
                          self_solutions, state_positions)
 from eef.rollout import RolloutConfig, Start, cloned_envs, pending, rollout, trajectory_id
+from eef.rollout_workers import process_local
 from eef.trajectory import Message, Trajectory, append_trajectories, read_trajectories, write_trajectories
 
 
@@ -83,7 +84,7 @@ def run(config: RunConfig, *, resume: bool = False, log: Callable[[str], None] =
     """Run every stage the configuration names; returns the summary (also ``summary.json``)."""
     root = Path(config.run_dir or f"runs/{config.name}")
     env = make(config.env.name, **config.env.options)
-    if config.rollout.workers > 1 and not getattr(env, "process_local", False):
+    if config.rollout.workers > 1 and not process_local(env):
         raise EefError(f"rollout.workers: {config.rollout.workers} worker processes need an environment that lives "
                        f"wholly in this process; {env.name} does not (set rollout.workers: 1)")
     prepare_run_dir(config, root, resume)

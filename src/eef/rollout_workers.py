@@ -2,16 +2,16 @@
 
 Decoding a small model on the CPU is bound by per-step overhead (Python, framework dispatch) and
 memory latency more than by arithmetic, so a second thread in one process adds little: on the
-2-core machine one process with two threads stepped the default's rollouts at 70 steps/s, two
-processes with one thread each at 102 together. Each worker is a fork of this process (the loaded
+2-core machine one process with two threads stepped the default's exploration at 69.5 steps/s,
+two processes with one thread each at 81.0 together (``benchmarks/rollout.py --workers 2``). Each worker is a fork of this process (the loaded
 model and the environments are inherited, nothing is reloaded) that rolls out every
 ``workers``-th start with every ``workers``-th environment; the parent saves each finished episode
 as it arrives, so an interrupted stage resumes exactly as with one process.
 
-A worker runs one thread: OpenMP (GNU libgomp, which PyTorch's Linux wheels use) hangs in a forked
-child that starts a thread team after its parent has used one. Forking needs Linux, a policy on the CPU
-and environments that live wholly in this process (``TextEnv.process_local``); anything else
-rolls out in this process.
+A worker runs one thread: OpenMP (GNU libgomp, which PyTorch's Linux wheels use) hangs in a
+forked child that starts a thread team after its parent has used one. Forking needs Linux, a
+policy on the CPU and environments that live wholly in this process (``TextEnv.process_local``);
+anything else rolls out in this process.
 """
 
 from __future__ import annotations
@@ -37,12 +37,18 @@ from eef.trajectory import Message, Trajectory
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
+def process_local(env: TextEnv) -> bool:
+    """Whether ``env`` declares that it holds nothing outside this process (no JVM, socket or
+    server), so that a forked worker may step its copy."""
+    return getattr(env, "process_local", False)
+
+
 def can_fork(envs: Sequence[TextEnv], policy: Policy) -> bool:
     """Whether forked workers can share this rollout: the policy computes on the CPU in this
-    process and every environment is process-local (no JVM, socket or server shared with it)."""
+    process and every environment is :func:`process_local`."""
     device = getattr(policy, "device", None)
     return (sys.platform.startswith("linux") and getattr(device, "type", None) == "cpu"
-            and all(getattr(env, "process_local", False) for env in envs))
+            and all(process_local(env) for env in envs))
 
 
 def rollout_in_workers(workers: int, envs: Sequence[TextEnv], policy: Policy, starts: Sequence[Start],

@@ -156,11 +156,11 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
 
 
 def collate(rows: Sequence[PackedRow], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad rows into a batch. The padding continues its row's last positions: it comes last and is never trained, so causal attention
-    keeps it out of every real token's view, and a batch of single conversations stays plain
-    causal attention, which SDPA runs without a mask (positions restarting in the padding would
-    read as packed sequences and cost a dense block-diagonal mask). ``num_tokens`` counts the
-    non-padding tokens (for throughput figures)."""
+    """Right-pad rows into a batch. The padding continues its row's last positions: it comes last
+    and is never trained, so causal attention keeps it out of every real token's view, and a batch
+    of single conversations stays plain causal attention, which SDPA runs without a mask
+    (positions restarting in the padding would read as packed sequences and cost a dense
+    block-diagonal mask). ``num_tokens`` counts the non-padding tokens (for throughput figures)."""
     width = max(len(r.input_ids) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
