@@ -165,3 +165,26 @@ def test_the_scripted_experts_rates_from_the_config_reach_the_expert(tmp_path):
     assert all(t.provenance.sampling["seed"] == 4 for t in with_options)
     easy = [t for t in _expert_source(flawless, env, tasks, ()) if t.meta["tier"] == "easy"]
     assert easy and all(t.success for t in easy)
+
+
+def test_exploration_returns_episodes_in_start_order_whatever_the_file_order(finished, tmp_path):
+    """Workers and resumes append episodes in the order they end; labelling must not see that order."""
+    import shutil
+
+    from eef.envs.registry import make
+    from eef.pipeline import RunDir, explore_stage
+    from eef.trajectory import write_trajectories
+
+    root, _, _ = finished
+    stage = tmp_path / "rft" / "iter-1"
+    shutil.copytree(root / "rft" / "iter-1", stage)
+    saved = read_trajectories(stage / "rollouts.jsonl")
+    write_trajectories(stage / "rollouts.jsonl", saved[::-1])
+    config = _config(root)
+    experts = read_trajectories(root / "expert" / "trajectories.jsonl")
+    returned = explore_stage(config, RunDir(tmp_path, lambda line: None), make("shop", **config.env.options), (),
+                             stage, "rft", 1, root / "sft_pos" / "checkpoint", experts)
+    env = make("shop", **config.env.options)
+    in_task_order = env.task_ids(config.expert.split)[: config.expert.limit]  # the starts' order (K = 1)
+    assert [t.task_id for t in returned] == in_task_order
+    assert sorted(t.id for t in returned) == sorted(t.id for t in saved)

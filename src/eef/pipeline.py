@@ -188,8 +188,6 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
     """Roll out the current model from s0 of every training task (K times for RFT xK) and, for
     EEF, from the states of the explored expert trajectories."""
     path = stage / "rollouts.jsonl"
-    if rd.done(stage / "explore"):
-        return read_trajectories(path)
     began = time.perf_counter()
     eef = config.methods.eef
     k = (config.methods.rft_k or 1 + eef.m) if method == "rft_k" else 1
@@ -201,6 +199,15 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
     rollout_config = RolloutConfig(SamplingParams(config.rollout.temperature, config.rollout.top_p,
                                                   config.rollout.max_new_tokens),
                                    seed=config.seed, source="self", iteration=iteration)
+    rank = {trajectory_id(rollout_config, s): n for n, s in enumerate(starts)}
+
+    def in_start_order() -> list[Trajectory]:
+        # the file holds episodes in the order they ended (workers interleave, a resume appends):
+        # what is labelled and trained must not depend on that
+        return sorted(read_trajectories(path, skip_torn_tail=True), key=lambda t: rank[t.id])
+
+    if rd.done(stage / "explore"):
+        return in_start_order()
     _, todo = pending(path, starts, rollout_config)
     todo, reused = reuse_rollouts(rd.root, config.methods.run, method, iteration, str(model), todo, rollout_config, path)
     policy = _policy(config, model)
@@ -211,7 +218,7 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
                              description=f"explore {method} {iteration}")
     finally:
         policy.close()
-    trajectories = read_trajectories(path, skip_torn_tail=True)
+    trajectories = in_start_order()
     from_states = [t for t in trajectories if t.provenance.parent_id]
     rd.finish(stage / "explore", {
         "stage": "explore", "method": method, "iteration": iteration, "episodes": len(trajectories),
