@@ -98,5 +98,11 @@ def test_program_experts_and_fetch_list(tmp_path):
     assert "needs --model" in str(runner.invoke(app, ["expert", "shop", "--out", str(out)]).exception)
     refused = runner.invoke(app, ["expert", "shop", "--policy", "scripted", "--out", str(out), "--rollouts", "3"])
     assert "program expert" in str(refused.exception) and "--rollouts" in str(refused.exception)
+    plays = []
+    for seed in ("0", "0", "1"):  # --seed picks the scripted expert's choices
+        path = tmp_path / f"scripted-{len(plays)}.jsonl"
+        _ok(["expert", "shop", "--policy", "scripted", "--out", str(path), "--limit", "40", "--seed", seed, "--json"])
+        plays.append([t.actions for t in read_trajectories(path)])
+    assert plays[0] == plays[1] != plays[2]
     listing = _ok(["data", "fetch", "--list"]).splitlines()
     assert [line.split()[0] for line in listing] == ["eef-expert", "eto", "agenttraj-l", "webshop-1k", "webshop-full"]

@@ -97,15 +97,17 @@ def test_expert_files_are_found_beside_the_configuration(tmp_path, monkeypatch):
 def test_the_scripted_experts_mistake_rates_are_configurable_and_checked():
     config = load_config(None, ["expert.sources=[{kind: scripted, seed: 2, scripted: {wrong_option: [0.1, 0.1, 0.3]}}]"])
     assert config.expert.sources[0].scripted.wrong_option == (0.1, 0.1, 0.3)
-    with pytest.raises(ConfigError, match=r"expert.sources\[0\].scripted: decoy: expected one rate per tier "
+    with pytest.raises(ConfigError, match=r"expert.sources\[0\].scripted.decoy: expected one rate per tier "
                                           r"\(easy, medium, hard\), got \(0.1, 2.0\)"):
         load_config(None, ["expert.sources=[{kind: scripted, scripted: {decoy: [0.1, 2]}}]"])
-    with pytest.raises(ConfigError, match=r"expert.sources\[0\].scripted: refine: rates must lie in \[0, 1\]"):
+    with pytest.raises(ConfigError, match=r"expert.sources\[0\].scripted.refine: rates must lie in \[0, 1\]"):
         load_config(None, ["expert.sources=[{kind: scripted, scripted: {refine: 1.5}}]"])
     with pytest.raises(ConfigError) as error:  # a wrong type is reported once, not again by the class's own check
         load_config(None, ["expert.sources=[{kind: scripted, scripted: {decoy: 0.5}}]"])
     assert error.value.problems == ["expert.sources[0].scripted.decoy: expected a list, got float"]
     with pytest.raises(ConfigError) as error:
-        load_config(None, ["expert.sources=[{kind: oracle, scripted: {seed: 1}}]"])
-    assert error.value.problems == ["expert.sources[0].scripted: only for kind scripted, not 'oracle'",
-                                    "expert.sources[0].scripted.seed: set expert.sources[0].seed instead"]
+        load_config(None, ["expert.sources=[{kind: oracle, scripted: {refine: 0.1}}]"])
+    assert error.value.problems == ["expert.sources[0].scripted: only for kind scripted, not 'oracle'"]
+    with pytest.raises(ConfigError) as error:  # the source's seed is the expert's only seed, whatever the value
+        load_config(None, ["expert.sources=[{kind: scripted, seed: 0, scripted: {seed: 0}}]"])
+    assert error.value.problems[0].startswith("expert.sources[0].scripted.seed: unknown key; known: decoy, ")

@@ -171,7 +171,7 @@ def expert_command(
 
 def _program_expert(name: str, seed: int) -> Callable[[TextEnv, str, tuple[Message, ...]], Trajectory]:
     """The ``(env, task_id, prompt) -> trajectory`` function of a program expert (``--seed`` seeds
-    the perturbed gold expert)."""
+    the scripted and the perturbed gold experts)."""
     if name == "oracle":
         from eef.experts.oracle import oracle_trajectory
 
@@ -179,7 +179,7 @@ def _program_expert(name: str, seed: int) -> Callable[[TextEnv, str, tuple[Messa
     if name == "scripted":
         from eef.experts.scripted_shop import scripted_trajectory
 
-        return scripted_trajectory
+        return lambda env, task_id, prompt: scripted_trajectory(env, task_id, prompt, seed=seed)
     from eef.experts.scienceworld_gold import PerturbConfig, gold_trajectory, perturbed_trajectory
 
     if name == "gold":

@@ -208,7 +208,11 @@ def build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
     try:
         return cls(**values)
     except (TypeError, ValueError) as e:  # the class's own checks of its values
-        problems.append(f"{path.rstrip('.') or '(top)'}: {e}")
+        key, sep, reason = str(e).partition(": ")
+        if sep and key in names:  # the check names its key ("decoy: ..."): report it under the key's path
+            problems.append(f"{path}{key}: {reason}")
+        else:
+            problems.append(f"{path.rstrip('.') or '(top)'}: {e}")
         return cls()
 
 
@@ -304,8 +308,6 @@ def _cross_checks(config: RunConfig, base: Path) -> list[str]:
         if source.scripted is not None:
             if source.kind != "scripted":
                 problems.append(f"expert.sources[{i}].scripted: only for kind scripted, not {source.kind!r}")
-            if source.scripted.seed != ScriptedExpertConfig.seed:
-                problems.append(f"expert.sources[{i}].scripted.seed: set expert.sources[{i}].seed instead")
     for key, value in (("methods.iterations", config.methods.iterations), ("methods.eef.m", config.methods.eef.m),
                        ("methods.rollouts_per_state", config.methods.rollouts_per_state),
                        ("rollout.num_envs", config.rollout.num_envs), ("rollout.workers", config.rollout.workers)):

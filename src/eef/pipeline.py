@@ -177,8 +177,7 @@ def _expert_source(source, env: TextEnv, tasks: list[str], prompt: tuple[Message
         return perturbed_trajectories(env, tasks, prompt, PerturbConfig(seed=source.seed))
     from eef.experts.scripted_shop import ScriptedExpertConfig, scripted_trajectories
 
-    mistakes = replace(source.scripted or ScriptedExpertConfig(), seed=source.seed)
-    trajectories = scripted_trajectories(env, tasks, prompt, mistakes)
+    trajectories = scripted_trajectories(env, tasks, prompt, source.scripted or ScriptedExpertConfig(), source.seed)
     tiers = {t: env.catalog.goals[env.catalog.goal_index(t)].tier for t in tasks}
     return [replace(t, meta={**t.meta, "tier": tiers[t.task_id]}) for t in trajectories]
 

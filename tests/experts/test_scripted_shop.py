@@ -31,9 +31,9 @@ def _tier(env, trajectory):
 
 def test_same_seed_same_trajectories_other_seed_other_trajectories(shop_env, train):
     tasks = shop_env.task_ids("train")[:100]
-    again = scripted_trajectories(shop_env, tasks, PROMPT, ScriptedExpertConfig(seed=0))
+    again = scripted_trajectories(shop_env, tasks, PROMPT, seed=0)
     assert [t.to_dict() for t in again] == [t.to_dict() for t in train[:100]]
-    other = scripted_trajectories(shop_env, tasks, PROMPT, ScriptedExpertConfig(seed=1))
+    other = scripted_trajectories(shop_env, tasks, PROMPT, seed=1)
     assert sum(a.actions != b.actions for a, b in zip(other, again)) > 10
 
 

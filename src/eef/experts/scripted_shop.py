@@ -32,7 +32,6 @@ class ScriptedExpertConfig:
     """Mistake rates of the scripted expert; per-tier rates are (easy, medium, hard).
 
     Attributes:
-        seed: with the task id, seeds each trajectory's random stream.
         decoy: when the target is on the results page, open the most plausible other item instead
             (on hard pages: the expert misses that the variant word matches the instruction).
         wrong_option: per option, choose another value of the option group. The hard rate makes
@@ -54,7 +53,6 @@ class ScriptedExpertConfig:
             first query).
     """
 
-    seed: int = 0
     decoy: tuple[float, float, float] = (0.25, 0.6, 0.75)
     wrong_option: tuple[float, float, float] = (0.2, 0.22, 0.7)
     skip_option: float = 0.04
@@ -68,8 +66,6 @@ class ScriptedExpertConfig:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if f.name == "seed":
-                continue
             value = getattr(self, f.name)
             per_tier = isinstance(f.default, tuple)  # the field's default says its shape
             if per_tier and (not isinstance(value, tuple) or len(value) != len(TIERS)):
@@ -217,14 +213,15 @@ class _Shopper:
 
 
 def scripted_trajectory(env: ShopEnv, task_id: str, prompt: tuple[Message, ...],
-                        config: ScriptedExpertConfig = ScriptedExpertConfig()) -> Trajectory:
+                        config: ScriptedExpertConfig = ScriptedExpertConfig(), seed: int = 0) -> Trajectory:
     """One scripted episode of ``task_id`` from reset, every turn trainable.
 
     Args:
         env: the built-in shop (``make("shop")``); the expert reads its hidden goal.
         task_id: the task to play.
         prompt: the context stored with the trajectory (system instruction, one-shot example).
-        config: mistake rates and seed, recorded as the provenance's ``sampling``.
+        config: mistake rates, recorded with ``seed`` as the provenance's ``sampling``.
+        seed: with the task id, seeds the episode's random stream.
 
     Raises:
         EefError: the environment is not the built-in shop (its goals carry no tier).
@@ -234,15 +231,15 @@ def scripted_trajectory(env: ShopEnv, task_id: str, prompt: tuple[Message, ...],
     env.reset(task_id)
     if env.goal.tier not in TIERS:
         raise EefError(f"the scripted expert needs tiered (generated) goals; {task_id} has none")
-    shopper = _Shopper(env, config, random.Random(f"{config.seed}/{task_id}"))
+    shopper = _Shopper(env, config, random.Random(f"{seed}/{task_id}"))
     return play_episode(env, task_id, prompt, shopper.act,
-                        Provenance(source="scripted", model=MODEL, sampling=asdict(config)))
+                        Provenance(source="scripted", model=MODEL, sampling={"seed": seed, **asdict(config)}))
 
 
 def scripted_trajectories(env: ShopEnv, task_ids: Sequence[str], prompt: tuple[Message, ...],
-                          config: ScriptedExpertConfig = ScriptedExpertConfig()) -> list[Trajectory]:
+                          config: ScriptedExpertConfig = ScriptedExpertConfig(), seed: int = 0) -> list[Trajectory]:
     """:func:`scripted_trajectory` for each task."""
-    return [scripted_trajectory(env, t, prompt, config) for t in task_ids]
+    return [scripted_trajectory(env, t, prompt, config, seed) for t in task_ids]
 
 
 def key_actions(trajectory: Trajectory) -> list[int]:
