@@ -129,6 +129,21 @@ def test_report_files_numbers_and_plots(run_dir: Path) -> None:
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_methods_are_compared_on_the_test_tasks_each_won_alone(run_dir: Path) -> None:
+    def won(path: Path, pattern: str) -> None:
+        report = json.loads(path.read_text())
+        report["tasks"] = [{"task_id": f"t{i}", "success": c == "1", "reward": 0.0} for i, c in enumerate(pattern)]
+        path.write_text(json.dumps(report))
+
+    won(run_dir / "sft_pos/eval/report.json", "1100100000")
+    won(run_dir / "eef/iter-2/eval/report.json", "1011111110")  # EEF's best iteration
+    won(run_dir / "eef/iter-1/eval/report.json", "0000000000")  # not its best: not compared
+    markdown = (write_report(run_dir) / "report.md").read_text()
+    # 10 tasks; EEF alone won t2, t3, t5, t6, t7, t8 (6), SFT-POS alone t1 (1); p = 2 * (1 + 7) / 2**7
+    assert table_row(markdown, "EEF vs SFT-POS") == ["EEF vs SFT-POS", "10", "6", "1", "0.125"]
+    assert "RFT vs" not in markdown and "vs RFT" not in markdown  # RFT's reports list no tasks
+
+
 def test_html_escapes_trajectory_text(run_dir: Path) -> None:
     page = (write_report(run_dir) / "index.html").read_text()
     assert SCRIPT not in page

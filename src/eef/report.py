@@ -9,6 +9,7 @@ Both documents are rendered from one list of blocks, so they always say the same
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -284,9 +285,30 @@ class _Report:
                            "last win rate / score"], rows),
                 *_img(plot_curves(self.curves(0), self.out / "win_rate.png", ylabel="test win rate"), "win_rate.png"),
                 *_img(plot_curves(self.curves(1), self.out / "score.png", ylabel="test score"), "score.png"),
+                *self.paired_blocks(),
                 ("h", 3, "Per iteration (iteration 0 is SFT-POS)"),
                 ("table", ["method", "iteration", "test win rate", "test score", "episodes", "mean steps",
                            "truncated", "train subtasks solved"], per_iteration)]
+
+    def paired_blocks(self) -> list[Block]:
+        """Each pair of methods at their best iterations, on the test tasks both played: the tasks
+        only one of them won. A gap in win rate is only these tasks, and on a 100-task split five
+        points can be a handful of them: the exact sign test says how often chance alone would
+        split them as unevenly."""
+        won = {name: _task_wins(r.evals.get(r.best or 0, {})) for name, r in self.results.items()}
+        names = [name for name in won if won[name]]
+        rows = []
+        for i, first in enumerate(names):
+            for second in names[i + 1:]:
+                common = won[first].keys() & won[second].keys()
+                only_second = sum(won[second][t] and not won[first][t] for t in common)
+                only_first = sum(won[first][t] and not won[second][t] for t in common)
+                rows.append([f"{self.label(second)} vs {self.label(first)}", str(len(common)), str(only_second),
+                             str(only_first), f"{sign_test(only_second, only_first):.3f}"])
+        if not rows:
+            return []
+        return [("h", 3, "Paired on the test tasks (best iterations)"),
+                ("table", ["A vs B", "tasks", "won only by A", "won only by B", "sign test p"], rows)]
 
     def stage_blocks(self) -> list[Block]:
         """A section per stage that has records: expert, label, explore, train, and the time spent."""
@@ -394,6 +416,24 @@ class _Report:
                          + [t for t in trajectories if not t.success][:EXAMPLES])
                 blocks += [("h", 3, f"{self.label(name)}, iteration {r.best}"), *(("trajectory", t) for t in shown)]
         return blocks if len(blocks) > 1 else []
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: the chance of a split at least as uneven as ``wins`` : ``losses``
+    when each task is a fair coin.
+
+    >>> round(sign_test(15, 7), 3), sign_test(3, 3), sign_test(0, 0)
+    (0.134, 1.0, 1.0)
+    """
+    n, fewer = wins + losses, min(wins, losses)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(fewer + 1)) / 2 ** n) if n else 1.0
+
+
+def _task_wins(report: Any) -> dict[str, bool]:
+    """Task id -> won, from an evaluation's ``report.json`` (entries without both are skipped)."""
+    tasks = report.get("tasks") if isinstance(report, dict) else None
+    return {t["task_id"]: bool(t["success"]) for t in tasks or []
+            if isinstance(t, dict) and isinstance(t.get("task_id"), str) and "success" in t}
 
 
 def _flatten(table: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
