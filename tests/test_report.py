@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from eef.errors import DataError
-from eef.report import load_metrics, navigation_shares, write_report
+from eef.report import load_metrics, navigation_shares, sign_test, write_report
 from eef.trajectory import Provenance, Trajectory, Turn, write_trajectories
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -142,6 +142,16 @@ def test_methods_are_compared_on_the_test_tasks_each_won_alone(run_dir: Path) ->
     # 10 tasks; EEF alone won t2, t3, t5, t6, t7, t8 (6), SFT-POS alone t1 (1); p = 2 * (1 + 7) / 2**7
     assert table_row(markdown, "EEF vs SFT-POS") == ["EEF vs SFT-POS", "10", "6", "1", "0.125"]
     assert "RFT vs" not in markdown and "vs RFT" not in markdown  # RFT's reports list no tasks
+    report = json.loads((run_dir / "sft_pos/eval/report.json").read_text())
+    for bad in (5, [{"task_id": "t0", "success": "false"}, 7]):  # malformed task lists are left out, not fatal
+        (run_dir / "sft_pos/eval/report.json").write_text(json.dumps({**report, "tasks": bad}))
+        assert "EEF vs SFT-POS" not in (write_report(run_dir) / "report.md").read_text()
+
+
+def test_the_sign_test_is_exact_and_two_sided() -> None:
+    assert round(sign_test(15, 7), 3) == round(sign_test(7, 15), 3) == 0.134
+    assert sign_test(6, 1) == 2 * (1 + 7) / 2**7
+    assert sign_test(3, 3) == sign_test(0, 0) == 1.0 and sign_test(8, 0) == 2 / 2**8
 
 
 def test_html_escapes_trajectory_text(run_dir: Path) -> None:

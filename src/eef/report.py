@@ -294,8 +294,10 @@ class _Report:
         """Each pair of methods at their best iterations, on the test tasks both played: the tasks
         only one of them won. A gap in win rate is only these tasks, and on a 100-task split five
         points can be a handful of them: the exact sign test says how often chance alone would
-        split them as unevenly."""
-        won = {name: _task_wins(r.evals.get(r.best or 0, {})) for name, r in self.results.items()}
+        split them as unevenly (optimistic when a best iteration was chosen among several on
+        these same tasks)."""
+        sft_pos = self.results.get("sft_pos", _Results()).evals.get(0, {})  # every method's iteration 0
+        won = {name: _task_wins(r.evals.get(r.best, {}) if r.best else sft_pos) for name, r in self.results.items()}
         names = [name for name in won if won[name]]
         rows = []
         for i, first in enumerate(names):
@@ -422,8 +424,6 @@ def sign_test(wins: int, losses: int) -> float:
     """Two-sided exact sign test: the chance of a split at least as uneven as ``wins`` : ``losses``
     when each task is a fair coin.
 
-    >>> round(sign_test(15, 7), 3), sign_test(3, 3), sign_test(0, 0)
-    (0.134, 1.0, 1.0)
     """
     n, fewer = wins + losses, min(wins, losses)
     return min(1.0, 2 * sum(math.comb(n, i) for i in range(fewer + 1)) / 2 ** n) if n else 1.0
@@ -432,8 +432,8 @@ def sign_test(wins: int, losses: int) -> float:
 def _task_wins(report: Any) -> dict[str, bool]:
     """Task id -> won, from an evaluation's ``report.json`` (entries without both are skipped)."""
     tasks = report.get("tasks") if isinstance(report, dict) else None
-    return {t["task_id"]: bool(t["success"]) for t in tasks or []
-            if isinstance(t, dict) and isinstance(t.get("task_id"), str) and "success" in t}
+    return {t["task_id"]: t["success"] for t in tasks if isinstance(t, dict) and isinstance(t.get("task_id"), str)
+            and isinstance(t.get("success"), bool)} if isinstance(tasks, list) else {}
 
 
 def _flatten(table: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
