@@ -8,6 +8,7 @@ Both documents are rendered from one list of blocks, so they always say the same
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -298,15 +299,13 @@ class _Report:
         these same tasks)."""
         sft_pos = self.results.get("sft_pos", _Results()).evals.get(0, {})  # every method's iteration 0
         won = {name: _task_wins(r.evals.get(r.best, {}) if r.best else sft_pos) for name, r in self.results.items()}
-        names = [name for name in won if won[name]]
         rows = []
-        for i, first in enumerate(names):
-            for second in names[i + 1:]:
-                common = won[first].keys() & won[second].keys()
-                only_second = sum(won[second][t] and not won[first][t] for t in common)
-                only_first = sum(won[first][t] and not won[second][t] for t in common)
-                rows.append([f"{self.label(second)} vs {self.label(first)}", str(len(common)), str(only_second),
-                             str(only_first), f"{sign_test(only_second, only_first):.3f}"])
+        for first, second in itertools.combinations([name for name in won if won[name]], 2):
+            common = won[first].keys() & won[second].keys()
+            only_second = sum(won[second][t] and not won[first][t] for t in common)
+            only_first = sum(won[first][t] and not won[second][t] for t in common)
+            rows.append([f"{self.label(second)} vs {self.label(first)}", str(len(common)), str(only_second),
+                         str(only_first), f"{sign_test(only_second, only_first):.3f}"])
         if not rows:
             return []
         return [("h", 3, "Paired on the test tasks (best iterations)"),
@@ -422,9 +421,7 @@ class _Report:
 
 def sign_test(wins: int, losses: int) -> float:
     """Two-sided exact sign test: the chance of a split at least as uneven as ``wins`` : ``losses``
-    when each task is a fair coin.
-
-    """
+    when each task is a fair coin."""
     n, fewer = wins + losses, min(wins, losses)
     return min(1.0, 2 * sum(math.comb(n, i) for i in range(fewer + 1)) / 2 ** n) if n else 1.0
 
@@ -432,8 +429,10 @@ def sign_test(wins: int, losses: int) -> float:
 def _task_wins(report: Any) -> dict[str, bool]:
     """Task id -> won, from an evaluation's ``report.json`` (entries without both are skipped)."""
     tasks = report.get("tasks") if isinstance(report, dict) else None
-    return {t["task_id"]: t["success"] for t in tasks if isinstance(t, dict) and isinstance(t.get("task_id"), str)
-            and isinstance(t.get("success"), bool)} if isinstance(tasks, list) else {}
+    if not isinstance(tasks, list):
+        return {}
+    return {t["task_id"]: t["success"] for t in tasks
+            if isinstance(t, dict) and isinstance(t.get("task_id"), str) and isinstance(t.get("success"), bool)}
 
 
 def _flatten(table: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
