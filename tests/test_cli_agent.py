@@ -23,7 +23,7 @@ def test_explore_train_eval_on_files(tmp_path):
     assert (model / "tokenizer.json").is_file()
     assert json.loads((model / "config.json").read_text())["num_key_value_heads"] == 1  # grouped-query from here on
     refused = runner.invoke(app, ["model", "init", "--out", str(tmp_path / "odd"), "--heads", "4", "--kv-heads", "3"])
-    assert "does not divide --heads 4" in str(refused.exception)
+    assert "--kv-heads: must divide heads (4), got 3" in str(refused.exception)
 
     rollouts = tmp_path / "rollouts.jsonl"
     explore = ["explore", "shop", "--model", str(model), "--out", str(rollouts), "--limit", "3", "--rollouts", "2",

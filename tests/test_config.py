@@ -1,5 +1,7 @@
 """Run configurations: every problem reported at once, with key paths, before any work."""
 
+import re
+
 import pytest
 import yaml
 
@@ -49,9 +51,9 @@ def test_overrides_are_typed_and_validated_too():
     assert config.env.options == {"goals": 200}
     with pytest.raises(ConfigError, match="rollout.num_envs: must be at least 1"):
         load_config(None, ["rollout.num_envs=0"])
-    with pytest.raises(ConfigError, match=r"train.decay_ratio: must be in \(0, 1\]"):
+    with pytest.raises(ConfigError, match=r"train.decay_ratio: must be a number in \(0, 1\]"):
         load_config(None, ["train.decay_ratio=0"])
-    with pytest.raises(ConfigError, match=r"model.tiny.kv_heads: must divide model.tiny.heads \(4\), got 3"):
+    with pytest.raises(ConfigError, match=r"model.tiny.kv_heads: must divide heads \(4\), got 3"):
         load_config(None, ["model.tiny.kv_heads=3"])
     assert load_config(None, ["model.tiny.kv_heads=2"]).model.tiny.kv_heads == 2
     with pytest.raises(EefError, match="not KEY.PATH=VALUE"):
@@ -111,3 +113,65 @@ def test_the_scripted_experts_mistake_rates_are_configurable_and_checked():
     with pytest.raises(ConfigError) as error:  # the source's seed is the expert's only seed, whatever the value
         load_config(None, ["expert.sources=[{kind: scripted, seed: 0, scripted: {seed: 0}}]"])
     assert error.value.problems[0].startswith("expert.sources[0].scripted.seed: unknown key; known: decoy, ")
+
+
+@pytest.mark.parametrize("override, problem", [
+    ("rollout.temperature=-1", "rollout.temperature: must be at least 0, got -1.0"),
+    ("rollout.top_p=7", r"rollout.top_p: must be a number in (0, 1], got 7.0"),
+    ("rollout.worker_timeout_s=0", "rollout.worker_timeout_s: must be a finite number above 0, got 0.0"),
+    ("model.max_batch_size=0", "model.max_batch_size: must be at least 1, got 0"),
+    ("model.tiny.heads=0", "model.tiny.heads: must be at least 1, got 0"),
+    ("model.tiny.vocab_size=1", "model.tiny.vocab_size: must be at least 300, got 1"),
+    ("expert.limit=0", "expert.limit: must be at least 1, got 0"),
+    ("expert.limit=-1", "expert.limit: must be at least 1, got -1"),
+    ("expert.sources=[]", "expert.sources: must not be empty"),
+    ("eval.max_new_tokens=0", "eval.max_new_tokens: must be at least 1, got 0"),
+    ("train.micro_batch_rows=0", "train.micro_batch_rows: must be at least 1, got 0"),
+    ("train.epochs=-1", "train.epochs: must be a finite number above 0, got -1.0"),
+    ("train.epochs=nan", "train.epochs: must be a finite number above 0, got nan"),
+    ("train.learning_rate=-1", "train.learning_rate: must be a finite number above 0, got -1.0"),
+    ("train.learning_rate=.inf", "train.learning_rate: must be a finite number above 0, got inf"),
+    ("train.max_length=0", "train.max_length: must be at least 2, got 0"),
+    ("train.warmup_ratio=5", "train.warmup_ratio: must be a number in [0, 1), got 5.0"),
+    ("methods.rft_k=0", "methods.rft_k: must be at least 1, got 0"),
+    ("methods.iteration_epochs=0", "methods.iteration_epochs: must be at least 1, got 0"),
+    ("methods.run=[]", "methods.run: must not be empty"),
+    ("run_dir=''", "run_dir: must not be empty"),
+])
+def test_values_out_of_range_are_refused_before_any_work(override, problem):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [override])
+    assert error.value.problems == [problem]
+
+
+def test_every_out_of_range_field_of_a_section_is_reported_at_once():
+    with pytest.raises(ConfigError) as error:
+        load_config(None, ["train.epochs=0", "train.max_length=1", "rollout.num_envs=0"])
+    assert sorted(p.split(":")[0] for p in error.value.problems) == [
+        "rollout.num_envs", "train.epochs", "train.max_length"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("train:\n  epochs: 1\n  epochs: 2\n", r"run.yaml:3: not valid YAML: key 'epochs' given twice \(first on line 2\)"),
+    ("seed: !!python/object:os.system {}\n", "run.yaml:1: not valid YAML: could not determine a constructor"),
+    ("seed: " + "[" * 2000 + "]" * 2000 + "\n", "run.yaml: not valid YAML: nested too deeply"),
+    ("seed: " + "9" * 5000 + "\n", "run.yaml: not valid YAML: Exceeds the limit"),
+])
+def test_bad_yaml_is_one_line_naming_the_file(tmp_path, text, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(EefError, match=message):
+        load_config(path)
+
+
+def test_a_configuration_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(EefError, match=r"run.yaml: not UTF-8 text \(byte 9\)"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("override", ["train.epochs=[1,", "methods.run=[sft_pos", "seed=!!python/name:os.system"])
+def test_bad_yaml_in_an_override_names_the_override(override):
+    with pytest.raises(EefError, match=re.escape(f"override {override!r}:1: not valid YAML")):
+        load_config(None, [override])

@@ -9,12 +9,13 @@ import time
 from dataclasses import replace
 
 import pytest
+import yaml
 
 from eef.cli_agent import DEFAULT_CONFIG
 from eef.config import load_config
 from eef.errors import EefError
 from eef.agent import SamplingParams
-from eef.pipeline import reuse_rollouts, run
+from eef.pipeline import other_methods_rollouts, run
 from eef.rollout import RolloutConfig, Start
 from eef.trajectory import read_trajectories
 
@@ -62,11 +63,32 @@ def test_eef_copies_the_s0_episodes_rft_rolled_out_with_the_same_model(finished,
     assert [t.turns for t in s0] == [by_id[t.id].turns for t in s0]
     # another model (a later iteration's checkpoint) or other sampling: nothing is copied
     config = RolloutConfig(SamplingParams(0.7, 1.0, 16), seed=0, iteration=1)
-    starts = [Start(t.task_id) for t in s0]
     model = s0[0].provenance.model
+    assert set(other_methods_rollouts(root, ["rft", "eef"], "rft_k", 1, model, config)) >= {t.id for t in s0}
     for other_model, other_config in ((model + "-other", config), (model, replace(config, seed=1))):
-        left, copied = reuse_rollouts(root, ["rft", "eef"], "rft_k", 1, other_model, starts, other_config, tmp_path / "r.jsonl")
-        assert (left, copied) == (starts, 0)
+        assert other_methods_rollouts(root, ["rft", "eef"], "rft_k", 1, other_model, other_config) == {}
+
+
+def test_a_resumed_exploration_still_counts_the_episodes_it_copied(finished, tmp_path):
+    import shutil
+
+    from eef.envs.registry import make
+    from eef.pipeline import RunDir, explore_stage
+    from eef.trajectory import write_trajectories
+
+    root, _, _ = finished
+    copy = tmp_path / "run"
+    for part in ("rft", "eef"):
+        shutil.copytree(root / part / "iter-1", copy / part / "iter-1")
+    stage = copy / "eef" / "iter-1"
+    (stage / "explore" / ".done").unlink()
+    saved = read_trajectories(stage / "rollouts.jsonl")
+    write_trajectories(stage / "rollouts.jsonl", [t for t in saved if not t.provenance.parent_id])  # killed here
+    config = _config(root)
+    experts = read_trajectories(root / "expert" / "trajectories.jsonl")
+    explore_stage(config, RunDir(copy, lambda line: None), make("shop", **config.env.options), (), stage, "eef", 1,
+                  root / "sft_pos" / "checkpoint", experts)
+    assert json.loads((stage / "explore" / ".done").read_text())["reused"] == 12
 
 
 def test_iterations_continue_the_previous_checkpoint_for_their_own_epochs(finished):
@@ -101,6 +123,49 @@ def test_another_configuration_is_refused(finished):
         run(_config(root, "train.epochs=2"), resume=True)
     with pytest.raises(EefError, match="pass --resume"):
         run(_config(root))
+
+
+def test_one_run_directory_holds_one_process(finished):
+    root, _, _ = finished
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
+                               "from eef.pipeline import run_lock\n"
+                               "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(60)",
+                               str(root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(EefError, match=f"is in use by another eef process \\(pid {holder.pid}\\)"):
+            run(_config(root), resume=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run(_config(root), resume=True, log=lambda line: None)  # the kernel freed the lock of the killed holder
+
+
+def test_a_broken_run_directory_is_named_not_a_traceback(finished, tmp_path):
+    import shutil
+
+    root, _, _ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    (copy / "config.yaml").write_text(yaml.safe_dump(_config(copy).as_dict(), sort_keys=False))
+    marker = copy / "eef" / "iter-1" / "eval" / ".done"
+    marker.write_text("")
+    with pytest.raises(EefError, match=f"{marker}: not a stage marker eef wrote; delete it"):
+        run(_config(copy), resume=True, log=lambda line: None)
+    (copy / "config.yaml").write_text("seed: [0\n")
+    with pytest.raises(EefError, match="config.yaml:2: not valid YAML"):
+        run(_config(copy), resume=True)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    with pytest.raises(EefError, match="exists and is not a directory"):
+        run(_config(a_file))
+
+
+@pytest.mark.parametrize("key", ["expert.split", "eval.split"])
+def test_an_unknown_split_is_refused_before_any_work(tmp_path, key):
+    with pytest.raises(EefError, match=f"{key}: 'validation' is not a split of shop; known: test, dev, train"):
+        run(_config(tmp_path / "run", f"{key}=validation"))
+    assert not (tmp_path / "run").exists()
 
 
 def test_worker_processes_need_an_environment_that_lives_in_this_process(tmp_path, monkeypatch):

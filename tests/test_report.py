@@ -209,3 +209,11 @@ def test_malformed_metrics_line(run_dir: Path, bad: str, field: str | None) -> N
     assert error.value.path == str(path) and error.value.line == 3 and error.value.field == field
     with pytest.raises(DataError):
         load_metrics(path)
+
+
+def test_markdown_shows_names_from_the_config_as_text(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / "run")
+    (run_dir / "config.yaml").write_text(CONFIG.replace("name: fixture", "name: '*x* <b>y</b> [z](http://a)'"))
+    markdown = (write_report(run_dir) / "report.md").read_text()
+    assert "# Run report: \\*x\\* \\<b\\>y\\</b\\> \\[z\\](http://a)" in markdown
+    assert "<b>" not in markdown.split("```")[0]  # outside the fenced config, nothing renders as markup

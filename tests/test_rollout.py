@@ -5,9 +5,10 @@ import dataclasses
 import pytest
 
 from eef.agent.hf_policy import HFPolicy
-from eef.agent.policy import SamplingParams
+from eef.agent.policy import Completion, SamplingParams
 from eef.agent.prompt import build_prompt
-from eef.rollout import RolloutConfig, Start, clone_envs, cloned_envs, rollout
+from eef.errors import EefError
+from eef.rollout import RolloutConfig, Start, clone_envs, cloned_envs, pending, rollout
 
 CONFIG = RolloutConfig(SamplingParams(temperature=1.0, max_new_tokens=10), seed=3)
 
@@ -105,3 +106,29 @@ def test_a_stage_closes_the_environments_it_cloned():
     with pytest.raises(RuntimeError), cloned_envs(original, 2) as envs:
         raise RuntimeError("a failed stage")
     assert envs[1].closed
+
+
+class _Fixed:
+    """Test double: always pages back (an episode runs to the step limit)."""
+
+    name = "fixed"
+
+    def generate(self, requests, params):
+        return [Completion("Action: click[< Prev]") for _ in requests]
+
+
+def test_resuming_into_a_file_of_another_rollout_is_refused(shop_env, tmp_path):
+    from eef.trajectory import append_trajectories
+
+    config = RolloutConfig(SamplingParams(temperature=0.7, max_new_tokens=10), seed=1)
+    starts = [Start(t) for t in shop_env.task_ids("train")[:2]]
+    out = tmp_path / "rollouts.jsonl"
+    first = rollout(clone_envs(shop_env, 2), _Fixed(), starts[:1], build_prompt("shop"), config)
+    append_trajectories(out, first.trajectories)
+    done, todo = pending(out, starts, config, model="fixed")
+    assert [t.id for t in done] == [first.trajectories[0].id] and todo == starts[1:]
+    hotter = RolloutConfig(SamplingParams(temperature=1.0, max_new_tokens=10), seed=1)
+    with pytest.raises(EefError, match="was sampled with .*'temperature': 0.7.*this rollout uses .*'temperature': 1.0"):
+        pending(out, starts, hotter)
+    with pytest.raises(EefError, match="is of model 'fixed', this rollout uses 'other'"):
+        pending(out, starts, config, model="other")

@@ -2,7 +2,10 @@
 a worker's failure or death is an error that names it; what cannot fork runs in this process."""
 
 import dataclasses
+import multiprocessing
 import os
+import signal
+import time
 
 import pytest
 import torch
@@ -126,3 +129,27 @@ def test_a_rollout_counts_only_its_own_environment_incidents(shop_env):
     result = rollout(envs, Retrying(), [Start(t) for t in shop_env.task_ids("train")[:2]], build_prompt("shop"),
                      CONFIG)
     assert result.env_incidents == {"episode_retries": result.model_calls}
+
+
+def _stop_self():
+    os.kill(os.getpid(), signal.SIGSTOP)
+
+
+def _kill_self():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_stopped_worker_is_killed_after_its_timeout_and_named(shop_env):
+    starts = [Start(t) for t in shop_env.task_ids("train")[:4]]
+    began = time.monotonic()
+    with pytest.raises(EefError, match=r"rollout workers 0, 1 sent nothing for 1.5 s \(stopped or stuck\)"):
+        rollout(clone_envs(shop_env, 2), Scripted(_stop_self), starts, build_prompt("shop"), CONFIG, workers=2,
+                worker_timeout_s=1.5)
+    assert time.monotonic() - began < 30
+    assert not [c for c in multiprocessing.active_children() if c.name.startswith("eef-rollout")]
+
+
+def test_a_worker_killed_by_a_signal_is_named_with_the_signal(shop_env):
+    starts = [Start(t) for t in shop_env.task_ids("train")[:4]]
+    with pytest.raises(EefError, match="rollout worker [01] was killed by SIGKILL before it finished"):
+        rollout(clone_envs(shop_env, 2), Scripted(_kill_self), starts, build_prompt("shop"), CONFIG, workers=2)

@@ -195,3 +195,77 @@ def test_write_replaces_atomically_and_cleans_up(tmp_path):
     write_trajectories(path, [_trajectory("new")])
     assert [t.id for t in read_trajectories(path)] == ["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.jsonl"]
+
+
+@pytest.mark.parametrize("raw, shown", [("NaN", "nan"), ("Infinity", "inf"), ("1e300", "1e+300"), ("-5", "-5"),
+                                        ("1" + "0" * 400, "inf")])
+@pytest.mark.parametrize("field", ["reward", "turns[2].reward"])
+def test_a_reward_outside_0_1_is_named_with_its_line(tmp_path, raw, shown, field):
+    bad = _trajectory("b").to_dict()
+    (bad if field == "reward" else bad["turns"][2])["reward"] = "__REWARD__"
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(_trajectory("a").to_dict()) + "\n" + json.dumps(bad).replace('"__REWARD__"', raw) + "\n")
+    with pytest.raises(DataError, match=re.escape(f"t.jsonl:2: field '{field}': must be a finite number in [0, 1], "
+                                                  f"got {shown}")):
+        read_trajectories(path)
+
+
+@pytest.mark.parametrize("edit, field, reason", [
+    (lambda r: r["meta"]["replay"].update(divergence=float("nan")), "meta.replay.divergence", "got nan"),
+    (lambda r: r["provenance"]["sampling"].update(temperature=float("inf")), "provenance.sampling.temperature",
+     "got inf"),
+    (lambda r: r["meta"].update(deep=json.loads("[" * 100 + "]" * 100)), "meta", "nested deeper than 64 levels"),
+])
+def test_free_form_blocks_must_hold_standard_json(tmp_path, edit, field, reason):
+    bad = _trajectory().to_dict()
+    edit(bad)
+    path = tmp_path / "t.jsonl"
+    _write_records(path, [bad])
+    with pytest.raises(DataError, match=re.escape(f"t.jsonl:1: field '{field}': ") + ".*" + re.escape(reason)):
+        read_trajectories(path)
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b'{"id": "\xff"}\n', "not valid UTF-8"),
+    (b"[" * 100000 + b"]" * 100000 + b"\n", "nested too deeply to read"),
+    (b'{"id": ' + b"9" * 5000 + b"}\n", "a number has too many digits to read"),
+])
+def test_unreadable_lines_are_one_line_errors(tmp_path, data, reason):
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(json.dumps(_trajectory().to_dict()).encode() + b"\n" + data)
+    with pytest.raises(DataError, match=re.escape(f"t.jsonl:2: {reason}")):
+        read_trajectories(path)
+
+
+def test_a_trainable_flag_in_the_prompt_is_dropped_on_read(tmp_path):
+    record = _trajectory().to_dict()
+    record["prompt"][2]["trainable"] = True  # what imports of ETO's "OK" handshake used to write
+    path = tmp_path / "t.jsonl"
+    _write_records(path, [record])
+    (read,) = read_trajectories(path)
+    assert read.prompt == _trajectory().prompt
+    assert not any(m.trainable for m in read.with_masks([False] * 3).messages())
+
+
+def test_non_finite_numbers_are_never_written(tmp_path):
+    path = tmp_path / "t.jsonl"
+    write_trajectories(path, [_trajectory("old")])
+    before = path.read_bytes()
+    for bad in (_trajectory("n", reward=float("nan")), _trajectory("m", meta={"x": float("inf")})):
+        with pytest.raises(DataError, match="holds NaN or an infinite number"):
+            write_trajectories(path, [_trajectory("a"), bad])
+        with pytest.raises(DataError, match="holds NaN or an infinite number"):
+            append_trajectories(path, [bad])
+        assert path.read_bytes() == before
+
+
+def test_append_after_a_whole_but_unreadable_last_line_keeps_it_for_the_reader(tmp_path):
+    path = tmp_path / "t.jsonl"
+    append_trajectories(path, [_trajectory("a")])
+    with path.open("a") as f:
+        f.write('{"id": ' + "9" * 5000 + "}")  # valid JSON, no newline: not what a crash leaves
+    with pytest.raises(DataError, match=r"t\.jsonl:2: a number has too many digits to read$"):
+        read_trajectories(path, skip_torn_tail=True)
+    append_trajectories(path, [_trajectory("b")])
+    with pytest.raises(DataError, match=r"t\.jsonl:2: a number has too many digits to read$"):
+        read_trajectories(path, skip_torn_tail=True)

@@ -157,6 +157,10 @@ def _with(record, edit):
     ("sharegpt", lambda r: r.update(item_id="webshop"), "item_id", "no '<env>_' prefix"),
     ("sharegpt", lambda r: r.pop("item_id"), "item_id", "pass env"),
     ("sharegpt", lambda r: r.update(reward="1"), "reward", "expected a number"),
+    ("sharegpt", lambda r: r.update(reward=float("nan")), "reward", "must be a finite number in [0, 1], got nan"),
+    ("sharegpt", lambda r: r.update(reward=float("inf")), "reward", "must be a finite number in [0, 1], got inf"),
+    ("sharegpt", lambda r: r.update(reward=1e300), "reward", "must be a finite number in [0, 1], got 1e+300"),
+    ("openai", lambda r: r.update(reward=-5), "reward", "must be a finite number in [0, 1], got -5"),
     ("sharegpt", lambda r: r.update(conversations=[{"from": "gpt", "value": "x"}]), "conversations",
      "no 'human' message"),
     ("openai", lambda r: r["messages"][3].update(weight=2), "messages[3].weight", "2 is not one of 0, 1"),
@@ -179,6 +183,9 @@ def test_foreign_errors_name_file_line_and_field(tmp_path, format, edit, field, 
     (lambda r: r["eef"]["provenance"].update(start_step=9), "eef.provenance.start_step"),
     (lambda r: r["eef"]["turns"][1].update(action=3), "eef.turns[1].action"),
     (lambda r: r["eef"]["turns"][1].update(reward="0"), "eef.turns[1].reward"),
+    (lambda r: r["eef"]["turns"][1].update(reward=float("nan")), "eef.turns[1].reward"),
+    (lambda r: r.update(reward=float("inf")), "reward"),
+    (lambda r: r["eef"]["meta"].update(x=float("nan")), "eef.meta.x"),
     (lambda r: r["eef"]["turns"].pop(), "eef.turns"),
     (lambda r: r["eef"]["turns"].__setitem__(0, []), "eef.turns[0]"),
     (lambda r: r["eef"].update(prompt_messages=2), "eef.prompt_messages"),
@@ -248,5 +255,23 @@ def test_an_eto_record_keeps_its_ok_handshake_in_the_prompt(tmp_path):
     path.write_text(json.dumps(record) + "\n")
     (trajectory,) = import_trajectories(path, "sharegpt")
     assert [m.content for m in trajectory.prompt] == ["You are web shopping. Reply with Thought and Action.", "OK"]
+    assert trajectory.prompt == build_prompt("webshop", PromptConfig(trajectory.prompt[0].content, system_role=False))
+    assert not any(m.trainable for m in trajectory.with_masks([False, False]).messages())  # "OK" does not train
     assert trajectory.actions == ["search[red shirt]", "click[Buy Now]"]
     assert trajectory.first_observation.startswith("Observation:\nWebShop")
+
+
+def test_a_file_without_records_is_an_error(tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n")
+    with pytest.raises(DataError, match=r"empty\.jsonl: no records: the file is empty"):
+        import_trajectories(path, "sharegpt")
+
+
+def test_export_refuses_non_finite_numbers_and_keeps_the_old_file(tmp_path):
+    path = tmp_path / "out.jsonl"
+    export_trajectories([_trajectory("old")], path, "sharegpt")
+    before = path.read_bytes()
+    with pytest.raises(DataError, match=r"out\.jsonl:2: a record holds NaN or an infinite number"):
+        export_trajectories([_trajectory("a"), _trajectory("b", reward=float("inf"))], path, "sharegpt")
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]

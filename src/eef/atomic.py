@@ -5,13 +5,14 @@ A crash (even ``kill -9``) leaves either the old file or the new one, never half
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from eef.jsonl import json_line
 
 
 @contextmanager
@@ -45,10 +46,14 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def write_jsonl_atomic(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
-    """Replace ``path`` with one JSON line per record atomically; returns the count."""
+    """Replace ``path`` with one JSON line per record atomically; returns the count.
+
+    Raises:
+        DataError: a record holds NaN or an infinite number (the old file stays).
+    """
     count = 0
     with atomic_open(path) as f:
         for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.write(json_line(record, path, count + 1))
             count += 1
     return count

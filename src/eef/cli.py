@@ -4,38 +4,24 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-import yaml
 
 from eef import cli_agent, cli_data
+from eef.cli_options import EnvOptions, Limit, env_and_options
 from eef.errors import EefError
+
+if TYPE_CHECKING:
+    from eef.envs.protocol import TextEnv
 
 app = typer.Typer(help="Agent tuning that learns from expert failures.", no_args_is_help=True)
 env_app = typer.Typer(help="Inspect, check and play environments.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
 
-OptionList = Annotated[
-    Optional[list[str]],
-    typer.Option("--option", "-o", help="Environment option KEY=VALUE (VALUE read as YAML); repeatable."),
-]
 
-
-def _parse_options(pairs: list[str] | None) -> dict[str, object]:
-    options: dict[str, object] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise EefError(f"option {pair!r} is not KEY=VALUE")
-        options[key.strip()] = yaml.safe_load(value)
-    return options
-
-
-def _make_env(name: str, options: list[str] | None):
-    from eef.envs import make
-
-    return make(name, **_parse_options(options))
+def _make_env(name: str, options: list[str] | None) -> TextEnv:
+    return env_and_options(name, options)[0]
 
 
 @env_app.command("list")
@@ -52,10 +38,10 @@ def env_list() -> None:
 @env_app.command("verify")
 def env_verify(
     name: str,
-    limit: Annotated[Optional[int], typer.Option(help="Run only the first N tasks.")] = None,
+    limit: Limit = None,
     split: Annotated[Optional[str], typer.Option(help="Only this split (default: every task).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line of the figures.")] = False,
-    option: OptionList = None,
+    option: EnvOptions = None,
 ) -> None:
     """Run oracle episodes and report the share that reach full reward."""
     from eef.envs.verify import verify
@@ -81,7 +67,7 @@ def env_play(
     name: str,
     task_id: str,
     oracle: Annotated[bool, typer.Option(help="Let the oracle act instead of reading actions from stdin.")] = False,
-    option: OptionList = None,
+    option: EnvOptions = None,
 ) -> None:
     """Play one episode: type actions such as search[red shirt] or click[buy now]."""
     env = _make_env(name, option)
@@ -107,11 +93,16 @@ cli_data.register(app)
 
 
 def main() -> None:
-    """Entry point that turns eef's user errors into a message and exit code 2."""
+    """Entry point that turns eef's user errors, and files it cannot read or write, into a
+    one-line message and exit code 2."""
     try:
         app()  # standalone: usage errors and end of input end with a message, not a traceback
     except EefError as e:
         typer.echo(f"error: {e}", err=True)
+        raise SystemExit(2) from None
+    except OSError as e:  # a read-only mount, a directory where a file goes, a full disk
+        where = f"{e.filename}: " if e.filename else ""
+        typer.echo(f"error: {where}{e.strerror or e}", err=True)
         raise SystemExit(2) from None
 
 

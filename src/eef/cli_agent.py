@@ -13,44 +13,31 @@ from typing import Annotated, Optional
 
 import typer
 
+from eef.cli_options import (
+    ApiKeyEnv,
+    Backend,
+    BaseUrl,
+    Concurrency,
+    Device,
+    Dtype,
+    EnvOptions,
+    Force,
+    Instruction,
+    Limit,
+    MaxBatch,
+    MaxRetries,
+    NumEnvs,
+    OneShot,
+    RequestTimeout,
+    SystemRole,
+    WorkerTimeout,
+    Workers,
+    env_and_options,
+    refuse_overwrite_dir,
+    settings,
+    task_ids,
+)
 from eef.errors import EefError
-
-EnvOptions = Annotated[
-    Optional[list[str]],
-    typer.Option("--option", "-o", help="Environment option KEY=VALUE (VALUE read as YAML); repeatable."),
-]
-Backend = Annotated[str, typer.Option(help="Policy backend: hf, openai or vllm.")]
-BaseUrl = Annotated[Optional[str], typer.Option(help="Server URL for --backend openai, e.g. http://localhost:8000/v1.")]
-NumEnvs = Annotated[int, typer.Option(help="Episodes stepped together (the batch width).")]
-Workers = Annotated[int, typer.Option(help="Forked single-threaded processes sharing the episodes (hf backend on the "
-                                           "CPU, an in-process environment); each steps NUM_ENVS / WORKERS.")]
-OneShot = Annotated[bool, typer.Option(help="Show a worked example episode before each task.")]
-SystemRole = Annotated[bool, typer.Option(help="Instruction in a system message; --no-system-role: a first user "
-                                               "message answered by OK (templates without a system role).")]
-Instruction = Annotated[Optional[str], typer.Option(help="Replace the environment's agent instruction.")]
-Device = Annotated[str, typer.Option(help="hf backend: auto, cpu or cuda.")]
-Dtype = Annotated[str, typer.Option(help="hf/vllm backends: auto, float32, bfloat16 or float16.")]
-MaxBatch = Annotated[int, typer.Option(help="hf backend: conversations per forward pass.")]
-Concurrency = Annotated[int, typer.Option(help="openai backend: requests in flight.")]
-ApiKeyEnv = Annotated[str, typer.Option(help="openai backend: environment variable holding the API key.")]
-
-
-def _env_and_options(name: str, options: list[str] | None):
-    from eef.cli import _parse_options
-    from eef.envs import make
-
-    parsed = _parse_options(options)
-    return make(name, **parsed), parsed
-
-
-def _task_ids(env, split: str, limit: int | None) -> list[str]:
-    if split not in env.splits():
-        from eef.errors import UnknownNameError
-
-        raise UnknownNameError("split", split, env.splits())
-    ids = env.task_ids(split)
-    return ids[:limit] if limit is not None else ids
-
 
 def model_init(
     out: Annotated[Path, typer.Option(help="Directory to create.")],
@@ -58,16 +45,15 @@ def model_init(
     layers: int = 4, hidden_size: int = 128, heads: int = 4, intermediate_size: int = 512,
     kv_heads: Annotated[Optional[int], typer.Option(help="Key/value heads, a divisor of --heads "
                                                          "(default: one per head).")] = None,
-    vocab_size: int = 2048, seed: int = 0, option: EnvOptions = None,
+    vocab_size: int = 2048, seed: int = 0, force: Force = False, option: EnvOptions = None,
 ) -> None:
     """Create the tiny default model: a Llama with a tokenizer built from the environment's text."""
     from eef.models.tiny import TinyModelConfig, create_tiny_model
 
-    env, _ = _env_and_options(env_name, option)
-    config = TinyModelConfig(vocab_size=vocab_size, hidden_size=hidden_size, layers=layers, heads=heads,
-                             kv_heads=kv_heads, intermediate_size=intermediate_size, seed=seed)
-    if not config.kv_heads_divide_heads():
-        raise EefError(f"--kv-heads {kv_heads} does not divide --heads {heads}")
+    config = settings(TinyModelConfig, vocab_size=vocab_size, hidden_size=hidden_size, layers=layers, heads=heads,
+                      kv_heads=kv_heads, intermediate_size=intermediate_size, seed=seed)
+    refuse_overwrite_dir(out, force=force)
+    env, _ = env_and_options(env_name, option)
     path = create_tiny_model(env, out, config)
     facts = json.loads((path / "eef_tiny_model.json").read_text())
     typer.echo(f"created {path}: {facts['parameters']:,} parameters, vocabulary {facts['tokens']}")
@@ -78,15 +64,17 @@ def explore(
     model: Annotated[str, typer.Option(help="Checkpoint directory, hub id or served model name.")],
     out: Annotated[Path, typer.Option(help="Trajectories JSONL to append to (a rerun skips finished starts).")],
     split: str = "train",
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N tasks.")] = None,
-    rollouts: Annotated[int, typer.Option(help="Rollouts per start state (RFT xK).")] = 1,
+    limit: Limit = None,
+    rollouts: Annotated[int, typer.Option(min=1, help="Rollouts per start state (RFT xK).")] = 1,
     from_file: Annotated[Optional[Path], typer.Option("--from", help="Start from states of these trajectories.")] = None,
     states: Annotated[str, typer.Option(help="With --from: 'all' or comma-separated state indices.")] = "all",
     temperature: float = 0.7, top_p: float = 1.0, max_new_tokens: int = 128, seed: int = 0,
-    iteration: int = 0, num_envs: NumEnvs = 16, workers: Workers = 1, backend: Backend = "hf", base_url: BaseUrl = None,
+    iteration: int = 0, num_envs: NumEnvs = 16, workers: Workers = 1, worker_timeout: WorkerTimeout = 1800.0,
+    backend: Backend = "hf", base_url: BaseUrl = None,
     one_shot: OneShot = False, system_role: SystemRole = True, instruction: Instruction = None,
     device: Device = "auto", dtype: Dtype = "auto", max_batch_size: MaxBatch = 64, concurrency: Concurrency = 16,
-    api_key_env: ApiKeyEnv = "OPENAI_API_KEY", option: EnvOptions = None,
+    api_key_env: ApiKeyEnv = "OPENAI_API_KEY", request_timeout: RequestTimeout = 60.0,
+    max_retries: MaxRetries = 5, option: EnvOptions = None,
 ) -> None:
     """Roll out a policy from s0 of a split's tasks, or from states of recorded trajectories.
 
@@ -98,24 +86,27 @@ def explore(
     from eef.rollout import RolloutConfig, Start, cloned_envs, pending, rollout
     from eef.trajectory import append_trajectories, read_trajectories
 
-    env, options = _env_and_options(env_name, option)
+    sampling = settings(SamplingParams, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+    env, options = env_and_options(env_name, option)
     if from_file is None:
-        starts = [Start(t, index=k) for t in _task_ids(env, split, limit) for k in range(rollouts)]
+        starts = [Start(t, index=k) for t in task_ids(env, split, limit) for k in range(rollouts)]
     else:
         starts = [Start(t.task_id, t, step, k) for t in read_trajectories(from_file)[:limit]
                   for step in _states(states, len(t.turns)) for k in range(rollouts)]
-    config = RolloutConfig(SamplingParams(temperature, top_p, max_new_tokens), seed=seed, iteration=iteration)
-    _, todo = pending(out, starts, config)
+    config = RolloutConfig(sampling, seed=seed, iteration=iteration)
+    _, todo = pending(out, starts, config, model=model)
     typer.echo(f"{len(starts)} starts, {len(starts) - len(todo)} already in {out}", err=True)
     if not todo:
         return
     policy = build_policy(backend, model, base_url=base_url, device=device, dtype=dtype,
-                          max_batch_size=max_batch_size, concurrency=concurrency, api_key_env=api_key_env)
+                          max_batch_size=max_batch_size, concurrency=concurrency, api_key_env=api_key_env,
+                          timeout_s=request_timeout, max_retries=max_retries)
     prompt = build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env)
     try:
         with cloned_envs(env, num_envs, options) as envs:
             result = rollout(envs, policy, todo, prompt, config, on_trajectory=lambda t: append_trajectories(out, [t]),
-                             progress=True, description="explore", workers=workers)
+                             progress=True, description="explore", workers=workers,
+                             worker_timeout_s=worker_timeout)
     finally:
         policy.close()
     if result.diverged:
@@ -152,13 +143,14 @@ def train_command(
     decay_ratio: Annotated[float, typer.Option(help="Share of the last steps with a decaying rate (1: cosine "
                                                     "from the peak; less holds the peak longer).")] = 1.0,
     mixed_precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA), bf16, fp16 or no.")] = "auto",
-    lora_r: Annotated[int, typer.Option(help="LoRA rank; 0 trains every weight.")] = 0,
+    lora_r: Annotated[int, typer.Option(min=0, help="LoRA rank; 0 trains every weight.")] = 0,
     lora_alpha: Annotated[Optional[int], typer.Option(help="LoRA scaling numerator (default 2 x rank).")] = None,
     lora_targets: Annotated[str, typer.Option(help="Comma-separated module names, or all-linear.")] = "all-linear",
     lora_merge: Annotated[bool, typer.Option(help="Merge adapters into the saved weights.")] = True,
     gradient_checkpointing: bool = False, seed: int = 0,
     dtype: Annotated[str, typer.Option(help="Weights' dtype: auto (bfloat16 for LoRA on CUDA, else float32 "
                                              "master weights under bf16 autocast), float32, bfloat16.")] = "auto",
+    force: Annotated[bool, typer.Option(help="Replace an existing checkpoint at --out.")] = False,
 ) -> None:
     """Masked multi-turn SFT of a checkpoint on trajectory files."""
     from eef.agent.hf_policy import load_model_and_tokenizer
@@ -166,16 +158,18 @@ def train_command(
     from eef.train.trainer import evaluate_loss, pad_token_id
     from eef.trajectory import read_trajectories
 
-    config = TrainConfig(epochs=epochs, learning_rate=learning_rate, max_length=max_length,
-                         rows_per_step=rows_per_step, micro_batch_rows=micro_batch_rows, packing=packing,
-                         group_by_length=group_by_length,
-                         warmup_ratio=warmup_ratio, decay_ratio=decay_ratio, weight_decay=weight_decay,
-                         mixed_precision=mixed_precision,
-                         lora=LoraSettings(r=lora_r, alpha=lora_alpha or 2 * lora_r, merge=lora_merge,
-                                           target_modules=lora_targets if lora_targets == "all-linear"
-                                           else tuple(lora_targets.split(","))) if lora_r else None,
-                         gradient_checkpointing=gradient_checkpointing, seed=seed)
+    lora = settings(LoraSettings, "lora_", r=lora_r, alpha=lora_alpha or 2 * lora_r, merge=lora_merge,
+                    target_modules=lora_targets if lora_targets == "all-linear"
+                    else tuple(lora_targets.split(","))) if lora_r else None
+    config = settings(TrainConfig, epochs=epochs, learning_rate=learning_rate, max_length=max_length,
+                      rows_per_step=rows_per_step, micro_batch_rows=micro_batch_rows, packing=packing,
+                      group_by_length=group_by_length, warmup_ratio=warmup_ratio, decay_ratio=decay_ratio,
+                      weight_decay=weight_decay, mixed_precision=mixed_precision, lora=lora,
+                      gradient_checkpointing=gradient_checkpointing, seed=seed)
+    refuse_overwrite_dir(out, force=force, inputs=[*data, heldout])
     trajectories = [t for path in data for t in read_trajectories(path)]
+    if not trajectories:
+        raise EefError(f"--data {', '.join(map(str, data))}: no trajectories to train on")
     if dtype == "auto":
         import torch
 
@@ -184,6 +178,9 @@ def train_command(
     examples, stats = tokenize_trajectories(trajectories, tokenizer, max_length)
     typer.echo(f"{stats.examples} examples ({stats.trained_tokens:,} of {stats.tokens:,} tokens train); "
                f"{stats.truncated} cut at {max_length} tokens, {stats.dropped} dropped with nothing to train")
+    if not examples:
+        raise EefError(f"--data {', '.join(map(str, data))}: no turn of its {len(trajectories)} trajectories "
+                       "is trainable")
     held = tokenize_trajectories(read_trajectories(heldout), tokenizer, max_length)[0] if heldout else []
     if held:
         typer.echo(f"held-out loss before: {evaluate_loss(model_, held, pad_token_id(tokenizer)):.4f}")
@@ -199,32 +196,35 @@ def eval_command(
     env_name: Annotated[str, typer.Argument(metavar="ENV")],
     model: Annotated[str, typer.Option(help="Checkpoint directory, hub id or served model name.")],
     out: Annotated[Path, typer.Option(help="Directory for trajectories.jsonl, report.json and tasks.tsv.")],
-    split: str = "test", limit: Annotated[Optional[int], typer.Option(help="Only the first N tasks.")] = None,
+    split: str = "test", limit: Limit = None,
     max_new_tokens: int = 128, temperature: Annotated[float, typer.Option(
         help="0 (the default) is greedy, the protocol's evaluation.")] = 0.0, seed: int = 0,
-    num_envs: NumEnvs = 16, workers: Workers = 1, backend: Backend = "hf", base_url: BaseUrl = None,
-    one_shot: OneShot = False, system_role: SystemRole = True, instruction: Instruction = None,
-    device: Device = "auto", dtype: Dtype = "auto", max_batch_size: MaxBatch = 64, concurrency: Concurrency = 16,
-    api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
+    num_envs: NumEnvs = 16, workers: Workers = 1, worker_timeout: WorkerTimeout = 1800.0, backend: Backend = "hf",
+    base_url: BaseUrl = None, one_shot: OneShot = False, system_role: SystemRole = True,
+    instruction: Instruction = None, device: Device = "auto", dtype: Dtype = "auto", max_batch_size: MaxBatch = 64,
+    concurrency: Concurrency = 16, api_key_env: ApiKeyEnv = "OPENAI_API_KEY", request_timeout: RequestTimeout = 60.0,
+    max_retries: MaxRetries = 5,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
     option: EnvOptions = None,
 ) -> None:
     """Greedy evaluation on a split: win rate, score, per-task table, trajectories."""
-    from eef.agent import PromptConfig, build_prompt
+    from eef.agent import PromptConfig, SamplingParams, build_prompt
     from eef.agent.backends import build_policy
     from eef.evaluate import evaluate
     from eef.rollout import cloned_envs
 
-    env, options = _env_and_options(env_name, option)
-    tasks = _task_ids(env, split, limit)
+    settings(SamplingParams, temperature=temperature, max_new_tokens=max_new_tokens)  # checked before any loading
+    env, options = env_and_options(env_name, option)
+    tasks = task_ids(env, split, limit)
     policy = build_policy(backend, model, base_url=base_url, device=device, dtype=dtype,
-                          max_batch_size=max_batch_size, concurrency=concurrency, api_key_env=api_key_env)
+                          max_batch_size=max_batch_size, concurrency=concurrency, api_key_env=api_key_env,
+                          timeout_s=request_timeout, max_retries=max_retries)
     try:
         with cloned_envs(env, num_envs, options) as envs:
             report = evaluate(envs, policy, tasks,
                               build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env),
                               split=split, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                              out_dir=out, progress=True, workers=workers)
+                              out_dir=out, progress=True, workers=workers, worker_timeout_s=worker_timeout)
     finally:
         policy.close()
     typer.echo(f"{env.name} {split}: {report.episodes} tasks, win rate {report.win_rate:.1%}, "
@@ -236,11 +236,14 @@ def eval_command(
 def serve_command(
     model: Annotated[str, typer.Argument(help="Checkpoint directory or hub id.")],
     host: str = "127.0.0.1", port: int = 8000,
+    max_tokens_limit: Annotated[Optional[int], typer.Option(min=1, help="The largest max_tokens a request may ask "
+                                                                         "for (default: the model's context).")] = None,
+    max_body_bytes: Annotated[int, typer.Option(min=1, help="The largest request body accepted.")] = 16 * 2**20,
 ) -> None:
     """Serve a checkpoint as an OpenAI-compatible chat completions endpoint."""
     from eef.agent.serve import run_server
 
-    run_server(model, host, port)
+    run_server(model, host, port, max_tokens_limit=max_tokens_limit, max_body_bytes=max_body_bytes)
 
 
 def run_command(

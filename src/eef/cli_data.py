@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -10,20 +11,27 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from eef.cli_agent import (
+from eef.cli_options import (
     ApiKeyEnv,
+    AsJson,
     BaseUrl,
     Concurrency,
     Device,
     Dtype,
     EnvOptions,
+    Force,
     Instruction,
+    Limit,
     MaxBatch,
+    MaxRetries,
     NumEnvs,
     OneShot,
+    RequestTimeout,
     SystemRole,
-    _env_and_options,
-    _task_ids,
+    env_and_options,
+    refuse_overwrite,
+    settings,
+    task_ids,
 )
 from eef.errors import EefError
 
@@ -31,18 +39,9 @@ if TYPE_CHECKING:
     from eef.envs.protocol import TextEnv
     from eef.trajectory import Message, Trajectory
 
-Force = Annotated[bool, typer.Option(help="Overwrite an existing output.")]
-AsJson = Annotated[bool, typer.Option("--json", help="End with one JSON line of the figures.")]
 # Program experts: the environment's oracle, the built-in shop's scripted expert, ScienceWorld's gold
 # sequences intact or broken after a key action (eef.experts.scienceworld_gold).
 PROGRAM_EXPERTS = ("oracle", "scripted", "gold", "perturbed")
-
-
-def _refuse_overwrite(*paths: Path, force: bool) -> None:
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not force:
-        raise EefError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
-                       "pass --force to overwrite")
 
 
 def import_command(
@@ -59,8 +58,8 @@ def import_command(
     from eef.trajectory import write_trajectories
 
     unresolved_path = out.with_suffix(".unresolved.jsonl")
-    _refuse_overwrite(out, unresolved_path, force=force)
-    env, _ = _env_and_options(env_name, option)
+    refuse_overwrite(out, unresolved_path, force=force)
+    env, _ = env_and_options(env_name, option)
     result = import_file(path, format, env)
     write_trajectories(out, result.trajectories)
     write_jsonl_atomic(unresolved_path, (u.as_dict() for u in result.unresolved))
@@ -86,10 +85,14 @@ def check_command(
     from eef.trajectory import iter_trajectories, write_trajectories
 
     out = out or path.with_suffix(".checked.jsonl")
-    _refuse_overwrite(out, force=force)
-    env, _ = _env_and_options(env_name, option)
+    refuse_overwrite(out, force=force)
+    records = iter_trajectories(path)
+    first = next(records, None)
+    if first is None:
+        raise EefError(f"{path}: no trajectories to check")
+    env, _ = env_and_options(env_name, option)
     summary = CheckSummary()
-    write_trajectories(out, check_trajectories(env, iter_trajectories(path), summary))
+    write_trajectories(out, check_trajectories(env, itertools.chain([first], records), summary))
     reasons = ", ".join(f"{reason} {count}" for reason, count in summary.reasons.most_common()) or "none"
     typer.echo(f"checked {summary.checked} trajectories: {summary.ok} replay faithfully, {summary.flagged} "
                f"flagged ({reasons}) -> {out}")
@@ -122,22 +125,23 @@ def expert_command(
     model: Annotated[Optional[str], typer.Option(help="Served model name, checkpoint or hub id (model "
                                                       "policies).")] = None,
     source: Annotated[Optional[str], typer.Option(help="The provenance source (default: the model name).")] = None,
-    split: str = "train", limit: Annotated[Optional[int], typer.Option(help="Only the first N tasks.")] = None,
+    split: str = "train", limit: Limit = None,
     rollouts: Annotated[int, typer.Option(help="Episodes per task.")] = 1,
     temperature: float = 0.0, top_p: float = 1.0, max_new_tokens: int = 256, seed: int = 0,
     price_in: Annotated[Optional[float], typer.Option(help="Dollars per million prompt tokens.")] = None,
     price_out: Annotated[Optional[float], typer.Option(help="Dollars per million completion tokens.")] = None,
     num_envs: NumEnvs = 16, base_url: BaseUrl = None, one_shot: OneShot = False, system_role: SystemRole = True,
     instruction: Instruction = None, device: Device = "auto", dtype: Dtype = "auto", max_batch_size: MaxBatch = 64,
-    concurrency: Concurrency = 16, api_key_env: ApiKeyEnv = "OPENAI_API_KEY", as_json: AsJson = False,
+    concurrency: Concurrency = 16, api_key_env: ApiKeyEnv = "OPENAI_API_KEY", request_timeout: RequestTimeout = 60.0,
+    max_retries: MaxRetries = 5, as_json: AsJson = False,
     option: EnvOptions = None,
 ) -> None:
     """Record every episode of an expert on a split, failures included, with tokens and cost."""
     from eef.agent import PromptConfig, SamplingParams, build_prompt
     from eef.data.generate import Prices, generate_with_policy, generate_with_program
 
-    env, options = _env_and_options(env_name, option)
-    tasks = _task_ids(env, split, limit)
+    env, options = env_and_options(env_name, option)
+    tasks = task_ids(env, split, limit)
     prompt = build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env)
     if policy in PROGRAM_EXPERTS:
         if rollouts != 1 or temperature != 0.0 or top_p != 1.0:
@@ -154,7 +158,8 @@ def expert_command(
         prices = Prices(price_in or 0.0, price_out or 0.0) if price_in is not None or price_out is not None else None
         config = RolloutConfig(SamplingParams(temperature, top_p, max_new_tokens), seed=seed, source=source or model)
         backend = build_policy(policy, model, base_url=base_url, device=device, dtype=dtype,
-                               max_batch_size=max_batch_size, concurrency=concurrency, api_key_env=api_key_env)
+                               max_batch_size=max_batch_size, concurrency=concurrency, api_key_env=api_key_env,
+                               timeout_s=request_timeout, max_retries=max_retries)
         try:
             with cloned_envs(env, num_envs, options) as envs:
                 report = generate_with_policy(envs, backend, tasks, prompt, out, config, rollouts=rollouts,

@@ -16,10 +16,11 @@ from typing import Any
 
 import yaml
 
+from eef.checks import FieldErrors, above, at_least, between, check_fields, not_empty
 from eef.errors import EefError
 from eef.experts.scripted_shop import ScriptedExpertConfig
 from eef.models.tiny import TinyModelConfig
-from eef.train.trainer import TrainConfig
+from eef.train.settings import TrainConfig
 
 
 class ConfigError(EefError):
@@ -43,8 +44,10 @@ class ModelSection:
     """The base model and how to run it.
 
     ``base`` null creates the tiny default (sized by ``tiny``; its seed is the run's) from the
-    environment's text; otherwise a checkpoint
-    directory or hub id (e.g. ``meta-llama/Meta-Llama-3-8B-Instruct``).
+    environment's text; otherwise a checkpoint directory or hub id (e.g.
+    ``meta-llama/Meta-Llama-3-8B-Instruct``). ``request_timeout_s``, ``max_retries`` and
+    ``max_backoff_s`` bound each call to a server (``openai`` backend): the wall-clock deadline of
+    one attempt, further attempts after a transient failure, the longest wait between them.
     """
 
     base: str | None = None
@@ -54,8 +57,15 @@ class ModelSection:
     dtype: str = "auto"
     max_batch_size: int = 64
     base_url: str | None = None
+    request_timeout_s: float = 60.0
+    max_retries: int = 5
+    max_backoff_s: float = 60.0
 
     CHOICES = {"backend": ("hf", "openai", "vllm")}
+
+    def __post_init__(self) -> None:
+        check_fields(self, max_batch_size=at_least(1), base=not_empty, request_timeout_s=above(0),
+                     max_retries=at_least(0), max_backoff_s=at_least(0))
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,9 @@ class ExpertSection:
     split: str = "train"
     limit: int | None = None
 
+    def __post_init__(self) -> None:
+        check_fields(self, sources=not_empty, limit=at_least(1))
+
 
 @dataclass(frozen=True)
 class RolloutSection:
@@ -104,14 +117,20 @@ class RolloutSection:
     ``workers`` > 1 shares the episodes among that many forked single-threaded processes, each
     stepping ``num_envs / workers`` environments: faster decoding on the CPU with the ``hf``
     backend and an environment that lives in this process (the built-in shop); a model on a GPU
-    rolls out in one process (see :mod:`eef.rollout_workers`).
+    rolls out in one process (see :mod:`eef.rollout_workers`). ``worker_timeout_s``: how long a
+    worker may go without finishing an episode before it is killed and the stage fails naming it.
     """
 
     num_envs: int = 64
     workers: int = 1
+    worker_timeout_s: float = 1800.0
     max_new_tokens: int = 48
     temperature: float = 0.7
     top_p: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_fields(self, num_envs=at_least(1), workers=at_least(1), worker_timeout_s=above(0),
+                     max_new_tokens=at_least(1), temperature=at_least(0), top_p=between(0, 1, open_low=True))
 
 
 @dataclass(frozen=True)
@@ -123,6 +142,9 @@ class EvalSection:
     max_new_tokens: int = 48
     temperature: float = 0.0
 
+    def __post_init__(self) -> None:
+        check_fields(self, limit=at_least(1), max_new_tokens=at_least(1), temperature=at_least(0))
+
 
 @dataclass(frozen=True)
 class EEFSection:
@@ -131,6 +153,9 @@ class EEFSection:
     m: int = 5
     explore: str = "failed"
     neutral: str = "mask"
+
+    def __post_init__(self) -> None:
+        check_fields(self, m=at_least(1))
 
     CHOICES = {"explore": ("failed", "all"), "neutral": ("mask", "train")}
 
@@ -153,6 +178,10 @@ class MethodsSection:
     iteration_epochs: int | None = None
     eef: EEFSection = EEFSection()
 
+    def __post_init__(self) -> None:
+        check_fields(self, iterations=at_least(1), rollouts_per_state=at_least(1), rft_k=at_least(1),
+                     iteration_epochs=at_least(1), run=not_empty)
+
     CHOICES = {"selection": ("fewest", "newest", "random"), "train_from": ("base", "previous")}
     METHODS = ("sft_pos", "rft", "rft_k", "eef")
 
@@ -172,6 +201,9 @@ class RunConfig:
     rollout: RolloutSection = RolloutSection()
     eval: EvalSection = EvalSection()
     methods: MethodsSection = MethodsSection()
+
+    def __post_init__(self) -> None:
+        check_fields(self, name=not_empty, run_dir=not_empty)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data (tuples as lists), as saved in ``config.yaml``."""
@@ -207,6 +239,9 @@ def build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
         return cls()
     try:
         return cls(**values)
+    except FieldErrors as e:  # the class's own range checks, each naming its field
+        problems.extend(f"{path}{name}: {reason}" for name, reason in e.problems)
+        return cls()
     except (TypeError, ValueError) as e:  # the class's own checks of its values
         key, sep, reason = str(e).partition(": ")
         if sep and key in names:  # the check names its key ("decoy: ..."): report it under the key's path
@@ -248,6 +283,57 @@ def _value(hint: Any, value: Any, path: str, problems: list[str]) -> Any:
     return float(value) if hint is float else value
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping, where the last would silently win."""
+
+
+def _unique_keys_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    first_line: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            if key in first_line:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (first on line {first_line[key] + 1})", key_node.start_mark)
+            first_line[key] = key_node.start_mark.line
+        except TypeError:  # an unhashable key: construct_mapping reports it
+            break
+    return loader.construct_mapping(node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_keys_mapping)
+
+
+def read_yaml(text: str, source: str) -> Any:
+    """Parse YAML safely (no Python tags, no repeated keys).
+
+    Raises:
+        EefError: naming ``source``, the line where known and what is wrong.
+    """
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        line = f":{e.problem_mark.line + 1}" if e.problem_mark is not None else ""
+        raise EefError(f"{source}{line}: not valid YAML: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise EefError(f"{source}: not valid YAML: {e}") from None
+    except RecursionError:
+        raise EefError(f"{source}: not valid YAML: nested too deeply") from None
+    except ValueError as e:  # a number Python will not convert, such as an integer of 5,000 digits
+        raise EefError(f"{source}: not valid YAML: {e}") from None
+
+
+def read_yaml_file(path: Path) -> Any:
+    """:func:`read_yaml` of a file, which must be UTF-8 text."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise EefError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise EefError(f"{path}: cannot be read ({e.strerror})") from None
+    return read_yaml(text, str(path))
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Set ``a.b.c=value`` pairs (values read as YAML) in a nested dict."""
     for item in overrides:
@@ -260,7 +346,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise EefError(f"override {item!r}: {part} is not a section")
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = read_yaml(raw, f"override {item!r}")
     return data
 
 
@@ -277,10 +363,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         source = str(path)
         if not Path(path).is_file():
             raise EefError(f"{path}: no such configuration file")
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except yaml.YAMLError as e:
-            raise EefError(f"{path}: not valid YAML ({e})") from None
+        data = read_yaml_file(Path(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(source, [f"(top): expected a mapping, got {type(data).__name__}"])
     data = apply_overrides(data, overrides or [])
@@ -308,25 +391,10 @@ def _cross_checks(config: RunConfig, base: Path) -> list[str]:
         if source.scripted is not None:
             if source.kind != "scripted":
                 problems.append(f"expert.sources[{i}].scripted: only for kind scripted, not {source.kind!r}")
-    for key, value in (("methods.iterations", config.methods.iterations), ("methods.eef.m", config.methods.eef.m),
-                       ("methods.rollouts_per_state", config.methods.rollouts_per_state),
-                       ("rollout.num_envs", config.rollout.num_envs), ("rollout.workers", config.rollout.workers)):
-        if value < 1:
-            problems.append(f"{key}: must be at least 1, got {value}")
     if config.rollout.workers > 1 and config.model.backend != "hf":
         problems.append(f"rollout.workers: {config.rollout.workers} worker processes need model.backend hf "
                         f"(a {config.model.backend} server batches the requests itself), or set rollout.workers: 1")
     if config.rollout.workers > config.rollout.num_envs:
         problems.append(f"rollout.workers: {config.rollout.workers} workers need at least as many environments "
                         f"(rollout.num_envs is {config.rollout.num_envs})")
-    tiny = config.model.tiny
-    if not tiny.kv_heads_divide_heads():
-        problems.append(f"model.tiny.kv_heads: must divide model.tiny.heads ({tiny.heads}), got {tiny.kv_heads}")
-    if not 0 < config.train.decay_ratio <= 1:
-        problems.append(f"train.decay_ratio: must be in (0, 1], got {config.train.decay_ratio}")
-    if config.train.mixed_precision not in ("auto", "bf16", "fp16", "no"):
-        problems.append(f"train.mixed_precision: must be one of auto, bf16, fp16, no, got {config.train.mixed_precision!r}")
-    if config.train.rows_per_step % config.train.micro_batch_rows:
-        problems.append(f"train.rows_per_step: {config.train.rows_per_step} is not a multiple of "
-                        f"train.micro_batch_rows ({config.train.micro_batch_rows})")
     return problems

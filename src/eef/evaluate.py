@@ -14,6 +14,7 @@ from pathlib import Path
 
 from eef.agent.policy import Policy, SamplingParams
 from eef.envs.protocol import TextEnv
+from eef.errors import EefError
 from eef.rollout import RolloutConfig, Start, pending, rollout
 from eef.atomic import write_text_atomic
 from eef.trajectory import Message, Trajectory, append_trajectories, write_trajectories
@@ -81,22 +82,26 @@ def report_from(trajectories: Sequence[Trajectory], env: str, split: str, model:
 
 def evaluate(envs: Sequence[TextEnv], policy: Policy, task_ids: Sequence[str], prompt: tuple[Message, ...], *,
              split: str = "custom", max_new_tokens: int = 128, temperature: float = 0.0, seed: int = 0,
-             out_dir: str | Path | None = None, progress: bool = False, workers: int = 1) -> EvalReport:
+             out_dir: str | Path | None = None, progress: bool = False, workers: int = 1,
+             worker_timeout_s: float = 1800.0) -> EvalReport:
     """Episodes of ``task_ids`` with ``policy`` (greedy unless ``temperature`` > 0).
 
     With ``out_dir``, finished episodes are appended to ``out_dir/episodes.partial.jsonl`` as they
     end, and a rerun after a crash evaluates only the missing tasks; at the end
     ``trajectories.jsonl``, ``report.json`` (figures and per-task rows) and ``tasks.tsv`` are
     written atomically and the partial file is removed. ``workers`` > 1 shares the episodes
-    among forked processes (see :mod:`eef.rollout_workers`).
+    among forked processes (see :mod:`eef.rollout_workers`), each silent at most ``worker_timeout_s``.
     """
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise EefError(f"{out_dir}: exists and is not a directory (the evaluation writes its files into one)")
     config = RolloutConfig(SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens), seed=seed,
                            source="self")
     starts = [Start(t) for t in task_ids]
     partial = Path(out_dir) / "episodes.partial.jsonl" if out_dir is not None else None
-    done, todo = pending(partial, starts, config) if partial else ([], starts)
+    done, todo = pending(partial, starts, config, model=policy.name) if partial else ([], starts)
     result = rollout(envs, policy, todo, prompt, config, progress=progress, description=f"eval {split}",
-                     on_trajectory=(lambda t: append_trajectories(partial, [t])) if partial else None, workers=workers)
+                     on_trajectory=(lambda t: append_trajectories(partial, [t])) if partial else None, workers=workers,
+                     worker_timeout_s=worker_timeout_s)
     finished = {t.task_id: t for t in [*done, *result.trajectories]}
     trajectories = [finished[t] for t in task_ids]
     report = report_from(trajectories, envs[0].name, split, policy.name, result.seconds)

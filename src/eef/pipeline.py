@@ -18,11 +18,14 @@ Layout::
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,7 @@ import yaml
 
 from eef.agent import PromptConfig, SamplingParams, build_prompt
 from eef.atomic import write_text_atomic
-from eef.config import RunConfig
+from eef.config import RunConfig, read_yaml_file
 from eef.data.check import restorable
 from eef.envs import make
 from eef.envs.protocol import TextEnv
@@ -50,9 +53,21 @@ class RunDir:
         self.root, self.log = root, log
 
     def done(self, stage: Path) -> dict[str, Any] | None:
-        """The metrics of a finished stage, or None."""
+        """The metrics of a finished stage, or None.
+
+        Raises:
+            EefError: the marker is not one eef wrote (it writes markers whole, atomically).
+        """
         marker = stage / ".done"
-        return json.loads(marker.read_text()) if marker.is_file() else None
+        if not marker.is_file():
+            return None
+        try:
+            record = json.loads(marker.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            record = None
+        if not isinstance(record, dict):
+            raise EefError(f"{marker}: not a stage marker eef wrote; delete it to run the stage again")
+        return record
 
     def finish(self, stage: Path, record: dict[str, Any]) -> dict[str, Any]:
         """Mark a stage finished: its metrics go to ``metrics.jsonl`` and its marker."""
@@ -65,18 +80,39 @@ class RunDir:
         return record
 
 
+@contextmanager
+def run_lock(root: Path) -> Iterator[None]:
+    """Hold ``root/.lock`` for the block: one process per run directory. The kernel releases the
+    lock when its process ends, however it ends, so a killed run never leaves a stale one."""
+    if root.exists() and not root.is_dir():
+        raise EefError(f"run_dir {root}: exists and is not a directory")
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".lock").open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise EefError(f"{root} is in use by another eef process (pid {holder}); wait for it to end or "
+                           "stop it, then --resume") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+
+
 def prepare_run_dir(config: RunConfig, root: Path, resume: bool) -> None:
-    """Create the run directory and save the configuration; refuse to mix configurations."""
+    """Save the configuration in the run directory; refuse to mix configurations."""
     saved = root / "config.yaml"
     wanted = config.as_dict()
     if saved.is_file():
         if not resume:
             raise EefError(f"{root} already holds a run; pass --resume to continue it or choose another run_dir")
-        if yaml.safe_load(saved.read_text()) != wanted:
+        if read_yaml_file(saved) != wanted:
             raise EefError(f"{saved} differs from this configuration; --resume continues only the same "
                            "configuration (start a new run_dir for a new one)")
         return
-    root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(saved, yaml.safe_dump(wanted, sort_keys=False))
 
 
@@ -84,11 +120,24 @@ def run(config: RunConfig, *, resume: bool = False, log: Callable[[str], None] =
     """Run every stage the configuration names; returns the summary (also ``summary.json``)."""
     root = Path(config.run_dir or f"runs/{config.name}")
     env = make(config.env.name, **config.env.options)
+    check_against_env(config, env)
+    with run_lock(root):
+        prepare_run_dir(config, root, resume)
+        return _run_stages(config, env, RunDir(root, log))
+
+
+def check_against_env(config: RunConfig, env: TextEnv) -> None:
+    """What the configuration can only be checked against once its environment exists."""
     if config.rollout.workers > 1 and not process_local(env):
         raise EefError(f"rollout.workers: {config.rollout.workers} worker processes need an environment that lives "
                        f"wholly in this process; {env.name} does not (set rollout.workers: 1)")
-    prepare_run_dir(config, root, resume)
-    rd = RunDir(root, log)
+    for key, split in (("expert.split", config.expert.split), ("eval.split", config.eval.split)):
+        if split not in env.splits():
+            raise EefError(f"{key}: {split!r} is not a split of {env.name}; known: {', '.join(env.splits())}")
+
+
+def _run_stages(config: RunConfig, env: TextEnv, rd: RunDir) -> dict[str, Any]:
+    root = rd.root
     prompt = build_prompt(env.name, PromptConfig(config.prompt.instruction, config.prompt.one_shot,
                                                  config.prompt.system_role), env)
     base = base_model(config, env, root)
@@ -161,9 +210,13 @@ def collect_experts(config: RunConfig, env: TextEnv, prompt: tuple[Message, ...]
 
 def _expert_source(source, env: TextEnv, tasks: list[str], prompt: tuple[Message, ...]) -> list[Trajectory]:
     if source.kind == "file":
-        loaded = [t for t in read_trajectories(source.path) if t.task_id in set(tasks)]
+        recorded = read_trajectories(source.path)
+        loaded = [t for t in recorded if t.task_id in set(tasks)]
         if any(t.env != env.name for t in loaded):
             raise EefError(f"{source.path}: trajectories of another environment than {env.name!r}")
+        if not loaded:
+            raise EefError(f"{source.path}: none of its {len(recorded)} trajectories is of a task of expert.split "
+                           f"(expert source {source.name!r})")
         return loaded
     if source.kind == "oracle":
         from eef.experts.oracle import oracle_trajectories
@@ -208,16 +261,20 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
     if rd.done(stage / "explore"):
         return in_start_order()
     _, todo = pending(path, starts, rollout_config)
-    todo, reused = reuse_rollouts(rd.root, config.methods.run, method, iteration, str(model), todo, rollout_config, path)
+    others = other_methods_rollouts(rd.root, config.methods.run, method, iteration, str(model), rollout_config)
+    append_trajectories(path, [others[i] for i in (trajectory_id(rollout_config, s) for s in todo) if i in others])
+    todo = [s for s in todo if trajectory_id(rollout_config, s) not in others]
     policy = _policy(config, model)
     try:
         with cloned_envs(env, config.rollout.num_envs, config.env.options) as envs:
             result = rollout(envs, policy, todo, prompt, rollout_config, workers=config.rollout.workers,
-                             on_trajectory=lambda t: append_trajectories(path, [t]), progress=True,
+                             worker_timeout_s=config.rollout.worker_timeout_s, progress=True,
+                             on_trajectory=lambda t: append_trajectories(path, [t]),
                              description=f"explore {method} {iteration}")
     finally:
         policy.close()
     trajectories = in_start_order()
+    reused = sum(t.id in others for t in trajectories)  # also those copied before an interruption
     from_states = [t for t in trajectories if t.provenance.parent_id]
     rd.finish(stage / "explore", {
         "stage": "explore", "method": method, "iteration": iteration, "episodes": len(trajectories),
@@ -231,28 +288,23 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
     return trajectories
 
 
-def reuse_rollouts(root: Path, methods: Sequence[str], method: str, iteration: int, model: str,
-                   todo: list[Start], config: RolloutConfig, path: Path) -> tuple[list[Start], int]:
-    """Copy into ``path`` the episodes another method of this run already rolled out from the same
-    starts with the same model in the same iteration; returns the starts left and the count copied.
+def other_methods_rollouts(root: Path, methods: Sequence[str], method: str, iteration: int, model: str,
+                           config: RolloutConfig) -> dict[str, Trajectory]:
+    """The episodes other methods of this run rolled out in this iteration with the same model and
+    sampling, by id: this method would sample the same ones, so it copies them instead.
 
     Sampling seeds depend only on (seed, iteration, start, step), so such an episode is the one
     this method would sample: in the first iteration RFT, RFT xK and EEF all roll out SFT-POS once
     from every ``s0``, and only one of them needs to.
     """
-    wanted = {trajectory_id(config, s): s for s in todo}
-    copied = 0
+    found: dict[str, Trajectory] = {}
     for other in methods:
         other_path = root / other / f"iter-{iteration}" / "rollouts.jsonl"
-        if other == method or not wanted or not other_path.exists():
+        if other == method or not other_path.exists():
             continue
-        same = [t for t in read_trajectories(other_path, skip_torn_tail=True)
-                if t.id in wanted and t.provenance.model == model and t.provenance.sampling == config.sampling_record()]
-        append_trajectories(path, same)
-        for t in same:
-            del wanted[t.id]
-        copied += len(same)
-    return list(wanted.values()), copied
+        found.update((t.id, t) for t in read_trajectories(other_path, skip_torn_tail=True)
+                     if t.provenance.model == model and t.provenance.sampling == config.sampling_record())
+    return found
 
 
 def explored_experts(config: RunConfig, experts: list[Trajectory]) -> list[Trajectory]:
@@ -368,7 +420,8 @@ def evaluate_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Me
             report = evaluate(envs, policy, tasks, prompt,
                               split=config.eval.split, max_new_tokens=config.eval.max_new_tokens,
                               temperature=config.eval.temperature, seed=config.seed, out_dir=stage / "eval",
-                              progress=True, workers=config.rollout.workers)
+                              progress=True, workers=config.rollout.workers,
+                              worker_timeout_s=config.rollout.worker_timeout_s)
     finally:
         policy.close()
     trajectories = read_trajectories(stage / "eval" / "trajectories.jsonl")
@@ -396,7 +449,8 @@ def _policy(config: RunConfig, model: str | Path):
 
     return build_policy(config.model.backend, str(model), base_url=config.model.base_url,
                         device=config.model.device, dtype=config.model.dtype,
-                        max_batch_size=config.model.max_batch_size)
+                        max_batch_size=config.model.max_batch_size, timeout_s=config.model.request_timeout_s,
+                        max_retries=config.model.max_retries, max_backoff_s=config.model.max_backoff_s)
 
 
 def _summary_entry(evals: list[dict[str, Any]], solved: list[int]) -> dict[str, Any]:

@@ -1,8 +1,17 @@
-"""Progress bars that also work in logs: redrawn on a terminal, a line every 30 s otherwise."""
+"""Progress bars that also work in logs: redrawn on a terminal, a line every 30 s otherwise.
+
+The bars are safe to fork under: tqdm's default write lock includes a multiprocessing lock
+shared with forked children and a monitor thread, so a rollout worker forked while a thread held
+it, or killed while holding it, would leave it taken for ever and hang the parent. eef's bars
+use a lock of this process alone, made anew in every forked child, and no monitor thread.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
+import weakref
 from typing import Any, TextIO
 
 from tqdm import tqdm
@@ -24,9 +33,28 @@ class _Lines:
         self.stream.flush()
 
 
-def progress_bar(total: int, desc: str, unit: str, enabled: bool = True) -> tqdm:
-    """A tqdm bar on stderr; off a terminal it prints a line at most every 30 s (no flood in log files)."""
+class ProgressBar(tqdm):
+    """A tqdm bar with a lock private to this process and no monitor thread (see the module
+    docstring)."""
+
+    monitor_interval = 0
+    monitor = None  # not tqdm's, which a plain bar elsewhere may have started
+    _instances: weakref.WeakSet = weakref.WeakSet()
+    _lock: Any = threading.RLock()
+
+
+def _reset_after_fork() -> None:
+    # the child's copy of the lock may be held by a thread that does not exist in the child
+    ProgressBar._lock = threading.RLock()
+    ProgressBar._instances = weakref.WeakSet()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def progress_bar(total: int, desc: str, unit: str, enabled: bool = True) -> ProgressBar:
+    """A bar on stderr; off a terminal it prints a line at most every 30 s (no flood in log files)."""
     terminal = sys.stderr.isatty()
     kwargs: dict[str, Any] = {} if terminal else {"mininterval": 30, "ascii": True}
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, leave=False,
-                file=sys.stderr if terminal else _Lines(sys.stderr), dynamic_ncols=terminal, **kwargs)
+    return ProgressBar(total=total, desc=desc, unit=unit, disable=not enabled, leave=False,
+                       file=sys.stderr if terminal else _Lines(sys.stderr), dynamic_ncols=terminal, **kwargs)

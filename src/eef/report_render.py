@@ -123,20 +123,22 @@ def _fence(text: str) -> str:
     return f"{fence}\n{text}\n{fence}"
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+def _md_text(text: str) -> str:
+    """Text shown as itself in Markdown: run, teacher and method names come from the user's config."""
+    return re.sub(r"([\\`*_\[\]<>|~#])", r"\\\1", text).replace("\n", " ")
 
 
 def render_markdown(blocks: list[Block]) -> str:
-    """The blocks as Markdown; untrusted text (trajectories, config) only appears inside code fences."""
+    """The blocks as Markdown; text is escaped, and untrusted text (trajectories, config) appears only
+    escaped or inside code fences."""
     out = []
     for kind, *args in blocks:
         if kind == "h":
-            out.append("#" * args[0] + " " + args[1])
+            out.append("#" * args[0] + " " + _md_text(args[1]))
         elif kind == "p":
-            out.append(args[0])
+            out.append(_md_text(args[0]))
         elif kind == "table":
-            out.append("\n".join("| " + " | ".join(map(_md_cell, row)) + " |"
+            out.append("\n".join("| " + " | ".join(map(_md_text, row)) + " |"
                                  for row in [args[0], ["---"] * len(args[0]), *args[1]]))
         elif kind == "pre":
             out.append(_fence(args[0].rstrip("\n")))

@@ -14,6 +14,7 @@ start with the same seed gives the same episode alone or in any batch, and a rol
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +27,7 @@ from eef.agent.policy import GenerationRequest, Policy, SamplingParams
 from eef.envs.protocol import TextEnv
 from eef.envs.registry import make
 from eef.envs.replay import Divergence, replay
+from eef.errors import EefError
 from eef.progress import progress_bar
 from eef.trajectory import Message, Provenance, Trajectory, Turn, conversation, read_trajectories
 
@@ -101,14 +103,35 @@ def trajectory_id(config: RolloutConfig, start: Start) -> str:
     return f"{config.source}/it{config.iteration}/{start.key}"
 
 
-def pending(path: Path, starts: Sequence[Start], config: RolloutConfig) -> tuple[list[Trajectory], list[Start]]:
+def pending(path: Path, starts: Sequence[Start], config: RolloutConfig,
+            model: str | None = None) -> tuple[list[Trajectory], list[Start]]:
     """Resuming into ``path``: the episodes it already holds and the starts still to run.
 
     A torn last line (a crash mid-append) is ignored; the next append cuts it.
+
+    Raises:
+        EefError: an episode of these starts in ``path`` was sampled otherwise, or by another
+            model than ``model`` (when given): reusing it would mix two rollouts in one file.
     """
+    if path.exists() and not path.is_file():
+        raise EefError(f"{path}: exists and is not a file (it should hold trajectories, one per line)")
     done = read_trajectories(path, skip_torn_tail=True) if path.exists() else []
-    ids = {t.id for t in done}
-    return done, [s for s in starts if trajectory_id(config, s) not in ids]
+    ids = {trajectory_id(config, s) for s in starts}
+    for trajectory in done:
+        if trajectory.id in ids:
+            _check_same_rollout(path, trajectory, config, model)
+    held = {t.id for t in done}
+    return done, [s for s in starts if trajectory_id(config, s) not in held]
+
+
+def _check_same_rollout(path: Path, trajectory: Trajectory, config: RolloutConfig, model: str | None) -> None:
+    recorded = trajectory.provenance
+    if json.loads(json.dumps(recorded.sampling)) != json.loads(json.dumps(config.sampling_record())):  # tuples as lists
+        raise EefError(f"{path}: episode {trajectory.id} was sampled with {recorded.sampling}, this rollout uses "
+                       f"{config.sampling_record()}; write to another file")
+    if model is not None and recorded.model != model:
+        raise EefError(f"{path}: episode {trajectory.id} is of model {recorded.model!r}, this rollout uses "
+                       f"{model!r}; write to another file")
 
 
 def request_seed(seed: int, iteration: int, start: Start, step: int) -> int:
@@ -184,6 +207,7 @@ def rollout(
     progress: bool = False,
     description: str = "rollout",
     workers: int = 1,
+    worker_timeout_s: float = 1800.0,
 ) -> RolloutResult:
     """Run one episode per start, ``len(envs)`` at a time, with one policy call per step.
 
@@ -198,6 +222,8 @@ def rollout(
         description: the progress bar's label.
         workers: forked single-threaded processes that share the starts and the environments
             (see :mod:`eef.rollout_workers`); where they cannot fork, this process rolls out.
+        worker_timeout_s: with workers, how long a worker may send nothing (no finished episode)
+            before it is killed and the rollout fails naming it.
 
     Returns:
         A :class:`RolloutResult`; trajectories are ordered as ``starts``.
@@ -206,7 +232,8 @@ def rollout(
         from eef.rollout_workers import rollout_in_workers
 
         return rollout_in_workers(workers, envs, policy, starts, prompt, config, on_trajectory=on_trajectory,
-                                  progress=progress, description=description)
+                                  progress=progress, description=description,
+                                  silence_timeout_s=worker_timeout_s)
     began = time.perf_counter()
     result = RolloutResult()
     before = _env_counters(envs)

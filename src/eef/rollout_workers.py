@@ -35,6 +35,7 @@ from eef.rollout import RolloutConfig, RolloutResult, Start, rollout, trajectory
 from eef.trajectory import Message, Trajectory
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+EXIT_GRACE_S = 10.0  # how long a worker that has finished or failed may take to exit before it is killed
 
 
 def process_local(env: TextEnv) -> bool:
@@ -54,10 +55,13 @@ def can_fork(envs: Sequence[TextEnv], policy: Policy) -> bool:
 def rollout_in_workers(workers: int, envs: Sequence[TextEnv], policy: Policy, starts: Sequence[Start],
                        prompt: tuple[Message, ...], config: RolloutConfig, *,
                        on_trajectory: Callable[[Trajectory], None] | None, progress: bool,
-                       description: str) -> RolloutResult:
+                       description: str, silence_timeout_s: float) -> RolloutResult:
     """``rollout(..., workers=workers)``: the starts and environments dealt out to forked workers,
     or all in this process when there are fewer starts or environments than workers or
-    :func:`can_fork` says no. ``model_calls`` sums the workers' calls."""
+    :func:`can_fork` says no. ``model_calls`` sums the workers' calls.
+
+    Every wait is bounded: a worker that sends nothing for ``silence_timeout_s`` seconds (stopped,
+    or stuck in a call that never returns) is killed and named in the error."""
     workers = min(workers, len(envs), len(starts))
     if workers <= 1 or not can_fork(envs, policy):
         return rollout(envs, policy, starts, prompt, config, on_trajectory=on_trajectory, progress=progress,
@@ -84,14 +88,16 @@ def rollout_in_workers(workers: int, envs: Sequence[TextEnv], policy: Policy, st
             sender.close()
             readers.append(reader)
             running[reader] = w
+        heard = {reader: time.monotonic() for reader in running}
         while running:
-            for reader in connection.wait(list(running)):
+            for reader in connection.wait(list(running), timeout=_next_deadline(heard, running, silence_timeout_s)):
                 w = running[reader]
+                heard[reader] = time.monotonic()
                 try:
                     kind, payload = reader.recv()
                 except EOFError:
-                    processes[w].join()
-                    raise EefError(f"{description}: rollout worker {w} exited with code {processes[w].exitcode} "
+                    _stop(processes[w], EXIT_GRACE_S)
+                    raise EefError(f"{description}: rollout worker {w} {_exit_text(processes[w].exitcode)} "
                                    "before it finished (the episodes saved so far are kept; run again to "
                                    "continue)") from None
                 if kind == "episode":
@@ -109,14 +115,13 @@ def rollout_in_workers(workers: int, envs: Sequence[TextEnv], policy: Policy, st
                     del running[reader]
                 else:
                     raise EefError(f"{description}: rollout worker {w} failed:\n{payload}")
+            _check_silence(heard, running, silence_timeout_s, description)
         for process in processes:
-            process.join()
+            _stop(process, EXIT_GRACE_S)
     finally:
         bar.close()
         for process in processes:
-            if process.is_alive():
-                process.terminate()
-                process.join()
+            _stop(process, 0.0)
         for reader in readers:
             reader.close()
     if len(finished) + len(result.diverged) != len(starts):  # two starts with one key would collapse into one
@@ -126,6 +131,38 @@ def rollout_in_workers(workers: int, envs: Sequence[TextEnv], policy: Policy, st
     result.diverged.sort(key=lambda pair: order[trajectory_id(config, pair[0])])
     result.seconds = time.perf_counter() - began
     return result
+
+
+def _next_deadline(heard: dict[Any, float], running: dict[Any, int], timeout_s: float) -> float:
+    """Seconds until the longest-silent running worker reaches ``timeout_s``."""
+    return max(0.0, min(heard[r] for r in running) + timeout_s - time.monotonic())
+
+
+def _check_silence(heard: dict[Any, float], running: dict[Any, int], timeout_s: float, description: str) -> None:
+    silent = sorted(w for r, w in running.items() if time.monotonic() - heard[r] >= timeout_s)
+    if silent:
+        names = ("workers " if len(silent) > 1 else "worker ") + ", ".join(map(str, silent))
+        raise EefError(f"{description}: rollout {names} sent nothing for {timeout_s:g} s (stopped or stuck) and was killed (the episodes saved so far are kept; "
+                       "run again to continue, or raise rollout.worker_timeout_s)")
+
+
+def _exit_text(code: int | None) -> str:
+    """How a process ended, as ``multiprocessing`` reports it (a negative code is a signal)."""
+    if code is not None and code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:  # a real-time signal has no name
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _stop(process: Any, grace_s: float) -> None:
+    """Wait up to ``grace_s`` for ``process`` to exit, then kill it; SIGKILL also ends a stopped
+    process, where SIGTERM would stay pending."""
+    process.join(grace_s)
+    if process.is_alive():
+        process.kill()
+        process.join()
 
 
 def _work(worker: int, parent: int, envs: Sequence[TextEnv], policy: Policy, starts: Sequence[Start],

@@ -14,13 +14,15 @@ means replaying ``turns[:k]``. Each :class:`Turn` carries its own ``trainable`` 
 per-turn masks every method writes (spec: "Per-turn masks are the primitive").
 
 Files are JSONL, one trajectory per line. :func:`read_trajectories` reports a malformed line with
-file, line and field; :func:`append_trajectories` appends whole lines and flushes, so a crash
-loses at most the line being written, which :func:`read_trajectories` can skip on resume.
+file, line and field (rewards must be finite numbers in :data:`REWARD_RANGE`);
+:func:`append_trajectories` appends whole lines and flushes, so a crash loses at most the line
+being written, which :func:`read_trajectories` can skip on resume. Only standard JSON is written.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -29,9 +31,13 @@ from typing import Any
 
 from eef.atomic import write_jsonl_atomic
 from eef.errors import DataError
-from eef.jsonl import iter_json_lines
+from eef.jsonl import iter_json_lines, json_line
 
 ROLES = ("system", "user", "assistant")
+# Rewards of every eef environment (WebShop's score, ScienceWorld's score / 100, the shop's).
+REWARD_RANGE = (0.0, 1.0)
+# Free-form values (meta, sampling) deeper than this would overflow the recursion of copying and writing them.
+MAX_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -190,12 +196,47 @@ def _kind_name(kinds: type | tuple[type, ...]) -> str:
     return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
 
 
+def finite_in_range(value: int | float, path: Path | str, line: int, field: str, low: float = REWARD_RANGE[0],
+                    high: float = REWARD_RANGE[1]) -> float:
+    """``value`` as a float when it is a finite number in ``[low, high]``; a DataError names the field otherwise."""
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the float range
+        number = math.inf if value > 0 else -math.inf
+    if not (math.isfinite(number) and low <= number <= high):
+        raise DataError(path, f"must be a finite number in [{low:g}, {high:g}], got {number:g}", line=line,
+                        field=field)
+    return number
+
+
+def require_reward(record: dict, key: str, path: Path | str, line: int, prefix: str = "",
+                   high: float = REWARD_RANGE[1]) -> float:
+    """``record[key]`` as a reward: a finite number in ``[0, high]`` (``high`` for formats that score 0-100)."""
+    value = require_field(record, key, (int, float), path, line, prefix)
+    return finite_in_range(value, path, line, prefix + key, REWARD_RANGE[0], high)
+
+
+def require_plain_json(value: Any, path: Path | str, line: int, field: str) -> Any:
+    """``value`` when standard JSON can hold it: finite numbers, nested at most :data:`MAX_DEPTH` levels."""
+    stack = [(value, field, 0)]
+    while stack:  # iterative: a recursive walk would overflow on the nesting it is checking
+        item, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise DataError(path, f"nested deeper than {MAX_DEPTH} levels", line=line, field=field)
+        if isinstance(item, float) and not math.isfinite(item):
+            raise DataError(path, f"must be a finite number, got {item:g}", line=line, field=where)
+        if isinstance(item, dict):
+            stack += [(v, f"{where}.{k}", depth + 1) for k, v in item.items()]
+        elif isinstance(item, list):
+            stack += [(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(item)]
+    return value
+
+
 def trajectory_from_dict(record: Any, path: Path | str = "<memory>", line: int = 1) -> Trajectory:
     """Build a :class:`Trajectory` from its JSONL dict, naming the bad field on error."""
     path = Path(path)
     if not isinstance(record, dict):
         raise DataError(path, f"expected a JSON object, got {type(record).__name__}", line=line)
-    number = (int, float)
     prompt = []
     for i, m in enumerate(require_field(record, "prompt", list, path, line)):
         where = f"prompt[{i}]."
@@ -204,8 +245,9 @@ def trajectory_from_dict(record: Any, path: Path | str = "<memory>", line: int =
         role = require_field(m, "role", str, path, line, where)
         if role not in ROLES:
             raise DataError(path, f"role {role!r} is not one of {', '.join(ROLES)}", line=line, field=where + "role")
-        trainable = require_field(m, "trainable", bool, path, line, where) if "trainable" in m else False
-        prompt.append(Message(role, require_field(m, "content", str, path, line, where), trainable))
+        if "trainable" in m:  # checked, then dropped: the prompt is context (older imports flagged ETO's "OK")
+            require_field(m, "trainable", bool, path, line, where)
+        prompt.append(Message(role, require_field(m, "content", str, path, line, where)))
     turns = []
     for i, t in enumerate(require_field(record, "turns", list, path, line)):
         where = f"turns[{i}]."
@@ -215,7 +257,7 @@ def trajectory_from_dict(record: Any, path: Path | str = "<memory>", line: int =
             text=require_field(t, "text", str, path, line, where),
             action=require_field(t, "action", str, path, line, where),
             observation=require_field(t, "observation", str, path, line, where),
-            reward=float(require_field(t, "reward", number, path, line, where)) if "reward" in t else 0.0,
+            reward=require_reward(t, "reward", path, line, where) if "reward" in t else 0.0,
             trainable=require_field(t, "trainable", bool, path, line, where) if "trainable" in t else True,
         ))
     prov = require_field(record, "provenance", dict, path, line)
@@ -225,7 +267,8 @@ def trajectory_from_dict(record: Any, path: Path | str = "<memory>", line: int =
         start_step=int(require_field(prov, "start_step", int, path, line, "provenance.")) if "start_step" in prov else 0,
         parent_id=require_field(prov, "parent_id", (str, type(None)), path, line, "provenance.") if "parent_id" in prov else None,
         model=require_field(prov, "model", (str, type(None)), path, line, "provenance.") if "model" in prov else None,
-        sampling=require_field(prov, "sampling", dict, path, line, "provenance.") if "sampling" in prov else {},
+        sampling=require_plain_json(require_field(prov, "sampling", dict, path, line, "provenance."), path, line,
+                                    "provenance.sampling") if "sampling" in prov else {},
     )
     if not 0 <= provenance.start_step <= len(turns):
         raise DataError(path, f"{provenance.start_step} is outside 0..{len(turns)} turns", line=line,
@@ -237,11 +280,12 @@ def trajectory_from_dict(record: Any, path: Path | str = "<memory>", line: int =
         prompt=tuple(prompt),
         first_observation=require_field(record, "first_observation", str, path, line),
         turns=tuple(turns),
-        reward=float(require_field(record, "reward", number, path, line)),
+        reward=require_reward(record, "reward", path, line),
         success=require_field(record, "success", bool, path, line),
         terminated=require_field(record, "terminated", bool, path, line),
         provenance=provenance,
-        meta=require_field(record, "meta", dict, path, line) if "meta" in record else {},
+        meta=require_plain_json(require_field(record, "meta", dict, path, line), path, line, "meta")
+        if "meta" in record else {},
     )
 
 
@@ -270,8 +314,8 @@ def read_trajectories(path: str | Path, *, skip_torn_tail: bool = False) -> list
     return list(iter_trajectories(path, skip_torn_tail=skip_torn_tail))
 
 
-def _line(trajectory: Trajectory) -> str:
-    return json.dumps(trajectory.to_dict(), ensure_ascii=False) + "\n"
+def _line(trajectory: Trajectory, path: Path) -> str:
+    return json_line(trajectory.to_dict(), path)
 
 
 def write_trajectories(path: str | Path, trajectories: Iterable[Trajectory]) -> int:
@@ -300,7 +344,7 @@ def append_trajectories(path: str | Path, trajectories: Iterable[Trajectory]) ->
     count = 0
     with path.open("a", encoding="utf-8") as f:
         for trajectory in trajectories:
-            f.write(_line(trajectory))
+            f.write(_line(trajectory, path))
             f.flush()
             count += 1
     return count
@@ -331,3 +375,5 @@ def _drop_torn_tail(path: Path) -> None:
             f.write(b"\n")
         except (UnicodeDecodeError, json.JSONDecodeError):
             f.truncate(start)
+        except (ValueError, RecursionError):  # whole but unreadable: kept, for the reader to name
+            f.write(b"\n")

@@ -21,12 +21,15 @@ A record without an ``eef`` block (a file made elsewhere) is split by this rule:
 * a ``gpt`` message is trainable unless its ``loss`` is false (``weight`` is 0);
 * a first ``gpt`` message that only answers the first ``human`` message with ``OK`` (ETO's and
   AgentGym's instruction handshake) belongs to the prompt;
+* the prompt is context: none of its messages trains, whatever its flag (as the prompt
+  ``build_prompt`` makes with ``system_role`` false: instructions, then an untrained ``OK``);
 * the first observation is the last ``human`` message before the first trainable ``gpt`` message
   (before the first ``gpt`` message when none is trainable); everything before it is the prompt;
 * after it the conversation must alternate ``gpt``, ``human``: each ``gpt`` message is a turn whose
   action is ``parse_turn(text).action`` and whose observation is the next ``human`` message ('' when
   none follows), trainable as its flag says;
-* ``reward`` is the record's (0 when absent, also the last turn's reward), ``success`` the record's
+* ``reward`` is the record's (0 when absent, also the last turn's reward; a finite number in
+  ``REWARD_RANGE``), ``success`` the record's
   or ``reward >= 1``, ``terminated`` true, and the provenance source the record's ``source`` or the
   given default;
 * the id is ``item_id`` (``item_id#2``, ``item_id#3`` ... when it repeats in the file), the task id
@@ -54,6 +57,7 @@ from eef.trajectory import (
     Trajectory,
     Turn,
     require_field,
+    require_reward,
     trajectory_from_dict,
 )
 
@@ -219,12 +223,13 @@ def _foreign(record: dict, messages: list[Message], layout: _Layout, path: Path,
         raise DataError(path, "missing; pass env to import records without one", line=line, field="item_id")
     if not env and "_" not in item_id:
         raise DataError(path, f"{item_id!r} has no '<env>_' prefix; pass env", line=line, field="item_id")
-    reward = float(require_field(record, "reward", (int, float), path, line)) if "reward" in record else 0.0
+    reward = require_reward(record, "reward", path, line) if "reward" in record else 0.0
     turns = tuple(Turn(m.content, parse_turn(m.content).action, observation or "",
                        reward if k == len(exchanges) - 1 else 0.0, m.trainable)
                   for k, (m, observation) in enumerate(exchanges))
     return Trajectory(
-        id=item_id, env=env or item_id.rsplit("_", 1)[0], task_id=item_id, prompt=tuple(messages[:n]),
+        id=item_id, env=env or item_id.rsplit("_", 1)[0], task_id=item_id,
+        prompt=tuple(replace(m, trainable=False) for m in messages[:n]),
         first_observation=messages[n].content, turns=turns, reward=reward,
         success=require_field(record, "success", bool, path, line) if "success" in record else reward >= 1.0,
         terminated=True,
@@ -261,8 +266,8 @@ def import_trajectories(path: str | Path, format: str, *, env: str | None = None
         source: the provenance source of records that name none.
 
     Raises:
-        DataError: a missing file, bad JSON or a bad field (file, line and field named), or an
-            eef id that repeats.
+        DataError: a missing or empty file, bad JSON or a bad field (file, line and field named), or
+            an eef id that repeats.
         UnknownNameError: an unknown format.
     """
     from_record = _format(format)[1]
@@ -278,4 +283,6 @@ def import_trajectories(path: str | Path, format: str, *, env: str | None = None
                                                      if f"{base}#{k}" not in seen))
         seen.add(trajectory.id)
         out.append(trajectory)
+    if not out:
+        raise DataError(path, "no records: the file is empty")
     return out

@@ -12,8 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
+from eef.agent.backends import build_policy
 from eef.agent.hf_policy import HFPolicy
-from eef.agent.openai_policy import OpenAIPolicy
+from eef.agent.openai_policy import OpenAIPolicy, parse_retry_after
 from eef.agent.policy import Completion, GenerationRequest, SamplingParams
 from eef.agent.serve import serve
 from eef.errors import EefError
@@ -108,6 +109,9 @@ def test_models_and_health(hf_server):
     ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": "8"}, "max_tokens"),
     ({"messages": [{"role": "user", "content": "hi"}], "seed": 1.5}, "seed"),
     ({"messages": [{"role": "user", "content": "hi"}], "stream": True}, "stream"),
+    ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3_000_000}, "limit of 4096"),  # the context
+    ({"messages": [{"role": "user", "content": "hi"}], "top_p": 0}, "top_p"),
+    ({"messages": [{"role": "user", "content": "hi"}], "n": True}, "n = 1"),
     ([1, 2], "JSON object"),
 ])
 def test_server_rejects_bad_bodies(hf_server, body, message):
@@ -195,10 +199,13 @@ def test_policy_errors_become_500_and_the_server_keeps_serving():
 
 class ScriptedServer:
     """A stdlib HTTP server answering POSTs with scripted (status, body, headers) responses, the
-    last one repeated; it records each request's Authorization header and body."""
+    last one repeated; it records each request's Authorization header and body. A body given as
+    bytes is sent as is; the header ``X-Trickle: SECONDS`` sends it one byte at a time, and the
+    status ``None`` answers nothing until the server closes."""
 
     def __init__(self, responses):
         self.responses, self.hits = list(responses), []
+        self.closing = threading.Event()
         scripted = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -208,12 +215,24 @@ class ScriptedServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 scripted.hits.append((self.headers.get("Authorization"), body))
                 status, payload, headers = scripted.responses[min(len(scripted.hits), len(scripted.responses)) - 1]
-                data = json.dumps(payload).encode()
+                if status is None:
+                    scripted.closing.wait()
+                    return
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                headers = dict(headers)
+                trickle = float(headers.pop("X-Trickle", 0))
                 self.send_response(status)
                 for key, value in {**headers, "Content-Length": str(len(data))}.items():
                     self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    for i in range(0, len(data), 1 if trickle else len(data)):
+                        if scripted.closing.wait(trickle):
+                            return
+                        self.wfile.write(data[i:i + (1 if trickle else len(data))])
+                        self.wfile.flush()
+                except OSError:  # the client gave up
+                    pass
 
             def log_message(self, *args):
                 pass
@@ -223,15 +242,19 @@ class ScriptedServer:
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     def close(self):
+        self.closing.set()
         self.server.shutdown()
         self.server.server_close()
 
 
-def ok(text="Action: click[Buy Now]", finish_reason="stop"):
+USAGE = {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
+
+
+def ok(text="Action: click[Buy Now]", finish_reason="stop", usage=USAGE, **headers):
     return 200, {"id": "x", "object": "chat.completion", "model": "m",
                  "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                               "finish_reason": finish_reason}],
-                 "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}}, {}
+                 "usage": usage}, headers
 
 
 def error(status, message, **headers):
@@ -346,3 +369,156 @@ def test_vllm_policy_says_how_to_install_vllm(tmp_path):
 
     with pytest.raises(EefError, match=r"vLLM is not installed: pip install 'eef\[gpu\]'"):
         VLLMPolicy.from_pretrained(tmp_path)
+
+
+def test_a_huge_retry_after_is_capped(scripted):
+    server = scripted(error(429, "slow down", **{"Retry-After": "100000"}), ok())
+    policy = OpenAIPolicy(server.url, "m", max_retries=1, backoff_s=0.01, max_backoff_s=0.05)
+    start = time.monotonic()
+    try:
+        assert one_request(policy).text == "Action: click[Buy Now]"
+    finally:
+        policy.close()
+    assert len(server.hits) == 2 and time.monotonic() - start < 5
+    assert policy.metrics["retries"] == 1
+
+
+@pytest.mark.parametrize("value, seconds", [
+    ("3", 3.0), ("-2", 0.0), ("inf", None), ("nan", None), ("Wed, 21 Oct 2015 07:28:00 GMT", None), (None, None)])
+def test_parse_retry_after(value, seconds):
+    assert parse_retry_after(value) == seconds
+
+
+def test_a_trickled_body_meets_the_deadline(scripted):
+    # Each byte arrives well within httpx's per-read timeout; only a whole-reply deadline stops it.
+    status, payload, _ = ok()
+    server = scripted((status, json.dumps(payload).encode(), {"X-Trickle": "0.05"}))
+    policy = OpenAIPolicy(server.url, "m", timeout_s=0.3, max_retries=1, backoff_s=0.01)
+    start = time.monotonic()
+    try:
+        with pytest.raises(EefError) as raised:
+            one_request(policy)
+    finally:
+        policy.close()
+    assert time.monotonic() - start < 3
+    message = str(raised.value)
+    assert message == f"{server.url}/chat/completions: no complete reply within 0.3 s (after 2 attempts)"
+    assert policy.metrics["timeouts"] == 2
+
+
+def test_a_silent_server_fails_after_the_configured_timeout_and_retries(scripted):
+    server = scripted((None, {}, {}))
+    policy = build_policy("openai", "m", base_url=server.url, timeout_s=0.2, max_retries=0)
+    start = time.monotonic()
+    try:
+        with pytest.raises(EefError, match=r"/chat/completions: no complete reply within 0.2 s \(after 1 attempt\)$"):
+            one_request(policy)
+    finally:
+        policy.close()
+    assert time.monotonic() - start < 2 and len(server.hits) == 1
+
+
+def test_the_final_error_is_one_line(scripted):
+    server = scripted(error(500, "Traceback (most recent call last):\n  File x\nRuntimeError: boom"))
+    policy = OpenAIPolicy(server.url, "m", max_retries=1, backoff_s=0.01)
+    try:
+        with pytest.raises(EefError) as raised:
+            one_request(policy)
+    finally:
+        policy.close()
+    assert "\n" not in str(raised.value)
+    assert str(raised.value).endswith("HTTP 500: Traceback (most recent call last): File x RuntimeError: boom "
+                                      "(after 2 attempts)")
+
+
+@pytest.mark.parametrize("settings, word", [
+    ({"timeout_s": 0}, "timeout_s"), ({"timeout_s": float("inf")}, "timeout_s"), ({"max_retries": -1}, "max_retries"),
+    ({"max_backoff_s": -1}, "max_backoff_s"), ({"concurrency": 0}, "concurrency")])
+def test_unworkable_settings_are_refused(settings, word):
+    with pytest.raises(EefError, match=word):
+        OpenAIPolicy("http://127.0.0.1:1/v1", "m", **settings)
+
+
+def test_a_url_without_a_scheme_is_a_clear_error():
+    policy = OpenAIPolicy("localhost:8000/v1", "m", max_retries=3, backoff_s=0.01)
+    try:
+        with pytest.raises(EefError, match=r"^localhost:8000/v1/chat/completions: UnsupportedProtocol"):
+            one_request(policy)
+    finally:
+        policy.close()
+
+
+def test_text_content_parts_are_joined(scripted):
+    parts = [{"type": "text", "text": "Thought: buy.\n"}, {"type": "refusal", "refusal": "no"},
+             {"type": "text", "text": "Action: click[Buy Now]"}]
+    policy = OpenAIPolicy(scripted(ok(parts)).url, "m")
+    try:
+        assert one_request(policy).text == "Thought: buy.\nAction: click[Buy Now]"
+    finally:
+        policy.close()
+
+
+@pytest.mark.parametrize("content, field", [
+    (5, "choices[0].message.content"),
+    ({"text": "hi"}, "choices[0].message.content"),
+    (["hi"], "choices[0].message.content[0]"),
+    ([{"type": "text", "text": 3}], "choices[0].message.content[0].text"),
+])
+def test_a_malformed_reply_is_retried_then_reported_in_one_line(scripted, content, field):
+    server = scripted(ok(content))
+    policy = OpenAIPolicy(server.url, "m", max_retries=1, backoff_s=0.01)
+    try:
+        with pytest.raises(EefError) as raised:
+            one_request(policy)
+    finally:
+        policy.close()
+    message = str(raised.value)
+    assert message.startswith(f"{server.url}/chat/completions: malformed reply: field '{field}': ")
+    assert message.endswith("(after 2 attempts)") and "\n" not in message
+    assert len(server.hits) == 2 and policy.metrics["malformed_replies"] == 2
+
+
+@pytest.mark.parametrize("bad", [
+    (200, {"choices": []}, {}), (200, {"choices": "x"}, {}), (200, [1], {}), (200, b"<html>oops", {}),
+    (200, {"choices": [{"message": None}]}, {})])
+def test_a_malformed_reply_then_a_good_one_succeeds(scripted, bad):
+    server = scripted(bad, ok())
+    policy = OpenAIPolicy(server.url, "m", max_retries=1, backoff_s=0.01)
+    try:
+        assert one_request(policy).text == "Action: click[Buy Now]"
+    finally:
+        policy.close()
+    assert policy.metrics["malformed_replies"] == 1
+
+
+@pytest.mark.parametrize("usage, counts", [
+    ({"prompt_tokens": "many", "completion_tokens": 5}, (0, 5)),
+    ([11, 5], (0, 0)),
+    ("lots", (0, 0)),
+    ({"prompt_tokens": 11, "completion_tokens": -5}, (11, 0)),
+    ({"prompt_tokens": True, "completion_tokens": 5.5}, (0, 0)),
+    ({"prompt_tokens": 11, "completion_tokens": 5, "prompt_tokens_details": "cached"}, (11, 5)),
+    ({"prompt_tokens": 11, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": "x"}}, (11, 5)),
+])
+def test_unreadable_usage_is_ignored(scripted, usage, counts):
+    policy = OpenAIPolicy(scripted(ok(usage=usage)).url, "m", max_retries=0)
+    try:
+        completion = one_request(policy)
+    finally:
+        policy.close()
+    assert completion.text == "Action: click[Buy Now]"
+    assert (completion.prompt_tokens, completion.completion_tokens) == counts
+    assert completion.extra == {"usage_unknown": True}
+    assert policy.usage == {"prompt_tokens": counts[0], "completion_tokens": counts[1], "requests": 1}
+    assert policy.metrics["usage_unknown"] == 1
+
+
+def test_readable_usage_with_cached_tokens(scripted):
+    usage = {**USAGE, "prompt_tokens_details": {"cached_tokens": 8}}
+    policy = OpenAIPolicy(scripted(ok(usage=usage), ok(usage=None)).url, "m", max_retries=0)
+    try:
+        assert one_request(policy).extra == {"cached_tokens": 8}
+        assert one_request(policy) == Completion("Action: click[Buy Now]", 0, 0, "stop")  # no usage: no counts
+    finally:
+        policy.close()
+    assert policy.metrics["usage_unknown"] == 0

@@ -1,10 +1,15 @@
+import json
+import re
+
 import pytest
 
+from eef.agent import PromptConfig, build_prompt
 from eef.agent.parse import parse_turn
 from eef.data.importers import import_file
 from eef.errors import DataError, UnknownNameError
 from eef.trajectory_formats import to_openai, to_sharegpt
 from expert_files import (
+    ETO_INSTRUCTION,
     agentgym_record,
     eef_expert_record,
     eto_record,
@@ -83,8 +88,10 @@ def test_eef_expert_file(tmp_path, shop_env, expert_runs):
         assert imported.meta["import"]["info"]["agent_arch"] == "react"
         assert imported.prompt == () and imported.reward == run.reward
         assert [t.observation for t in imported.turns[:-1]] == [t.observation for t in run.turns[:-1]]
-    with_shop = import_file(tmp_path / "webshop_gpt4_0613.json", "eef-expert", shop_env)
-    assert not with_shop.trajectories and "environment 'webshop', not 'shop'" in with_shop.unresolved[0].reason
+    with pytest.raises(DataError, match=r"nothing to import: all 4 records are skipped, this first one because the "
+                                        r"record is for environment 'webshop', not 'shop'") as info:
+        import_file(tmp_path / "webshop_gpt4_0613.json", "eef-expert", shop_env)
+    assert info.value.line == 2
 
 
 def test_eef_expert_scienceworld_rows(tmp_path):
@@ -191,6 +198,128 @@ def test_alfworld_rows_and_records_without_an_action_are_listed(tmp_path, shop_e
     alfworld = {**eto_record(run), "game_file": "json_2.1.1/train/pick_and_place/trial_1/game.tw-pddl"}
     silent = eto_record(run)
     silent["conversations"] = silent["conversations"][:3]  # the first page and no turn after it
-    result = import_file(write_array(tmp_path / "f.json", [alfworld, silent]), "eto", shop_env)
-    assert not result.trajectories and [u.id for u in result.unresolved] == [str(session_of(run.task_id))] * 2
+    result = import_file(write_array(tmp_path / "f.json", [alfworld, silent, eto_record(run)]), "eto", shop_env)
+    assert len(result.trajectories) == 1 and [u.id for u in result.unresolved] == [str(session_of(run.task_id))] * 2
     assert "'alfworld'" in result.unresolved[0].reason and "no action" in result.unresolved[1].reason
+
+
+def _foreign_openai(run):
+    record = to_openai(run)
+    del record["eef"], record["success"]  # a file made elsewhere: success follows from the reward
+    return record
+
+
+_RECORDS = {"eto": eto_record, "agentgym": agentgym_record, "openai": _foreign_openai, "eef-expert": eef_expert_record}
+
+
+def _write_with_reward(path, format, run, raw):
+    """A good record, then one whose reward is the JSON text ``raw`` (NaN and Infinity as Python writes them)."""
+    bad = _RECORDS[format](run)
+    (bad["info"] if format == "eef-expert" else bad)["reward"] = "__REWARD__"
+    good = json.dumps(_RECORDS[format](run))
+    path.write_text(good + "\n" + json.dumps(bad).replace('"__REWARD__"', raw) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("raw, shown", [("NaN", "nan"), ("Infinity", "inf"), ("-Infinity", "-inf"), ("1e300", "1e+300"),
+                                        ("-5", "-5"), ("1.5", "1.5"), ("1" + "0" * 400, "inf")])
+@pytest.mark.parametrize("format", sorted(_RECORDS))
+def test_a_reward_outside_0_1_names_file_line_and_field(tmp_path, shop_env, expert_runs, format, raw, shown):
+    path = _write_with_reward(tmp_path / "experts.jsonl", format, expert_runs[0], raw)
+    field = "info.reward" if format == "eef-expert" else "reward"
+    with pytest.raises(DataError, match=re.escape(f"experts.jsonl:2: field '{field}': must be a finite number in "
+                                                  f"[0, 1], got {shown}")):
+        import_file(path, format, shop_env)
+
+
+@pytest.mark.parametrize("format", sorted(_RECORDS))
+def test_rewards_at_the_ends_of_the_range_import(tmp_path, shop_env, expert_runs, format):
+    for raw, success in (("0", False), ("1", True)):
+        path = _write_with_reward(tmp_path / "experts.jsonl", format, expert_runs[0], raw)
+        env = _Renamed(shop_env, "webshop") if format == "eef-expert" else shop_env
+        imported = import_file(path, format, env).trajectories[1]
+        assert (imported.reward, imported.success) == (float(raw), success)
+
+
+def test_scienceworld_scores_are_checked_in_0_100_then_scaled(tmp_path):
+    def record(score):
+        return {"id": 7, "info": {"reward": score, "task_name": "task-1-boil", "var_num": 3},
+                "conversations": [{"role": "user", "content": "Task: boil water"},
+                                  {"role": "assistant", "content": "Action: look around"}]}
+
+    (full,) = import_file(write_array(tmp_path / "ok.json", [record(100)]), "eef-expert", _SciWorld()).trajectories
+    assert (full.reward, full.success) == (1.0, True)
+    for score, shown in ((150, "150"), (-100, "-100")):
+        with pytest.raises(DataError, match=re.escape(f"field 'info.reward': must be a finite number in [0, 100], "
+                                                      f"got {shown}")):
+            import_file(write_array(tmp_path / "bad.json", [record(score)]), "eef-expert", _SciWorld())
+
+
+def test_a_non_finite_number_elsewhere_in_a_kept_block_is_named(tmp_path, shop_env, expert_runs):
+    record = eef_expert_record(expert_runs[0])
+    record["info"]["usage"] = {"cost": float("nan")}
+    with pytest.raises(DataError, match=r"x\.json:2: field 'info\.usage\.cost': must be a finite number, got nan"):
+        import_file(write_array(tmp_path / "x.json", [record]), "eef-expert", _Renamed(shop_env, "webshop"))
+
+
+@pytest.mark.parametrize("text", ["", "\n \n", "[]", " [\n ] \n"])
+def test_a_file_without_records_is_an_error(tmp_path, shop_env, text):
+    path = tmp_path / "experts.json"
+    path.write_text(text)
+    with pytest.raises(DataError, match=r"experts\.json: no records: the file is empty"):
+        import_file(path, "eto", shop_env)
+
+
+def test_a_file_whose_every_record_is_skipped_is_an_error(tmp_path, shop_env, expert_runs):
+    silent = eto_record(expert_runs[0])
+    silent["conversations"] = silent["conversations"][:3]
+    with pytest.raises(DataError, match=r"f\.jsonl:1: nothing to import: its only record is skipped, this first "
+                                        r"one because the conversation has no assistant turn"):
+        import_file(write_lines(tmp_path / "f.jsonl", [silent]), "eto", shop_env)
+
+
+def test_the_eto_handshake_is_the_same_untrained_prompt_eef_generates(tmp_path, shop_env, expert_runs):
+    run = expert_runs[0]
+    for format, record in (("eto", eto_record(run)), ("agentgym", agentgym_record(run))):
+        path = write_lines(tmp_path / f"{format}.jsonl", [record])
+        (imported,) = import_file(path, format, shop_env).trajectories
+        assert not any(m.trainable for m in imported.prompt)
+        masked = imported.with_masks([False] * len(imported.turns))
+        assert not any(m.trainable for m in masked.messages())  # no token trains on a fully masked trajectory
+    eto = import_file(tmp_path / "eto.jsonl", "eto", shop_env).trajectories[0]
+    assert eto.prompt == build_prompt("shop", PromptConfig(ETO_INSTRUCTION, system_role=False))
+
+
+def test_malformed_bytes_and_json_name_file_and_line(tmp_path, shop_env, expert_runs):
+    good = json.dumps(eto_record(expert_runs[0]))
+    cases = {
+        "utf8.jsonl": (good + "\n").encode() + b'{"id": "\xff"}\n',
+        "utf8.json": ("[" + good + ",\n").encode() + b'{"id": "\xff"}]',
+        "deep.jsonl": (good + "\n" + "[" * 100000 + "]" * 100000 + "\n").encode(),
+        "deep.json": ("[" + good + ",\n" + "[" * 100000 + "]" * 100000 + "]").encode(),
+        "digits.jsonl": (good + '\n{"id": ' + "7" * 5000 + "}\n").encode(),
+        "digits.json": ("[" + good + ',\n{"id": ' + "7" * 5000 + "}]").encode(),
+        "torn.jsonl": (good + "\n" + good[:100]).encode(),
+    }
+    reasons = {"utf8": "not valid UTF-8", "deep": "nested too deeply to read",
+               "digits": "a number has too many digits to read", "torn": "as if cut short"}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(DataError) as info:
+            import_file(tmp_path / name, "eto", shop_env)
+        assert info.value.path == str(tmp_path / name) and info.value.line == 2, name
+        assert reasons[name.split(".")[0]] in info.value.reason and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("record_id", ["1" * 5000, "\u00b2", "1" * 5000 + "_3"])
+def test_odd_ids_resolve_by_the_page_instead_of_failing(tmp_path, shop_env, expert_runs, record_id):
+    path = write_array(tmp_path / "f.json", [eto_record(expert_runs[0], record_id=record_id)])
+    (imported,) = import_file(path, "eto", shop_env).trajectories
+    assert imported.task_id == expert_runs[0].task_id and imported.meta["import"]["resolved_by"] == "instruction"
+
+
+def test_a_byte_order_mark_is_read_past(tmp_path, shop_env, expert_runs):
+    record = json.dumps(eto_record(expert_runs[0]))
+    for name, text in (("bom.json", "[" + record + "]"), ("bom.jsonl", record + "\n")):
+        (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + text.encode())
+        assert len(import_file(tmp_path / name, "eto", shop_env).trajectories) == 1

@@ -13,7 +13,8 @@ BACKENDS = ("hf", "openai", "vllm")
 
 def build_policy(backend: str, model: str, *, base_url: str | None = None, device: str = "auto",
                  dtype: str = "auto", max_batch_size: int = 64, concurrency: int = 16,
-                 api_key_env: str = "OPENAI_API_KEY") -> Policy:
+                 api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 60.0, max_retries: int = 5,
+                 max_backoff_s: float = 60.0) -> Policy:
     """The policy for ``model`` (a checkpoint directory, hub id or served model name).
 
     Args:
@@ -25,6 +26,9 @@ def build_policy(backend: str, model: str, *, base_url: str | None = None, devic
         max_batch_size: conversations per forward pass (``hf`` only).
         concurrency: requests in flight (``openai`` only).
         api_key_env: the environment variable holding the API key (``openai`` only).
+        timeout_s: the wall-clock deadline of one request attempt (``openai`` only).
+        max_retries: further attempts after a transient failure (``openai`` only).
+        max_backoff_s: the longest wait between attempts, ``Retry-After`` included (``openai`` only).
     """
     if backend in ("hf", "vllm") and _looks_like_path(model) and not Path(model).is_dir():
         raise EefError(f"model directory {model!r} does not exist")
@@ -37,7 +41,8 @@ def build_policy(backend: str, model: str, *, base_url: str | None = None, devic
 
         if not base_url:
             raise EefError("the openai backend needs a server URL: --base-url http://localhost:8000/v1")
-        return OpenAIPolicy(base_url, model, api_key_env=api_key_env, concurrency=concurrency)
+        return OpenAIPolicy(base_url, model, api_key_env=api_key_env, concurrency=concurrency,
+                            timeout_s=timeout_s, max_retries=max_retries, max_backoff_s=max_backoff_s)
     if backend == "vllm":
         from eef.agent.vllm_policy import VLLMPolicy
 

@@ -47,10 +47,14 @@ def load_model_and_tokenizer(path: str | Path, device: str = "auto", dtype: str 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     target = pick_device(device)
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    if tokenizer.chat_template is None:
-        raise EefError(f"{path}: the tokenizer has no chat template; eef renders conversations with it")
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=pick_dtype(dtype, target))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        if tokenizer.chat_template is None:
+            raise EefError(f"{path}: the tokenizer has no chat template; eef renders conversations with it")
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=pick_dtype(dtype, target))
+    except (OSError, ValueError) as e:  # no such directory, not a model, a hub id with no network
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EefError(f"{path}: cannot load a model and tokenizer ({first_line})") from None
     return model.to(target).eval(), tokenizer
 
 

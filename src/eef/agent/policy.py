@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from eef.checks import at_least, between, check_fields
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -32,12 +34,7 @@ class SamplingParams:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop", tuple(self.stop))  # a list would make the settings unhashable
-        if not self.temperature >= 0:  # also refuses NaN
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        check_fields(self, temperature=at_least(0), top_p=between(0, 1, open_low=True), max_new_tokens=at_least(1))
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as a plain dict (recorded in trajectories' provenance)."""

@@ -8,6 +8,10 @@ Each HTTP request is handled on its own thread, but only one worker thread calls
 policy need not be thread-safe). The worker collects the requests arriving within
 ``batch_window_s`` (at most ``max_batch``), groups them by sampling settings and makes one
 ``generate`` call per group, so concurrent clients share batches.
+
+Every request is checked before it reaches the policy: a bad field, a ``max_tokens`` above the
+server's limit or an oversized body is answered with a 400 (413) in OpenAI's error shape, since
+one unbounded request would stall every client behind it.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import queue
 import random
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,57 +39,129 @@ logger = logging.getLogger(__name__)
 
 # OpenAI's defaults where a request leaves a field out (max_tokens has none there: ours is finite).
 DEFAULT_TEMPERATURE, DEFAULT_TOP_P, DEFAULT_MAX_TOKENS = 1.0, 1.0, 256
+# The max_tokens limit when neither the caller nor the model's config gives one.
+DEFAULT_MAX_TOKENS_LIMIT = 4096
+# The largest request body read (a long conversation is well under it).
+DEFAULT_MAX_BODY_BYTES = 16 * 2**20
+ROLES = ("system", "user", "assistant")
 
 
 class BadRequest(ValueError):
     """A request body the server cannot serve (answered with 400)."""
 
 
-def parse_chat_request(body: Any) -> tuple[GenerationRequest, SamplingParams]:
+def parse_chat_request(body: Any, *, max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT
+                       ) -> tuple[GenerationRequest, SamplingParams]:
     """The generation request and sampling settings of a chat completion request body.
 
+    Args:
+        body: the decoded JSON body.
+        max_tokens_limit: the largest ``max_tokens`` served.
+
     Raises:
-        BadRequest: a missing or malformed field, or an unsupported option (``n > 1``, streaming).
+        BadRequest: a missing or malformed field, a value out of range, or an unsupported option
+            (``n > 1``, streaming).
     """
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise BadRequest("'messages' must be a non-empty list")
-    for i, message in enumerate(messages):
-        if not (isinstance(message, dict) and isinstance(message.get("role"), str)
-                and isinstance(message.get("content"), str)):
-            raise BadRequest(f"messages[{i}] must be an object with string 'role' and 'content'")
-    if body.get("n") not in (None, 1):
-        raise BadRequest("only n = 1 is supported")
-    if body.get("stream"):
+    messages = _messages(body.get("messages"))
+    n = body.get("n")
+    if n is not None and (isinstance(n, bool) or n != 1):
+        raise BadRequest(f"only n = 1 is supported, got 'n' = {n!r}")
+    if body.get("stream") not in (None, False):
         raise BadRequest("streaming is not supported")
     stop = body.get("stop")
     stop = [stop] if isinstance(stop, str) else [] if stop is None else stop
     if not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
         raise BadRequest("'stop' must be a string or a list of strings")
     temperature = _number(body.get("temperature"), "temperature", DEFAULT_TEMPERATURE, float)
+    if temperature < 0:
+        raise BadRequest(f"'temperature' must be >= 0, got {temperature!r}")
     top_p = _number(body.get("top_p"), "top_p", DEFAULT_TOP_P, float)
-    max_tokens = _number(body.get("max_completion_tokens", body.get("max_tokens")), "max_tokens",
-                         DEFAULT_MAX_TOKENS, int)
-    try:
-        params = SamplingParams(temperature, top_p, max_tokens, tuple(stop))
-    except ValueError as error:  # out of range
-        raise BadRequest(str(error)) from None
+    if not 0 < top_p <= 1:
+        raise BadRequest(f"'top_p' must be in (0, 1], got {top_p!r}")
+    max_tokens = _max_tokens(body, max_tokens_limit)
     # Without a seed each request samples afresh, as OpenAI's API does.
     seed = _number(body.get("seed"), "seed", random.getrandbits(32), int)
-    messages = [{"role": m["role"], "content": m["content"]} for m in messages]
-    return GenerationRequest(messages, seed=seed), params
+    return GenerationRequest(messages, seed=seed), SamplingParams(temperature, top_p, max_tokens, tuple(stop))
+
+
+def _messages(messages: Any) -> list[dict[str, str]]:
+    """The conversation as role and text pairs; OpenAI's text content parts are joined."""
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' must be a non-empty list")
+    out = []
+    for i, message in enumerate(messages):
+        if not (isinstance(message, dict) and isinstance(message.get("role"), str)):
+            raise BadRequest(f"messages[{i}] must be an object with string 'role' and 'content'")
+        if message["role"] not in ROLES:
+            raise BadRequest(f"messages[{i}].role must be one of {', '.join(ROLES)}, got {message['role']!r}")
+        out.append({"role": message["role"], "content": _content(message.get("content"), i)})
+    return out
+
+
+def _content(content: Any, i: int) -> str:
+    if isinstance(content, str):
+        return content
+    parts_ok = isinstance(content, list) and all(
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content)
+    if not parts_ok:
+        raise BadRequest(f"messages[{i}] must be an object with string 'role' and 'content' "
+                         "(a string or a list of text parts)")
+    return "".join(part["text"] for part in content)
+
+
+def _max_tokens(body: dict[str, Any], limit: int) -> int:
+    """The request's ``max_completion_tokens`` (or ``max_tokens``), checked against ``limit``."""
+    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = _number(body.get(key), key, min(DEFAULT_MAX_TOKENS, limit), int)
+    if max_tokens < 1:
+        raise BadRequest(f"'{key}' must be >= 1, got {max_tokens}")
+    if max_tokens > limit:
+        raise BadRequest(f"'{key}' is {max_tokens}, above this server's limit of {limit}")
+    return max_tokens
 
 
 def _number(value: Any, key: str, default: Any, kind: type) -> Any:
-    """``value`` as ``kind``; null means the default, booleans are refused."""
+    """``value`` as ``kind``; null means the default, booleans and non-finite numbers are refused."""
     if value is None:
         return default
     allowed = (int,) if kind is int else (int, float)
-    if isinstance(value, bool) or not isinstance(value, allowed):
-        raise BadRequest(f"'{key}' must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, allowed) or not math.isfinite(value):
+        raise BadRequest(f"'{key}' must be {'an integer' if kind is int else 'a finite number'}, got {value!r}")
     return kind(value)
+
+
+def context_length(policy: Policy) -> int | None:
+    """The model's context length, where the policy holds a transformers model that says it."""
+    config = getattr(getattr(policy, "model", None), "config", None)
+    length = getattr(config, "max_position_embeddings", None)
+    return length if isinstance(length, int) and not isinstance(length, bool) and length > 0 else None
+
+
+Check = Callable[[GenerationRequest, SamplingParams], None]
+
+
+def context_check(policy: Policy) -> Check | None:
+    """A check that a request's prompt plus ``max_tokens`` fits the model's context, where the
+    policy can count prompt tokens (``encode_prompt``) and knows its context length.
+
+    The check raises :class:`BadRequest`, also for a conversation the chat template refuses.
+    """
+    encode, context = getattr(policy, "encode_prompt", None), context_length(policy)
+    if context is None or not callable(encode):
+        return None
+
+    def check(request: GenerationRequest, params: SamplingParams) -> None:
+        try:
+            tokens = len(encode(request.messages))
+        except Exception as error:  # the template refused the conversation: the client's to fix
+            raise BadRequest(f"the conversation cannot be rendered: {type(error).__name__}: {error}") from None
+        if tokens + params.max_new_tokens > context:
+            raise BadRequest(f"the conversation has {tokens} tokens; with 'max_tokens' {params.max_new_tokens} "
+                             f"it exceeds the model's context of {context}")
+
+    return check
 
 
 def chat_completion(completion: Completion, model: str) -> dict[str, Any]:
@@ -114,14 +192,19 @@ class Batcher:
         policy: the policy to call.
         batch_window_s: how long the first request of a batch waits for company.
         max_batch: the most requests in one batch.
+        check: called on each request before it joins a batch (on this thread, since the policy
+            need not be thread-safe); what it raises goes to that request's client alone.
     """
 
-    def __init__(self, policy: Policy, *, batch_window_s: float = 0.01, max_batch: int = 32):
+    def __init__(self, policy: Policy, *, batch_window_s: float = 0.01, max_batch: int = 32,
+                 check: Check | None = None):
         self.policy, self.batch_window_s, self.max_batch = policy, batch_window_s, max_batch
+        self.check = check
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         # Guards the closed flag and the queue together: nothing is queued behind the stop marker.
         self._lock = threading.Lock()
         self._closed = False
+        self._busy_since: float | None = None
         self._thread = threading.Thread(target=self._run, name="eef-serve-batcher", daemon=True)
         self._thread.start()
 
@@ -142,6 +225,12 @@ class Batcher:
             raise pending.error
         assert pending.completion is not None
         return pending.completion
+
+    def load(self) -> dict[str, Any]:
+        """Requests waiting and how long the current ``generate`` call has run (for ``/health``)."""
+        busy_since = self._busy_since
+        return {"queued": self._queue.qsize(),
+                "generating_s": round(time.monotonic() - busy_since, 3) if busy_since is not None else 0.0}
 
     def close(self) -> None:
         """Refuse new requests, serve those already queued and stop the worker."""
@@ -169,11 +258,24 @@ class Batcher:
             if stopping:
                 return
 
+    def _admitted(self, item: _Pending) -> bool:
+        if self.check is None:
+            return True
+        try:
+            self.check(item.request, item.params)
+        except Exception as error:  # the request alone fails; its batch goes on
+            item.error = error
+            item.done.set()
+            return False
+        return True
+
     def _generate(self, batch: list[_Pending]) -> None:
         groups: dict[SamplingParams, list[_Pending]] = {}
         for item in batch:
-            groups.setdefault(item.params, []).append(item)
+            if self._admitted(item):
+                groups.setdefault(item.params, []).append(item)
         for params, items in groups.items():
+            self._busy_since = time.monotonic()
             try:
                 completions = self.policy.generate([item.request for item in items], params)
                 for item, completion in zip(items, completions, strict=True):
@@ -183,6 +285,7 @@ class Batcher:
                 for item in items:
                     item.error = error
             finally:
+                self._busy_since = None
                 for item in items:
                     item.done.set()
 
@@ -190,9 +293,11 @@ class Batcher:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], batcher: Batcher, model: str):
+    def __init__(self, address: tuple[str, int], batcher: Batcher, model: str, *, max_tokens_limit: int,
+                 max_body_bytes: int):
         super().__init__(address, _Handler)
         self.batcher, self.model = batcher, model
+        self.max_tokens_limit, self.max_body_bytes = max_tokens_limit, max_body_bytes
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -202,7 +307,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = self.path.rstrip("/")
         if path == "/health":
-            self._send(200, {"status": "ok"})
+            self._send(200, {"status": "ok", **self.server.batcher.load()})
         elif path == "/v1/models":
             self._send(200, {"object": "list", "data": [
                 {"id": self.server.model, "object": "model", "created": 0, "owned_by": "eef"}]})
@@ -210,27 +315,46 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, f"no such endpoint: GET {self.path}", "not_found_error")
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length)  # read before answering, even a 404, to keep the connection usable
+        raw = self._read_body()
+        if raw is None:
+            return
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._error(404, f"no such endpoint: POST {self.path}", "not_found_error")
             return
         try:
             body = json.loads(raw)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:  # RecursionError: absurdly deep nesting
             self._error(400, f"the body is not valid JSON: {error}", "invalid_request_error")
             return
         try:
-            request, params = parse_chat_request(body)
+            request, params = parse_chat_request(body, max_tokens_limit=self.server.max_tokens_limit)
         except BadRequest as error:
             self._error(400, str(error), "invalid_request_error")
             return
         try:
             completion = self.server.batcher.submit(request, params)
+        except BadRequest as error:
+            self._error(400, str(error), "invalid_request_error")
+            return
         except Exception as error:
             self._error(500, f"{type(error).__name__}: {error}", "server_error")
             return
         self._send(200, chat_completion(completion, self.server.model))
+
+    def _read_body(self) -> bytes | None:
+        """The request body, read before answering (even a 404) to keep the connection usable; None
+        when it was refused (the connection is then closed, its body unread)."""
+        length = self.headers.get("Content-Length") or "0"
+        if not (length.isascii() and length.isdigit()):
+            self.close_connection = True
+            self._error(400, f"bad Content-Length: {length[:40]!r}", "invalid_request_error")
+            return None
+        if len(length) > 15 or int(length) > self.server.max_body_bytes:
+            self.close_connection = True
+            self._error(413, f"the body has {length[:40]} bytes, above this server's limit of "
+                        f"{self.server.max_body_bytes}", "invalid_request_error")
+            return None
+        return self.rfile.read(int(length))
 
     def _error(self, status: int, message: str, kind: str) -> None:
         self._send(status, {"error": {"message": message, "type": kind, "param": None, "code": None}})
@@ -277,17 +401,23 @@ class ServerHandle:
 
 
 def _make_server(policy: Policy, host: str, port: int, batch_window_s: float, max_batch: int,
-                 model_name: str | None) -> _Server:
-    batcher = Batcher(policy, batch_window_s=batch_window_s, max_batch=max_batch)
+                 model_name: str | None, max_tokens_limit: int | None, max_body_bytes: int) -> _Server:
+    limit = max_tokens_limit if max_tokens_limit is not None else context_length(policy) or DEFAULT_MAX_TOKENS_LIMIT
+    for name, value in (("max_tokens_limit", limit), ("max_body_bytes", max_body_bytes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise EefError(f"{name} must be an integer >= 1, got {value!r}")
+    batcher = Batcher(policy, batch_window_s=batch_window_s, max_batch=max_batch, check=context_check(policy))
     try:
-        return _Server((host, port), batcher, model_name or policy.name)
+        return _Server((host, port), batcher, model_name or policy.name, max_tokens_limit=limit,
+                       max_body_bytes=max_body_bytes)
     except OSError as e:  # e.g. the port is taken
         batcher.close()
         raise EefError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
 
 
 def serve(policy: Policy, host: str = "127.0.0.1", port: int = 0, *, batch_window_s: float = 0.01,
-          max_batch: int = 32, model_name: str | None = None) -> ServerHandle:
+          max_batch: int = 32, model_name: str | None = None, max_tokens_limit: int | None = None,
+          max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> ServerHandle:
     """Serve ``policy`` on a background thread.
 
     Args:
@@ -297,22 +427,33 @@ def serve(policy: Policy, host: str = "127.0.0.1", port: int = 0, *, batch_windo
         batch_window_s: how long a request waits for others to share its batch.
         max_batch: the most requests in one ``generate`` call.
         model_name: the model name listed by ``/v1/models``; defaults to ``policy.name``.
+        max_tokens_limit: the largest ``max_tokens`` a request may ask for (larger ones get a
+            400); defaults to the model's context length where the policy knows it, else
+            ``DEFAULT_MAX_TOKENS_LIMIT``.
+        max_body_bytes: the largest request body read (larger ones get a 413).
 
     Returns:
         The running server's handle; close it (or use it as a context manager) to stop it.
     """
-    return ServerHandle(_make_server(policy, host, port, batch_window_s, max_batch, model_name))
+    return ServerHandle(_make_server(policy, host, port, batch_window_s, max_batch, model_name,
+                                     max_tokens_limit, max_body_bytes))
 
 
 def run_server(model_path: str | Path, host: str = "127.0.0.1", port: int = 8000, *, device: str = "auto",
-               dtype: str = "auto", batch_window_s: float = 0.01, max_batch: int = 32) -> None:
-    """Load a checkpoint with :class:`~eef.agent.hf_policy.HFPolicy` and serve it until interrupted."""
+               dtype: str = "auto", batch_window_s: float = 0.01, max_batch: int = 32,
+               max_tokens_limit: int | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    """Load a checkpoint with :class:`~eef.agent.hf_policy.HFPolicy` and serve it until interrupted
+    (``max_tokens_limit`` and ``max_body_bytes`` as in :func:`serve`)."""
     from eef.agent.hf_policy import HFPolicy
 
     # Requests name no conversation, so a prefix cache would never be hit.
     policy = HFPolicy.from_pretrained(model_path, device=device, dtype=dtype, max_batch_size=max_batch,
                                       prefix_cache_entries=0)
-    server = _make_server(policy, host, port, batch_window_s, max_batch, None)
+    try:
+        server = _make_server(policy, host, port, batch_window_s, max_batch, None, max_tokens_limit, max_body_bytes)
+    except EefError:
+        policy.close()
+        raise
     bound_host, bound_port = server.server_address[:2]
     print(f"serving {policy.name} at http://{bound_host}:{bound_port}/v1", file=sys.stderr, flush=True)
     try:

@@ -150,5 +150,5 @@ def fetch(name: str, data_dir: str | Path, *, force: bool = False, hub: HubDownl
         drive(file_id, target / filename)
     manifest = {"source": name, "hub_dataset": source.hub_dataset,
                 "drive_files": [{"id": i, "file": f} for i, f in source.drive_files], "files": file_digests(target)}
-    write_text_atomic(target / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    write_text_atomic(target / MANIFEST, json.dumps(manifest, indent=2, allow_nan=False) + "\n")
     return target

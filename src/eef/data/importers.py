@@ -15,8 +15,9 @@ Formats (a file is one JSON array or JSON lines; see docs/data.md):
 
 Each record becomes a trajectory by the split rule of :mod:`eef.trajectory_formats` (ETO's
 "instructions" -> ``OK`` exchange stays in the prompt); a leading ``Observation:`` is cut from
-observations, as eef's environments do not print it. A record without a reward is taken as a
-success (reward 1.0; ETO's and AgentGym's SFT sets hold successful demonstrations only), which
+observations, as eef's environments do not print it. A reward must be a finite number in [0, 1]
+([0, 100] for the EEF set's ScienceWorld scores, divided by 100). A record without a reward is taken
+as a success (reward 1.0; ETO's and AgentGym's SFT sets hold successful demonstrations only), which
 ``eef data check`` verifies by replay. The task is resolved by :mod:`eef.data.resolve`; a record
 that cannot be resolved is listed with the reason, never dropped silently.
 """
@@ -34,7 +35,7 @@ from eef.data.reader import iter_records
 from eef.data.resolve import TaskHints, TaskResolver, canonical_env, parse_eto_scienceworld_id
 from eef.envs.protocol import TextEnv
 from eef.errors import DataError, UnknownNameError
-from eef.trajectory import Trajectory, require_field
+from eef.trajectory import Trajectory, require_field, require_plain_json, require_reward
 from eef.trajectory_formats import from_openai, from_sharegpt
 
 _OBSERVATION_PREFIX = re.compile(r"^\s*Observation:\s*")
@@ -107,8 +108,9 @@ def _conversation(record: dict, key: str, path: Path, line: int, env: str, item_
         raise DataError(path, e.reason, line=line, field=field_name) from None
 
 
-def _number(record: dict, key: str, path: Path, line: int, default: float, prefix: str = "") -> float:
-    return float(require_field(record, key, (int, float), path, line, prefix)) if key in record else default
+def _reward(record: dict, path: Path, line: int, prefix: str = "", high: float = 1.0) -> float | None:
+    """The record's reward scaled to [0, 1], or None when it has none."""
+    return require_reward(record, "reward", path, line, prefix, high) / high if "reward" in record else None
 
 
 def _record_id(record: dict, key: str, path: Path, line: int) -> str:
@@ -116,7 +118,8 @@ def _record_id(record: dict, key: str, path: Path, line: int) -> str:
 
 
 def _session(value: str) -> int | None:
-    return int(value) if value.isdigit() else None
+    # ASCII and bounded: int() rejects some Unicode digits and strings of over 4300 digits
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
 
 
 def read_eto(record: Any, path: Path, line: int, env: str) -> Candidate:
@@ -132,9 +135,13 @@ def read_eto(record: Any, path: Path, line: int, env: str) -> Candidate:
         hints = (TaskHints(scienceworld=scienceworld) if scienceworld
                  else TaskHints(session=_session(original)))
     source = str(require_field(record, "source", str, path, line)) if "source" in record else "eto"
-    reward = _number(record, "reward", path, line, 1.0)
-    trajectory = _conversation(record, "conversations", path, line, env, original, reward, source)
-    return Candidate(original, trajectory, hints, source, {"reward_assumed": "reward" not in record})
+    reward = _reward(record, path, line)
+    trajectory = _conversation(record, "conversations", path, line, env, original, _or_success(reward), source)
+    return Candidate(original, trajectory, hints, source, {"reward_assumed": reward is None})
+
+
+def _or_success(reward: float | None) -> float:
+    return 1.0 if reward is None else reward  # a record without a reward is a demonstration: a success
 
 
 def read_agentgym(record: Any, path: Path, line: int, env: str) -> Candidate:
@@ -143,10 +150,9 @@ def read_agentgym(record: Any, path: Path, line: int, env: str) -> Candidate:
     if "eef" in record:  # eef's own export: its task id and environment are eef's
         return _own(from_sharegpt(record, path, line))
     original = str(require_field(record, "item_id", str, path, line))
-    reward = _number(record, "reward", path, line, 1.0)
-    trajectory = _conversation(record, "conversations", path, line, env, original, reward, "agentgym")
-    return Candidate(original, trajectory, _item_hints(original), "agentgym",
-                     {"reward_assumed": "reward" not in record})
+    reward = _reward(record, path, line)
+    trajectory = _conversation(record, "conversations", path, line, env, original, _or_success(reward), "agentgym")
+    return Candidate(original, trajectory, _item_hints(original), "agentgym", {"reward_assumed": reward is None})
 
 
 def _own(trajectory: Trajectory) -> Candidate:
@@ -172,32 +178,31 @@ def read_eef_expert(record: Any, path: Path, line: int, env: str) -> Candidate:
     original = _record_id(record, "id", path, line)
     info = require_field(record, "info", dict, path, line) if "info" in record else {}
     model = str(require_field(info, "llm_name", str, path, line, "info.")) if "llm_name" in info else "eef-expert"
-    reward = _number(info, "reward", path, line, _number(record, "reward", path, line, 1.0), "info.")
+    scale = 100.0 if "var_num" in info else 1.0  # ScienceWorld scores run 0-100
+    reward = _reward(info, path, line, "info.", scale) if "reward" in info else _reward(record, path, line, "", scale)
+    require_plain_json(info, path, line, "info")  # kept in meta: it must stay writable
     if "var_num" in info:  # a ScienceWorld row
         task = require_field(info, "task_name", str, path, line, "info.")
         variation = int(require_field(info, "var_num", int, path, line, "info."))
         hints = TaskHints(env="scienceworld", scienceworld=(task, variation))
-        reward /= 100  # ScienceWorld scores run 0-100
     else:
         hints = TaskHints(env="webshop", session=_session(original))
-    trajectory = _conversation(record, "conversations", path, line, env, original, reward, model)
+    trajectory = _conversation(record, "conversations", path, line, env, original, _or_success(reward), model)
     trajectory = replace(trajectory, provenance=replace(trajectory.provenance, model=model))
-    return Candidate(original, trajectory, hints, model,
-                     {"info": info, "reward_assumed": "reward" not in info and "reward" not in record})
+    return Candidate(original, trajectory, hints, model, {"info": info, "reward_assumed": reward is None})
 
 
 def read_openai(record: Any, path: Path, line: int, env: str) -> Candidate:
     """An OpenAI ``messages`` record, or an eef ``openai`` export."""
     record = _object(record, path, line)
-    reward = _number(record, "reward", path, line, 1.0)
-    body = record if "reward" in record else {**record, "reward": reward}
+    reward = _reward(record, path, line)
+    body = record if reward is not None else {**record, "reward": 1.0}
     trajectory = from_openai(body, path, line, env=env, source="openai")
     if "eef" in record:
         return _own(trajectory)
     original = str(record["item_id"]) if "item_id" in record else str(line)
     hints = _item_hints(original) if "item_id" in record else TaskHints()
-    return Candidate(original, trajectory, hints, trajectory.provenance.source,
-                     {"reward_assumed": "reward" not in record})
+    return Candidate(original, trajectory, hints, trajectory.provenance.source, {"reward_assumed": reward is None})
 
 
 def _object(record: Any, path: Path, line: int) -> dict:
@@ -240,7 +245,8 @@ def import_file(path: str | Path, format: str, env: TextEnv, *, resolver: TaskRe
 
     Raises:
         UnknownNameError: an unknown format.
-        DataError: a missing file, bad JSON, or a record with a missing or mistyped field.
+        DataError: a missing file, bad JSON, a record with a missing, mistyped or out-of-range field,
+            a file without records, or one none of whose records resolves (the first one's reason named).
     """
     if format not in READERS:
         raise UnknownNameError("format", format, sorted(READERS))
@@ -249,7 +255,9 @@ def import_file(path: str | Path, format: str, env: TextEnv, *, resolver: TaskRe
     path = Path(path)
     result = ImportResult()
     seen: set[str] = set()
+    records = 0
     for line, record in iter_records(path):
+        records += 1
         candidate = read(record, path, line, env.name)
         trajectory = _cleaned(candidate.trajectory)
         if not trajectory.turns:  # nothing to clone or restore; its assumed reward would be a lie
@@ -269,4 +277,16 @@ def import_file(path: str | Path, format: str, env: TextEnv, *, resolver: TaskRe
             trajectory, id=trajectory_id, env=env.name, task_id=resolution.task_id,
             provenance=replace(trajectory.provenance, source=candidate.source),
             meta={**trajectory.meta, "import": imported}))
+    _require_some(result, records, path)
     return result
+
+
+def _require_some(result: ImportResult, records: int, path: Path) -> None:
+    """An import that yields nothing is a mistake (wrong file, format or environment), not a result."""
+    if not records:
+        raise DataError(path, "no records: the file is empty (or an empty array)")
+    if not result.trajectories:
+        first = result.unresolved[0]
+        which = "its only record is" if records == 1 else f"all {records} records are"
+        raise DataError(path, f"nothing to import: {which} skipped, this first one because {first.reason}",
+                        line=first.line)

@@ -3,13 +3,14 @@ OpenAI), each with the line it starts on, so errors name file and line either wa
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from eef.errors import DataError
-from eef.jsonl import iter_json_lines
+from eef.jsonl import decode_failure, iter_json_lines
 
 _DECODER = json.JSONDecoder()
 
@@ -18,7 +19,8 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, Any]]:
     """``(line, record)`` for each element of a top-level JSON array, or each line of a JSONL file.
 
     Raises:
-        DataError: a missing or unreadable file, or invalid JSON (with the line of the fault).
+        DataError: a missing or unreadable file, invalid UTF-8 or JSON, nesting or a number too large
+            to read (with the line of the fault).
     """
     path = Path(path)
     if not path.is_file():
@@ -26,21 +28,29 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, Any]]:
     if path.suffix == ".gz" or _first_char(path) != "[":
         yield from iter_json_lines(path)
         return
+    yield from _array_elements(path, _read_text(path))
+
+
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DataError(path, "not valid UTF-8") from None
+        data = path.read_bytes()
     except OSError as e:
         raise DataError(path, f"cannot read: {e}") from None
-    yield from _array_elements(path, text)
+    try:
+        return data.decode("utf-8-sig")  # a leading byte-order mark is dropped
+    except UnicodeDecodeError as e:
+        raise DataError(path, "not valid UTF-8", line=data.count(b"\n", 0, e.start) + 1) from None
 
 
 def _first_char(path: Path) -> str:
-    with path.open("rb") as f:
-        while chunk := f.read(4096):
-            stripped = chunk.lstrip()
-            if stripped:
-                return stripped[:1].decode("utf-8", "replace")
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(4096):
+                stripped = chunk.removeprefix(codecs.BOM_UTF8).lstrip()
+                if stripped:
+                    return stripped[:1].decode("utf-8", "replace")
+    except OSError as e:
+        raise DataError(path, f"cannot read: {e}") from None
     return ""
 
 
@@ -71,6 +81,8 @@ def _array_elements(path: Path, text: str) -> Iterator[tuple[int, Any]]:
             value, end = _DECODER.raw_decode(text, start)
         except json.JSONDecodeError as e:
             raise DataError(path, f"not valid JSON ({e.msg})", line=e.lineno) from None
+        except (ValueError, RecursionError) as e:  # a 4300-digit integer, nesting past the recursion limit
+            raise DataError(path, decode_failure(e), line=line) from None
         yield line, value
         line += text.count("\n", start, end)
         position, expect_element, first = end, False, False

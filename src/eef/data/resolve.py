@@ -85,7 +85,7 @@ def scienceworld_task_id(task: str | int, variation: int) -> str | None:
 
 def parse_eto_scienceworld_id(value: str) -> tuple[int, int] | None:
     """ETO's ScienceWorld id ``{task number}_{variation}`` as numbers, or None."""
-    match = re.fullmatch(r"(\d+)_(\d+)", value.strip())
+    match = re.fullmatch(r"([0-9]{1,9})_([0-9]{1,9})", value.strip())  # bounded: int() refuses 4300 digits
     return (int(match[1]), int(match[2])) if match else None
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from tqdm import tqdm
-
 from eef.envs.protocol import SupportsOracle, TextEnv
 from eef.errors import EefError
+from eef.progress import progress_bar
 
 
 @dataclass
@@ -49,12 +48,14 @@ def verify(env: TextEnv, task_ids: Iterable[str], *, progress: bool = False) -> 
     task_ids = list(task_ids)
     report = VerifyReport()
     total = 0.0
-    for task_id in tqdm(task_ids, desc=f"verify {env.name}", disable=not progress, unit="ep"):
+    bar = progress_bar(len(task_ids), f"verify {env.name}", "ep", progress)
+    for task_id in task_ids:
         env.reset(task_id)
         while True:
             result = env.step(env.oracle_action())
             if result.done:
                 break
+        bar.update(1)
         report.episodes += 1
         total += result.reward
         if env.is_success(result.reward):
@@ -65,5 +66,6 @@ def verify(env: TextEnv, task_ids: Iterable[str], *, progress: bool = False) -> 
             report.unfinished += 1
         else:
             report.capped_by_quirk += 1
+    bar.close()
     report.mean_reward = total / report.episodes if report.episodes else 0.0
     return report

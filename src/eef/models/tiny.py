@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from eef.agent.prompt import PromptConfig, build_prompt
+from eef.checks import FieldErrors, at_least, check_fields
 from eef.envs.protocol import SupportsOracle, TextEnv
 
 ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
@@ -28,6 +29,9 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 REACT_WORDS = "Thought: Action: search[ ] click[ ] Next > < Prev Back to Search Buy Now I should the item it"
+
+
+MIN_VOCAB_SIZE = 300  # the 256 byte tokens, eef's special tokens and a few merges
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,14 @@ class TinyModelConfig:
         """The model's key/value heads: ``kv_heads``, or one per head."""
         return self.kv_heads or self.heads
 
-    def kv_heads_divide_heads(self) -> bool:
-        """Whether ``kv_heads`` is unset or a positive divisor of ``heads`` (grouped-query attention needs it)."""
-        return self.kv_heads is None or (self.kv_heads >= 1 and self.heads % self.kv_heads == 0)
+    def __post_init__(self) -> None:
+        check_fields(self, vocab_size=at_least(MIN_VOCAB_SIZE), hidden_size=at_least(1), layers=at_least(1),
+                     heads=at_least(1), kv_heads=at_least(1), intermediate_size=at_least(1),
+                     max_positions=at_least(64), corpus_tasks=at_least(1))
+        if self.hidden_size % self.heads:
+            raise FieldErrors([("hidden_size", f"{self.hidden_size} is not a multiple of heads ({self.heads})")])
+        if self.heads % self.key_value_heads:  # grouped-query attention shares each key/value head evenly
+            raise FieldErrors([("kv_heads", f"must divide heads ({self.heads}), got {self.kv_heads}")])
 
 
 def environment_text(env: TextEnv, tasks: int, seed: int = 0) -> Iterator[str]:

@@ -1,0 +1,116 @@
+"""What the ``eef`` commands share: option types with their ranges, ``-o KEY=VALUE`` parsing, the
+environment and task lookup, settings built from options, and the rule for existing outputs.
+
+Integer options carry their range (click reports a value outside it with the option's name);
+settings objects check their own fields, and :func:`settings` names the option of each field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
+
+import typer
+
+from eef.checks import FieldErrors
+from eef.config import read_yaml
+from eef.errors import EefError, UnknownNameError
+
+if TYPE_CHECKING:
+    from eef.envs.protocol import TextEnv
+
+T = TypeVar("T")
+
+EnvOptions = Annotated[
+    Optional[list[str]],
+    typer.Option("--option", "-o", help="Environment option KEY=VALUE (VALUE read as YAML); repeatable."),
+]
+Limit = Annotated[Optional[int], typer.Option(min=1, help="Only the first N tasks.")]
+Backend = Annotated[str, typer.Option(help="Policy backend: hf, openai or vllm.")]
+BaseUrl = Annotated[Optional[str], typer.Option(help="Server URL for --backend openai, e.g. http://localhost:8000/v1.")]
+NumEnvs = Annotated[int, typer.Option(min=1, help="Episodes stepped together (the batch width).")]
+Workers = Annotated[int, typer.Option(min=1, help="Forked single-threaded processes sharing the episodes (hf "
+                                                  "backend on the CPU, an in-process environment); each steps "
+                                                  "NUM_ENVS / WORKERS.")]
+WorkerTimeout = Annotated[float, typer.Option(min=1, help="With --workers: seconds a worker may go without finishing an "
+                                                   "episode before it is killed and the command fails naming it.")]
+OneShot = Annotated[bool, typer.Option(help="Show a worked example episode before each task.")]
+SystemRole = Annotated[bool, typer.Option(help="Instruction in a system message; --no-system-role: a first user "
+                                               "message answered by OK (templates without a system role).")]
+Instruction = Annotated[Optional[str], typer.Option(help="Replace the environment's agent instruction.")]
+Device = Annotated[str, typer.Option(help="hf backend: auto, cpu or cuda.")]
+Dtype = Annotated[str, typer.Option(help="hf/vllm backends: auto, float32, bfloat16 or float16.")]
+MaxBatch = Annotated[int, typer.Option(min=1, help="hf backend: conversations per forward pass.")]
+Concurrency = Annotated[int, typer.Option(min=1, help="openai backend: requests in flight.")]
+ApiKeyEnv = Annotated[str, typer.Option(help="openai backend: environment variable holding the API key.")]
+RequestTimeout = Annotated[float, typer.Option(help="openai backend: the wall-clock deadline of one request "
+                                                    "attempt, in seconds.")]
+MaxRetries = Annotated[int, typer.Option(min=0, help="openai backend: further attempts after a transient "
+                                                     "failure (timeout, 429, 5xx, malformed reply).")]
+Force = Annotated[bool, typer.Option(help="Overwrite an existing output.")]
+AsJson = Annotated[bool, typer.Option("--json", help="End with one JSON line of the figures.")]
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as a dict, each value read as YAML."""
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise EefError(f"option {pair!r} is not KEY=VALUE")
+        options[key.strip()] = read_yaml(value, f"option {pair!r}")
+    return options
+
+
+def env_and_options(name: str, options: list[str] | None) -> tuple[TextEnv, dict[str, Any]]:
+    """The environment ``name`` made with ``-o`` options, and the parsed options (to clone it)."""
+    from eef.envs import make
+
+    parsed = parse_options(options)
+    return make(name, **parsed), parsed
+
+
+def task_ids(env: TextEnv, split: str, limit: int | None) -> list[str]:
+    """The first ``limit`` task ids of a split (all with None)."""
+    if split not in env.splits():
+        raise UnknownNameError("split", split, env.splits())
+    ids = env.task_ids(split)
+    return ids[:limit] if limit is not None else ids
+
+
+def settings(cls: type[T], option_prefix: str = "", **values: Any) -> T:
+    """``cls(**values)``, a field out of range reported under its option (``--learning-rate``)."""
+    try:
+        return cls(**values)
+    except FieldErrors as e:
+        raise EefError("; ".join(f"--{(option_prefix + name).replace('_', '-')}: {reason}"
+                                 for name, reason in e.problems)) from None
+
+
+def refuse_overwrite(*paths: Path, force: bool) -> None:
+    """Refuse to replace outputs that exist unless ``force``."""
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not force:
+        raise EefError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
+                       "pass --force to overwrite")
+
+
+CHECKPOINT_MARKERS = ("eef_train.json", "eef_tiny_model.json")  # what eef writes into every model directory
+
+
+def refuse_overwrite_dir(out: Path, *, force: bool, inputs: Sequence[Path | None] = ()) -> None:
+    """An output directory may be new or empty; with ``force``, one eef wrote (a checkpoint);
+    never one that holds an input of the same command, which replacing it would delete."""
+    if out.exists() and not out.is_dir():
+        raise EefError(f"{out}: exists and is not a directory")
+    for path in inputs:
+        if path is not None and path.resolve().is_relative_to(out.resolve()):
+            raise EefError(f"{out} holds the input {path}, which replacing it would delete; choose another --out")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not force:
+        raise EefError(f"{out} already exists; pass --force to replace it")
+    if not any((out / marker).is_file() for marker in CHECKPOINT_MARKERS):
+        raise EefError(f"{out} holds files eef did not write (no {' or '.join(CHECKPOINT_MARKERS)}); "
+                       "choose another --out")
