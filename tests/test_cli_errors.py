@@ -122,3 +122,23 @@ def test_checking_an_empty_file_is_an_error(tmp_path, capsys, monkeypatch):
     assert f"error: {empty}: no trajectories to check" in _fails(["data", "check", "shop", str(empty)], capsys,
                                                                   monkeypatch)
     assert not (tmp_path / "empty.checked.jsonl").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["expert", "shop", "--policy", "hf", "--model", "m", "--out", "x.jsonl", "--temperature", "-1"],
+     "error: --temperature: must be at least 0, got -1.0"),
+    (["expert", "shop", "--policy", "hf", "--model", "m", "--out", "x.jsonl", "--rollouts", "0"],
+     "Invalid value for '--rollouts'"),
+    (["serve", "m", "--port", "70000"], "Invalid value for '--port'"),
+    (["explore", "shop", "--model", "m", "--out", "x.jsonl", "--request-timeout", "0"],
+     "Invalid value for '--request-timeout'"),
+])
+def test_more_options_out_of_range(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert message in _fails(args, capsys, monkeypatch)
+
+
+def test_an_unknown_dtype_is_named(tmp_path, capsys, monkeypatch, tiny_model_dir):
+    err = _fails(["eval", "shop", "--model", str(tiny_model_dir), "--out", str(tmp_path / "e"), "--dtype", "float8"],
+                 capsys, monkeypatch)
+    assert "error: unknown dtype 'float8'; known: auto, float32, bfloat16, float16" in err

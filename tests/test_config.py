@@ -118,7 +118,7 @@ def test_the_scripted_experts_mistake_rates_are_configurable_and_checked():
 @pytest.mark.parametrize("override, problem", [
     ("rollout.temperature=-1", "rollout.temperature: must be at least 0, got -1.0"),
     ("rollout.top_p=7", r"rollout.top_p: must be a number in (0, 1], got 7.0"),
-    ("rollout.worker_timeout_s=0", "rollout.worker_timeout_s: must be a finite number above 0, got 0.0"),
+    ("rollout.worker_timeout_s=0", "rollout.worker_timeout_s: must be at least 1, got 0.0"),
     ("model.max_batch_size=0", "model.max_batch_size: must be at least 1, got 0"),
     ("model.tiny.heads=0", "model.tiny.heads: must be at least 1, got 0"),
     ("model.tiny.vocab_size=1", "model.tiny.vocab_size: must be at least 300, got 1"),
@@ -175,3 +175,39 @@ def test_a_configuration_that_is_not_utf8_is_named(tmp_path):
 def test_bad_yaml_in_an_override_names_the_override(override):
     with pytest.raises(EefError, match=re.escape(f"override {override!r}:1: not valid YAML")):
         load_config(None, [override])
+
+
+def test_merge_keys_are_yaml_not_duplicates(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("defaults: &rollout {temperature: 0.5, top_p: 0.9}\nrollout: {<<: *rollout, top_p: 0.8}\n")
+    with pytest.raises(ConfigError, match="defaults: unknown key"):  # merged fine; the anchor's key is not ours
+        load_config(path)
+    path.write_text("rollout: &r {temperature: 0.5}\neval: {<<: *r, temperature: 0.0}\n")
+    config = load_config(path)
+    assert config.rollout.temperature == 0.5 and config.eval.temperature == 0.0
+
+
+@pytest.mark.parametrize("value, message", [("&a [*a]", "an alias refers to the value that holds it"),
+                                            ("&a {x: *a}", "found unconstructable recursive node")])
+def test_an_alias_that_holds_itself_is_refused(value, message):
+    with pytest.raises(EefError, match=message):
+        load_config(None, [f"env.options.view={value}"])
+
+
+def test_aliases_that_expand_without_end_are_refused():
+    # each list holds the one before four times: 4**12 values from a line of text
+    bomb = "{" + ", ".join(f"k{i}: " + ("&l0 [x]" if i == 0 else f"&l{i} [*l{i - 1}, *l{i - 1}, *l{i - 1}, *l{i - 1}]")
+                           for i in range(12)) + "}"
+    with pytest.raises(EefError, match="aliases expand to over 100,000 values"):
+        load_config(None, [f"env.options={bomb}"])
+
+
+def test_a_saved_configuration_of_an_older_eef_still_reads(tmp_path):
+    """Keys added to the schema since a run began take their defaults, so `--resume` still matches."""
+    from eef.config import saved_config
+
+    old = RunConfig().as_dict()
+    del old["model"]["request_timeout_s"], old["rollout"]["worker_timeout_s"]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(old))
+    assert saved_config(path).as_dict() == RunConfig().as_dict()

@@ -197,17 +197,26 @@ def test_write_replaces_atomically_and_cleans_up(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.jsonl"]
 
 
-@pytest.mark.parametrize("raw, shown", [("NaN", "nan"), ("Infinity", "inf"), ("1e300", "1e+300"), ("-5", "-5"),
+@pytest.mark.parametrize("raw, shown", [("NaN", "nan"), ("Infinity", "inf"), ("-Infinity", "-inf"),
                                         ("1" + "0" * 400, "inf")])
 @pytest.mark.parametrize("field", ["reward", "turns[2].reward"])
-def test_a_reward_outside_0_1_is_named_with_its_line(tmp_path, raw, shown, field):
+def test_a_reward_that_is_not_a_finite_number_is_named_with_its_line(tmp_path, raw, shown, field):
     bad = _trajectory("b").to_dict()
     (bad if field == "reward" else bad["turns"][2])["reward"] = "__REWARD__"
     path = tmp_path / "t.jsonl"
     path.write_text(json.dumps(_trajectory("a").to_dict()) + "\n" + json.dumps(bad).replace('"__REWARD__"', raw) + "\n")
-    with pytest.raises(DataError, match=re.escape(f"t.jsonl:2: field '{field}': must be a finite number in [0, 1], "
-                                                  f"got {shown}")):
+    with pytest.raises(DataError, match=re.escape(f"t.jsonl:2: field '{field}': must be a finite number, got {shown}")):
         read_trajectories(path)
+
+
+def test_an_environment_sets_its_own_reward_scale(tmp_path):
+    """A step penalty of a user's environment stays readable: only imported expert data is held to [0, 1]."""
+    record = _trajectory("p").to_dict()
+    record["reward"], record["turns"][0]["reward"] = -0.5, -0.1
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    (read,) = read_trajectories(path)
+    assert read.reward == -0.5 and read.turns[0].reward == -0.1
 
 
 @pytest.mark.parametrize("edit, field, reason", [

@@ -70,6 +70,7 @@ def between(low: float, high: float, *, open_low: bool = False, open_high: bool 
 
 
 def one_of(*choices: Any) -> Rule:
+    """One of ``choices``."""
     def rule(value: Any) -> str | None:
         return None if value in choices else f"must be one of {', '.join(map(str, choices))}, got {value!r}"
     return rule

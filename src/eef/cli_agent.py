@@ -158,7 +158,8 @@ def train_command(
     from eef.train.trainer import evaluate_loss, pad_token_id
     from eef.trajectory import read_trajectories
 
-    lora = settings(LoraSettings, "lora_", r=lora_r, alpha=lora_alpha or 2 * lora_r, merge=lora_merge,
+    lora = settings(LoraSettings, {"r": "--lora-r", "alpha": "--lora-alpha", "target_modules": "--lora-targets"},
+                    r=lora_r, alpha=lora_alpha or 2 * lora_r, merge=lora_merge,
                     target_modules=lora_targets if lora_targets == "all-linear"
                     else tuple(lora_targets.split(","))) if lora_r else None
     config = settings(TrainConfig, epochs=epochs, learning_rate=learning_rate, max_length=max_length,
@@ -235,7 +236,7 @@ def eval_command(
 
 def serve_command(
     model: Annotated[str, typer.Argument(help="Checkpoint directory or hub id.")],
-    host: str = "127.0.0.1", port: int = 8000,
+    host: str = "127.0.0.1", port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
     max_tokens_limit: Annotated[Optional[int], typer.Option(min=1, help="The largest max_tokens a request may ask "
                                                                          "for (default: the model's context).")] = None,
     max_body_bytes: Annotated[int, typer.Option(min=1, help="The largest request body accepted.")] = 16 * 2**20,
@@ -255,8 +256,8 @@ def run_command(
     from eef.config import load_config
     from eef.pipeline import run
 
-    settings = load_config(config or DEFAULT_CONFIG, set_)  # every problem is reported before any work
-    summary = run(settings, resume=resume, log=lambda line: typer.echo(line, err=True))
+    run_config = load_config(config or DEFAULT_CONFIG, set_)  # every problem is reported before any work
+    summary = run(run_config, resume=resume, log=lambda line: typer.echo(line, err=True))
     for method, entry in summary.items():
         best, last = entry["best"], entry["last"]
         typer.echo(f"{method:8s} best win rate {best['test_win_rate']:.1%} (iteration {best['iteration']}), "

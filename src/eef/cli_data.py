@@ -126,7 +126,7 @@ def expert_command(
                                                       "policies).")] = None,
     source: Annotated[Optional[str], typer.Option(help="The provenance source (default: the model name).")] = None,
     split: str = "train", limit: Limit = None,
-    rollouts: Annotated[int, typer.Option(help="Episodes per task.")] = 1,
+    rollouts: Annotated[int, typer.Option(min=1, help="Episodes per task.")] = 1,
     temperature: float = 0.0, top_p: float = 1.0, max_new_tokens: int = 256, seed: int = 0,
     price_in: Annotated[Optional[float], typer.Option(help="Dollars per million prompt tokens.")] = None,
     price_out: Annotated[Optional[float], typer.Option(help="Dollars per million completion tokens.")] = None,
@@ -156,7 +156,8 @@ def expert_command(
         if not model:
             raise EefError(f"--policy {policy} needs --model")
         prices = Prices(price_in or 0.0, price_out or 0.0) if price_in is not None or price_out is not None else None
-        config = RolloutConfig(SamplingParams(temperature, top_p, max_new_tokens), seed=seed, source=source or model)
+        sampling = settings(SamplingParams, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+        config = RolloutConfig(sampling, seed=seed, source=source or model)
         backend = build_policy(policy, model, base_url=base_url, device=device, dtype=dtype,
                                max_batch_size=max_batch_size, concurrency=concurrency, api_key_env=api_key_env,
                                timeout_s=request_timeout, max_retries=max_retries)

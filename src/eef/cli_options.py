@@ -44,7 +44,7 @@ Dtype = Annotated[str, typer.Option(help="hf/vllm backends: auto, float32, bfloa
 MaxBatch = Annotated[int, typer.Option(min=1, help="hf backend: conversations per forward pass.")]
 Concurrency = Annotated[int, typer.Option(min=1, help="openai backend: requests in flight.")]
 ApiKeyEnv = Annotated[str, typer.Option(help="openai backend: environment variable holding the API key.")]
-RequestTimeout = Annotated[float, typer.Option(help="openai backend: the wall-clock deadline of one request "
+RequestTimeout = Annotated[float, typer.Option(min=0.001, help="openai backend: the wall-clock deadline of one request "
                                                     "attempt, in seconds.")]
 MaxRetries = Annotated[int, typer.Option(min=0, help="openai backend: further attempts after a transient "
                                                      "failure (timeout, 429, 5xx, malformed reply).")]
@@ -79,13 +79,15 @@ def task_ids(env: TextEnv, split: str, limit: int | None) -> list[str]:
     return ids[:limit] if limit is not None else ids
 
 
-def settings(cls: type[T], option_prefix: str = "", **values: Any) -> T:
-    """``cls(**values)``, a field out of range reported under its option (``--learning-rate``)."""
+def settings(cls: type[T], options: dict[str, str] | None = None, **values: Any) -> T:
+    """``cls(**values)``, a field out of range reported under its option: ``--`` + the field's
+    name (``--learning-rate``) unless ``options`` names it otherwise."""
     try:
         return cls(**values)
     except FieldErrors as e:
-        raise EefError("; ".join(f"--{(option_prefix + name).replace('_', '-')}: {reason}"
-                                 for name, reason in e.problems)) from None
+        names = options or {}
+        raise EefError("; ".join(f"{names.get(field, '--' + field.replace('_', '-'))}: {reason}"
+                                 for field, reason in e.problems)) from None
 
 
 def refuse_overwrite(*paths: Path, force: bool) -> None:

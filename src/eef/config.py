@@ -129,7 +129,7 @@ class RolloutSection:
     top_p: float = 1.0
 
     def __post_init__(self) -> None:
-        check_fields(self, num_envs=at_least(1), workers=at_least(1), worker_timeout_s=above(0),
+        check_fields(self, num_envs=at_least(1), workers=at_least(1), worker_timeout_s=at_least(1),
                      max_new_tokens=at_least(1), temperature=at_least(0), top_p=between(0, 1, open_low=True))
 
 
@@ -283,6 +283,9 @@ def _value(hint: Any, value: Any, path: str, problems: list[str]) -> Any:
     return float(value) if hint is float else value
 
 
+MAX_YAML_VALUES = 100_000  # far above any configuration; aliases of aliases can expand past memory
+
+
 class _StrictLoader(yaml.SafeLoader):
     """Safe YAML that refuses a key given twice in one mapping, where the last would silently win."""
 
@@ -290,6 +293,8 @@ class _StrictLoader(yaml.SafeLoader):
 def _unique_keys_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     first_line: dict[Any, int] = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`, which construct_mapping flattens
+            continue
         key = loader.construct_object(key_node, deep=deep)
         try:
             if key in first_line:
@@ -311,7 +316,7 @@ def read_yaml(text: str, source: str) -> Any:
         EefError: naming ``source``, the line where known and what is wrong.
     """
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as e:
         line = f":{e.problem_mark.line + 1}" if e.problem_mark is not None else ""
         raise EefError(f"{source}{line}: not valid YAML: {e.problem or e.context}") from None
@@ -321,6 +326,41 @@ def read_yaml(text: str, source: str) -> Any:
         raise EefError(f"{source}: not valid YAML: nested too deeply") from None
     except ValueError as e:  # a number Python will not convert, such as an integer of 5,000 digits
         raise EefError(f"{source}: not valid YAML: {e}") from None
+    if _holds_itself(data):
+        raise EefError(f"{source}: not valid YAML: an alias refers to the value that holds it, or aliases expand "
+                       f"to over {MAX_YAML_VALUES:,} values")
+    return data
+
+
+def _holds_itself(data: Any) -> bool:
+    """Whether a value contains itself (``&a [*a]``), which every later walk would follow for ever."""
+    stack: list[tuple[Any, frozenset[int]]] = [(data, frozenset())]
+    for _ in range(MAX_YAML_VALUES):
+        if not stack:
+            return False
+        item, above = stack.pop()
+        if isinstance(item, (dict, list)):
+            if id(item) in above:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack += [(child, above | {id(item)}) for child in children]
+    return True  # aliases of aliases that expand past any configuration's size count as the same
+
+
+def saved_config(path: Path) -> RunConfig:
+    """The configuration a run saved (``config.yaml``); keys added to the schema since then take
+    their defaults, so a run made by an older eef still resumes.
+
+    Raises:
+        ConfigError: the file no longer fits the schema.
+        EefError: the file is not YAML.
+    """
+    data = read_yaml_file(path)
+    problems: list[str] = []
+    config = build(RunConfig, data if data is not None else {}, "", problems)
+    if problems:
+        raise ConfigError(str(path), problems)
+    return config
 
 
 def read_yaml_file(path: Path) -> Any:

@@ -34,7 +34,7 @@ import yaml
 
 from eef.agent import PromptConfig, SamplingParams, build_prompt
 from eef.atomic import write_text_atomic
-from eef.config import RunConfig, read_yaml_file
+from eef.config import RunConfig, saved_config
 from eef.data.check import restorable
 from eef.envs import make
 from eef.envs.protocol import TextEnv
@@ -109,7 +109,7 @@ def prepare_run_dir(config: RunConfig, root: Path, resume: bool) -> None:
     if saved.is_file():
         if not resume:
             raise EefError(f"{root} already holds a run; pass --resume to continue it or choose another run_dir")
-        if read_yaml_file(saved) != wanted:
+        if saved_config(saved).as_dict() != wanted:
             raise EefError(f"{saved} differs from this configuration; --resume continues only the same "
                            "configuration (start a new run_dir for a new one)")
         return

@@ -128,10 +128,10 @@ def _check_same_rollout(path: Path, trajectory: Trajectory, config: RolloutConfi
     recorded = trajectory.provenance
     if json.loads(json.dumps(recorded.sampling)) != json.loads(json.dumps(config.sampling_record())):  # tuples as lists
         raise EefError(f"{path}: episode {trajectory.id} was sampled with {recorded.sampling}, this rollout uses "
-                       f"{config.sampling_record()}; write to another file")
+                       f"{config.sampling_record()}; use another output file (or run directory)")
     if model is not None and recorded.model != model:
         raise EefError(f"{path}: episode {trajectory.id} is of model {recorded.model!r}, this rollout uses "
-                       f"{model!r}; write to another file")
+                       f"{model!r}; use another output file (or run directory)")
 
 
 def request_seed(seed: int, iteration: int, start: Start, step: int) -> int:

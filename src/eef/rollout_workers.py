@@ -19,12 +19,13 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import pickle
+import select
 import signal
 import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from multiprocessing import connection
 from typing import Any
 
 from eef.agent.policy import Policy
@@ -69,8 +70,8 @@ def rollout_in_workers(workers: int, envs: Sequence[TextEnv], policy: Policy, st
     began = time.perf_counter()
     context = multiprocessing.get_context("fork")
     processes: list[Any] = []
-    readers: list[Any] = []
-    running: dict[Any, int] = {}  # the read end of each worker still running
+    inboxes: dict[int, _Inbox] = {}  # the read end of each worker still running
+    pipes: list[int] = []
     order = {trajectory_id(config, s): n for n, s in enumerate(starts)}
     finished: dict[int, Trajectory] = {}
     result = RolloutResult()
@@ -78,52 +79,52 @@ def rollout_in_workers(workers: int, envs: Sequence[TextEnv], policy: Policy, st
     try:
         for w in range(workers):
             # a pipe per worker, made just before its fork so that no other worker inherits its
-            # write end: a worker killed mid-message then leaves its pipe at end-of-file, where a
-            # shared queue's reader would wait for the rest of the message for ever
-            reader, sender = context.Pipe(duplex=False)
+            # write end: a worker killed mid-message then leaves its pipe at end-of-file
+            read_end, write_end = os.pipe()
+            pipes.append(read_end)
             processes.append(context.Process(target=_work, daemon=True, name=f"eef-rollout-{w}",
                                              args=(w, os.getpid(), envs[w::workers], policy, starts[w::workers],
-                                                   prompt, config, description, sender)))
+                                                   prompt, config, description, write_end)))
             processes[-1].start()
-            sender.close()
-            readers.append(reader)
-            running[reader] = w
-        heard = {reader: time.monotonic() for reader in running}
-        while running:
-            for reader in connection.wait(list(running), timeout=_next_deadline(heard, running, silence_timeout_s)):
-                w = running[reader]
-                heard[reader] = time.monotonic()
-                try:
-                    kind, payload = reader.recv()
-                except EOFError:
-                    _stop(processes[w], EXIT_GRACE_S)
-                    raise EefError(f"{description}: rollout worker {w} {_exit_text(processes[w].exitcode)} "
-                                   "before it finished (the episodes saved so far are kept; run again to "
-                                   "continue)") from None
-                if kind == "episode":
-                    finished[order[payload.id]] = payload
-                    result.steps += len(payload.turns) - payload.provenance.start_step
-                    if on_trajectory is not None:
-                        on_trajectory(payload)
-                    bar.update(1)
-                    bar.set_postfix(steps_per_s=f"{result.steps / (time.perf_counter() - began):.1f}", refresh=False)
-                elif kind == "done":
-                    result.diverged += payload.diverged
-                    result.model_calls += payload.model_calls
-                    result.env_incidents.update(payload.env_incidents)
-                    bar.update(len(payload.diverged))
-                    del running[reader]
-                else:
-                    raise EefError(f"{description}: rollout worker {w} failed:\n{payload}")
-            _check_silence(heard, running, silence_timeout_s, description)
+            os.close(write_end)
+            inboxes[read_end] = _Inbox(w, read_end)
+        while inboxes:
+            wait_s = max(0.0, min(i.heard for i in inboxes.values()) + silence_timeout_s - time.monotonic())
+            ready, _, _ = select.select(list(inboxes), [], [], wait_s)
+            for fd in ready:
+                inbox = inboxes[fd]
+                messages = inbox.read()
+                if messages is None:
+                    _stop(processes[inbox.worker], EXIT_GRACE_S)
+                    raise EefError(f"{description}: rollout worker {inbox.worker} "
+                                   f"{_exit_text(processes[inbox.worker].exitcode)} before it finished (the "
+                                   "episodes saved so far are kept; run again to continue)")
+                for kind, payload in messages:
+                    if kind == "episode":
+                        finished[order[payload.id]] = payload
+                        result.steps += len(payload.turns) - payload.provenance.start_step
+                        if on_trajectory is not None:
+                            on_trajectory(payload)
+                        bar.update(1)
+                        bar.set_postfix(steps_per_s=f"{result.steps / (time.perf_counter() - began):.1f}",
+                                        refresh=False)
+                    elif kind == "done":
+                        result.diverged += payload.diverged
+                        result.model_calls += payload.model_calls
+                        result.env_incidents.update(payload.env_incidents)
+                        bar.update(len(payload.diverged))
+                        del inboxes[fd]
+                    else:
+                        raise EefError(f"{description}: rollout worker {inbox.worker} failed:\n{payload}")
+            _check_silence(list(inboxes.values()), silence_timeout_s, description)
         for process in processes:
             _stop(process, EXIT_GRACE_S)
     finally:
         bar.close()
         for process in processes:
             _stop(process, 0.0)
-        for reader in readers:
-            reader.close()
+        for fd in pipes:
+            os.close(fd)
     if len(finished) + len(result.diverged) != len(starts):  # two starts with one key would collapse into one
         raise EefError(f"{description}: {len(starts)} starts gave {len(finished)} episodes and "
                        f"{len(result.diverged)} divergences; starts must have distinct keys")
@@ -133,17 +134,45 @@ def rollout_in_workers(workers: int, envs: Sequence[TextEnv], policy: Policy, st
     return result
 
 
-def _next_deadline(heard: dict[Any, float], running: dict[Any, int], timeout_s: float) -> float:
-    """Seconds until the longest-silent running worker reaches ``timeout_s``."""
-    return max(0.0, min(heard[r] for r in running) + timeout_s - time.monotonic())
+class _Inbox:
+    """The read end of one worker's pipe: bytes in as they come, whole messages out. Reading never
+    waits for the rest of a message, so a worker stopped halfway through one cannot block the
+    parent; each message is its pickle's length (8 bytes, big-endian), then the pickle."""
+
+    def __init__(self, worker: int, fd: int):
+        self.worker, self.fd = worker, fd
+        self.buffer = bytearray()
+        self.heard = time.monotonic()  # when the last byte came
+
+    def read(self) -> list[tuple[str, Any]] | None:
+        """The messages that what the pipe holds now completes; None at end of file. Call only
+        when the pipe is readable."""
+        chunk = os.read(self.fd, 1 << 16)
+        if not chunk:
+            return None
+        self.heard = time.monotonic()
+        self.buffer += chunk
+        messages = []
+        while len(self.buffer) >= 8 and len(self.buffer) >= 8 + (size := int.from_bytes(self.buffer[:8], "big")):
+            messages.append(pickle.loads(self.buffer[8:8 + size]))
+            del self.buffer[:8 + size]
+        return messages
 
 
-def _check_silence(heard: dict[Any, float], running: dict[Any, int], timeout_s: float, description: str) -> None:
-    silent = sorted(w for r, w in running.items() if time.monotonic() - heard[r] >= timeout_s)
+def _send(fd: int, message: tuple[str, Any]) -> None:
+    data = pickle.dumps(message)
+    view = memoryview(len(data).to_bytes(8, "big") + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _check_silence(inboxes: list[_Inbox], timeout_s: float, description: str) -> None:
+    silent = sorted(i.worker for i in inboxes if time.monotonic() - i.heard >= timeout_s)
     if silent:
         names = ("workers " if len(silent) > 1 else "worker ") + ", ".join(map(str, silent))
-        raise EefError(f"{description}: rollout {names} sent nothing for {timeout_s:g} s (stopped or stuck) and was killed (the episodes saved so far are kept; "
-                       "run again to continue, or raise rollout.worker_timeout_s)")
+        raise EefError(f"{description}: rollout {names} sent nothing for {timeout_s:g} s (stopped or stuck) "
+                       "and was killed (the episodes saved so far are kept; run again to continue, or raise "
+                       "rollout.worker_timeout_s)")
 
 
 def _exit_text(code: int | None) -> str:
@@ -166,21 +195,21 @@ def _stop(process: Any, grace_s: float) -> None:
 
 
 def _work(worker: int, parent: int, envs: Sequence[TextEnv], policy: Policy, starts: Sequence[Start],
-          prompt: tuple[Message, ...], config: RolloutConfig, description: str, sender: Any) -> None:
-    """A worker's share; every finished episode, then the worker's totals, go to ``sender``."""
+          prompt: tuple[Message, ...], config: RolloutConfig, description: str, pipe: int) -> None:
+    """A worker's share; every finished episode, then the worker's totals, go into ``pipe``."""
     try:
         _die_with(parent)
         import torch
 
         torch.set_num_threads(1)  # see the module docstring: more threads hang after a fork
         done = rollout(envs, policy, starts, prompt, config, description=description,
-                       on_trajectory=lambda t: sender.send(("episode", t)))
+                       on_trajectory=lambda t: _send(pipe, ("episode", t)))
         done.trajectories = []  # already sent one by one
-        sender.send(("done", done))
+        _send(pipe, ("done", done))
     except BaseException:  # noqa: BLE001 - any failure is reported to the parent, which raises it
-        sender.send(("error", traceback.format_exc()))
+        _send(pipe, ("error", traceback.format_exc()))
     finally:
-        sender.close()
+        os.close(pipe)
 
 
 def _die_with(parent: int) -> None:

@@ -14,7 +14,7 @@ means replaying ``turns[:k]``. Each :class:`Turn` carries its own ``trainable`` 
 per-turn masks every method writes (spec: "Per-turn masks are the primitive").
 
 Files are JSONL, one trajectory per line. :func:`read_trajectories` reports a malformed line with
-file, line and field (rewards must be finite numbers in :data:`REWARD_RANGE`);
+file, line and field (rewards must be finite numbers: environments set their own scale);
 :func:`append_trajectories` appends whole lines and flushes, so a crash loses at most the line
 being written, which :func:`read_trajectories` can skip on resume. Only standard JSON is written.
 """
@@ -34,7 +34,7 @@ from eef.errors import DataError
 from eef.jsonl import iter_json_lines, json_line
 
 ROLES = ("system", "user", "assistant")
-# Rewards of every eef environment (WebShop's score, ScienceWorld's score / 100, the shop's).
+# Rewards of the environments whose expert data eef imports (WebShop's score, ScienceWorld's score / 100).
 REWARD_RANGE = (0.0, 1.0)
 # Free-form values (meta, sampling) deeper than this would overflow the recursion of copying and writing them.
 MAX_DEPTH = 64
@@ -204,8 +204,8 @@ def finite_in_range(value: int | float, path: Path | str, line: int, field: str,
     except OverflowError:  # an integer beyond the float range
         number = math.inf if value > 0 else -math.inf
     if not (math.isfinite(number) and low <= number <= high):
-        raise DataError(path, f"must be a finite number in [{low:g}, {high:g}], got {number:g}", line=line,
-                        field=field)
+        within = f" in [{low:g}, {high:g}]" if math.isfinite(low) or math.isfinite(high) else ""
+        raise DataError(path, f"must be a finite number{within}, got {number:g}", line=line, field=field)
     return number
 
 
@@ -214,6 +214,12 @@ def require_reward(record: dict, key: str, path: Path | str, line: int, prefix: 
     """``record[key]`` as a reward: a finite number in ``[0, high]`` (``high`` for formats that score 0-100)."""
     value = require_field(record, key, (int, float), path, line, prefix)
     return finite_in_range(value, path, line, prefix + key, REWARD_RANGE[0], high)
+
+
+def require_finite(record: dict, key: str, path: Path | str, line: int, prefix: str = "") -> float:
+    """``record[key]`` as a finite number (an environment's reward, whatever its scale)."""
+    value = require_field(record, key, (int, float), path, line, prefix)
+    return finite_in_range(value, path, line, prefix + key, -math.inf, math.inf)
 
 
 def require_plain_json(value: Any, path: Path | str, line: int, field: str) -> Any:
@@ -257,7 +263,7 @@ def trajectory_from_dict(record: Any, path: Path | str = "<memory>", line: int =
             text=require_field(t, "text", str, path, line, where),
             action=require_field(t, "action", str, path, line, where),
             observation=require_field(t, "observation", str, path, line, where),
-            reward=require_reward(t, "reward", path, line, where) if "reward" in t else 0.0,
+            reward=require_finite(t, "reward", path, line, where) if "reward" in t else 0.0,
             trainable=require_field(t, "trainable", bool, path, line, where) if "trainable" in t else True,
         ))
     prov = require_field(record, "provenance", dict, path, line)
@@ -280,7 +286,7 @@ def trajectory_from_dict(record: Any, path: Path | str = "<memory>", line: int =
         prompt=tuple(prompt),
         first_observation=require_field(record, "first_observation", str, path, line),
         turns=tuple(turns),
-        reward=require_reward(record, "reward", path, line),
+        reward=require_finite(record, "reward", path, line),
         success=require_field(record, "success", bool, path, line),
         terminated=require_field(record, "terminated", bool, path, line),
         provenance=provenance,

@@ -18,7 +18,7 @@ from transformers import StaticCache
 from eef.agent import grouped_attention
 from eef.agent.policy import Completion, GenerationRequest, SamplingParams, apply_stop
 from eef.agent.prefix_cache import CacheEntry, PrefixCache
-from eef.errors import EefError
+from eef.errors import EefError, UnknownNameError
 
 # Finished rows stay in the batch (fed padding, their output ignored) until a quarter of it has
 # finished: dropping rows gathers the whole KV cache, and doing it at every finished row cost
@@ -39,7 +39,10 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """``auto`` is bfloat16 on CUDA and float32 on the CPU."""
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    named = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in named:
+        raise UnknownNameError("dtype", dtype, ["auto", *named])
+    return named[dtype]
 
 
 def load_model_and_tokenizer(path: str | Path, device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:

@@ -18,11 +18,13 @@ import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 
 from eef.agent.policy import Completion, GenerationRequest, SamplingParams, apply_stop
+from eef.checks import FieldErrors, above, at_least, check_fields
 from eef.errors import EefError
 
 # Transient failures worth another attempt (with 429 and 5xx); any other 4xx means the request
@@ -194,7 +196,7 @@ class OpenAIPolicy:
         if response.is_success:
             try:
                 return read_reply(response.json())
-            except ValueError as error:  # not JSON, or a MalformedReply
+            except (ValueError, RecursionError) as error:  # not JSON (or nested past reading), or a MalformedReply
                 self.metrics["malformed_replies"] += 1
                 problem = str(error) if isinstance(error, MalformedReply) else \
                     f"the reply is not JSON: {response.text[:200]!r}"
@@ -217,22 +219,17 @@ class OpenAIPolicy:
         return text.replace(key, "***") if key else text
 
 
-def check_settings(*, concurrency: int, timeout_s: float, max_retries: int, backoff_s: float,
-                   max_backoff_s: float) -> None:
+def check_settings(**settings: float) -> None:
     """Refuse client settings that could not work (a zero timeout, negative retries).
 
     Raises:
-        EefError: the first bad setting, named.
+        EefError: every bad setting, named.
     """
-    if not (isinstance(concurrency, int) and concurrency >= 1):
-        raise EefError(f"concurrency must be an integer >= 1, got {concurrency!r}")
-    if not (isinstance(max_retries, int) and max_retries >= 0):
-        raise EefError(f"max_retries must be an integer >= 0, got {max_retries!r}")
-    if not (isinstance(timeout_s, (int, float)) and 0 < timeout_s < math.inf):
-        raise EefError(f"timeout_s must be a number of seconds > 0, got {timeout_s!r}")
-    for name, value in (("backoff_s", backoff_s), ("max_backoff_s", max_backoff_s)):
-        if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
-            raise EefError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    try:
+        check_fields(SimpleNamespace(**settings), concurrency=at_least(1), timeout_s=above(0),
+                     max_retries=at_least(0), backoff_s=at_least(0), max_backoff_s=at_least(0))
+    except FieldErrors as e:
+        raise EefError(f"openai backend: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -336,7 +333,7 @@ def error_message(response: httpx.Response) -> str:
     else the start of the body."""
     try:
         data = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return response.text[:300] or response.reason_phrase
     if isinstance(data, dict):
         error = data.get("error")

@@ -303,6 +303,7 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse their connections
+    timeout = 60  # seconds a client may go silent mid-request (or idle between keep-alive requests)
 
     def do_GET(self) -> None:
         path = self.path.rstrip("/")
@@ -410,9 +411,9 @@ def _make_server(policy: Policy, host: str, port: int, batch_window_s: float, ma
     try:
         return _Server((host, port), batcher, model_name or policy.name, max_tokens_limit=limit,
                        max_body_bytes=max_body_bytes)
-    except OSError as e:  # e.g. the port is taken
+    except (OSError, OverflowError) as e:  # the port is taken, or no port at all (70000)
         batcher.close()
-        raise EefError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
+        raise EefError(f"cannot serve on {host}:{port}: {getattr(e, 'strerror', None) or e}") from None
 
 
 def serve(policy: Policy, host: str = "127.0.0.1", port: int = 0, *, batch_window_s: float = 0.01,
