@@ -63,10 +63,11 @@ def make_scienceworld(
     envs_per_jvm: int = 16,
     heap_mb: int = 256,
     java: str = "java",
+    call_timeout_s: float = 120.0,
 ) -> ScienceWorldEnv:
     """ScienceWorld's 30 task types through its simulator (needs Java; see docs/scienceworld.md)."""
     from eef.envs.scienceworld import JvmPool, ScienceWorldEnv
 
-    pool = JvmPool(java=java, heap_mb=heap_mb, envs_per_jvm=envs_per_jvm)
+    pool = JvmPool(java=java, heap_mb=heap_mb, envs_per_jvm=envs_per_jvm, call_timeout_s=call_timeout_s)
     return ScienceWorldEnv(pool, tasks=tasks, simplifications=simplifications, max_steps=max_steps,
                            step_limits=step_limits, split_files=split_files)

@@ -41,9 +41,9 @@ def test_perturbed_failures_keep_key_actions_and_are_reproducible(sw_env, prompt
         keys, at = t.meta["key_steps"], t.meta["perturbed_at"]
         assert keys and at > keys[0], "a failure keeps the first key action"
         assert t.actions[:at] == gold[:at]
-    # power-component is left out: whether its bulb lights one tick later varies from run to run
-    again = perturbed_trajectories(sw_env, TASKS[:2], prompt, config)
-    assert [t.actions for t in again] == [t.actions for t in trajectories[:2]]
+    # power-component too: its bulb lit a tick apart between runs before eef fixed the JVM's hashes
+    again = perturbed_trajectories(sw_env, TASKS[:3], prompt, config)
+    assert [t.observations for t in again] == [t.observations for t in trajectories[:3]]
 
 
 def test_perturbed_expert_keeps_some_gold_episodes(sw_env, prompt):

@@ -8,7 +8,7 @@ import pytest
 
 from eef.envs.scienceworld.java import JavaNotFoundError, find_java, java_major
 from eef.envs.scienceworld.jvm import JvmPool
-from eef.envs.scienceworld.observations import differing_lines, same_state
+from eef.envs.scienceworld.observations import canonical_line, differing_lines, same_state
 from eef.envs.scienceworld.tasks import (SPLIT_TABLE, STEP_LIMITS, parse_task_id, read_index_file, split_task_ids,
                                          step_limit, task_name, variations)
 from eef.errors import DataError, EefError, UnknownNameError
@@ -83,6 +83,8 @@ def test_too_old_java_is_refused(tmp_path):
 def test_a_heap_too_small_for_the_environments_is_refused_before_starting():
     with pytest.raises(EefError, match="heap_mb >= 448"):
         JvmPool(heap_mb=256, envs_per_jvm=32)
+    with pytest.raises(EefError, match="call_timeout_s must be positive"):
+        JvmPool(call_timeout_s=0)
 
 
 def test_observations_match_up_to_line_order_only():
@@ -92,6 +94,46 @@ def test_observations_match_up_to_line_order_only():
     assert not same_state(a, b.replace("\ta cup\n", "", 1))  # a line fewer is another state
     assert not same_state("reads 47 degrees", "reads 49 degrees")
     assert differing_lines("x\ny\nz", "z\nw\nx") == (["y"], ["w"])
+
+
+# Lines as the simulator printed them, in two orders that the same state produced on two runs.
+CUPBOARD = ("\ta large cupboard. The large cupboard door is open. In the large cupboard is: a drawer, a wood cup "
+            "(containing yellow paint), a wood cup (containing blue paint), a wood cup (containing nothing).")
+CUPBOARD_AGAIN = ("\ta large cupboard. The large cupboard door is open. In the large cupboard is: a wood cup "
+                  "(containing blue paint), a drawer, a wood cup (containing nothing), a wood cup (containing yellow "
+                  "paint).")
+SEED_JAR = "\ta seed jar (containing a round green pea seed, a wrinkly orange pea seed)"
+SEED_JAR_AGAIN = "\ta seed jar (containing a wrinkly orange pea seed, a round green pea seed)"
+POT = ("\ta flower pot 4 (containing a pea plant in the reproducing stage with a tall height. On the pea plant you "
+       "see: a adult bee, a round green pea seed, a wilting purple flower. , soil)")
+POT_AGAIN = ("\ta flower pot 4 (containing soil, a pea plant in the reproducing stage with a tall height. On the pea "
+             "plant you see: a wilting purple flower, a adult bee, a round green pea seed. )")
+
+
+@pytest.mark.parametrize("first, second", [(CUPBOARD, CUPBOARD_AGAIN), (SEED_JAR, SEED_JAR_AGAIN), (POT, POT_AGAIN)])
+def test_lists_inside_a_line_match_in_any_order(first, second):
+    room = "This room is called the greenhouse. In it, you see: \n\tthe agent\n"
+    assert same_state(room + first, room + second)
+    assert canonical_line(first) == canonical_line(second)
+
+
+def test_lists_inside_a_line_still_tell_other_states_apart():
+    # paint in another cup, a seed fewer, a seed moved out of the jar, an item moved between nested lists
+    assert not same_state(CUPBOARD, CUPBOARD.replace("(containing nothing)", "(containing red paint)"))
+    assert not same_state(SEED_JAR, "\ta seed jar (containing a round green pea seed)")
+    assert not same_state(SEED_JAR + "\n\ta bee", "\ta seed jar (containing a round green pea seed)\n\ta bee, "
+                                                 "a wrinkly orange pea seed")
+    assert not same_state(POT, POT.replace("a adult bee, ", "").replace(", soil)", ", a adult bee, soil)"))
+    assert not same_state("a box (containing a cup (containing water), a pen)",
+                          "a box (containing a cup, a pen (containing water))")
+
+
+def test_canonical_lines_sort_every_depth_and_survive_unbalanced_parentheses():
+    assert canonical_line("In the cupboard is: a drawer, a cup (containing water, soil).") == (
+        "In the cupboard is: a cup (containing soil, water), a drawer.")
+    assert canonical_line("reads 3.5 degrees") == "reads 3.5 degrees"  # a decimal point ends no list
+    assert canonical_line("a jar (containing b, a") == "a jar (containing a, b"
+    assert canonical_line("a) b, c") == "a) b, c"
 
 
 GOLD = ["a0", "a1", "a2", "a3", "a4", "a5", "a6"]

@@ -17,11 +17,13 @@ package's train/dev/test splits or in ETO-style index files. An episode is the s
   carries the simulator's current ``score`` (0-100, -100 after a failure) on every step.
   Success is a completed task (reward 1.0).
 * **Restores.** The simulator cannot save a state; eef restores by reloading and replaying the
-  actions (:func:`eef.envs.replay`), comparing observations as multisets of lines. Four tasks
-  draw random numbers at run time (:data:`~eef.envs.scienceworld.tasks.STOCHASTIC_TASKS`), so
-  their replays can diverge; the replay reports it and EEF skips that state.
-* **JVM deaths.** If the JVM dies mid-episode, the environment takes a simulator in a new JVM,
-  replays the episode so far and goes on; :attr:`metrics` counts restarts, retried episodes and
+  actions (:func:`eef.envs.replay`), comparing observations as multisets of lines with the lists
+  inside each line in any order. eef's JVMs make the simulator deterministic, so its own records
+  replay exactly; records made elsewhere can diverge on
+  :data:`~eef.envs.scienceworld.tasks.STOCHASTIC_TASKS`, which the replay reports.
+* **JVM faults.** If the JVM dies or stops answering (``call_timeout_s`` of the pool) mid-episode,
+  the environment takes a simulator in a new JVM, replays the episode so far and goes on, at most
+  :data:`MAX_RESTARTS` times in a row; :attr:`metrics` counts restarts, retried episodes and
   replays that diverged while recovering.
 """
 
@@ -44,7 +46,7 @@ SIMPLIFICATIONS = ("easy", "teleportAction", "openDoors", "openContainers", "sel
                    "noElectricalAction")
 ELECTRICAL_TASKS = ("power-component", "conductivity")
 LOOK = "look around"
-# A JVM that dies this many times in a row during one call is not transient.
+# A JVM that fails this many times in a row during one call is not transient.
 MAX_RESTARTS = 3
 
 INSTRUCTION = (
@@ -258,7 +260,7 @@ class ScienceWorldEnv:
                 self._sim.load(name, variation, self._simplifications_for(name), gold=True)
                 return self._sim.gold_actions()
 
-            self._shared.gold[key] = self._run(compute)
+            self._shared.gold[key] = self._run(compute, key)
         return list(self._shared.gold[key])
 
     def oracle_action(self) -> str:
@@ -294,9 +296,14 @@ class ScienceWorldEnv:
         observation = self._sim.step(action)
         return observation, self._sim.score(), self._sim.completed()
 
-    def _run(self, call: Callable[[], T]) -> T:
-        """``call()`` on a simulator holding the episode's state; when the JVM dies, take a
-        simulator in a new JVM, replay the episode and try again."""
+    def _run(self, call: Callable[[], T], task: str | None = None) -> T:
+        """``call()`` on a simulator holding the episode's state; when the JVM dies or gets stuck,
+        take a simulator in a new JVM, replay the episode and try again.
+
+        Raises:
+            EefError: the JVM failed more than :data:`MAX_RESTARTS` times in a row (named by
+                ``task``, default the episode's).
+        """
         restarts = 0
         while True:
             try:
@@ -307,14 +314,15 @@ class ScienceWorldEnv:
                 return call()
             except JvmDied as e:
                 restarts += 1
-                if restarts > MAX_RESTARTS:
-                    raise EefError(f"ScienceWorld's JVM died {restarts} times in a row: {e}") from e
                 # The next pass takes a simulator in a live JVM inside the ``try``, so a JVM that
                 # dies while starting (or a simulator that could not be made) is retried too.
                 if self._sim is not None:
-                    self._pool.discard(self._sim.jvm)
+                    self._pool.discard(self._sim.jvm, str(e))
                     self._sim = None
                 self._stale = self._episode is not None
+                if restarts > MAX_RESTARTS:
+                    task = task or (self._episode.task_id if self._episode else "no task")
+                    raise EefError(f"{task}: ScienceWorld's JVM failed {restarts} times in a row; last: {e}") from e
                 self.metrics["episode_retries"] += self._stale
 
     def _rebuild(self) -> None:
