@@ -30,7 +30,7 @@ def main() -> None:
             done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *pytest_args],
                                   capture_output=True, text=True, timeout=args.hang_after)
             outcome = "passed" if done.returncode == 0 else "failed"
-            tail = done.stdout.strip().splitlines()[-1:] if done.stdout.strip() else []
+            tail = [line for line in done.stdout.splitlines() if " passed" in line or " failed" in line][-1:]
         except subprocess.TimeoutExpired:
             outcome, tail = "hang", []
         seconds.append(round(time.monotonic() - began, 1))
