@@ -41,7 +41,7 @@ from eef.envs.protocol import TextEnv
 from eef.errors import EefError
 from eef.methods import (PositiveRepository, Solution, analyse_all, eef_solutions, expert_demonstrations,
                          self_solutions, state_positions)
-from eef.rollout import RolloutConfig, Start, cloned_envs, pending, rollout, trajectory_id
+from eef.rollout import RolloutConfig, Start, cloned_envs, pending, rollout, rollout_mismatch, trajectory_id
 from eef.rollout_workers import process_local
 from eef.trajectory import Message, Trajectory, append_trajectories, read_trajectories, write_trajectories
 
@@ -303,7 +303,7 @@ def other_methods_rollouts(root: Path, methods: Sequence[str], method: str, iter
         if other == method or not other_path.exists():
             continue
         found.update((t.id, t) for t in read_trajectories(other_path, skip_torn_tail=True)
-                     if t.provenance.model == model and t.provenance.sampling == config.sampling_record())
+                     if rollout_mismatch(t, config, model) is None)
     return found
 
 

@@ -14,7 +14,6 @@ start with the same seed gives the same episode alone or in any batch, and a rol
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -118,20 +117,22 @@ def pending(path: Path, starts: Sequence[Start], config: RolloutConfig,
     done = read_trajectories(path, skip_torn_tail=True) if path.exists() else []
     ids = {trajectory_id(config, s) for s in starts}
     for trajectory in done:
-        if trajectory.id in ids:
-            _check_same_rollout(path, trajectory, config, model)
+        reason = rollout_mismatch(trajectory, config, model) if trajectory.id in ids else None
+        if reason:
+            raise EefError(f"{path}: episode {trajectory.id} {reason}; use another output file (or run directory)")
     held = {t.id for t in done}
     return done, [s for s in starts if trajectory_id(config, s) not in held]
 
 
-def _check_same_rollout(path: Path, trajectory: Trajectory, config: RolloutConfig, model: str | None) -> None:
+def rollout_mismatch(trajectory: Trajectory, config: RolloutConfig, model: str | None = None) -> str | None:
+    """How a recorded episode differs from what a rollout under ``config`` (by ``model``, when
+    given) would sample, or None when it is that very episode."""
     recorded = trajectory.provenance
-    if json.loads(json.dumps(recorded.sampling)) != json.loads(json.dumps(config.sampling_record())):  # tuples as lists
-        raise EefError(f"{path}: episode {trajectory.id} was sampled with {recorded.sampling}, this rollout uses "
-                       f"{config.sampling_record()}; use another output file (or run directory)")
+    if recorded.sampling != config.sampling_record():
+        return f"was sampled with {recorded.sampling}, this rollout uses {config.sampling_record()}"
     if model is not None and recorded.model != model:
-        raise EefError(f"{path}: episode {trajectory.id} is of model {recorded.model!r}, this rollout uses "
-                       f"{model!r}; use another output file (or run directory)")
+        return f"is of model {recorded.model!r}, this rollout uses {model!r}"
+    return None
 
 
 def request_seed(seed: int, iteration: int, start: Start, step: int) -> int:
