@@ -59,9 +59,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from scienceworld import ScienceWorldEnv as PackageEnv
-
     from eef.envs import make
+    from scienceworld import ScienceWorldEnv as PackageEnv
 
     tasks = TASKS[: args.tasks]
     env = make("scienceworld", tasks=list(tasks), max_steps=1000, heap_mb=HEAP_MB)

@@ -1,13 +1,24 @@
+import os
 from pathlib import Path
 
 import pytest
 
-import os
+# Modules whose tests train models or run the pipeline: minutes, not seconds (marked slow).
+SLOW_MODULES = {"test_pipeline.py", "test_cli_agent.py", "test_trainer.py"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.path))
+        if path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+        if "scienceworld" in path.parts:
+            item.add_marker(pytest.mark.scienceworld)
+
 
 # The shared WebShop 1k data lives beside the checkout (never copied into the repository).
 CANDIDATES = [os.environ.get("EEF_WEBSHOP_DATA", ""),
-              Path(__file__).resolve().parents[2] / "shared" / "data" / "webshop-1k",
-              "/work/shared/data/webshop-1k"]
+              Path(__file__).resolve().parents[2] / "shared" / "data" / "webshop-1k"]
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import json
 from typer.testing import CliRunner
 
 from eef.cli import app
-from eef.trajectory import read_trajectories
+from eef.trajectory_files import read_trajectories
 
 runner = CliRunner()
 

@@ -9,11 +9,11 @@ from typer.testing import CliRunner
 
 from eef.agent.serve import serve
 from eef.cli import app
-from eef.trajectory import read_trajectories
+from eef.trajectory_files import read_trajectories
 
 sys.path.insert(0, str(Path(__file__).parent / "data"))
-from expert_files import eto_record, scripted_runs, write_array  # noqa: E402
-from shopper import Shopper  # noqa: E402
+from expert_files import eto_record, scripted_runs, write_array
+from shopper import Shopper
 
 runner = CliRunner()
 

@@ -2,15 +2,15 @@
 
 import json
 
-from eef.agent.policy import Completion
+from eef.agent.policy import Completion, Policy
 from eef.agent.prompt import build_prompt
 from eef.evaluate import evaluate
 from eef.experts.oracle import oracle_trajectories
 from eef.rollout import clone_envs
-from eef.trajectory import read_trajectories
+from eef.trajectory_files import read_trajectories
 
 
-class ReplayPolicy:
+class ReplayPolicy(Policy):
     """Test double: answers each conversation with the recorded turn of its task (by first observation)."""
 
     name = "replay"
@@ -50,7 +50,7 @@ def test_an_agent_that_never_buys_scores_zero_and_is_cut_at_the_step_limit(shop_
 
 
 def test_a_rerun_after_a_crash_evaluates_only_the_missing_tasks(shop_env, tmp_path):
-    from eef.trajectory import append_trajectories
+    from eef.trajectory_files import append_trajectories
 
     tasks = shop_env.task_ids("test")[:4]
     prompt = build_prompt("shop")

@@ -11,13 +11,13 @@ from dataclasses import replace
 import pytest
 import yaml
 
+from eef.agent import SamplingParams
 from eef.cli_agent import DEFAULT_CONFIG
 from eef.config import load_config
 from eef.errors import EefError
-from eef.agent import SamplingParams
 from eef.pipeline import other_methods_rollouts, run
-from eef.rollout import RolloutConfig, Start
-from eef.trajectory import read_trajectories
+from eef.rollout import RolloutConfig
+from eef.trajectory_files import read_trajectories
 
 TINY = ["expert.limit=12", "eval.limit=8", "methods.iterations=1", "methods.run=[sft_pos, rft, eef]",
         "model.tiny.layers=1", "model.tiny.hidden_size=32", "model.tiny.heads=2", "model.tiny.intermediate_size=64",
@@ -74,7 +74,7 @@ def test_a_resumed_exploration_still_counts_the_episodes_it_copied(finished, tmp
 
     from eef.envs.registry import make
     from eef.pipeline import RunDir, explore_stage
-    from eef.trajectory import write_trajectories
+    from eef.trajectory_files import write_trajectories
 
     root, _, _ = finished
     copy = tmp_path / "run"
@@ -238,7 +238,7 @@ def test_exploration_returns_episodes_in_start_order_whatever_the_file_order(fin
 
     from eef.envs.registry import make
     from eef.pipeline import RunDir, explore_stage
-    from eef.trajectory import write_trajectories
+    from eef.trajectory_files import write_trajectories
 
     root, _, _ = finished
     stage = tmp_path / "rft" / "iter-1"

@@ -10,7 +10,8 @@ import pytest
 
 from eef.errors import DataError
 from eef.report import load_metrics, navigation_shares, sign_test, write_report
-from eef.trajectory import Provenance, Trajectory, Turn, write_trajectories
+from eef.trajectory import Provenance, Trajectory, Turn
+from eef.trajectory_files import write_trajectories
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SCRIPT = "<script>alert(1)</script>"

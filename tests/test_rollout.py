@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from eef.agent.hf_policy import HFPolicy
-from eef.agent.policy import Completion, SamplingParams
+from eef.agent.policy import Completion, Policy, SamplingParams
 from eef.agent.prompt import build_prompt
 from eef.errors import EefError
 from eef.rollout import RolloutConfig, Start, clone_envs, cloned_envs, pending, rollout
@@ -108,7 +108,7 @@ def test_a_stage_closes_the_environments_it_cloned():
     assert envs[1].closed
 
 
-class _Fixed:
+class _Fixed(Policy):
     """Test double: always pages back (an episode runs to the step limit)."""
 
     name = "fixed"
@@ -118,7 +118,7 @@ class _Fixed:
 
 
 def test_resuming_into_a_file_of_another_rollout_is_refused(shop_env, tmp_path):
-    from eef.trajectory import append_trajectories
+    from eef.trajectory_files import append_trajectories
 
     config = RolloutConfig(SamplingParams(temperature=0.7, max_new_tokens=10), seed=1)
     starts = [Start(t) for t in shop_env.task_ids("train")[:2]]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from eef.agent.hf_policy import HFPolicy
-from eef.agent.policy import Completion, SamplingParams
+from eef.agent.policy import Completion, Policy, SamplingParams
 from eef.agent.prompt import build_prompt
 from eef.errors import EefError
 from eef.rollout import RolloutConfig, Start, clone_envs, rollout
@@ -52,11 +52,11 @@ def test_workers_give_the_episodes_one_process_gives(shop_env, policy, one_threa
     assert shared.steps == reference.steps + len(episode.turns) - 1
 
 
-class Scripted:
-    """Test double: on the CPU like HFPolicy; ``in_worker`` runs in a forked worker's process only."""
+class Scripted(Policy):
+    """Test double: process-local like HFPolicy on the CPU; ``in_worker`` runs in a forked worker's process only."""
 
     name = "scripted"
-    device = torch.device("cpu")
+    process_local = True
 
     def __init__(self, in_worker=lambda: None):
         self.parent, self.in_worker, self.pids = os.getpid(), in_worker, set()
@@ -95,7 +95,7 @@ def test_a_worker_that_dies_is_an_error_that_names_it(shop_env):
 def test_what_cannot_fork_rolls_out_in_this_process(shop_env):
     starts = [Start(t) for t in shop_env.task_ids("train")[:4]]
     on_gpu = Scripted()
-    on_gpu.device = torch.device("meta")  # not the CPU: a forked child could not use it
+    on_gpu.process_local = False  # as on a GPU: a forked child could not use it
     result = rollout(clone_envs(shop_env, 2), on_gpu, starts, build_prompt("shop"), CONFIG, workers=2)
     assert len(result.trajectories) == 4 and on_gpu.pids == {os.getpid()}
 
@@ -157,7 +157,7 @@ def test_a_worker_killed_by_a_signal_is_named_with_the_signal(shop_env):
 
 def _stop_mid_message():
     """Stop this worker halfway through writing a message bigger than a pipe holds."""
-    import eef.rollout_workers as workers
+    from eef.rollout import workers
 
     def stalled(fd, message):
         os.write(fd, (10 * 2**20).to_bytes(8, "big") + b"x" * 2**16)  # a 10 MB message's first 64 KB

@@ -4,8 +4,8 @@ import re
 import pytest
 
 from eef.errors import DataError
-from eef.trajectory import (Message, Provenance, Trajectory, Turn, append_trajectories, read_trajectories,
-                            write_trajectories)
+from eef.trajectory import Message, Provenance, Trajectory, Turn
+from eef.trajectory_files import append_trajectories, read_trajectories, write_trajectories
 
 
 def _trajectory(id="t0", n_turns=3, **changes) -> Trajectory:

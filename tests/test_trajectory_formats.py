@@ -6,8 +6,14 @@ import pytest
 from eef.agent.prompt import PromptConfig, build_prompt
 from eef.errors import DataError, UnknownNameError
 from eef.trajectory import Message, Provenance, Trajectory, Turn
-from eef.trajectory_formats import (export_trajectories, from_openai, from_sharegpt, import_trajectories, to_openai,
-                                    to_sharegpt)
+from eef.trajectory_formats import (
+    export_trajectories,
+    from_openai,
+    from_sharegpt,
+    import_trajectories,
+    to_openai,
+    to_sharegpt,
+)
 
 
 def _trajectory(id="t0", task_id="shop_3", **changes) -> Trajectory:

@@ -57,7 +57,7 @@ def env_verify(
         f"({report.success_rate:.1%}), mean reward {report.mean_reward:.4f}, "
         f"capped by reward quirks {report.capped_by_quirk}, unfinished {report.unfinished}"
     )
-    typer.echo(f"environment: {json.dumps(getattr(env, 'info', {}), default=str)}")
+    typer.echo(f"environment: {json.dumps(dict(env.info), default=str)}")
     if as_json:
         typer.echo(json.dumps({"env": name, **report.as_dict()}))
 
@@ -70,10 +70,14 @@ def env_play(
     option: EnvOptions = None,
 ) -> None:
     """Play one episode: type actions such as search[red shirt] or click[buy now]."""
+    from eef.envs.protocol import SupportsOracle
+
     env = _make_env(name, option)
+    if oracle and not isinstance(env, SupportsOracle):
+        raise EefError(f"environment {env.name!r} has no oracle (oracle_action)")
     typer.echo(f"Observation: {env.reset(task_id)}")
     while True:
-        if oracle:
+        if isinstance(env, SupportsOracle) and oracle:
             action = env.oracle_action()
         else:
             typer.echo(f"Valid: {', '.join(env.available_actions())}")

@@ -30,14 +30,16 @@ from eef.cli_options import (
     OneShot,
     RequestTimeout,
     SystemRole,
-    WorkerTimeout,
     Workers,
+    WorkerTimeout,
     env_and_options,
+    model_section,
     refuse_overwrite_dir,
     settings,
     task_ids,
 )
 from eef.errors import EefError
+
 
 def model_init(
     out: Annotated[Path, typer.Option(help="Directory to create.")],
@@ -81,12 +83,15 @@ def explore(
     Diverged replays are listed in OUT with the suffix .diverged.jsonl.
     """
     from eef.agent import PromptConfig, SamplingParams, build_prompt
-    from eef.agent.backends import build_policy
     from eef.atomic import write_jsonl_atomic
-    from eef.rollout import RolloutConfig, Start, cloned_envs, pending, rollout
-    from eef.trajectory import append_trajectories, read_trajectories
+    from eef.rollout import RolloutConfig, Start, pending
+    from eef.stages import Parallelism
+    from eef.stages import explore as explore_into
+    from eef.trajectory_files import read_trajectories
 
     sampling = settings(SamplingParams, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+    runner = model_section(backend, base_url, device, dtype, max_batch_size, concurrency, api_key_env,
+                            request_timeout, max_retries)
     env, options = env_and_options(env_name, option)
     if from_file is None:
         starts = [Start(t, index=k) for t in task_ids(env, split, limit) for k in range(rollouts)]
@@ -98,17 +103,9 @@ def explore(
     typer.echo(f"{len(starts)} starts, {len(starts) - len(todo)} already in {out}", err=True)
     if not todo:
         return
-    policy = build_policy(backend, model, base_url=base_url, device=device, dtype=dtype,
-                          max_batch_size=max_batch_size, concurrency=concurrency, api_key_env=api_key_env,
-                          timeout_s=request_timeout, max_retries=max_retries)
     prompt = build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env)
-    try:
-        with cloned_envs(env, num_envs, options) as envs:
-            result = rollout(envs, policy, todo, prompt, config, on_trajectory=lambda t: append_trajectories(out, [t]),
-                             progress=True, description="explore", workers=workers,
-                             worker_timeout_s=worker_timeout)
-    finally:
-        policy.close()
+    result = explore_into(env, options, runner, model, starts, prompt, config, out,
+                          Parallelism(num_envs, workers, worker_timeout))
     if result.diverged:
         write_jsonl_atomic(out.with_suffix(".diverged.jsonl"), (
             {"start": s.key, "step": d.step, "expected": d.expected, "seen": d.seen} for s, d in result.diverged))
@@ -153,10 +150,9 @@ def train_command(
     force: Annotated[bool, typer.Option(help="Replace an existing checkpoint at --out.")] = False,
 ) -> None:
     """Masked multi-turn SFT of a checkpoint on trajectory files."""
-    from eef.agent.hf_policy import load_model_and_tokenizer
-    from eef.train import LoraSettings, TrainConfig, tokenize_trajectories, train
-    from eef.train.trainer import evaluate_loss, pad_token_id
-    from eef.trajectory import read_trajectories
+    from eef.stages import train_checkpoint
+    from eef.train import LoraSettings, TrainConfig
+    from eef.trajectory_files import read_trajectories
 
     lora = settings(LoraSettings, {"r": "--lora-r", "alpha": "--lora-alpha", "target_modules": "--lora-targets"},
                     r=lora_r, alpha=lora_alpha or 2 * lora_r, merge=lora_merge,
@@ -171,26 +167,14 @@ def train_command(
     trajectories = [t for path in data for t in read_trajectories(path)]
     if not trajectories:
         raise EefError(f"--data {', '.join(map(str, data))}: no trajectories to train on")
-    if dtype == "auto":
-        import torch
-
-        dtype = "bfloat16" if lora_r and torch.cuda.is_available() else "float32"
-    model_, tokenizer = load_model_and_tokenizer(model, device="cpu", dtype=dtype)  # accelerate places it per process
-    examples, stats = tokenize_trajectories(trajectories, tokenizer, max_length)
-    typer.echo(f"{stats.examples} examples ({stats.trained_tokens:,} of {stats.tokens:,} tokens train); "
-               f"{stats.truncated} cut at {max_length} tokens, {stats.dropped} dropped with nothing to train")
-    if not examples:
-        raise EefError(f"--data {', '.join(map(str, data))}: no turn of its {len(trajectories)} trajectories "
-                       "is trainable")
-    held = tokenize_trajectories(read_trajectories(heldout), tokenizer, max_length)[0] if heldout else []
-    if held:
-        typer.echo(f"held-out loss before: {evaluate_loss(model_, held, pad_token_id(tokenizer)):.4f}")
-    result = train(model_, tokenizer, examples, out, config, progress=True,
-                   metadata={"base_model": model, "data": [str(p) for p in data], "tokenize": stats.__dict__})
+    try:
+        result, _ = train_checkpoint(model, trajectories, out, config, dtype=dtype,
+                                     metadata={"base_model": model, "data": [str(p) for p in data]},
+                                     heldout=read_trajectories(heldout) if heldout else (), log=typer.echo)
+    except EefError as e:
+        raise EefError(f"--data {', '.join(map(str, data))}: {e}") from None
     typer.echo(f"trained {result.steps} steps, loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}, "
                f"{result.tokens_per_s:,.0f} tokens/s -> {out}")
-    if held:
-        typer.echo(f"held-out loss after: {evaluate_loss(model_, held, pad_token_id(tokenizer)):.4f}")
 
 
 def eval_command(
@@ -210,24 +194,17 @@ def eval_command(
 ) -> None:
     """Greedy evaluation on a split: win rate, score, per-task table, trajectories."""
     from eef.agent import PromptConfig, SamplingParams, build_prompt
-    from eef.agent.backends import build_policy
-    from eef.evaluate import evaluate
-    from eef.rollout import cloned_envs
+    from eef.stages import Parallelism, evaluate_checkpoint
 
     settings(SamplingParams, temperature=temperature, max_new_tokens=max_new_tokens)  # checked before any loading
+    runner = model_section(backend, base_url, device, dtype, max_batch_size, concurrency, api_key_env,
+                            request_timeout, max_retries)
     env, options = env_and_options(env_name, option)
     tasks = task_ids(env, split, limit)
-    policy = build_policy(backend, model, base_url=base_url, device=device, dtype=dtype,
-                          max_batch_size=max_batch_size, concurrency=concurrency, api_key_env=api_key_env,
-                          timeout_s=request_timeout, max_retries=max_retries)
-    try:
-        with cloned_envs(env, num_envs, options) as envs:
-            report = evaluate(envs, policy, tasks,
-                              build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env),
-                              split=split, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                              out_dir=out, progress=True, workers=workers, worker_timeout_s=worker_timeout)
-    finally:
-        policy.close()
+    prompt = build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env)
+    report = evaluate_checkpoint(env, options, runner, model, tasks, prompt, out,
+                                 Parallelism(num_envs, workers, worker_timeout), split=split,
+                                 max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     typer.echo(f"{env.name} {split}: {report.episodes} tasks, win rate {report.win_rate:.1%}, "
                f"score {report.score:.3f}, {report.mean_steps:.1f} steps per episode -> {out}")
     if as_json:

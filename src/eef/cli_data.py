@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -29,6 +28,7 @@ from eef.cli_options import (
     RequestTimeout,
     SystemRole,
     env_and_options,
+    model_section,
     refuse_overwrite,
     settings,
     task_ids,
@@ -36,12 +36,10 @@ from eef.cli_options import (
 from eef.errors import EefError
 
 if TYPE_CHECKING:
-    from eef.envs.protocol import TextEnv
-    from eef.trajectory import Message, Trajectory
+    pass
 
 # Program experts: the environment's oracle, the built-in shop's scripted expert, ScienceWorld's gold
 # sequences intact or broken after a key action (eef.experts.scienceworld_gold).
-PROGRAM_EXPERTS = ("oracle", "scripted", "gold", "perturbed")
 
 
 def import_command(
@@ -55,7 +53,7 @@ def import_command(
     """Import expert trajectories, resolving each record's task in ENV."""
     from eef.atomic import write_jsonl_atomic
     from eef.data.importers import import_file
-    from eef.trajectory import write_trajectories
+    from eef.trajectory_files import write_trajectories
 
     unresolved_path = out.with_suffix(".unresolved.jsonl")
     refuse_overwrite(out, unresolved_path, force=force)
@@ -82,7 +80,7 @@ def check_command(
 ) -> None:
     """Replay every trajectory and flag those whose observations or reward differ from the record."""
     from eef.data.check import CheckSummary, check_trajectories
-    from eef.trajectory import iter_trajectories, write_trajectories
+    from eef.trajectory_files import iter_trajectories, write_trajectories
 
     out = out or path.with_suffix(".checked.jsonl")
     refuse_overwrite(out, force=force)
@@ -120,8 +118,8 @@ def fetch_command(
 def expert_command(
     env_name: Annotated[str, typer.Argument(metavar="ENV")],
     out: Annotated[Path, typer.Option(help="Trajectories JSONL to append to (a rerun skips finished tasks).")],
-    policy: Annotated[str, typer.Option(help="openai, hf, vllm, or a program expert: oracle, scripted (shop), "
-                                                "gold, perturbed (scienceworld).")] = "openai",
+    policy: Annotated[str, typer.Option(help="A backend (openai, hf, vllm) or a program expert: oracle, scripted "
+                                                "(shop), gold, perturbed (scienceworld), or one registered.")] = "openai",
     model: Annotated[Optional[str], typer.Option(help="Served model name, checkpoint or hub id (model "
                                                       "policies).")] = None,
     source: Annotated[Optional[str], typer.Option(help="The provenance source (default: the model name).")] = None,
@@ -139,58 +137,37 @@ def expert_command(
     """Record every episode of an expert on a split, failures included, with tokens and cost."""
     from eef.agent import PromptConfig, SamplingParams, build_prompt
     from eef.data.generate import Prices, generate_with_policy, generate_with_program
+    from eef.experts.registry import ExpertSettings, expert_names, expert_program
 
     env, options = env_and_options(env_name, option)
     tasks = task_ids(env, split, limit)
     prompt = build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env)
-    if policy in PROGRAM_EXPERTS:
+    if policy in expert_names():
         if rollouts != 1 or temperature != 0.0 or top_p != 1.0:
             raise EefError(f"--policy {policy} is a program expert: --rollouts, --temperature and --top-p apply to "
                            "model policies (a program expert plays each task once; --seed picks its choices)")
-        report = generate_with_program(env, _program_expert(policy, seed), tasks, prompt, out, source=source or policy,
+        report = generate_with_program(env, expert_program(policy, ExpertSettings(seed=seed)), tasks, prompt, out, source=source or policy,
                                        progress=True)
     else:
-        from eef.agent.backends import build_policy
         from eef.rollout import RolloutConfig, cloned_envs
+        from eef.stages import open_policy
 
         if not model:
             raise EefError(f"--policy {policy} needs --model")
         prices = Prices(price_in or 0.0, price_out or 0.0) if price_in is not None or price_out is not None else None
         sampling = settings(SamplingParams, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
         config = RolloutConfig(sampling, seed=seed, source=source or model)
-        backend = build_policy(policy, model, base_url=base_url, device=device, dtype=dtype,
-                               max_batch_size=max_batch_size, concurrency=concurrency, api_key_env=api_key_env,
-                               timeout_s=request_timeout, max_retries=max_retries)
-        try:
-            with cloned_envs(env, num_envs, options) as envs:
-                report = generate_with_policy(envs, backend, tasks, prompt, out, config, rollouts=rollouts,
-                                              prices=prices, progress=True)
-        finally:
-            backend.close()
+        runner = model_section(policy, base_url, device, dtype, max_batch_size, concurrency, api_key_env,
+                               request_timeout, max_retries)
+        with open_policy(runner, model) as backend, cloned_envs(env, num_envs, options) as envs:
+            report = generate_with_policy(envs, backend, tasks, prompt, out, config, rollouts=rollouts,
+                                          prices=prices, progress=True)
     cost = f", estimated cost ${report.cost:.4f}" if report.cost is not None else ""
     typer.echo(f"{report.new} new episodes in {report.seconds:.1f} s; {out} holds {report.episodes} "
                f"({report.successes} successes), {report.prompt_tokens:,} prompt and "
                f"{report.completion_tokens:,} completion tokens{cost}")
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
-
-
-def _program_expert(name: str, seed: int) -> Callable[[TextEnv, str, tuple[Message, ...]], Trajectory]:
-    """The ``(env, task_id, prompt) -> trajectory`` function of a program expert (``--seed`` seeds
-    the scripted and the perturbed gold experts)."""
-    if name == "oracle":
-        from eef.experts.oracle import oracle_trajectory
-
-        return oracle_trajectory
-    if name == "scripted":
-        from eef.experts.scripted_shop import scripted_trajectory
-
-        return lambda env, task_id, prompt: scripted_trajectory(env, task_id, prompt, seed=seed)
-    from eef.experts.scienceworld_gold import PerturbConfig, gold_trajectory, perturbed_trajectory
-
-    if name == "gold":
-        return gold_trajectory
-    return lambda env, task_id, prompt: perturbed_trajectory(env, task_id, prompt, PerturbConfig(seed=seed))
 
 
 def register(app: typer.Typer) -> None:

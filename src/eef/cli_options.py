@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 import typer
 
 from eef.checks import FieldErrors
-from eef.config import read_yaml
+from eef.config import ModelSection, read_yaml
 from eef.errors import EefError, UnknownNameError
 
 if TYPE_CHECKING:
@@ -27,7 +27,8 @@ EnvOptions = Annotated[
     typer.Option("--option", "-o", help="Environment option KEY=VALUE (VALUE read as YAML); repeatable."),
 ]
 Limit = Annotated[Optional[int], typer.Option(min=1, help="Only the first N tasks.")]
-Backend = Annotated[str, typer.Option(help="Policy backend: hf, openai or vllm.")]
+Backend = Annotated[str, typer.Option(help="Policy backend: hf, openai, vllm or one registered with "
+                                            "eef.agent.backends.register_backend.")]
 BaseUrl = Annotated[Optional[str], typer.Option(help="Server URL for --backend openai, e.g. http://localhost:8000/v1.")]
 NumEnvs = Annotated[int, typer.Option(min=1, help="Episodes stepped together (the batch width).")]
 Workers = Annotated[int, typer.Option(min=1, help="Forked single-threaded processes sharing the episodes (hf "
@@ -96,6 +97,15 @@ def refuse_overwrite(*paths: Path, force: bool) -> None:
     if existing and not force:
         raise EefError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
                        "pass --force to overwrite")
+
+
+def model_section(backend: str, base_url: str | None, device: str, dtype: str, max_batch_size: int,
+                   concurrency: int, api_key_env: str, request_timeout: float, max_retries: int) -> ModelSection:
+    """How the command runs its model, as a run's ``model`` section (checked the same way)."""
+    return settings(ModelSection, {"request_timeout_s": "--request-timeout"},
+                    backend=backend, base_url=base_url, device=device, dtype=dtype, max_batch_size=max_batch_size,
+                    concurrency=concurrency, api_key_env=api_key_env, request_timeout_s=request_timeout,
+                    max_retries=max_retries)
 
 
 CHECKPOINT_MARKERS = ("eef_train.json", "eef_tiny_model.json")  # what eef writes into every model directory

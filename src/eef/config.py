@@ -16,9 +16,12 @@ from typing import Any
 
 import yaml
 
-from eef.checks import FieldErrors, above, at_least, between, check_fields, not_empty
+from eef.agent.backends import backend_names
+from eef.checks import FieldErrors, above, at_least, between, check_fields, not_empty, one_of
 from eef.errors import EefError
+from eef.experts.registry import expert_names
 from eef.experts.scripted_shop import ScriptedExpertConfig
+from eef.methods import METHODS, NEUTRAL_MODES, SELECTION_RULES
 from eef.models.tiny import TinyModelConfig
 from eef.train.settings import TrainConfig
 
@@ -45,9 +48,11 @@ class ModelSection:
 
     ``base`` null creates the tiny default (sized by ``tiny``; its seed is the run's) from the
     environment's text; otherwise a checkpoint directory or hub id (e.g.
-    ``meta-llama/Meta-Llama-3-8B-Instruct``). ``request_timeout_s``, ``max_retries`` and
-    ``max_backoff_s`` bound each call to a server (``openai`` backend): the wall-clock deadline of
-    one attempt, further attempts after a transient failure, the longest wait between them.
+    ``meta-llama/Meta-Llama-3-8B-Instruct``). For a server (``openai`` backend): ``concurrency``
+    requests in flight, the API key read from the variable ``api_key_env``, and
+    ``request_timeout_s``, ``max_retries`` and ``max_backoff_s`` bounding each call: the
+    wall-clock deadline of one attempt, further attempts after a transient failure, the longest
+    wait between them.
     """
 
     base: str | None = None
@@ -57,14 +62,16 @@ class ModelSection:
     dtype: str = "auto"
     max_batch_size: int = 64
     base_url: str | None = None
+    concurrency: int = 16
+    api_key_env: str = "OPENAI_API_KEY"
     request_timeout_s: float = 60.0
     max_retries: int = 5
     max_backoff_s: float = 60.0
 
-    CHOICES = {"backend": ("hf", "openai", "vllm")}
-
     def __post_init__(self) -> None:
-        check_fields(self, max_batch_size=at_least(1), base=not_empty, request_timeout_s=above(0),
+        check_fields(self, backend=one_of(*backend_names()), max_batch_size=at_least(1), concurrency=at_least(1),
+                     base=not_empty,
+                     api_key_env=not_empty, request_timeout_s=above(0),
                      max_retries=at_least(0), max_backoff_s=at_least(0))
 
 
@@ -83,7 +90,8 @@ class ExpertSource:
 
     ``kind``: ``scripted`` (the built-in shop's scripted expert), ``oracle`` (perfect
     demonstrations), ``gold`` / ``perturbed`` (ScienceWorld's gold sequences, intact or broken
-    after a key action) or ``file`` (trajectories JSONL at ``path``). ``role``: ``clone`` (successes go
+    after a key action), one added with :func:`eef.experts.registry.register_expert`, or ``file``
+    (trajectories JSONL at ``path``). ``role``: ``clone`` (successes go
     to ``D_e``, failures are explored) or ``explore`` (everything is only explored: the spec's
     weaker teacher).
     """
@@ -95,7 +103,10 @@ class ExpertSource:
     seed: int = 0
     scripted: ScriptedExpertConfig | None = None  # kind scripted: its mistake rates (None: the defaults)
 
-    CHOICES = {"kind": ("scripted", "oracle", "file", "gold", "perturbed"), "role": ("clone", "explore")}
+    CHOICES = {"role": ("clone", "explore")}
+
+    def __post_init__(self) -> None:
+        check_fields(self, kind=one_of("file", *expert_names()))
 
 
 @dataclass(frozen=True)
@@ -117,7 +128,7 @@ class RolloutSection:
     ``workers`` > 1 shares the episodes among that many forked single-threaded processes, each
     stepping ``num_envs / workers`` environments: faster decoding on the CPU with the ``hf``
     backend and an environment that lives in this process (the built-in shop); a model on a GPU
-    rolls out in one process (see :mod:`eef.rollout_workers`). ``worker_timeout_s``: how long a
+    rolls out in one process (see :mod:`eef.rollout.workers`). ``worker_timeout_s``: how long a
     worker may go without finishing an episode before it is killed and the stage fails naming it.
     """
 
@@ -157,7 +168,7 @@ class EEFSection:
     def __post_init__(self) -> None:
         check_fields(self, m=at_least(1))
 
-    CHOICES = {"explore": ("failed", "all"), "neutral": ("mask", "train")}
+    CHOICES = {"explore": ("failed", "all"), "neutral": NEUTRAL_MODES}
 
 
 @dataclass(frozen=True)
@@ -169,7 +180,7 @@ class MethodsSection:
     epochs suit ``train_from: previous``, where each iteration continues the last checkpoint.
     """
 
-    run: tuple[str, ...] = ("sft_pos", "rft", "rft_k", "eef")
+    run: tuple[str, ...] = METHODS
     iterations: int = 3
     rollouts_per_state: int = 1
     rft_k: int | None = None
@@ -182,8 +193,7 @@ class MethodsSection:
         check_fields(self, iterations=at_least(1), rollouts_per_state=at_least(1), rft_k=at_least(1),
                      iteration_epochs=at_least(1), run=not_empty)
 
-    CHOICES = {"selection": ("fewest", "newest", "random"), "train_from": ("base", "previous")}
-    METHODS = ("sft_pos", "rft", "rft_k", "eef")
+    CHOICES = {"selection": SELECTION_RULES, "train_from": ("base", "previous")}
 
 
 @dataclass(frozen=True)
@@ -257,7 +267,7 @@ def _value(hint: Any, value: Any, path: str, problems: list[str]) -> Any:
         if value is None and type(None) in args:
             return None
         return _value(next(a for a in args if a is not type(None)), value, path, problems)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return build(hint, value, path + ".", problems)
     if origin is tuple:
         if not isinstance(value, list):
@@ -316,7 +326,7 @@ def read_yaml(text: str, source: str) -> Any:
         EefError: naming ``source``, the line where known and what is wrong.
     """
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as e:
         line = f":{e.problem_mark.line + 1}" if e.problem_mark is not None else ""
         raise EefError(f"{source}{line}: not valid YAML: {e.problem or e.context}") from None
@@ -423,14 +433,13 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 def _cross_checks(config: RunConfig, base: Path) -> list[str]:
     problems = []
     for i, method in enumerate(config.methods.run):
-        if method not in MethodsSection.METHODS:
-            problems.append(f"methods.run[{i}]: {method!r} is not one of {', '.join(MethodsSection.METHODS)}")
+        if method not in METHODS:
+            problems.append(f"methods.run[{i}]: {method!r} is not one of {', '.join(METHODS)}")
     for i, source in enumerate(config.expert.sources):
         if source.kind == "file" and (source.path is None or not (base / source.path).is_file()):
             problems.append(f"expert.sources[{i}].path: {source.path!r} is not a file")
-        if source.scripted is not None:
-            if source.kind != "scripted":
-                problems.append(f"expert.sources[{i}].scripted: only for kind scripted, not {source.kind!r}")
+        if source.scripted is not None and source.kind != "scripted":
+            problems.append(f"expert.sources[{i}].scripted: only for kind scripted, not {source.kind!r}")
     if config.rollout.workers > 1 and config.model.backend != "hf":
         problems.append(f"rollout.workers: {config.rollout.workers} worker processes need model.backend hf "
                         f"(a {config.model.backend} server batches the requests itself), or set rollout.workers: 1")

@@ -8,16 +8,17 @@ are kept apart, as the spec's protocol asks.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from eef.agent.policy import Policy, SamplingParams
+from eef.atomic import write_text_atomic
 from eef.envs.protocol import TextEnv
 from eef.errors import EefError
 from eef.rollout import RolloutConfig, Start, pending, rollout
-from eef.atomic import write_text_atomic
-from eef.trajectory import Message, Trajectory, append_trajectories, write_trajectories
+from eef.trajectory import Message, Trajectory
+from eef.trajectory_files import append_trajectories, write_trajectories
 
 
 @dataclass
@@ -90,7 +91,7 @@ def evaluate(envs: Sequence[TextEnv], policy: Policy, task_ids: Sequence[str], p
     end, and a rerun after a crash evaluates only the missing tasks; at the end
     ``trajectories.jsonl``, ``report.json`` (figures and per-task rows) and ``tasks.tsv`` are
     written atomically and the partial file is removed. ``workers`` > 1 shares the episodes
-    among forked processes (see :mod:`eef.rollout_workers`), each silent at most ``worker_timeout_s``.
+    among forked processes (see :mod:`eef.rollout.workers`), each silent at most ``worker_timeout_s``.
     """
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise EefError(f"{out_dir}: exists and is not a directory (the evaluation writes its files into one)")
@@ -106,10 +107,20 @@ def evaluate(envs: Sequence[TextEnv], policy: Policy, task_ids: Sequence[str], p
     trajectories = [finished[t] for t in task_ids]
     report = report_from(trajectories, envs[0].name, split, policy.name, result.seconds)
     report.env_incidents = dict(result.env_incidents)
-    if out_dir is not None:
+    if out_dir is not None and partial is not None:
         save_report(report, trajectories, Path(out_dir))
         partial.unlink(missing_ok=True)
     return report
+
+
+def best_iteration(results: Mapping[int, tuple[float, float]]) -> int:
+    """The iteration whose test results ``(win rate, score)`` are best: the highest win rate, then
+    score, then the earliest.
+
+    >>> best_iteration({1: (0.5, 0.7), 2: (0.6, 0.6), 3: (0.6, 0.6)})
+    2
+    """
+    return max(results, key=lambda k: (*results[k], -k))
 
 
 def save_report(report: EvalReport, trajectories: Sequence[Trajectory], out_dir: Path) -> None:

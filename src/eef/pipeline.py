@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -34,16 +33,19 @@ import yaml
 
 from eef.agent import PromptConfig, SamplingParams, build_prompt
 from eef.atomic import write_text_atomic
-from eef.config import RunConfig, saved_config
+from eef.config import ExpertSource, RunConfig, saved_config
 from eef.data.check import restorable
 from eef.envs import make
 from eef.envs.protocol import TextEnv
 from eef.errors import EefError
-from eef.methods import (PositiveRepository, Solution, analyse_all, eef_solutions, expert_demonstrations,
-                         self_solutions, state_positions)
-from eef.rollout import RolloutConfig, Start, cloned_envs, pending, rollout, rollout_mismatch, trajectory_id
-from eef.rollout_workers import process_local
-from eef.trajectory import Message, Trajectory, append_trajectories, read_trajectories, write_trajectories
+from eef.evaluate import best_iteration
+from eef.experts.registry import ExpertSettings, expert_trajectories
+from eef.methods import PositiveRepository, Solution, expert_demonstrations, self_solutions, state_positions
+from eef.methods.accounting import eef_candidates, solved_tasks
+from eef.rollout import RolloutConfig, Start, rollout_mismatch, trajectory_id
+from eef.stages import Parallelism, evaluate_checkpoint, explore, train_checkpoint
+from eef.trajectory import Message, Trajectory
+from eef.trajectory_files import read_trajectories, write_trajectories
 
 
 class RunDir:
@@ -128,7 +130,7 @@ def run(config: RunConfig, *, resume: bool = False, log: Callable[[str], None] =
 
 def check_against_env(config: RunConfig, env: TextEnv) -> None:
     """What the configuration can only be checked against once its environment exists."""
-    if config.rollout.workers > 1 and not process_local(env):
+    if config.rollout.workers > 1 and not env.process_local:
         raise EefError(f"rollout.workers: {config.rollout.workers} worker processes need an environment that lives "
                        f"wholly in this process; {env.name} does not (set rollout.workers: 1)")
     for key, split in (("expert.split", config.expert.split), ("eval.split", config.eval.split)):
@@ -151,13 +153,13 @@ def _run_stages(config: RunConfig, env: TextEnv, rd: RunDir) -> dict[str, Any]:
     for method in (m for m in config.methods.run if m != "sft_pos"):
         repository = PositiveRepository(config.methods.selection, config.seed)
         current, evals, solved = sft_pos / "checkpoint", [], []
-        for k in range(1, config.methods.iterations + 1):
-            stage = root / method / f"iter-{k}"
-            rollouts = explore_stage(config, rd, env, prompt, stage, method, k, current, experts)
-            data, label = label_stage(config, rd, stage, method, k, rollouts, experts, cloned, repository)
+        for iteration in range(1, config.methods.iterations + 1):
+            stage = root / method / f"iter-{iteration}"
+            rollouts = explore_stage(config, rd, env, prompt, stage, method, iteration, current, experts)
+            data, label = label_stage(config, rd, stage, method, iteration, rollouts, experts, cloned, repository)
             start = base if config.methods.train_from == "base" else current
-            train_stage(config, rd, stage, method, k, start, data)
-            evals.append(evaluate_stage(config, rd, env, prompt, stage, method, k))
+            train_stage(config, rd, stage, method, iteration, start, data)
+            evals.append(evaluate_stage(config, rd, env, prompt, stage, method, iteration))
             solved.append(label["train_solved"])
             current = stage / "checkpoint"
         summary[method] = _summary_entry(evals, solved)
@@ -208,8 +210,10 @@ def collect_experts(config: RunConfig, env: TextEnv, prompt: tuple[Message, ...]
     return experts
 
 
-def _expert_source(source, env: TextEnv, tasks: list[str], prompt: tuple[Message, ...]) -> list[Trajectory]:
+def _expert_source(source: ExpertSource, env: TextEnv, tasks: list[str], prompt: tuple[Message, ...]) -> list[Trajectory]:
     if source.kind == "file":
+        if source.path is None:
+            raise EefError(f"expert source {source.name!r}: kind file needs a path")
         recorded = read_trajectories(source.path)
         loaded = [t for t in recorded if t.task_id in set(tasks)]
         if any(t.env != env.name for t in loaded):
@@ -218,21 +222,8 @@ def _expert_source(source, env: TextEnv, tasks: list[str], prompt: tuple[Message
             raise EefError(f"{source.path}: none of its {len(recorded)} trajectories is of a task of expert.split "
                            f"(expert source {source.name!r})")
         return loaded
-    if source.kind == "oracle":
-        from eef.experts.oracle import oracle_trajectories
-
-        return oracle_trajectories(env, tasks, prompt)
-    if source.kind in ("gold", "perturbed"):  # ScienceWorld's gold sequences, intact or broken
-        from eef.experts.scienceworld_gold import PerturbConfig, gold_trajectories, perturbed_trajectories
-
-        if source.kind == "gold":
-            return gold_trajectories(env, tasks, prompt)
-        return perturbed_trajectories(env, tasks, prompt, PerturbConfig(seed=source.seed))
-    from eef.experts.scripted_shop import ScriptedExpertConfig, scripted_trajectories
-
-    trajectories = scripted_trajectories(env, tasks, prompt, source.scripted or ScriptedExpertConfig(), source.seed)
-    tiers = {t: env.catalog.goals[env.catalog.goal_index(t)].tier for t in tasks}
-    return [replace(t, meta={**t.meta, "tier": tiers[t.task_id]}) for t in trajectories]
+    return expert_trajectories(source.kind, env, tasks, prompt,
+                               ExpertSettings(seed=source.seed, scripted=source.scripted))
 
 
 def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Message, ...], stage: Path,
@@ -242,9 +233,9 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
     path = stage / "rollouts.jsonl"
     began = time.perf_counter()
     eef = config.methods.eef
-    k = (config.methods.rft_k or 1 + eef.m) if method == "rft_k" else 1
+    rollouts_per_task = (config.methods.rft_k or 1 + eef.m) if method == "rft_k" else 1
     tasks = env.task_ids(config.expert.split)[: config.expert.limit]
-    starts = [Start(t, index=i) for t in tasks for i in range(k)]
+    starts = [Start(t, index=i) for t in tasks for i in range(rollouts_per_task)]
     if method == "eef":
         starts += [Start(e.task_id, e, p, i) for e in explored_experts(config, experts)
                    for p in state_positions(e, eef.m)[1:] for i in range(config.methods.rollouts_per_state)]
@@ -260,19 +251,9 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
 
     if rd.done(stage / "explore"):
         return in_start_order()
-    _, todo = pending(path, starts, rollout_config)
     others = other_methods_rollouts(rd.root, config.methods.run, method, iteration, str(model), rollout_config)
-    append_trajectories(path, [others[i] for i in (trajectory_id(rollout_config, s) for s in todo) if i in others])
-    todo = [s for s in todo if trajectory_id(rollout_config, s) not in others]
-    policy = _policy(config, model)
-    try:
-        with cloned_envs(env, config.rollout.num_envs, config.env.options) as envs:
-            result = rollout(envs, policy, todo, prompt, rollout_config, workers=config.rollout.workers,
-                             worker_timeout_s=config.rollout.worker_timeout_s, progress=True,
-                             on_trajectory=lambda t: append_trajectories(path, [t]),
-                             description=f"explore {method} {iteration}")
-    finally:
-        policy.close()
+    result = explore(env, config.env.options, config.model, model, starts, prompt, rollout_config, path,
+                     _parallelism(config), description=f"explore {method} {iteration}", reuse=others)
     trajectories = in_start_order()
     reused = sum(t.id in others for t in trajectories)  # also those copied before an interruption
     from_states = [t for t in trajectories if t.provenance.parent_id]
@@ -328,49 +309,25 @@ def label_stage(config: RunConfig, rd: RunDir, stage: Path, method: str, iterati
     candidates = self_solutions(from_s0, iteration)
     counts = {"beneficial": 0, "harmful": 0, "neutral": 0, "recovery_states": 0, "skipped_experts": 0}
     if method == "eef":
-        first_s0 = {}
-        for t in from_s0:
-            first_s0.setdefault(t.task_id, t)
-        simulations = {(t.provenance.parent_id, t.provenance.start_step): t for t in rollouts if t.provenance.parent_id}
-        analysed, skipped = analyse_all(explored_experts(config, experts), simulations, first_s0, config.methods.eef.m)
-        counts["skipped_experts"] = len(skipped)
+        found, counts = eef_candidates(explored_experts(config, experts), rollouts, iteration,
+                                       config.methods.eef.m, config.methods.eef.neutral)
+        candidates += found
         counts["flagged_experts"] = sum(not restorable(e) for e in experts)
-        for analysis, sims in analysed:
-            for label in analysis.labels:
-                counts[label] += 1
-            counts["recovery_states"] += len(analysis.recovery)
-            candidates += eef_solutions(analysis, sims, iteration, config.methods.eef.neutral)
     repository.add(candidates)
     write_trajectories(repository_path, [_tagged(s) for s in repository.solutions.values()])
     data = cloned + repository.trajectories()
     write_trajectories(train_path, data)
     solutions = list(repository.solutions.values())
-    # each solved training task counted once, by the first source that solves it
-    expert_solved = {t.task_id for t in cloned}
-    self_solved = {s.trajectory.task_id for s in solutions if s.kind == "self" and s.state.endswith("@s0")}
-    eef_solved = {s.trajectory.task_id for s in solutions} - self_solved - expert_solved
-    self_solved -= expert_solved
-    teacher_of = {e.id: str(e.meta.get("teacher", e.provenance.source)) for e in experts}
-    by_teacher = Counter(teacher_of.get(t.id, t.provenance.source) for t in cloned)
-    eef_teacher = {}  # an EEF-solved task counts for the teacher whose trajectory led to its first solution
-    for s in solutions:
-        if s.trajectory.task_id in eef_solved:
-            eef_teacher.setdefault(s.trajectory.task_id, teacher_of.get(s.trajectory.provenance.parent_id, "?"))
-    by_teacher.update(eef_teacher.values())
     record = {
         "stage": "label", "method": method, "iteration": iteration, **counts,
         "important_states": len({t.task_id for t in rollouts}) + counts["recovery_states"],
-        "repository": len(solutions),
-        "solved_by_source": {"expert": len(expert_solved), "self_s0": len(self_solved), "eef": len(eef_solved)},
-        # what each teacher contributed: its cloned successes plus the EEF solutions of its trajectories
-        "solved_by_teacher": dict(sorted(by_teacher.items())),
-        "train_solved": len(expert_solved) + len(self_solved) + len(eef_solved),
+        "repository": len(solutions), **solved_tasks(cloned, solutions, experts),
         "seconds": round(time.perf_counter() - began, 2)}
     return data, rd.finish(stage / "label", record)
 
 
 def _tagged(solution: Solution) -> Trajectory:
-    return replace(solution.trajectory, meta={**solution.trajectory.meta, "state": solution.state,
+    return replace(solution.trajectory, meta={**solution.trajectory.meta, "state": solution.state_key,
                                               "actions": solution.actions, "iteration": solution.iteration,
                                               "kind": solution.kind})
 
@@ -384,18 +341,13 @@ def train_stage(config: RunConfig, rd: RunDir, stage: Path, method: str, iterati
     """Masked SFT of ``start`` on ``data`` into ``stage/checkpoint``."""
     if rd.done(stage / "train"):
         return
-    from eef.agent.hf_policy import load_model_and_tokenizer
-    from eef.train import tokenize_trajectories, train
-
     began = time.perf_counter()
     if method == "sft_pos":
         write_trajectories(stage / "train.jsonl", data)
     epochs = config.train.epochs if method == "sft_pos" else config.methods.iteration_epochs or config.train.epochs
     train_config = replace(config.train, epochs=epochs, seed=config.seed + iteration)
-    model, tokenizer = load_model_and_tokenizer(start, device="cpu", dtype="float32")
-    examples, stats = tokenize_trajectories(data, tokenizer, train_config.max_length)
-    result = train(model, tokenizer, examples, stage / "checkpoint", train_config, progress=True,
-                   metadata={"base_model": str(start), "method": method, "iteration": iteration})
+    result, stats = train_checkpoint(start, data, stage / "checkpoint", train_config, dtype=config.model.dtype,
+                                     metadata={"base_model": str(start), "method": method, "iteration": iteration})
     rd.finish(stage / "train", {
         "stage": "train", "method": method, "iteration": iteration, "examples": stats.examples,
         "truncated": stats.truncated, "dropped": stats.dropped, "trained_tokens": result.trained_tokens,
@@ -409,21 +361,14 @@ def evaluate_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Me
     done = rd.done(stage / "eval")
     if done:
         return done
-    from eef.evaluate import evaluate
     from eef.report import navigation_shares
 
     began = time.perf_counter()
     tasks = env.task_ids(config.eval.split)[: config.eval.limit]
-    policy = _policy(config, stage / "checkpoint")
-    try:
-        with cloned_envs(env, config.rollout.num_envs, config.env.options) as envs:
-            report = evaluate(envs, policy, tasks, prompt,
-                              split=config.eval.split, max_new_tokens=config.eval.max_new_tokens,
-                              temperature=config.eval.temperature, seed=config.seed, out_dir=stage / "eval",
-                              progress=True, workers=config.rollout.workers,
-                              worker_timeout_s=config.rollout.worker_timeout_s)
-    finally:
-        policy.close()
+    report = evaluate_checkpoint(env, config.env.options, config.model, stage / "checkpoint", tasks, prompt,
+                                 stage / "eval", _parallelism(config), split=config.eval.split,
+                                 max_new_tokens=config.eval.max_new_tokens, temperature=config.eval.temperature,
+                                 seed=config.seed)
     trajectories = read_trajectories(stage / "eval" / "trajectories.jsonl")
     return rd.finish(stage / "eval", {
         "stage": "eval", "method": method, "iteration": iteration, "win_rate": report.win_rate,
@@ -444,17 +389,13 @@ def report_stage(rd: RunDir) -> None:
     rd.log(f"[report] {path / 'report.md'}")
 
 
-def _policy(config: RunConfig, model: str | Path):
-    from eef.agent.backends import build_policy
-
-    return build_policy(config.model.backend, str(model), base_url=config.model.base_url,
-                        device=config.model.device, dtype=config.model.dtype,
-                        max_batch_size=config.model.max_batch_size, timeout_s=config.model.request_timeout_s,
-                        max_retries=config.model.max_retries, max_backoff_s=config.model.max_backoff_s)
+def _parallelism(config: RunConfig) -> Parallelism:
+    return Parallelism(config.rollout.num_envs, config.rollout.workers, config.rollout.worker_timeout_s)
 
 
 def _summary_entry(evals: list[dict[str, Any]], solved: list[int]) -> dict[str, Any]:
     iterations = [{"iteration": e["iteration"], "test_win_rate": e["win_rate"], "test_score": e["score"]}
                   for e in evals]
-    best = max(iterations, key=lambda r: (r["test_win_rate"], r["test_score"]))
-    return {"iterations": iterations, "best": best, "last": iterations[-1], "train_solved": solved}
+    best = best_iteration({r["iteration"]: (r["test_win_rate"], r["test_score"]) for r in iterations})
+    return {"iterations": iterations, "best": next(r for r in iterations if r["iteration"] == best),
+            "last": iterations[-1], "train_solved": solved}

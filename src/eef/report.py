@@ -21,11 +21,13 @@ import yaml
 
 from eef.atomic import write_text_atomic
 from eef.errors import DataError
+from eef.evaluate import best_iteration
 from eef.jsonl import iter_json_lines
+from eef.methods import METHODS
 from eef.report_render import Block, plot_bars, plot_curves, render_html, render_markdown
-from eef.trajectory import Trajectory, read_trajectories
+from eef.trajectory import Trajectory
+from eef.trajectory_files import read_trajectories
 
-METHOD_ORDER = ("sft_pos", "rft", "rft_k", "eef")
 EXAMPLES = 3  # successes and failures shown per method
 
 _NAVIGATION = {"next": re.compile(r"click\s*\[\s*next\s*>\s*\]", re.IGNORECASE),
@@ -169,7 +171,7 @@ def _results(run_dir: Path, metrics: list[dict[str, Any]]) -> dict[str, _Results
                 results.points.setdefault(k, (evals["win_rate"], evals["score"]))
     for results in out.values():  # without a summary: the highest win rate, then score, then the earliest
         if results.points and results.best is None:
-            results.best = max(results.points, key=lambda k: (*results.points[k], -k))
+            results.best = best_iteration(results.points)
         if results.points and results.last is None:
             results.last = max(results.points)
     return {name: out[name] for name in _ordered(out) if out[name].points}
@@ -177,7 +179,7 @@ def _results(run_dir: Path, metrics: list[dict[str, Any]]) -> dict[str, _Results
 
 def _ordered(names: Iterable[str]) -> list[str]:
     names = list(dict.fromkeys(names))
-    return [n for n in METHOD_ORDER if n in names] + [n for n in names if n not in METHOD_ORDER]
+    return [n for n in METHODS if n in names] + [n for n in names if n not in METHODS]
 
 
 def _eval_dir(run_dir: Path, method: str, iteration: int) -> Path:
@@ -213,8 +215,8 @@ def write_report(run_dir: Path) -> Path:
     config = config if isinstance(config, dict) else {}
     metrics = _latest(load_metrics(run_dir / "metrics.jsonl"))
     results = _results(run_dir, metrics)
-    methods = config.get("methods") if isinstance(config.get("methods"), dict) else {}
-    report = _Report(run_dir, out, metrics, results, methods)
+    methods = config.get("methods")
+    report = _Report(run_dir, out, metrics, results, methods if isinstance(methods, dict) else {})
     title = f"Run report: {config.get('name', run_dir.name)}"
     about = f"Environment {_dig(config, 'env.name')}, seed {config.get('seed')}; from the artifacts in {run_dir.name}/."
     blocks = [("h", 1, title), ("p", about),
@@ -229,7 +231,8 @@ def _latest(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One record per stage, method and iteration (the last: a resumed stage appends again), by
     method then iteration."""
     latest = {(r["stage"], r.get("method"), r.get("iteration")): r for r in metrics}
-    rank = {name: i for i, name in enumerate(_ordered(r["method"] for r in metrics if "method" in r))}
+    rank: dict[str | None, int] = {name: i for i, name in
+                                   enumerate(_ordered(r["method"] for r in metrics if "method" in r))}
     return sorted(latest.values(), key=lambda r: (rank.get(r.get("method"), -1), r.get("iteration", 0)))
 
 
@@ -263,7 +266,7 @@ class _Report:
     def curves(self, index: int) -> dict[str, list[tuple[float, float]]]:
         """Test win rate (index 0) or score (1) per iteration, SFT-POS as every method's iteration 0."""
         base = self.results.get("sft_pos", _Results()).points
-        curves = {}
+        curves: dict[str, list[tuple[float, float]]] = {}
         for name, r in self.results.items():
             if name != "sft_pos" or len(self.results) == 1:  # SFT-POS alone is drawn as itself
                 points = {0: base[0]} | r.points if 0 in base else r.points
@@ -274,8 +277,8 @@ class _Report:
         """The paper-shaped table (best and last iteration), the curves and the per-iteration table."""
         rows, per_iteration = [], []
         for name, r in self.results.items():
-            rows.append([self.label(name), _fmt(r.best), _win_score(r.points.get(r.best)),
-                         _fmt(r.last), _win_score(r.points.get(r.last))])
+            rows.append([self.label(name), _fmt(r.best), _win_score(_point_at(r.points, r.best)),
+                         _fmt(r.last), _win_score(_point_at(r.points, r.last))])
             for k, (win, score) in sorted(r.points.items()):
                 report = r.evals.get(k, {})
                 per_iteration.append([self.label(name), str(k), _fmt(win, percent=True), _fmt(score),
@@ -388,8 +391,10 @@ class _Report:
         for name, r in self.results.items():
             recorded = evals.get(("sft_pos", 0) if r.best == 0 else (name, r.best), {}).get("navigation")
             trajectories = None if recorded else self.best_trajectories(name)
-            if recorded or trajectories is not None:
-                shares.append((f"{self.label(name)} {r.best}", recorded or navigation_shares(trajectories)))
+            if recorded:
+                shares.append((f"{self.label(name)} {r.best}", recorded))
+            elif trajectories is not None:
+                shares.append((f"{self.label(name)} {r.best}", navigation_shares(trajectories)))
         if not shares:
             return []
         keys = list(dict.fromkeys(k for _, s in shares for k in s))
@@ -443,9 +448,10 @@ def _flatten(table: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _dig(record: dict[str, Any], dotted: str) -> Any:
+    value: Any = record
     for key in dotted.split("."):
-        record = record.get(key) if isinstance(record, dict) else None
-    return record
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 def _fmt(value: Any, percent: bool = False) -> str:
@@ -460,6 +466,10 @@ def _minus(a: Any, b: Any) -> Any:
 
 def _share(part: Any, whole: Any) -> str:
     return _fmt(part / whole, percent=True) if _is_number(part) and _is_number(whole) and whole else "–"
+
+
+def _point_at(points: dict[int, tuple[float, float]], iteration: int | None) -> tuple[float, float] | None:
+    return points.get(iteration) if iteration is not None else None
 
 
 def _win_score(point: tuple[float, float] | None) -> str:

@@ -51,15 +51,8 @@ from eef.agent.parse import parse_turn
 from eef.atomic import write_jsonl_atomic
 from eef.errors import DataError, UnknownNameError
 from eef.jsonl import iter_json_lines
-from eef.trajectory import (
-    Message,
-    Provenance,
-    Trajectory,
-    Turn,
-    require_field,
-    require_reward,
-    trajectory_from_dict,
-)
+from eef.trajectory import Message, Provenance, Trajectory, Turn
+from eef.trajectory_files import require_field, require_reward, trajectory_from_dict
 
 
 class _Layout(NamedTuple):

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from eef.agent.hf_policy import HFPolicy, prefill_groups
-from eef.agent.policy import GenerationRequest, SamplingParams
+from eef.agent.policy import GenerationRequest, Policy, SamplingParams
+from eef.errors import EefError
+from eef.models.loading import load_model_and_tokenizer
 
 SAMPLED = SamplingParams(temperature=1.0, max_new_tokens=12)
 
@@ -151,3 +153,13 @@ def test_grouped_decoding_attention_gives_the_completions_of_plain_attention(tin
         spans.clear()
         assert grouped_texts == [c.text for c in plain.generate(requests, params)]
         assert set(spans) == {None}
+
+
+def test_a_policy_on_the_cpu_is_process_local_and_knows_its_context(policy):
+    assert isinstance(policy, Policy) and policy.process_local
+    assert policy.context_length == policy.model.config.max_position_embeddings > 0
+
+
+def test_loading_what_is_not_a_model_is_one_line_error(tmp_path):
+    with pytest.raises(EefError, match="cannot load a model and tokenizer"):
+        load_model_and_tokenizer(tmp_path, device="cpu")

@@ -15,7 +15,7 @@ import pytest
 from eef.agent.backends import build_policy
 from eef.agent.hf_policy import HFPolicy
 from eef.agent.openai_policy import OpenAIPolicy, parse_retry_after
-from eef.agent.policy import Completion, GenerationRequest, SamplingParams
+from eef.agent.policy import Completion, GenerationRequest, Policy, SamplingParams
 from eef.agent.serve import serve
 from eef.errors import EefError
 
@@ -135,7 +135,7 @@ def test_client_raises_on_a_bad_request(hf_server):
         policy.close()
 
 
-class EchoPolicy:
+class EchoPolicy(Policy):
     """Answers with the last message and its seed; records the size of each batch."""
 
     name = "echo"
@@ -146,9 +146,6 @@ class EchoPolicy:
     def generate(self, requests, params):
         self.batches.append((len(requests), params))
         return [Completion(f"{r.messages[-1]['content']}|{r.seed}|{params.temperature}", 3, 2) for r in requests]
-
-    def close(self):
-        pass
 
 
 def test_concurrent_requests_are_batched_and_come_back_in_order():

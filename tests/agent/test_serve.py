@@ -4,27 +4,25 @@ sees it, and keeps serving the next client."""
 import http.client
 import json
 import threading
-from types import SimpleNamespace
 
 import httpx
 import pytest
 
-from eef.agent.policy import Completion
+from eef.agent.policy import Completion, Policy
 from eef.agent.serve import DEFAULT_MAX_TOKENS_LIMIT, parse_chat_request, serve
 from eef.errors import EefError
 
 HI = [{"role": "user", "content": "hi"}]
 
 
-class CountingPolicy:
+class CountingPolicy(Policy):
     """Echoes the last message; counts tokens as words; records every generate call."""
 
     name = "counting"
 
     def __init__(self, context=None):
         self.calls = []
-        if context is not None:
-            self.model = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=context))
+        self.context_length = context
 
     def encode_prompt(self, messages):
         if any(m["content"] == "unrenderable" for m in messages):
@@ -34,9 +32,6 @@ class CountingPolicy:
     def generate(self, requests, params):
         self.calls.append((len(requests), params.max_new_tokens))
         return [Completion(r.messages[-1]["content"], 1, 1) for r in requests]
-
-    def close(self):
-        pass
 
 
 def post(server, body):

@@ -2,10 +2,10 @@
 
 import re
 
-from eef.agent.policy import Completion
+from eef.agent.policy import Completion, Policy
 
 
-class Shopper:
+class Shopper(Policy):
     """Searches the instruction's first words, opens the first result and buys it: some of its
     episodes succeed, others fail. Token counts are words, and every call is tallied."""
 

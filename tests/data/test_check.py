@@ -1,10 +1,10 @@
 from dataclasses import replace
 
 import pytest
+from expert_files import eto_record, write_array
 
 from eef.data.check import CheckSummary, check_trajectories, check_trajectory, restorable
 from eef.data.importers import import_file
-from expert_files import eto_record, write_array
 
 
 def _with_observation(run, step, text):
@@ -65,9 +65,10 @@ def test_checked_copies_carry_the_flag_and_the_summary_counts(shop_env, expert_r
 
 
 def test_webshop_records_resolve_and_replay_on_the_real_data(tmp_path, webshop_env):
+    from expert_files import eef_expert_record
+
     from eef.agent import PromptConfig, build_prompt
     from eef.experts.oracle import oracle_trajectory
-    from expert_files import eef_expert_record
 
     prompt = build_prompt("webshop", PromptConfig(), webshop_env)
     runs = [oracle_trajectory(webshop_env, t, prompt) for t in webshop_env.task_ids("train")[:3]]

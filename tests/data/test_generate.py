@@ -1,11 +1,11 @@
 import pytest
+from shopper import Shopper
 
 from eef.agent import PromptConfig, SamplingParams, build_prompt
 from eef.data.generate import Prices, UsageMeter, generate_with_policy, generate_with_program
 from eef.experts.oracle import oracle_trajectory
 from eef.rollout import RolloutConfig, clone_envs
-from eef.trajectory import read_trajectories
-from shopper import Shopper
+from eef.trajectory_files import read_trajectories
 
 
 def test_prices():

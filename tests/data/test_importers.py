@@ -2,12 +2,6 @@ import json
 import re
 
 import pytest
-
-from eef.agent import PromptConfig, build_prompt
-from eef.agent.parse import parse_turn
-from eef.data.importers import import_file
-from eef.errors import DataError, UnknownNameError
-from eef.trajectory_formats import to_openai, to_sharegpt
 from expert_files import (
     ETO_INSTRUCTION,
     agentgym_record,
@@ -17,6 +11,12 @@ from expert_files import (
     write_array,
     write_lines,
 )
+
+from eef.agent import PromptConfig, build_prompt
+from eef.agent.parse import parse_turn
+from eef.data.importers import import_file
+from eef.errors import DataError, UnknownNameError
+from eef.trajectory_formats import to_openai, to_sharegpt
 
 
 def _same_episode(imported, run, *, outcome=True):
@@ -51,7 +51,7 @@ def test_ids_that_do_not_resolve_are_listed_not_dropped(tmp_path, shop_env, expe
     assert result.trajectories[1].meta["import"]["resolved_by"] == "instruction"  # id 'x': by its page
     assert [u.id for u in result.unresolved] == ["99999", "3_7"]
     lines = (tmp_path / "f.json").read_text().splitlines()
-    assert all(lines[u.line - 1].strip() == "{" and f'"id": ' in lines[u.line] for u in result.unresolved)
+    assert all(lines[u.line - 1].strip() == "{" and '"id": ' in lines[u.line] for u in result.unresolved)
     assert "no shop task has the instruction" in result.unresolved[0].reason
     assert "shop has no task 'melt/7'" in result.unresolved[1].reason
 

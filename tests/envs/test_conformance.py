@@ -15,7 +15,7 @@ def test_every_registered_environment_keeps_the_protocol(webshop_1k_dir):
         except JavaNotFoundError:  # ScienceWorld without Java: tests/envs/scienceworld skips with the reason
             continue
         check_env(env)
-        getattr(env, "close", lambda: None)()  # ScienceWorld: stop its JVM
+        env.close()  # ScienceWorld: give back its simulator
 
 
 def test_check_env_catches_a_broken_restore(shop_env):
@@ -30,3 +30,23 @@ def test_check_env_catches_a_broken_restore(shop_env):
     broken.name, broken.max_steps, broken.supports_snapshot = "broken", 10, True
     with pytest.raises(AssertionError, match="restore"):
         check_env(broken, ["search[cotton shirt]", "click[next >]", "click[next >]"])
+
+
+def test_the_builtin_environments_declare_the_protocol_and_fork(shop_env):
+    from eef.envs.protocol import SupportsFork, SupportsOracle, TextEnv
+    from eef.envs.scienceworld import JvmPool, ScienceWorldEnv
+
+    try:
+        scienceworld = ScienceWorldEnv(JvmPool(), tasks=["find-animal"])  # no JVM starts before an episode
+    except JavaNotFoundError:
+        scienceworld = None
+    envs = [shop_env, shop_env.fork()] + ([scienceworld, scienceworld.fork()] if scienceworld else [])
+    for env in envs:
+        assert TextEnv in type(env).__mro__
+        assert isinstance(env, TextEnv) and isinstance(env, SupportsFork) and isinstance(env, SupportsOracle)
+    assert shop_env.process_local and shop_env.metrics == {} and shop_env.agent_instruction is None
+    if scienceworld:
+        assert not scienceworld.process_local and scienceworld.agent_instruction and scienceworld.agent_example
+        assert scienceworld.metrics == {"episode_retries": 0, "restore_divergences": 0}
+        with scienceworld as env:  # the protocol's context manager gives the simulator back
+            assert env is scienceworld

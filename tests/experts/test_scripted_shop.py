@@ -1,3 +1,5 @@
+import re
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
@@ -7,17 +9,52 @@ from eef.agent.prompt import build_prompt
 from eef.envs import replay
 from eef.envs.shop.catalog import Catalog
 from eef.envs.shop.engine import ShopEnv
+from eef.envs.shop.generated import TIERS
 from eef.errors import EefError
-from eef.experts.scripted_shop import (
-    ScriptedExpertConfig,
-    key_actions,
-    scripted_trajectories,
-    scripted_trajectory,
-    target_reached_at,
-    tier_report,
-)
+from eef.experts.scripted_shop import KEY_CLICKS, ScriptedExpertConfig, scripted_trajectories, scripted_trajectory
+from eef.trajectory import Trajectory
 
 PROMPT = build_prompt("shop")
+_ASIN = re.compile(r"\bB\d{4}\b")
+
+
+def key_actions(trajectory: Trajectory) -> list[int]:
+    """Indices of the navigation and recovery actions: ``Next >``, ``< Prev``, ``Back to Search``
+    and every search after the first."""
+    searches = [i for i, a in enumerate(trajectory.actions) if a.startswith("search[")]
+    return sorted([i for i, a in enumerate(trajectory.actions) if a in KEY_CLICKS] + searches[1:])
+
+
+def target_reached_at(env: ShopEnv, trajectory: Trajectory) -> int | None:
+    """Index of the first key action (``Next >`` or a later search) that put the goal's target on
+    the results page while the expert still had a step left, or None."""
+    asin = env.catalog.goals[env.catalog.goal_index(trajectory.task_id)].asin
+    turns = trajectory.turns
+    return next((i for i in key_actions(trajectory)
+                 if (turns[i].action == "click[Next >]" or turns[i].action.startswith("search["))
+                 and i + 1 < len(turns) and asin in _ASIN.findall(turns[i].observation)), None)
+
+
+def tier_report(env: ShopEnv, trajectories: Sequence[Trajectory]) -> dict[str, dict[str, float]]:
+    """Success and failure figures of shop trajectories per goal tier and for ``all``: episodes,
+    successes, success_rate, failed, failed trajectories that contain a key action
+    (``failed_with_key_action``) and failed trajectories whose key action brought the target onto
+    the results page (``failed_reaching_target``)."""
+    groups: dict[str, list[Trajectory]] = {tier: [] for tier in (*TIERS, "all")}
+    for t in trajectories:
+        groups[t.meta["tier"]].append(t)
+        groups["all"].append(t)
+    report = {}
+    for tier, group in groups.items():
+        failed = [t for t in group if not t.success]
+        successes = len(group) - len(failed)
+        report[tier] = {
+            "episodes": len(group), "successes": successes,
+            "success_rate": successes / len(group) if group else 0.0, "failed": len(failed),
+            "failed_with_key_action": sum(bool(key_actions(t)) for t in failed),
+            "failed_reaching_target": sum(target_reached_at(env, t) is not None for t in failed),
+        }
+    return report
 
 
 @pytest.fixture(scope="module")
@@ -105,14 +142,14 @@ def test_only_the_generated_shop_with_tiers_is_accepted(shop_env):
 
 
 def test_the_first_query_is_the_instructions_words_at_each_tiers_rate(shop_env):
-    from eef.envs.shop.generated import _naive_query
+    from eef.envs.shop.generated import naive_query
 
     tasks = shop_env.task_ids("train")[:150]
 
-    def first_queries(naive_query):
-        played = scripted_trajectories(shop_env, tasks, PROMPT, ScriptedExpertConfig(naive_query=naive_query))
+    def first_queries(rates):
+        played = scripted_trajectories(shop_env, tasks, PROMPT, ScriptedExpertConfig(naive_query=rates))
         goals = shop_env.catalog.goals
-        return [(_tier(shop_env, t), t.actions[0] == f"search[{_naive_query(goals[shop_env.catalog.goal_index(t.task_id)].instruction)}]")
+        return [(_tier(shop_env, t), t.actions[0] == f"search[{naive_query(goals[shop_env.catalog.goal_index(t.task_id)].instruction)}]")
                 for t in played]
 
     always, never = first_queries((1.0, 1.0, 1.0)), first_queries((0.0, 0.0, 0.0))

@@ -2,8 +2,20 @@
 
 import pytest
 
-from eef.methods import (BENEFICIAL, HARMFUL, NEUTRAL, PositiveRepository, analyse, analyse_all, eef_solutions,
-                         expert_demonstrations, select, self_solutions, simulation_states, state_positions)
+from eef.methods import (
+    BENEFICIAL,
+    HARMFUL,
+    NEUTRAL,
+    PositiveRepository,
+    analyse,
+    analyse_all,
+    eef_solutions,
+    expert_demonstrations,
+    select,
+    self_solutions,
+    simulation_states,
+    state_positions,
+)
 from eef.trajectory import Message, Provenance, Trajectory, Turn
 
 M = 3

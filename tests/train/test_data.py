@@ -1,13 +1,14 @@
 """Token-level checks that only trainable assistant turns reach the labels."""
 
+import itertools
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import PreTrainedTokenizerFast
 
-from eef.train.data import (IGNORE_INDEX, TemplateError, pack_examples, tokenize_conversation,
-                            tokenize_trajectories)
+from eef.train.data import IGNORE_INDEX, TemplateError, pack_examples, tokenize_conversation, tokenize_trajectories
 from eef.trajectory import Message, Provenance, Trajectory, Turn
 
 LLAMA3_STYLE = (
@@ -126,7 +127,7 @@ def test_packing_keeps_every_example_once_within_the_row_length(tiny_tokenizer):
 
 def _segments(positions):
     starts = [i for i, p in enumerate(positions) if p == 0] + [len(positions)]
-    return [(a, b - a) for a, b in zip(starts, starts[1:])]
+    return [(a, b - a) for a, b in itertools.pairwise(starts)]
 
 
 def test_packed_examples_do_not_attend_to_each_other(tiny_model_dir, tiny_tokenizer):

@@ -1,14 +1,55 @@
-"""Build a policy from its backend name: ``hf`` (transformers), ``openai`` (any compatible
-server) or ``vllm`` (offline engine, extra ``gpu``)."""
+"""Policies by backend name: ``hf`` (transformers), ``openai`` (any compatible server) and
+``vllm`` (offline engine, extra ``gpu``) are built in; :func:`register_backend` adds one."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from eef.agent.policy import Policy
 from eef.errors import EefError, UnknownNameError
 
-BACKENDS = ("hf", "openai", "vllm")
+# (model, *, base_url, device, dtype, max_batch_size, concurrency, api_key_env, timeout_s, max_retries,
+# max_backoff_s) -> Policy; a backend takes the settings it uses and ignores the rest
+BackendFactory = Callable[..., Policy]
+
+
+def _hf(model: str, *, device: str, dtype: str, max_batch_size: int, **_: object) -> Policy:
+    _require_directory(model)
+    from eef.agent.hf_policy import HFPolicy
+
+    return HFPolicy.from_pretrained(model, device=device, dtype=dtype, max_batch_size=max_batch_size)
+
+
+def _openai(model: str, *, base_url: str | None, concurrency: int, api_key_env: str, timeout_s: float,
+            max_retries: int, max_backoff_s: float, **_: object) -> Policy:
+    from eef.agent.openai_policy import OpenAIPolicy
+
+    if not base_url:
+        raise EefError("the openai backend needs a server URL: --base-url http://localhost:8000/v1")
+    return OpenAIPolicy(base_url, model, api_key_env=api_key_env, concurrency=concurrency,
+                        timeout_s=timeout_s, max_retries=max_retries, max_backoff_s=max_backoff_s)
+
+
+def _vllm(model: str, *, dtype: str, **_: object) -> Policy:
+    _require_directory(model)
+    from eef.agent.vllm_policy import VLLMPolicy
+
+    return VLLMPolicy.from_pretrained(model, dtype=dtype)
+
+
+_BACKENDS: dict[str, BackendFactory] = {"hf": _hf, "openai": _openai, "vllm": _vllm}
+
+
+def register_backend(name: str, factory: BackendFactory) -> None:
+    """Make ``name`` a backend (``model.backend``, ``--backend``) built by ``factory``, which is
+    called as ``factory(model, **settings)`` with the settings :func:`build_policy` lists."""
+    _BACKENDS[name] = factory
+
+
+def backend_names() -> list[str]:
+    """The backends that :func:`build_policy` knows."""
+    return list(_BACKENDS)
 
 
 def build_policy(backend: str, model: str, *, base_url: str | None = None, device: str = "auto",
@@ -18,7 +59,7 @@ def build_policy(backend: str, model: str, *, base_url: str | None = None, devic
     """The policy for ``model`` (a checkpoint directory, hub id or served model name).
 
     Args:
-        backend: ``hf``, ``openai`` or ``vllm``.
+        backend: a name of :func:`backend_names`.
         model: what to load or which served model to call.
         base_url: the server's ``/v1`` URL (``openai`` only).
         device: ``auto``, ``cpu`` or ``cuda`` (``hf`` only).
@@ -30,26 +71,15 @@ def build_policy(backend: str, model: str, *, base_url: str | None = None, devic
         max_retries: further attempts after a transient failure (``openai`` only).
         max_backoff_s: the longest wait between attempts, ``Retry-After`` included (``openai`` only).
     """
-    if backend in ("hf", "vllm") and _looks_like_path(model) and not Path(model).is_dir():
+    if backend not in _BACKENDS:
+        raise UnknownNameError("backend", backend, backend_names())
+    return _BACKENDS[backend](model, base_url=base_url, device=device, dtype=dtype, max_batch_size=max_batch_size,
+                              concurrency=concurrency, api_key_env=api_key_env, timeout_s=timeout_s,
+                              max_retries=max_retries, max_backoff_s=max_backoff_s)
+
+
+def _require_directory(model: str) -> None:
+    """A local path (rather than a hub id, ``org/name``) must be a directory."""
+    looks_like_path = model.startswith((".", "/", "~")) or Path(model).exists() or model.count("/") != 1
+    if looks_like_path and not Path(model).is_dir():
         raise EefError(f"model directory {model!r} does not exist")
-    if backend == "hf":
-        from eef.agent.hf_policy import HFPolicy
-
-        return HFPolicy.from_pretrained(model, device=device, dtype=dtype, max_batch_size=max_batch_size)
-    if backend == "openai":
-        from eef.agent.openai_policy import OpenAIPolicy
-
-        if not base_url:
-            raise EefError("the openai backend needs a server URL: --base-url http://localhost:8000/v1")
-        return OpenAIPolicy(base_url, model, api_key_env=api_key_env, concurrency=concurrency,
-                            timeout_s=timeout_s, max_retries=max_retries, max_backoff_s=max_backoff_s)
-    if backend == "vllm":
-        from eef.agent.vllm_policy import VLLMPolicy
-
-        return VLLMPolicy.from_pretrained(model, dtype=dtype)
-    raise UnknownNameError("backend", backend, list(BACKENDS))
-
-
-def _looks_like_path(model: str) -> bool:
-    """A local path rather than a hub id (``org/name``)."""
-    return model.startswith((".", "/", "~")) or Path(model).exists() or model.count("/") != 1

@@ -1,8 +1,7 @@
 """Decoding attention that reads each group of rows only as wide as its longest conversation.
 
-A batch's KV cache is as wide as its longest conversation. In the rollouts' mix of fresh and
-nearly finished episodes about two thirds of what a decoding step's attention read was padding
-(the default's exploration, measured), and on the CPU that read is about half of a step's time.
+A batch's KV cache is as wide as its longest conversation, so in the rollouts' mix of fresh and
+nearly finished episodes much of what a decoding step's attention reads is padding.
 :class:`eef.agent.hf_policy.HFPolicy` keeps every row's tokens contiguous at the right end of
 the filled columns and passes ``row_spans``: groups of rows with the columns they need. Attention
 then runs once per group on that slice of the cache; prefill and every other call go to
@@ -17,8 +16,8 @@ from typing import Any
 import torch
 
 NAME = "eef_grouped_sdpa"
-# One more attention call costs about what reading this many cached (row, column) pairs does
-# (~40 us against one CPU thread's ~6 GB/s over a small model's KV); it sets how finely rows are grouped.
+# One more attention call costs about what reading this many cached (row, column) pairs does on
+# the CPU; it sets how finely rows are grouped.
 CALL_COST_IN_COLUMNS = 1024
 
 
@@ -58,14 +57,14 @@ def row_groups(lengths: Sequence[int], call_cost: int = CALL_COST_IN_COLUMNS) ->
     [(0, 3, 900)]
     """
     n = len(lengths)
-    best = [0] + [None] * n  # best[j]: the least cost of rows [0, j)
+    best = [0] * (n + 1)  # best[j]: the least cost of rows [0, j)
     cut = [0] * (n + 1)
     for j in range(1, n + 1):
         longest = 0
         for i in range(j - 1, -1, -1):  # the group [i, j)
             longest = max(longest, lengths[i])
             cost = best[i] + (j - i) * longest + call_cost
-            if best[j] is None or cost < best[j]:
+            if i == j - 1 or cost < best[j]:  # the first group tried sets best[j]
                 best[j], cut[j] = cost, i
     groups, j = [], n
     while j > 0:

@@ -3,6 +3,7 @@
 Decoding is a plain loop over ``model.forward`` with the KV cache rather than ``generate``: each
 row draws from its own random generator seeded by its request, so a conversation's completion
 does not depend on the rest of its batch, and rows that finish are soon dropped from the batch.
+Loading checkpoints is :mod:`eef.models.loading`'s.
 """
 
 from __future__ import annotations
@@ -10,61 +11,32 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import StaticCache
+from transformers.cache_utils import StaticLayer
 
 from eef.agent import grouped_attention
-from eef.agent.policy import Completion, GenerationRequest, SamplingParams, apply_stop
+from eef.agent.policy import Completion, GenerationRequest, Policy, SamplingParams, apply_stop
 from eef.agent.prefix_cache import CacheEntry, PrefixCache
-from eef.errors import EefError, UnknownNameError
+from eef.errors import EefError
+from eef.models.loading import load_model_and_tokenizer
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 # Finished rows stay in the batch (fed padding, their output ignored) until a quarter of it has
-# finished: dropping rows gathers the whole KV cache, and doing it at every finished row cost
-# more than the finished rows' share of the forward.
+# finished, since dropping rows gathers the whole KV cache.
 COMPACT_AT = 0.75
 # End-of-turn markers of common chat templates, used as stop tokens when the vocabulary has them.
 END_OF_TURN_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
-
-
-def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """``auto`` is bfloat16 on CUDA and float32 on the CPU."""
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    named = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype not in named:
-        raise UnknownNameError("dtype", dtype, ["auto", *named])
-    return named[dtype]
-
-
-def load_model_and_tokenizer(path: str | Path, device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:
-    """Load a causal LM and its tokenizer with ``from_pretrained`` (a local directory or hub id)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    target = pick_device(device)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-        if tokenizer.chat_template is None:
-            raise EefError(f"{path}: the tokenizer has no chat template; eef renders conversations with it")
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=pick_dtype(dtype, target))
-    except (OSError, ValueError) as e:  # no such directory, not a model, a hub id with no network
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EefError(f"{path}: cannot load a model and tokenizer ({first_line})") from None
-    return model.to(target).eval(), tokenizer
-
-
-def stop_token_ids(tokenizer: Any, model: Any) -> set[int]:
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> set[int]:
     """Token ids that end an assistant turn: eos ids of the model and the template's end-of-turn."""
     ids: set[int] = set()
-    for source in (getattr(model, "generation_config", None), tokenizer):
+    for source in (getattr(model, "generation_config", None), tokenizer):  # a model that cannot generate has none
         eos = getattr(source, "eos_token_id", None)
         ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
     vocab = tokenizer.get_vocab()
@@ -92,11 +64,31 @@ def prefill_groups(fresh: Sequence[int], spread: int = 3, slack: int = 64) -> li
     return groups
 
 
-class HFPolicy:
+def static_layers(cache: StaticCache) -> list[StaticLayer]:
+    """The layers of a static cache, each holding keys and values.
+
+    Raises:
+        EefError: a layer keeps other state (a linear-attention model's), which decoding here cannot move.
+    """
+    layers = [layer for layer in cache.layers if isinstance(layer, StaticLayer)]
+    if len(layers) != len(cache.layers):
+        raise EefError("the hf backend needs a model whose every layer caches keys and values")
+    return layers
+
+
+def keys_values(layer: StaticLayer) -> tuple[torch.Tensor, torch.Tensor]:
+    """A static layer's key and value tensors (allocated by its first write)."""
+    assert layer.keys is not None and layer.values is not None, "a static cache layer read before its first write"
+    return layer.keys, layer.values
+
+
+class HFPolicy(Policy):
     """Batched generation with a transformers causal LM.
 
+    ``process_local`` is true when the model is on the CPU.
+
     Args:
-        model: a loaded ``PreTrainedModel`` (see :func:`load_model_and_tokenizer`).
+        model: a loaded ``PreTrainedModel`` (see :func:`eef.models.loading.load_model_and_tokenizer`).
         tokenizer: its tokenizer, with a chat template.
         name: the name recorded in provenance (the checkpoint path).
         max_batch_size: conversations decoded together; longer batches are split.
@@ -108,14 +100,15 @@ class HFPolicy:
             separate forwards (see :func:`prefill_groups`); None reads every row in one.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, name: str = "hf", max_batch_size: int = 64,
-                 prefix_cache_entries: int | None = None, prefill_spread: int | None = 3):
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, name: str = "hf",
+                 max_batch_size: int = 64, prefix_cache_entries: int | None = None, prefill_spread: int | None = 3):
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.max_batch_size = max_batch_size
         self.prefill_spread = prefill_spread
         entries = 2 * max_batch_size if prefix_cache_entries is None else prefix_cache_entries
         self.prefix_cache = PrefixCache(entries) if entries > 0 else None
         self.device = next(model.parameters()).device
+        self.process_local = self.device.type == "cpu"
         self.stop_ids = stop_token_ids(tokenizer, model)
         if tokenizer.pad_token_id is None and not self.stop_ids:
             raise ValueError(f"{name}: the tokenizer has neither a pad token nor an end-of-sequence token")
@@ -134,6 +127,12 @@ class HFPolicy:
         return cls(model, tokenizer, name=str(path), max_batch_size=max_batch_size,
                    prefix_cache_entries=prefix_cache_entries, prefill_spread=prefill_spread)
 
+    @property
+    def context_length(self) -> int | None:
+        """The model's context length, where its config gives one (see :mod:`eef.agent.serve`)."""
+        length = getattr(self.model.config, "max_position_embeddings", None)  # not every architecture's config has it
+        return length if isinstance(length, int) else None
+
     def encode_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
         """Token ids of a conversation followed by the assistant header."""
         text = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
@@ -143,14 +142,13 @@ class HFPolicy:
         """One completion per request, in order; batches are formed by prompt length."""
         prompts = [self.encode_prompt(r.messages) for r in requests]
         order = sorted(range(len(requests)), key=lambda i: -len(prompts[i]))
-        results: list[Completion | None] = [None] * len(requests)
+        results: dict[int, Completion] = {}
         for start in range(0, len(order), self.max_batch_size):
             chunk = order[start:start + self.max_batch_size]
             texts = self._decode([prompts[i] for i in chunk], [requests[i].seed for i in chunk],
                                  [requests[i].conversation for i in chunk], params)
-            for i, completion in zip(chunk, texts):
-                results[i] = completion
-        return results  # type: ignore[return-value]
+            results.update(zip(chunk, texts))
+        return [results[i] for i in range(len(requests))]
 
     def forget(self, conversation: str) -> None:
         """Free a finished conversation's cached KV."""
@@ -187,7 +185,9 @@ class HFPolicy:
                 row = rows[slot]
                 if token in self.stop_ids:
                     finish[row] = "stop"
-                elif generated[row].append(token) or self._hits_stop(generated[row], params.stop):
+                    continue
+                generated[row].append(token)
+                if self._hits_stop(generated[row], params.stop):
                     finish[row] = "stop"
                 else:
                     still.append(slot)
@@ -214,8 +214,7 @@ class HFPolicy:
                        conversations)
         completions = []
         for row in range(batch):
-            text = self.tokenizer.decode(generated[row], skip_special_tokens=True)
-            text, _ = apply_stop(text, params.stop)
+            text, _ = apply_stop(self._text(generated[row]), params.stop)
             completions.append(Completion(text.strip(), len(prompts[row]), len(generated[row]), finish[row],
                                           {"cached_tokens": reused[row][1]}))
         return completions
@@ -243,21 +242,24 @@ class HFPolicy:
         aligned = torch.zeros((len(attention), width + max_new_tokens), dtype=attention.dtype, device=self.device)
         aligned[:, :width] = valid.gather(1, index)
         moved = StaticCache(config=self.model.config, max_cache_len=aligned.shape[1])
-        for layer, old in zip(moved.layers, cache.layers):
-            heads, dim = old.keys.shape[1], old.keys.shape[3]
+        for layer, old in zip(static_layers(moved), static_layers(cache)):
+            old_keys, old_values = keys_values(old)
+            heads, dim = old_keys.shape[1], old_keys.shape[3]
             columns = index[:, None, :, None].expand(-1, heads, -1, dim)
-            layer.lazy_initialization(old.keys[:, :, :1], old.values[:, :, :1])
-            layer.keys[:, :, :width] = old.keys.gather(2, columns)
-            layer.values[:, :, :width] = old.values.gather(2, columns)
+            layer.lazy_initialization(old_keys[:, :, :1], old_values[:, :, :1])
+            keys, values = keys_values(layer)
+            keys[:, :, :width] = old_keys.gather(2, columns)
+            values[:, :, :width] = old_values.gather(2, columns)
             layer.cumulative_length.fill_(width)
             old.keys = old.values = None  # at most one layer's cache held twice
+            del old_keys, old_values
         return moved, aligned
 
     def _keep_slots(self, cache: StaticCache, slots: list[int], *tensors: torch.Tensor) -> list[torch.Tensor]:
         """Keep only ``slots`` of the cache and of ``tensors`` (a gather: it copies the whole cache)."""
         index = torch.tensor(slots, device=self.device)
-        for layer in cache.layers:
-            layer.keys, layer.values = layer.keys[index], layer.values[index]
+        for layer in static_layers(cache):
+            layer.keys, layer.values = (tensor[index] for tensor in keys_values(layer))
         return [tensor[index] for tensor in tensors]
 
     def _hits_stop(self, tokens: list[int], stop: tuple[str, ...]) -> bool:
@@ -265,8 +267,13 @@ class HFPolicy:
         string spans at most as many tokens as it has characters, plus one partial token)."""
         if not stop:
             return False
-        tail = self.tokenizer.decode(tokens[-(max(map(len, stop)) + 1):], skip_special_tokens=True)
-        return apply_stop(tail, stop)[1]
+        return apply_stop(self._text(tokens[-(max(map(len, stop)) + 1):]), stop)[1]
+
+    def _text(self, tokens: list[int]) -> str:
+        """The text of generated tokens, without special tokens."""
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        assert isinstance(text, str), "one sequence of ids decodes to one string"
+        return text
 
     def _prefill(self, prompts: list[list[int]], reused: list[tuple[CacheEntry | None, int]],
                  max_new_tokens: int) -> tuple[StaticCache, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -292,17 +299,20 @@ class HFPolicy:
         positions = torch.zeros((batch, 1), dtype=torch.long, device=self.device)
         logits = parts[0][4].new_empty((batch, parts[0][4].shape[1]))
         cache = StaticCache(config=self.model.config, max_cache_len=attention.shape[1])
-        for index, layer in enumerate(cache.layers):
-            sample = parts[0][1].layers[index]
-            layer.lazy_initialization(sample.keys[:1].expand(batch, -1, -1, -1), sample.values[:1].expand(batch, -1, -1, -1))
+        layers = static_layers(cache)
+        for layer, sample in zip(layers, static_layers(parts[0][1])):
+            sample_keys, sample_values = keys_values(sample)
+            layer.lazy_initialization(sample_keys[:1].expand(batch, -1, -1, -1),
+                                      sample_values[:1].expand(batch, -1, -1, -1))
             layer.cumulative_length.fill_(width)
-        for rows, part, part_attention, part_positions, part_logits in parts:
+        for part_rows, part, part_attention, part_positions, part_logits in parts:
             offset = width - part_attention.shape[1]
-            attention[rows, offset:width] = part_attention
-            positions[rows], logits[rows] = part_positions, part_logits
-            for layer, part_layer in zip(cache.layers, part.layers):
-                layer.keys[rows, :, offset:width] = part_layer.keys
-                layer.values[rows, :, offset:width] = part_layer.values
+            attention[part_rows, offset:width] = part_attention
+            positions[part_rows], logits[part_rows] = part_positions, part_logits
+            for layer, part_layer in zip(layers, static_layers(part)):
+                (keys, values), (part_keys, part_values) = keys_values(layer), keys_values(part_layer)
+                keys[part_rows, :, offset:width] = part_keys
+                values[part_rows, :, offset:width] = part_values
         return cache, attention, positions, logits
 
     def _first_logits(self, cache: StaticCache, input_ids: torch.Tensor, attention: torch.Tensor,
@@ -335,37 +345,39 @@ class HFPolicy:
         cache = StaticCache(config=self.model.config, max_cache_len=attention.shape[1])
         if width_cached:
             some = next(entry for entry, _ in reused if entry is not None)
-            for index, layer in enumerate(cache.layers):
-                keys, values = some.layers[index]
-                layer.lazy_initialization(keys.new_zeros((batch, *keys.shape[1:])),
-                                          values.new_zeros((batch, *values.shape[1:])))
+            for index, layer in enumerate(static_layers(cache)):
+                some_keys, some_values = some.layers[index]
+                layer.lazy_initialization(some_keys.new_zeros((batch, *some_keys.shape[1:])),
+                                          some_values.new_zeros((batch, *some_values.shape[1:])))
+                keys, values = keys_values(layer)
                 for row, (entry, c) in enumerate(reused):
-                    if c:
-                        layer.keys[row, :, width_cached - c:width_cached] = entry.layers[index][0][0, :, :c]
-                        layer.values[row, :, width_cached - c:width_cached] = entry.layers[index][1][0, :, :c]
+                    if entry is not None and c:  # a lookup covers no token exactly when it returns no entry
+                        keys[row, :, width_cached - c:width_cached] = entry.layers[index][0][0, :, :c]
+                        values[row, :, width_cached - c:width_cached] = entry.layers[index][1][0, :, :c]
                 layer.cumulative_length.fill_(width_cached)
         return cache, input_ids.to(self.device), attention.to(self.device), positions.to(self.device)
 
-    def _remember(self, cache: Any, attention: torch.Tensor, slots_rows: list[tuple[int, int]],
+    def _remember(self, cache: StaticCache, attention: torch.Tensor, slots_rows: list[tuple[int, int]],
                   prompts: list[list[int]], generated: list[list[int]], conversations: list[str | None]) -> None:
         """Keep finished rows' KV (the tokens actually fed) for the conversation's next turn."""
         if self.prefix_cache is None:
             return
         width = attention.shape[1]
         for slot, row in slots_rows:
-            if conversations[row] is None:
+            conversation = conversations[row]
+            if conversation is None:
                 continue
             mask = attention[slot].bool()
             fed = (prompts[row] + generated[row])[: int(mask.sum())]
-            layers = [(layer.keys[slot:slot + 1, :, :width][:, :, mask], layer.values[slot:slot + 1, :, :width][:, :, mask])
-                      for layer in cache.layers]
-            self.prefix_cache.put(conversations[row], CacheEntry(fed, layers))
+            layers = [(keys[slot:slot + 1, :, :width][:, :, mask], values[slot:slot + 1, :, :width][:, :, mask])
+                      for keys, values in map(keys_values, static_layers(cache))]
+            self.prefix_cache.put(conversation, CacheEntry(fed, layers))
 
     @staticmethod
     def _sample(logits: torch.Tensor, noise: list[random.Random], params: SamplingParams) -> torch.Tensor:
         """One token per row by inverse-CDF sampling: each row draws exactly one uniform from its
-        own generator per token, so its completion depends only on its seed (and one Python draw
-        per row costs far less than a seeded ``torch.multinomial`` per row)."""
+        own generator per token, so its completion depends only on its seed (one Python draw per
+        row is cheaper than a seeded ``torch.multinomial`` per row)."""
         if params.temperature == 0:
             return logits.argmax(dim=-1)
         probs = torch.softmax(logits.float() / params.temperature, dim=-1)

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from eef.agent.policy import Completion, GenerationRequest, SamplingParams, apply_stop
+from eef.agent.policy import Completion, GenerationRequest, Policy, SamplingParams, apply_stop
 from eef.checks import FieldErrors, above, at_least, check_fields
 from eef.errors import EefError
 
@@ -52,7 +52,7 @@ class _Transient(Exception):
         self.retry_after = retry_after
 
 
-class OpenAIPolicy:
+class OpenAIPolicy(Policy):
     """Chat completions from an OpenAI-compatible server.
 
     Args:

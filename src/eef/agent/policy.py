@@ -9,11 +9,12 @@ then repeat the original rollout exactly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from eef.checks import at_least, between, check_fields
+from eef.resources import NOTHING, Closable
 
 
 @dataclass(frozen=True)
@@ -76,21 +77,29 @@ class Completion:
 
 
 @runtime_checkable
-class Policy(Protocol):
+class Policy(Closable, Protocol):
     """Anything that continues conversations.
 
     ``name`` identifies the model in provenance records (a checkpoint path or an API model name).
+    Subclass it to get the defaults of the optional parts: ``forget``, for backends that keep
+    per-conversation state; ``process_local = True`` when the policy computes on the CPU of this
+    process and holds nothing outside it (no GPU context, socket or engine), so forked rollout
+    workers may use copies of it; ``metrics``, counters of the backend's incidents (retries,
+    timeouts) summed into each stage's record; ``close`` and ``with policy:``.
     """
 
     name: str
+    process_local: bool = False
+    metrics: Mapping[str, int] = NOTHING
 
     def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> list[Completion]:
         """One completion per request, in order."""
         ...
 
-    def close(self) -> None:
-        """Release the backend's resources (connections, engines)."""
-        ...
+    def forget(self, conversation: str) -> None:
+        """Drop what is kept for a finished conversation (nothing by default)."""
+        return None  # a body, so that the default is not abstract
+
 
 
 def apply_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:

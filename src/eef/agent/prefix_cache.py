@@ -45,7 +45,6 @@ class PrefixCache:
     def __init__(self, max_entries: int):
         self.max_entries = max_entries
         self._entries: OrderedDict[str, CacheEntry] = OrderedDict()
-        self.reused_tokens = self.fed_tokens = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -57,8 +56,6 @@ class PrefixCache:
         """
         entry = self._entries.get(conversation) if conversation is not None else None
         covered = min(common_prefix_length(entry.tokens, prompt), len(prompt) - 1) if entry else 0
-        self.reused_tokens += covered
-        self.fed_tokens += len(prompt) - covered
         return (entry, covered) if covered else (None, 0)
 
     def put(self, conversation: str, entry: CacheEntry) -> None:

@@ -8,9 +8,13 @@ model verbatim as user messages.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from eef.agent.parse import format_turn
 from eef.trajectory import Message
+
+if TYPE_CHECKING:  # the environments' package is not needed to build a prompt
+    from eef.envs.protocol import TextEnv
 
 _WEB_INSTRUCTION = (
     "You are shopping on a website for the item the instruction describes. Each turn, answer with "
@@ -64,20 +68,24 @@ class PromptConfig:
     system_role: bool = True
 
 
-def build_prompt(env_name: str, config: PromptConfig = PromptConfig(), env: object | None = None) -> tuple[Message, ...]:
+DEFAULT_PROMPT = PromptConfig()
+
+
+def build_prompt(env_name: str, config: PromptConfig = DEFAULT_PROMPT, env: TextEnv | None = None,
+                 ) -> tuple[Message, ...]:
     """The messages before the first observation.
 
-    An environment outside eef can bring its own text through an ``agent_instruction`` attribute
-    (and ``agent_example``: a tuple of (observation, thought, action)).
+    An environment brings its own text through its ``agent_instruction`` and ``agent_example``
+    (see :class:`eef.envs.protocol.TextEnv`); ``config.instruction`` overrides the instruction.
     """
-    instruction = (config.instruction or getattr(env, "agent_instruction", None)
+    instruction = (config.instruction or (env.agent_instruction if env is not None else None)
                    or INSTRUCTIONS.get(env_name, _GENERIC_INSTRUCTION))
     if config.system_role:
         messages = [Message("system", instruction)]
     else:
         messages = [Message("user", instruction), Message("assistant", "OK")]
     if config.one_shot:
-        example = getattr(env, "agent_example", None) or EXAMPLES.get(env_name)
+        example = (env.agent_example if env is not None else None) or EXAMPLES.get(env_name)
         if not example:
             raise ValueError(f"no one-shot example for environment {env_name!r}; set one_shot: false")
         for observation, thought, action in example:

@@ -26,11 +26,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from eef.agent.policy import Completion, GenerationRequest, Policy, SamplingParams
 from eef.errors import EefError
@@ -132,10 +132,24 @@ def _number(value: Any, key: str, default: Any, kind: type) -> Any:
     return kind(value)
 
 
+@runtime_checkable
+class CountsPromptTokens(Protocol):
+    """A policy that counts a conversation's prompt tokens and may know its model's context length
+    (:class:`~eef.agent.hf_policy.HFPolicy` does)."""
+
+    @property
+    def context_length(self) -> int | None:
+        """The most tokens the model reads, prompt and completion together; None when unknown."""
+        ...
+
+    def encode_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Token ids of the conversation followed by the assistant header."""
+        ...
+
+
 def context_length(policy: Policy) -> int | None:
-    """The model's context length, where the policy holds a transformers model that says it."""
-    config = getattr(getattr(policy, "model", None), "config", None)
-    length = getattr(config, "max_position_embeddings", None)
+    """The model's context length, where the policy knows it."""
+    length = policy.context_length if isinstance(policy, CountsPromptTokens) else None
     return length if isinstance(length, int) and not isinstance(length, bool) and length > 0 else None
 
 
@@ -144,13 +158,14 @@ Check = Callable[[GenerationRequest, SamplingParams], None]
 
 def context_check(policy: Policy) -> Check | None:
     """A check that a request's prompt plus ``max_tokens`` fits the model's context, where the
-    policy can count prompt tokens (``encode_prompt``) and knows its context length.
+    policy can count prompt tokens and knows its context length (:class:`CountsPromptTokens`).
 
     The check raises :class:`BadRequest`, also for a conversation the chat template refuses.
     """
-    encode, context = getattr(policy, "encode_prompt", None), context_length(policy)
-    if context is None or not callable(encode):
+    context = context_length(policy)
+    if context is None or not isinstance(policy, CountsPromptTokens):
         return None
+    encode = policy.encode_prompt
 
     def check(request: GenerationRequest, params: SamplingParams) -> None:
         try:
@@ -299,6 +314,12 @@ class _Server(ThreadingHTTPServer):
         self.batcher, self.model = batcher, model
         self.max_tokens_limit, self.max_body_bytes = max_tokens_limit, max_body_bytes
 
+    @property
+    def url(self) -> str:
+        """The API root on the bound address and port."""
+        host, port = self.socket.getsockname()[:2]
+        return f"http://{host}:{port}/v1"
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
@@ -368,7 +389,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's signature)
+    def log_message(self, format: str, *args: Any) -> None:  # `format`: the stdlib's signature
         logger.debug("%s %s", self.address_string(), format % args)
 
 
@@ -381,8 +402,7 @@ class ServerHandle:
 
     def __init__(self, server: _Server):
         self._server = server
-        host, port = server.server_address[:2]
-        self.url = f"http://{host}:{port}/v1"
+        self.url = server.url
         # A short poll interval makes close() quick (shutdown waits for the loop to notice).
         self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="eef-serve", daemon=True)
         self._thread.start()
@@ -455,8 +475,7 @@ def run_server(model_path: str | Path, host: str = "127.0.0.1", port: int = 8000
     except EefError:
         policy.close()
         raise
-    bound_host, bound_port = server.server_address[:2]
-    print(f"serving {policy.name} at http://{bound_host}:{bound_port}/v1", file=sys.stderr, flush=True)
+    print(f"serving {policy.name} at {server.url}", file=sys.stderr, flush=True)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from eef.agent.policy import Completion, GenerationRequest, SamplingParams, apply_stop
+from eef.agent.policy import Completion, GenerationRequest, Policy, SamplingParams, apply_stop
 from eef.errors import EefError
 
 
-class VLLMPolicy:
+class VLLMPolicy(Policy):
     """Batched generation with a ``vllm.LLM``.
 
     Args:

@@ -22,7 +22,8 @@ from eef.agent.policy import Completion, GenerationRequest, Policy, SamplingPara
 from eef.envs.protocol import TextEnv
 from eef.progress import progress_bar
 from eef.rollout import RolloutConfig, Start, pending, rollout, trajectory_id
-from eef.trajectory import Message, Trajectory, append_trajectories, read_trajectories
+from eef.trajectory import Message, Trajectory
+from eef.trajectory_files import append_trajectories, read_trajectories
 
 DESCRIPTION = "expert"  # the rollout's progress label; it also names the rollout's conversations
 USAGE_KEY = "usage"
@@ -40,7 +41,7 @@ class Prices:
         return (prompt_tokens * self.input_per_million + completion_tokens * self.output_per_million) / 1e6
 
 
-class UsageMeter:
+class UsageMeter(Policy):
     """A policy that passes requests on and counts the tokens of each conversation.
 
     Args:
@@ -64,10 +65,8 @@ class UsageMeter:
         return completions
 
     def forget(self, conversation: str) -> None:
-        """Forward to backends that keep per-conversation state (the counts are kept)."""
-        forget = getattr(self.policy, "forget", None)
-        if forget is not None:
-            forget(conversation)
+        """Forwarded to the inner policy (the counts are kept)."""
+        self.policy.forget(conversation)
 
     def take(self, conversation: str | None) -> dict[str, int]:
         """The counts of a finished conversation (removed from the meter)."""
@@ -175,7 +174,7 @@ def _report(out: Path, new: int, prices: Prices | None, seconds: float) -> Gener
         episodes=len(trajectories), new=new, successes=sum(t.success for t in trajectories),
         prompt_tokens=sum(u.get("prompt_tokens", 0) for u in usage),
         completion_tokens=sum(u.get("completion_tokens", 0) for u in usage),
-        cost=None if None in costs else sum(costs), seconds=seconds)
+        cost=None if None in costs else sum(c for c in costs if c is not None), seconds=seconds)
 
 
 def _episode_cost(usage: dict[str, Any], prices: Prices | None) -> float | None:

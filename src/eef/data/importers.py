@@ -35,7 +35,8 @@ from eef.data.reader import iter_records
 from eef.data.resolve import TaskHints, TaskResolver, canonical_env, parse_eto_scienceworld_id
 from eef.envs.protocol import TextEnv
 from eef.errors import DataError, UnknownNameError
-from eef.trajectory import Trajectory, require_field, require_plain_json, require_reward
+from eef.trajectory import Trajectory
+from eef.trajectory_files import require_field, require_plain_json, require_reward
 from eef.trajectory_formats import from_openai, from_sharegpt
 
 _OBSERVATION_PREFIX = re.compile(r"^\s*Observation:\s*")

@@ -9,8 +9,11 @@ ran out).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from eef.resources import NOTHING, Closable
 
 
 @dataclass(frozen=True)
@@ -38,21 +41,29 @@ class StepResult:
 
 
 @runtime_checkable
-class TextEnv(Protocol):
+class TextEnv(Closable, Protocol):
     """A multi-turn text environment.
 
     ``max_steps`` is the number of ``step`` calls after which an episode is truncated.
     ``snapshot``/``restore`` may raise ``NotImplementedError`` when ``supports_snapshot`` is False;
     state restoration then goes through :func:`eef.envs.replay`.
 
-    Optional: ``process_local = True`` declares that the environment holds nothing outside this
-    process (no JVM, socket or server), so forked rollout workers may step copies of it (see
-    :mod:`eef.rollout_workers`); ``metrics``, a dict of counters, is summed into each stage's record.
+    Subclass it (as Gymnasium's ``Env``) to get the defaults of the optional parts: ``close`` and
+    ``with env:``; ``process_local = True`` when the environment holds nothing outside this
+    process (no JVM, socket or server), so forked rollout workers may step copies of it;
+    ``info``, settings to record; ``metrics``, counters summed into each stage's record; and the
+    agent's default prompt text, ``agent_instruction`` and ``agent_example`` (a tuple of
+    (observation, thought, action)).
     """
 
     name: str
     max_steps: int
     supports_snapshot: bool
+    process_local: bool = False
+    info: Mapping[str, Any] = NOTHING
+    metrics: Mapping[str, int] = NOTHING
+    agent_instruction: str | None = None
+    agent_example: tuple[tuple[str, str, str], ...] | None = None
 
     def splits(self) -> list[str]:
         """Names of the task splits, e.g. ``["train", "dev", "test"]``."""
@@ -101,4 +112,14 @@ class SupportsOracle(Protocol):
 
     def oracle_action(self) -> str:
         """The action a perfect agent takes in the current state."""
+        ...
+
+
+@runtime_checkable
+class SupportsFork(Protocol):
+    """An environment that makes a second one cheaply (sharing read-only data such as a catalog
+    or a JVM pool) for parallel episodes; others are built again from the registry."""
+
+    def fork(self) -> TextEnv:
+        """Another environment with the same settings and an episode of its own."""
         ...

@@ -1,8 +1,8 @@
 """Offline ScienceWorld experts: the simulator's gold sequences as ReAct turns, and failures made
 from them.
 
-:func:`gold_trajectories` plays each task's gold action sequence with a templated thought per
-action. :func:`perturbed_trajectories` is a fallible expert for tests and small runs: per task
+:func:`gold_trajectory` plays a task's gold action sequence with a templated thought per
+action. :func:`perturbed_trajectory` is a fallible expert for tests and small runs: per task
 (reproducibly from ``(seed, task_id)``) it either plays the gold sequence or breaks it after a
 random point that lies past at least one *key action* (an action that raised the score in the
 gold episode): it skips a later key action, swaps two neighbouring actions, repeats one, or stops
@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from eef.agent.parse import format_turn
+from eef.envs.protocol import TextEnv
 from eef.envs.scienceworld import ScienceWorldEnv
 from eef.envs.scienceworld.tasks import STOCHASTIC_TASKS, parse_task_id
 from eef.errors import EefError
@@ -67,7 +68,7 @@ def thought_for(action: str) -> str:
 
 @dataclass(frozen=True)
 class PerturbConfig:
-    """How :func:`perturbed_trajectories` breaks gold sequences.
+    """How :func:`perturbed_trajectory` breaks gold sequences.
 
     Attributes:
         seed: with the task id, seeds each task's random stream.
@@ -128,37 +129,33 @@ def _play(env: ScienceWorldEnv, task_id: str, prompt: tuple[Message, ...], actio
         scores.append(step.info["score"])
         if step.done:
             break
-    done = step is not None and step.done
-    reward = step.reward if done else 0.0  # a trajectory cut short has reward 0 (eef.trajectory)
+    end = step if step is not None and step.done else None
+    reward = end.reward if end is not None else 0.0  # a trajectory cut short has reward 0 (eef.trajectory)
+    terminated = end is not None and end.terminated
     name = parse_task_id(task_id)[0]
     trajectory = Trajectory(
         id=f"{provenance.source}/{task_id}", env=env.name, task_id=task_id, prompt=prompt, first_observation=first,
-        turns=tuple(turns), reward=reward, success=done and step.terminated and env.is_success(reward),
-        terminated=done and step.terminated, provenance=provenance,
+        turns=tuple(turns), reward=reward, success=terminated and env.is_success(reward),
+        terminated=terminated, provenance=provenance,
         meta={**meta, "score": scores[-1] if scores else 0, "stochastic": name in STOCHASTIC_TASKS},
     )
     return trajectory, scores
 
 
-def _require_scienceworld(env: object) -> ScienceWorldEnv:
+def _require_scienceworld(env: TextEnv) -> ScienceWorldEnv:
     if not isinstance(env, ScienceWorldEnv):
-        raise EefError(f"the gold expert needs the scienceworld environment, not {getattr(env, 'name', env)!r}")
+        raise EefError(f"the gold expert needs the scienceworld environment, not {env.name!r}")
     return env
 
 
-def gold_trajectory(env: ScienceWorldEnv, task_id: str, prompt: tuple[Message, ...]) -> Trajectory:
+def gold_trajectory(env: TextEnv, task_id: str, prompt: tuple[Message, ...]) -> Trajectory:
     """The gold sequence of ``task_id`` played from reset, every turn trainable."""
     env = _require_scienceworld(env)
     gold = env.gold_actions(task_id)
     return _play(env, task_id, prompt, gold, Provenance(source="gold", model=MODEL), {"gold_length": len(gold)})[0]
 
 
-def gold_trajectories(env: ScienceWorldEnv, task_ids: Sequence[str], prompt: tuple[Message, ...]) -> list[Trajectory]:
-    """:func:`gold_trajectory` for each task."""
-    return [gold_trajectory(env, t, prompt) for t in task_ids]
-
-
-def perturbed_trajectory(env: ScienceWorldEnv, task_id: str, prompt: tuple[Message, ...],
+def perturbed_trajectory(env: TextEnv, task_id: str, prompt: tuple[Message, ...],
                          config: PerturbConfig = PerturbConfig()) -> Trajectory:
     """One episode of the fallible gold expert (see the module docstring); ``meta`` records the
     perturbation (``none`` for an unchanged gold sequence), where it starts and the key steps."""
@@ -176,9 +173,3 @@ def perturbed_trajectory(env: ScienceWorldEnv, task_id: str, prompt: tuple[Messa
     actions, at = perturb(gold[: len(scores)], key_steps, kind, rng)
     meta = {"perturbation": kind, "perturbed_at": at, "key_steps": key_steps, "gold_length": len(gold)}
     return _play(env, task_id, prompt, actions, provenance, meta)[0]
-
-
-def perturbed_trajectories(env: ScienceWorldEnv, task_ids: Sequence[str], prompt: tuple[Message, ...],
-                           config: PerturbConfig = PerturbConfig()) -> list[Trajectory]:
-    """:func:`perturbed_trajectory` for each task."""
-    return [perturbed_trajectory(env, t, prompt, config) for t in task_ids]

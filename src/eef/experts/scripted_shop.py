@@ -13,11 +13,12 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
+from eef.envs.protocol import TextEnv
 from eef.envs.shop.catalog import Product
 from eef.envs.shop.engine import ShopEnv
-from eef.envs.shop.generated import TIERS, VARIANTS, _naive_query, described_thing, title_parts
+from eef.envs.shop.generated import TIERS, VARIANTS, described_thing, naive_query, title_parts
 from eef.errors import EefError
 from eef.experts.episode import play_episode
 from eef.trajectory import Message, Provenance, Trajectory
@@ -35,10 +36,9 @@ class ScriptedExpertConfig:
         decoy: when the target is on the results page, open the most plausible other item instead
             (on hard pages: the expert misses that the variant word matches the instruction).
         wrong_option: per option, choose another value of the option group. The hard rate makes
-            the expert solve almost no hard goals (4 of 243), as GPT-4 solves few of WebShop's
-            hardest: hard-goal navigation (paging, refined queries) is then in its failures, which
-            only EEF trains on. At 0.55 its 17 hard successes already taught the tiny model to
-            page and refine, and RFT reached as many hard goals as EEF.
+            the expert solve almost no hard goals, as GPT-4 solves few of WebShop's hardest:
+            hard-goal navigation (paging, refined queries) is then only in its failures, which
+            only EEF trains on (a few more hard successes already teach it to RFT too).
         skip_option: per option, leave it unset.
         naive_query: search the instruction's words first, as GPT-4 often does (else brand,
             material and kind; on hard goals material and kind with a wrong variant word). Easy
@@ -97,19 +97,19 @@ class _Shopper:
 
     def act(self, observation: str) -> tuple[str, str]:
         """The next (thought, action) for the page ``observation`` shows."""
-        state = self.env._state
-        if state.page != "item":
+        page = self.env.page
+        if page != "item":
             self.plan = None  # the expert left the item page: a later visit decides afresh
-        if state.page == "results":
-            return self._on_results(observation, state.page_number)
-        if state.page == "item":
-            return self._on_item(self.env.catalog.by_asin[state.asin])
+        if page == "results":
+            return self._on_results(observation, self.env.page_number)
+        if page == "item":
+            return self._on_item(self.env.item)
         return self._search()
 
     def _search(self) -> tuple[str, str]:
         if self.first_query is None:
             if self._draws(self.config.naive_query[self.tier]):
-                self.first_query = _naive_query(self.goal.instruction)
+                self.first_query = naive_query(self.goal.instruction)
             elif self.goal.tier != "hard":
                 self.first_query = f"{self.brand} {self.material} {self.kind}"
             else:
@@ -192,15 +192,16 @@ class _Shopper:
 
     def _option_plan(self, product: Product) -> list[tuple[str, str]]:
         plan = []
-        for name, value in self.goal.options:
+        for name, wanted in self.goal.options:
             values = product.options.get(name, [])
             draw = self.rng.random()
             if not values or draw < self.config.skip_option:
                 continue
-            others = [v for v in values if v != value]
-            if value not in values or (others and draw < self.config.skip_option + self.config.wrong_option[self.tier]):
-                value = self.rng.choice(others)
-            plan.append((name, value))
+            others = [v for v in values if v != wanted]
+            if wanted not in values or (others and draw < self.config.skip_option + self.config.wrong_option[self.tier]):
+                plan.append((name, self.rng.choice(others)))
+            else:
+                plan.append((name, wanted))
         return plan
 
     def _draws(self, rate: float) -> bool:
@@ -212,9 +213,22 @@ class _Shopper:
         return f"{'an' if words[0] in 'aeiou' else 'a'} {words}"
 
 
-def scripted_trajectory(env: ShopEnv, task_id: str, prompt: tuple[Message, ...],
+def _goal_tier(env: ShopEnv, task_id: str) -> str:
+    """The tier of a task's goal.
+
+    Raises:
+        EefError: the goal has none (the shop is not the generated one).
+    """
+    tier = env.catalog.goals[env.catalog.goal_index(task_id)].tier
+    if tier not in TIERS:
+        raise EefError(f"the scripted expert needs tiered (generated) goals; {task_id} has none")
+    return tier
+
+
+def scripted_trajectory(env: TextEnv, task_id: str, prompt: tuple[Message, ...],
                         config: ScriptedExpertConfig = ScriptedExpertConfig(), seed: int = 0) -> Trajectory:
-    """One scripted episode of ``task_id`` from reset, every turn trainable.
+    """One scripted episode of ``task_id`` from reset, every turn trainable; ``meta["tier"]`` is
+    the goal's tier.
 
     Args:
         env: the built-in shop (``make("shop")``); the expert reads its hidden goal.
@@ -228,57 +242,16 @@ def scripted_trajectory(env: ShopEnv, task_id: str, prompt: tuple[Message, ...],
     """
     if not isinstance(env, ShopEnv):
         raise EefError(f"the scripted expert needs the built-in shop, not {env.name!r}")
+    tier = _goal_tier(env, task_id)
     env.reset(task_id)
-    if env.goal.tier not in TIERS:
-        raise EefError(f"the scripted expert needs tiered (generated) goals; {task_id} has none")
     shopper = _Shopper(env, config, random.Random(f"{seed}/{task_id}"))
-    return play_episode(env, task_id, prompt, shopper.act,
-                        Provenance(source="scripted", model=MODEL, sampling={"seed": seed, **asdict(config)}))
+    trajectory = play_episode(env, task_id, prompt, shopper.act,
+                              Provenance(source="scripted", model=MODEL, sampling={"seed": seed, **asdict(config)}))
+    return replace(trajectory, meta={**trajectory.meta, "tier": tier})
 
 
-def scripted_trajectories(env: ShopEnv, task_ids: Sequence[str], prompt: tuple[Message, ...],
+def scripted_trajectories(env: TextEnv, task_ids: Sequence[str], prompt: tuple[Message, ...],
                           config: ScriptedExpertConfig = ScriptedExpertConfig(), seed: int = 0) -> list[Trajectory]:
     """:func:`scripted_trajectory` for each task."""
     return [scripted_trajectory(env, t, prompt, config, seed) for t in task_ids]
 
-
-def key_actions(trajectory: Trajectory) -> list[int]:
-    """Indices of the navigation and recovery actions: ``Next >``, ``< Prev``, ``Back to Search``
-    and every search after the first."""
-    searches = [i for i, a in enumerate(trajectory.actions) if a.startswith("search[")]
-    return sorted([i for i, a in enumerate(trajectory.actions) if a in KEY_CLICKS] + searches[1:])
-
-
-def target_reached_at(env: ShopEnv, trajectory: Trajectory) -> int | None:
-    """Index of the first key action (``Next >`` or a later search) that put the goal's target on
-    the results page while the expert still had a step left, or None."""
-    asin = env.catalog.goals[env.catalog.goal_index(trajectory.task_id)].asin
-    turns = trajectory.turns
-    return next((i for i in key_actions(trajectory)
-                 if (turns[i].action == "click[Next >]" or turns[i].action.startswith("search["))
-                 and i + 1 < len(turns) and asin in _ASIN.findall(turns[i].observation)), None)
-
-
-def tier_report(env: ShopEnv, trajectories: Sequence[Trajectory]) -> dict[str, dict[str, float]]:
-    """Success and failure figures of shop trajectories per goal tier and for ``all``.
-
-    Returns:
-        Tier -> episodes, successes, success_rate, failed, failed trajectories that contain a key
-        action (``failed_with_key_action``) and failed trajectories whose key action brought the
-        target onto the results page (``failed_reaching_target``, see :func:`target_reached_at`).
-    """
-    groups: dict[str, list[Trajectory]] = {tier: [] for tier in (*TIERS, "all")}
-    for t in trajectories:
-        groups[env.catalog.goals[env.catalog.goal_index(t.task_id)].tier].append(t)
-        groups["all"].append(t)
-    report = {}
-    for tier, group in groups.items():
-        failed = [t for t in group if not t.success]
-        successes = len(group) - len(failed)
-        report[tier] = {
-            "episodes": len(group), "successes": successes,
-            "success_rate": successes / len(group) if group else 0.0, "failed": len(failed),
-            "failed_with_key_action": sum(bool(key_actions(t)) for t in failed),
-            "failed_reaching_target": sum(target_reached_at(env, t) is not None for t in failed),
-        }
-    return report

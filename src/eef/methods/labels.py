@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 BENEFICIAL, HARMFUL, NEUTRAL = "beneficial", "harmful", "neutral"
+NEUTRAL_MODES = ("mask", "train")  # what EEF does with neutral expert segments
 
 
 def simulation_states(num_actions: int, m: int) -> list[int]:
@@ -71,8 +72,8 @@ def solution_masks(num_turns: int, positions: Sequence[int], labels: Sequence[st
     >>> solution_masks(9, [0, 2, 4, 6], ['neutral', 'harmful', 'beneficial'], start=4, join=6)
     [False, False, False, False, True, True, True, True, True]
     """
-    if neutral not in ("mask", "train"):
-        raise ValueError(f"neutral must be 'mask' or 'train', got {neutral!r}")
+    if neutral not in NEUTRAL_MODES:
+        raise ValueError(f"neutral must be one of {', '.join(NEUTRAL_MODES)}, got {neutral!r}")
     if start not in positions or join not in positions or join < start:
         raise ValueError(f"start {start} and join {join} must be simulated states with start <= join")
     masks = [False] * start + [False] * (join - start) + [True] * (num_turns - join)

@@ -45,14 +45,14 @@ class Solution:
     """A training example for one important state.
 
     Attributes:
-        state: the important state's key (``task@s0`` or ``expert-id@k``).
+        state_key: the important state's key (``task@s0`` or ``expert-id@k``).
         trajectory: the conversation from ``s0`` to the end, masks set.
         actions: actions from the important state to the end (the selection's "fewest actions").
         iteration: the iteration that found it.
         kind: ``self`` (the agent from the state) or ``expert+self`` (expert segments, then the agent).
     """
 
-    state: str
+    state_key: str
     trajectory: Trajectory
     actions: int
     iteration: int
@@ -99,8 +99,9 @@ def analyse_all(experts: Iterable[Trajectory], simulations: dict[tuple[str, int]
     analysed, skipped = [], []
     for expert in experts:
         positions = state_positions(expert, m)
-        found = [from_s0.get(expert.task_id)] + [simulations.get((expert.id, p)) for p in positions[1:]]
-        if any(s is None for s in found):
+        maybe = [from_s0.get(expert.task_id)] + [simulations.get((expert.id, p)) for p in positions[1:]]
+        found = [s for s in maybe if s is not None]
+        if len(found) < len(maybe):
             skipped.append(expert.id)
             continue
         analysed.append((analyse(expert, found, m), found))
@@ -149,7 +150,7 @@ def select(candidates: Iterable[Solution], rule: str = "fewest", seed: int = 0) 
         raise ValueError(f"unknown selection rule {rule!r}; known: {', '.join(SELECTION_RULES)}")
     by_state: dict[str, list[Solution]] = {}
     for candidate in candidates:
-        by_state.setdefault(candidate.state, []).append(candidate)
+        by_state.setdefault(candidate.state_key, []).append(candidate)
     chosen = {}
     for state, group in by_state.items():
         if rule == "random":

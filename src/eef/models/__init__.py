@@ -1,1 +1,1 @@
-"""Model builders: the tiny from-scratch default (real checkpoints load with ``from_pretrained``)."""
+"""Models: loading checkpoints (:mod:`eef.models.loading`) and the tiny from-scratch default (:mod:`eef.models.tiny`)."""

@@ -153,6 +153,6 @@ def create_tiny_model(env: TextEnv, out_dir: str | Path, config: TinyModelConfig
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "eef_tiny_model.json").write_text(json.dumps(
-        {"env": env.name, "env_info": getattr(env, "info", {}), **asdict(config), "tokens": len(tokenizer),
+        {"env": env.name, "env_info": dict(env.info), **asdict(config), "tokens": len(tokenizer),
          "parameters": sum(p.numel() for p in model.parameters())}, indent=2, default=str) + "\n")
     return out

@@ -12,7 +12,8 @@ from eef.train.settings import LoraSettings, TrainConfig
 _LAZY = {"Example": "data", "TokenizeStats": "data", "pack_examples": "data", "tokenize_conversation": "data",
          "tokenize_trajectories": "data", "TrainResult": "trainer", "train": "trainer"}
 
-__all__ = ["LoraSettings", "TrainConfig", *_LAZY]
+__all__ = ["Example", "LoraSettings", "TokenizeStats", "TrainConfig", "TrainResult", "pack_examples",
+           "tokenize_conversation", "tokenize_trajectories", "train"]
 
 
 def __getattr__(name: str) -> Any:

@@ -43,12 +43,12 @@ class TrainConfig:
             decay), which a model trained from scratch needs to form its copying circuits.
         weight_decay: AdamW weight decay.
         rows_per_step: packed rows per optimizer step (across devices and accumulation).
-        micro_batch_rows: rows per forward pass on one device (1 keeps an 8B model's logits,
-            4,096 tokens x 128k vocabulary, near 2 GB).
+        micro_batch_rows: rows per forward pass on one device (1 keeps the logits of a model with a
+            large vocabulary within a GPU's memory).
         max_length: tokens per row; longer conversations are cut (see :mod:`eef.train.data`).
         packing: pack several examples per row; off: one example per row, padded.
-        group_by_length: batch rows of similar length (see :class:`LengthGroupedBatches`); with
-            one conversation per row, random batches are ~55% padding, grouped ones ~5%.
+        group_by_length: batch rows of similar length (see :class:`LengthGroupedBatches`): with
+            one conversation per row, random batches are mostly padding.
         max_grad_norm: gradient clipping.
         gradient_checkpointing: recompute activations (GPU memory for time).
         mixed_precision: ``auto`` (bf16 on CUDA, none on CPU), ``bf16``, ``fp16`` or ``no``.

@@ -21,13 +21,18 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
 from eef.errors import EefError
+from eef.models.loading import add_lora
 from eef.progress import progress_bar
 from eef.train.data import IGNORE_INDEX, Example, PackedRow, pack_examples
-from eef.train.settings import LoraSettings, TrainConfig
+from eef.train.settings import TrainConfig
+
+DEFAULT_CONFIG = TrainConfig()
 
 
 @dataclass
@@ -63,7 +68,7 @@ def rows_for(examples: Sequence[Example], config: TrainConfig) -> list[PackedRow
     return [PackedRow(e.input_ids, e.labels, list(range(len(e.input_ids)))) for e in examples]
 
 
-class LengthGroupedBatches(torch.utils.data.Sampler):
+class LengthGroupedBatches(Sampler[list[int]]):
     """Random batches of rows of similar length (transformers' ``group_by_length``).
 
     Each pass shuffles the rows, sorts every window of ``window`` batches' worth of rows by length,
@@ -128,9 +133,8 @@ def forward_logits(model: Any, batch: dict[str, torch.Tensor], keep: torch.Tenso
 def token_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy over trainable tokens, and their count.
 
-    Only the positions that predict a trainable token go through the output layer: a quarter of a
-    multi-turn conversation's tokens, which saves that share of the head's time and logits memory
-    (4,096 positions x 128k vocabulary is 2 GB per row).
+    Only the positions that predict a trainable token go through the output layer, which saves the
+    head's time and logits memory on every other position.
     """
     targets = batch["labels"][:, 1:]
     predicts = targets != IGNORE_INDEX
@@ -164,16 +168,8 @@ def evaluate_loss(model: Any, examples: Sequence[Example], pad_id: int, batch_ro
     return total / max(count, 1)
 
 
-def _apply_lora(model: Any, lora: LoraSettings) -> Any:
-    from peft import LoraConfig, get_peft_model
-
-    targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
-    return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                            target_modules=targets, task_type="CAUSAL_LM"))
-
-
 def train(model: Any, tokenizer: Any, examples: Sequence[Example], out_dir: str | Path,
-          config: TrainConfig = TrainConfig(), *, progress: bool = False,
+          config: TrainConfig = DEFAULT_CONFIG, *, progress: bool = False,
           metadata: dict[str, Any] | None = None) -> TrainResult:
     """Fine-tune ``model`` on ``examples`` and save it to ``out_dir``.
 
@@ -203,18 +199,20 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], out_dir: str 
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
     if config.lora is not None:
-        model = _apply_lora(model, config.lora)
+        model = add_lora(model, config.lora)
     model.train()
 
     pad_id = pad_token_id(tokenizer)
     rows = rows_for(examples, config)
+    dataset = cast(Dataset[PackedRow], rows)  # a list is a map-style dataset
+    loader: DataLoader[PackedRow]
     if config.group_by_length:
-        batching = {"batch_sampler": LengthGroupedBatches([len(r.input_ids) for r in rows], config.micro_batch_rows,
-                                                          config.seed)}
+        sampler = LengthGroupedBatches([len(r.input_ids) for r in rows], config.micro_batch_rows, config.seed)
+        loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=lambda batch: collate(batch, pad_id))
     else:
-        batching = {"batch_size": config.micro_batch_rows, "shuffle": True,
-                    "generator": torch.Generator().manual_seed(config.seed)}
-    loader = torch.utils.data.DataLoader(rows, collate_fn=lambda batch: collate(batch, pad_id), **batching)
+        loader = DataLoader(dataset, batch_size=config.micro_batch_rows, shuffle=True,
+                            generator=torch.Generator().manual_seed(config.seed),
+                            collate_fn=lambda batch: collate(batch, pad_id))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)  # the loader is sharded per process

@@ -9,8 +9,16 @@ import pytest
 from eef.envs.scienceworld.java import JavaNotFoundError, find_java, java_major
 from eef.envs.scienceworld.jvm import JvmPool
 from eef.envs.scienceworld.observations import canonical_line, differing_lines, same_state
-from eef.envs.scienceworld.tasks import (SPLIT_TABLE, STEP_LIMITS, parse_task_id, read_index_file, split_task_ids,
-                                         step_limit, task_name, variations)
+from eef.envs.scienceworld.tasks import (
+    SPLIT_TABLE,
+    STEP_LIMITS,
+    parse_task_id,
+    read_index_file,
+    split_task_ids,
+    step_limit,
+    task_name,
+    variations,
+)
 from eef.errors import DataError, EefError, UnknownNameError
 from eef.experts.scienceworld_gold import PerturbConfig, perturb, thought_for
 

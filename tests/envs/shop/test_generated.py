@@ -1,7 +1,7 @@
 from dataclasses import replace
 
 from eef.envs.shop.engine import ShopEnv
-from eef.envs.shop.generated import VARIANTS, GeneratorConfig, _naive_query, generate_catalog
+from eef.envs.shop.generated import VARIANTS, GeneratorConfig, generate_catalog, naive_query
 from eef.envs.verify import verify
 
 
@@ -18,7 +18,7 @@ def test_tiers_hold_as_measured_on_the_search_engine(shop_env):
     assert catalog.info["tiers"] == {"easy": 400, "medium": 300, "hard": 300}
     for goal in catalog.goals:
         number = int(goal.asin[1:])
-        first_page = shop_env.index.search(_naive_query(goal.instruction))[:10]
+        first_page = shop_env.index.search(naive_query(goal.instruction))[:10]
         if goal.tier == "hard":
             assert number not in first_page, goal.instruction
             title = catalog.by_asin[goal.asin].title

@@ -5,9 +5,9 @@ package's train/dev/test splits or in ETO-style index files. An episode is the s
 ``load`` + ``reset`` + ``look around`` and then one simulator step per action:
 
 * **Fast step.** The package's ``env.step`` also enumerates the valid actions, looks around and
-  reads the inventory on every step (median 108 ms here); eef calls the simulator's own step and
-  reads the score and completion flag (a few ms). :meth:`available_actions` enumerates the valid
-  actions only when asked, once per state.
+  reads the inventory on every step, several times the cost of the step itself; eef calls the
+  simulator's own step and reads the score and completion flag. :meth:`available_actions`
+  enumerates the valid actions only when asked, once per state.
 * **End of an episode.** ``terminated`` when the task is completed or failed (the score goes
   negative, e.g. after focusing on the wrong thing); ``truncated`` after the task's step limit
   (ETO's limits by default; every call of ``step`` counts, invalid actions included).
@@ -31,13 +31,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from eef.envs.protocol import StepResult
+from eef.envs.protocol import StepResult, TextEnv
 from eef.envs.scienceworld.jvm import JvmDied, JvmPool, Simulator
 from eef.envs.scienceworld.observations import same_state
-from eef.envs.scienceworld.tasks import (SPLITS, STOCHASTIC_TASKS, TASK_ORDER, parse_task_id, read_index_file,
-                                         split_task_ids, step_limit, task_id, task_name)
+from eef.envs.scienceworld.tasks import (
+    SPLITS,
+    STOCHASTIC_TASKS,
+    TASK_ORDER,
+    parse_task_id,
+    read_index_file,
+    split_task_ids,
+    step_limit,
+    task_id,
+    task_name,
+)
 from eef.errors import EefError, UnknownNameError
 
 T = TypeVar("T")
@@ -81,7 +90,7 @@ class _Episode:
     limit: int
     actions: list[str] = field(default_factory=list)
     observations: list[str] = field(default_factory=list)
-    first_observation: str | None = None
+    first_observation: str = ""  # empty until the simulator first shows it
     instruction: str = ""
     best_score: int = 0
     done: bool = False
@@ -100,7 +109,7 @@ class _Shared:
     gold: dict[str, list[str]] = field(default_factory=dict)
 
 
-class ScienceWorldEnv:
+class ScienceWorldEnv(TextEnv):
     """ScienceWorld task variations as eef tasks (see the module docstring).
 
     Args:
@@ -119,6 +128,7 @@ class ScienceWorldEnv:
     supports_snapshot = False
     agent_instruction = INSTRUCTION
     agent_example = EXAMPLE
+    metrics: dict[str, int]
 
     def __init__(self, pool: JvmPool, *, tasks: Sequence[str] | str | None = None, simplifications: str = "easy",
                  max_steps: int | None = None, step_limits: Mapping[str, int] | None = None,
@@ -157,7 +167,7 @@ class ScienceWorldEnv:
         return list(self._splits[split])
 
     @property
-    def max_steps(self) -> int:
+    def max_steps(self) -> int:  # type: ignore[override]  # read-only: the limit is the current task's
         """The current episode's step limit (before the first reset: the largest of the tasks)."""
         if self._episode is not None:
             return self._episode.limit
@@ -177,7 +187,7 @@ class ScienceWorldEnv:
         return same_state(expected, seen)
 
     @property
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:  # type: ignore[override]  # read-only: computed from the pool's health
         """Settings and health figures (printed by ``eef env verify``)."""
         return {"simplifications": self.simplifications, "tasks": len(self.tasks),
                 "step_limits": "eto" if self._max_steps is None else self._max_steps,
@@ -187,15 +197,15 @@ class ScienceWorldEnv:
     # -- episode -----------------------------------------------------------------------------
     def reset(self, task_id: str) -> str:
         name, variation = parse_task_id(task_id)
-        self._episode = _Episode(name, variation, self.step_limit(name))
+        episode = self._episode = _Episode(name, variation, self.step_limit(name))
         self._stale = True
-        return self._run(lambda: self._episode.first_observation)
+        return self._run(lambda sim: episode.first_observation)
 
     def step(self, action: str) -> StepResult:
         episode = self._require_episode()
         if episode.done:
             raise RuntimeError("the episode is over; call reset(task_id)")
-        observation, score, completed = self._run(lambda: self._apply(action))
+        observation, score, completed = self._run(lambda sim: self._apply(sim, action))
         episode.actions.append(action)
         episode.observations.append(observation)
         episode.valid_actions = None
@@ -217,7 +227,7 @@ class ScienceWorldEnv:
         this is the slow part of the package's ``env.step``)."""
         episode = self._require_episode()
         if episode.valid_actions is None:
-            episode.valid_actions = self._run(lambda: self._sim.valid_actions())
+            episode.valid_actions = self._run(lambda sim: sim.valid_actions())
         return list(episode.valid_actions)
 
     def snapshot(self) -> None:
@@ -231,7 +241,7 @@ class ScienceWorldEnv:
         twin = object.__new__(ScienceWorldEnv)
         twin.__dict__.update(self.__dict__)
         twin._sim, twin._episode, twin._stale, twin._restore_diverged = None, None, False, False
-        twin.metrics = {key: 0 for key in self.metrics}
+        twin.metrics = dict.fromkeys(self.metrics, 0)
         return twin
 
     def jvm_rss_mb(self) -> list[float]:
@@ -255,10 +265,10 @@ class ScienceWorldEnv:
         name, variation = parse_task_id(task_id)
         key = f"{name}/{variation}"
         if key not in self._shared.gold:
-            def compute() -> list[str]:
+            def compute(sim: Simulator) -> list[str]:
                 self._stale = self._episode is not None
-                self._sim.load(name, variation, self._simplifications_for(name), gold=True)
-                return self._sim.gold_actions()
+                sim.load(name, variation, self._simplifications_for(name), gold=True)
+                return sim.gold_actions()
 
             self._shared.gold[key] = self._run(compute, key)
         return list(self._shared.gold[key])
@@ -292,12 +302,13 @@ class ScienceWorldEnv:
         # The electrical tasks need electrical actions (the simulator rejects this simplification).
         return ",".join(s for s in self.simplifications.split(",") if s != "noElectricalAction")
 
-    def _apply(self, action: str) -> tuple[str, int, bool]:
-        observation = self._sim.step(action)
-        return observation, self._sim.score(), self._sim.completed()
+    @staticmethod
+    def _apply(sim: Simulator, action: str) -> tuple[str, int, bool]:
+        observation = sim.step(action)
+        return observation, sim.score(), sim.completed()
 
-    def _run(self, call: Callable[[], T], task: str | None = None) -> T:
-        """``call()`` on a simulator holding the episode's state; when the JVM dies or gets stuck,
+    def _run(self, call: Callable[[Simulator], T], task: str | None = None) -> T:
+        """``call(simulator)`` on a simulator holding the episode's state; when the JVM dies or gets stuck,
         take a simulator in a new JVM, replay the episode and try again.
 
         Raises:
@@ -310,8 +321,8 @@ class ScienceWorldEnv:
                 if self._sim is None:
                     self._sim = self._pool.simulator()
                 if self._stale:
-                    self._rebuild()
-                return call()
+                    self._rebuild(self._sim, self._require_episode())
+                return call(self._sim)
             except JvmDied as e:
                 restarts += 1
                 # The next pass takes a simulator in a live JVM inside the ``try``, so a JVM that
@@ -325,15 +336,13 @@ class ScienceWorldEnv:
                     raise EefError(f"{task}: ScienceWorld's JVM failed {restarts} times in a row; last: {e}") from e
                 self.metrics["episode_retries"] += self._stale
 
-    def _rebuild(self) -> None:
+    def _rebuild(self, sim: Simulator, episode: _Episode) -> None:
         """Load the episode's task and replay its actions, checking the recorded observations."""
-        episode = self._episode
-        sim = self._sim
         sim.load(episode.name, episode.variation, self._simplifications_for(episode.name))
         sim.reset()
         episode.instruction = sim.task_description()
         first = f"Task Description:\n{episode.instruction}\n\n{sim.step(LOOK)}"
-        diverged = episode.first_observation is not None and not same_state(episode.first_observation, first)
+        diverged = bool(episode.first_observation) and not same_state(episode.first_observation, first)
         episode.first_observation = episode.first_observation or first
         for action, recorded in zip(episode.actions, episode.observations):
             diverged |= not same_state(recorded, sim.step(action))

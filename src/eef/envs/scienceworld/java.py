@@ -51,7 +51,7 @@ def find_java(java: str = "java") -> str:
     if path is None:
         raise JavaNotFoundError(f"ScienceWorld needs Java, but {java!r} was not found; {INSTALL_HINT}")
     try:
-        done = subprocess.run([path, "-version"], capture_output=True, text=True, timeout=30)
+        done = subprocess.run([path, "-version"], check=False, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise JavaNotFoundError(f"ScienceWorld needs Java, but {path} -version failed ({e}); {INSTALL_HINT}") from e
     major = java_major(done.stderr + done.stdout)

@@ -19,6 +19,7 @@ Two properties make the simulator usable for replays:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -41,7 +42,8 @@ from eef.errors import EefError
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Measured: a JVM with no simulator uses about 13 MB of heap, each loaded simulator about 11 MB.
+# Heap of a JVM: its own part plus one part per loaded simulator, each with a margin over what it
+# was measured to use (docs/benchmarks.md).
 BASE_HEAP_MB = 64
 HEAP_PER_ENV_MB = 12
 # The slowest call (a gold sequence of test-conductivity) takes seconds; a JVM silent this long is stuck.
@@ -56,7 +58,7 @@ def _quiet_py4j() -> None:
     """Keep py4j's failure tracebacks off the terminal: eef reports JVM faults itself."""
     # py4j logs some failures through the ``logging`` module's functions, which configure the
     # root logger as a side effect; its own logger takes them instead.
-    java_gateway.logging = logging.getLogger("py4j.java_gateway")  # type: ignore[attr-defined]
+    java_gateway.logging = logging.getLogger("py4j.java_gateway")
     # Its records are not even made: formatting their tracebacks (under a handler such as
     # pytest's) broke later ``ast.parse`` calls on Python 3.11.
     logging.getLogger("py4j").setLevel(logging.CRITICAL + 1)
@@ -118,10 +120,8 @@ class Jvm:
     def close(self) -> None:
         """Stop the JVM (if it still runs) and the gateway."""
         if self.alive:
-            try:
+            with contextlib.suppress(Py4JError):  # gone meanwhile
                 self.gateway.shutdown()
-            except Py4JError:  # gone meanwhile
-                pass
         self.kill()
 
     def kill(self) -> None:
@@ -147,8 +147,10 @@ def _launch(java: str, heap_mb: int) -> subprocess.Popen:
 
 def _read_port(process: subprocess.Popen, timeout_s: float, java: str) -> int:
     """The port the gateway server prints first; then its output is drained in the background."""
-    ready, _, _ = select.select([process.stdout], [], [], timeout_s)
-    line = process.stdout.readline() if ready else b""
+    stdout = process.stdout
+    assert stdout is not None  # _launch pipes it
+    ready, _, _ = select.select([stdout], [], [], timeout_s)
+    line = stdout.readline() if ready else b""
     if not line.strip().isdigit():
         process.kill()
         code = process.wait()
@@ -156,7 +158,7 @@ def _read_port(process: subprocess.Popen, timeout_s: float, java: str) -> int:
             raise JvmDied(f"ScienceWorld's JVM {process.pid} did not start within {timeout_s:g} s")
         raise EefError(f"could not start ScienceWorld's JVM ({java} -jar {JAR_PATH}): it exited with code {code}")
     # The simulator prints to stdout; an undrained pipe would block it once full.
-    threading.Thread(target=_drain, args=(process.stdout,), daemon=True).start()
+    threading.Thread(target=_drain, args=(stdout,), daemon=True).start()
     return int(line)
 
 
@@ -274,7 +276,7 @@ class Simulator:
 
     def score(self) -> int:
         """The score, 0-100 (negative once the task has failed)."""
-        return int(round(100 * self.invoke("getScore")))
+        return round(100 * float(self.invoke("getScore")))
 
     def completed(self) -> bool:
         return bool(self.invoke("getCompleted"))

@@ -13,7 +13,7 @@ import copy
 import re
 from dataclasses import dataclass, field
 
-from eef.envs.protocol import StepResult
+from eef.envs.protocol import StepResult, TextEnv
 from eef.envs.shop.catalog import Catalog, Product
 from eef.envs.shop.reward import REWARD_MODES, purchase_reward
 from eef.envs.shop.search import BACKEND, SearchIndex
@@ -59,7 +59,7 @@ class _State:
     reward: float = 0.0
 
 
-class ShopEnv:
+class ShopEnv(TextEnv):
     """A WebShop-semantics environment over a catalog (see the module docstring).
 
     Args:
@@ -134,6 +134,26 @@ class ShopEnv:
         self._goal_index, state = snapshot
         self._state = copy.deepcopy(state)
 
+    # -- the current page, as an expert that reads the screen sees it --------------------------
+    @property
+    def page(self) -> str:
+        """The page the episode is on: start, results, item, description, features, reviews or done."""
+        return self._state.page
+
+    @property
+    def page_number(self) -> int:
+        """The results page shown (1-based)."""
+        return self._state.page_number
+
+    @property
+    def item(self) -> Product:
+        """The product whose page (or sub-page) is open.
+
+        Raises:
+            RuntimeError: no item is open.
+        """
+        return self.catalog.by_asin[self._open_asin()]
+
     def available_actions(self) -> list[str]:
         s = self._state
         if s.page == "start":
@@ -203,7 +223,7 @@ class ShopEnv:
 
     def _buy(self) -> None:
         s = self._state
-        bought = self.catalog.by_asin[s.asin]
+        bought = self.item
         target = self.catalog.by_asin[self.goal.asin]
         details = purchase_reward(self.goal, bought, target, s.options, self.nouns, self.reward_mode)
         s.page, s.reward = "done", details.reward
@@ -217,7 +237,12 @@ class ShopEnv:
         return next(p.asin for p in self._page_hits() if p.asin.lower() == lowered)
 
     def _option_groups(self) -> dict[str, str]:
-        return self._option_group[self._state.asin]
+        return self._option_group[self._open_asin()]
+
+    def _open_asin(self) -> str:
+        if self._state.asin is None:
+            raise RuntimeError("no item page is open")
+        return self._state.asin
 
     def _clickables(self) -> list[str]:
         s = self._state
@@ -253,7 +278,7 @@ class ShopEnv:
                     parts += [p.asin, p.title, p.price_text]
             else:
                 parts.append("< Prev")
-                parts += self._item_parts(self.catalog.by_asin[s.asin], s.page)
+                parts += self._item_parts(self.item, s.page)
         return SEP.join(x for x in (part.strip() for part in parts) if x)
 
     def _observe_compact(self) -> str:
@@ -270,7 +295,7 @@ class ShopEnv:
             # The instruction again, as WebShop shows it: the options to copy are then a few tokens
             # back on every item page, not hundreds after a long navigation (a tiny model trained
             # on short episodes copies badly from distances it has not seen).
-            product = self.catalog.by_asin[s.asin]
+            product = self.item
             parts = ["Instruction:", self.goal.instruction, "Back to Search", "< Prev", f"{product.title} {product.price_text}"]
             parts += [f"{name}: {' '.join(values)}" for name, values in product.options.items()]
             parts.append("Buy Now")

@@ -33,8 +33,8 @@ from eef.envs.shop.search import SearchIndex
 from eef.envs.shop.webshop_data import indexed_text
 
 TIERS = ("easy", "medium", "hard")
-BRANDS = "acme zolo nova kiro vela orbi lumo tarn pico dune brio sola".split()
-MATERIALS = "cotton wool leather canvas linen bamboo".split()
+BRANDS = ["acme", "zolo", "nova", "kiro", "vela", "orbi", "lumo", "tarn", "pico", "dune", "brio", "sola"]
+MATERIALS = ["cotton", "wool", "leather", "canvas", "linen", "bamboo"]
 KINDS = {  # kind -> category
     "shirt": "clothing", "scarf": "clothing", "jacket": "clothing", "hat": "clothing",
     "bag": "bags", "wallet": "bags", "backpack": "bags", "pillow": "home", "blanket": "home",
@@ -42,8 +42,8 @@ KINDS = {  # kind -> category
 # Title word -> the instruction's phrase for it; the phrase never appears in product text.
 VARIANTS = {"junior": "for kids", "sport": "for the gym", "outdoor": "for camping",
             "deluxe": "of premium quality", "classic": "in a vintage style", "travel": "for trips"}
-COLORS = "red blue green black white grey pink yellow".split()
-SIZES = "small medium large".split()
+COLORS = ["red", "blue", "green", "black", "white", "grey", "pink", "yellow"]
+SIZES = ["small", "medium", "large"]
 ATTRIBUTES = ("machine washable", "water resistant", "eco friendly", "easy to clean",
               "long lasting", "lightweight", "hand made", "quick drying")
 OPENERS = ("i need", "i am looking for", "find me", "i want")
@@ -81,7 +81,7 @@ def _make_products(cfg: GeneratorConfig, rng: random.Random) -> list[Product]:
         # variant product sits behind its plain near-duplicates. Groups of six or more hold at
         # least two variant products.
         n_plain = min(size if size < 6 else size - 2, len(BRANDS))
-        chosen = [(None, b) for b in rng.sample(BRANDS, n_plain)]
+        chosen: list[tuple[str | None, str]] = [(None, b) for b in rng.sample(BRANDS, n_plain)]
         chosen += rng.sample([(v, b) for v in VARIANTS for b in BRANDS], size - n_plain)
         for variant, brand in chosen:
             products.append(_make_product(len(products), variant, brand, material, kind, rng))
@@ -140,9 +140,13 @@ def _instruction(product: Product, tier: str, attribute: str, options: list[tupl
     return text + price_clause(limit)
 
 
-def _naive_query(instruction: str) -> str:
-    """What a literal reader searches: the instruction up to its options and price."""
-    return instruction.split(" with ")[0].split(", and price")[0]
+def naive_query(instruction: str) -> str:
+    """What a literal reader searches: the instruction up to its options and price.
+
+    >>> naive_query("I need a nova wool wallet for kids with color: red, and price lower than 40.00 dollars")
+    'I need a nova wool wallet for kids'
+    """
+    return instruction.split(" with ", maxsplit=1)[0].split(", and price", maxsplit=1)[0]
 
 
 def generate_catalog(cfg: GeneratorConfig = GeneratorConfig()) -> Catalog:
@@ -186,7 +190,7 @@ def _try_goal(products: list[Product], index: SearchIndex, same_variant: Counter
     attribute = rng.choice(product.attributes)
     limit = price_limit(product.price, rng)
     instruction = _instruction(product, tier, attribute, options, limit, rng)
-    hits = index.search(_naive_query(instruction))
+    hits = index.search(naive_query(instruction))
     number = int(product.asin[1:])
     on_first_page = number in hits[:10]
     if tier == "hard":  # off page 1 but within the 50 hits, so paging can reach it

@@ -30,16 +30,18 @@ from eef.envs.shop.catalog import NO_PRICE_LIMIT, Goal, Product
 REWARD_MODES = ("faithful", "fixed")
 
 # WebShop's colour and pattern words, in its (alphabetical) order: the first contained one wins.
-COLOR_WORDS = (
-    "alabaster apricot aqua ash asphalt azure banana beige black blue blush bordeaux bronze brown "
-    "burgundy camel camo caramel champagne charcoal cheetah chestnut chocolate christmas coffee "
-    "cognac copper coral cranberry cream crystal dark denim eggplant elephant espresso fuchsia gold "
-    "granite grape graphite grass gray green grey heather indigo ivory ivy khaki lavender lemon "
-    "leopard light lilac lime magenta maroon mauve merlot midnight mint mocha multicolor mushroom "
-    "mustard natural navy nude olive orange peach pewter pink plum purple rainbow red rose royal "
-    "rust sand sapphire seashell silver skull slate steel stone stonewash sunflower tan taupe teal "
-    "tiger turquoise violet walnut wheat white wine yellow"
-).split()
+COLOR_WORDS = [
+    "alabaster", "apricot", "aqua", "ash", "asphalt", "azure", "banana", "beige", "black", "blue", "blush",
+    "bordeaux", "bronze", "brown", "burgundy", "camel", "camo", "caramel", "champagne", "charcoal", "cheetah",
+    "chestnut", "chocolate", "christmas", "coffee", "cognac", "copper", "coral", "cranberry", "cream", "crystal",
+    "dark", "denim", "eggplant", "elephant", "espresso", "fuchsia", "gold", "granite", "grape", "graphite", "grass",
+    "gray", "green", "grey", "heather", "indigo", "ivory", "ivy", "khaki", "lavender", "lemon", "leopard", "light",
+    "lilac", "lime", "magenta", "maroon", "mauve", "merlot", "midnight", "mint", "mocha", "multicolor", "mushroom",
+    "mustard", "natural", "navy", "nude", "olive", "orange", "peach", "pewter", "pink", "plum", "purple", "rainbow",
+    "red", "rose", "royal", "rust", "sand", "sapphire", "seashell", "silver", "skull", "slate", "steel", "stone",
+    "stonewash", "sunflower", "tan", "taupe", "teal", "tiger", "turquoise", "violet", "walnut", "wheat", "white",
+    "wine", "yellow"
+]
 FUZZY_THRESHOLD = 85
 
 
@@ -82,9 +84,8 @@ def count_attribute_matches(product: Product, attributes: Sequence[str]) -> int:
     text_fields = (product.title.lower(), " ".join(product.bullets).lower(), product.description.lower())
     matches = 0
     for attribute in attributes:
-        if any(fuzz.token_set_ratio(a, attribute) > FUZZY_THRESHOLD for a in product.attributes):
-            matches += 1
-        elif any(attribute in text for text in text_fields):
+        if (any(fuzz.token_set_ratio(a, attribute) > FUZZY_THRESHOLD for a in product.attributes)
+                or any(attribute in text for text in text_fields)):
             matches += 1
     return matches
 

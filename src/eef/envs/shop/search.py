@@ -18,10 +18,11 @@ import numpy as np
 import Stemmer
 
 # Lucene's EnglishAnalyzer stop set.
-LUCENE_STOP_WORDS = frozenset(
-    "a an and are as at be but by for if in into is it no not of on or such that the their "
-    "then there these they this to was will with".split()
-)
+LUCENE_STOP_WORDS = frozenset((
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not",
+    "of", "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "will",
+    "with"
+))
 # Words, numbers with inner dots or commas (4.25, 1,000) and inner apostrophes, like Lucene's
 # standard tokenizer for the text WebShop holds.
 _TOKEN = re.compile(r"\w+(?:[.,']\w+)*")
@@ -36,10 +37,8 @@ class Analyzer:
 
     def __call__(self, text: str) -> list[str]:
         tokens = []
-        for token in _TOKEN.findall(text.lower()):
-            if token.endswith("'s"):
-                token = token[:-2]
-            token = token.replace("'", "")
+        for word in _TOKEN.findall(text.lower()):
+            token = (word[:-2] if word.endswith("'s") else word).replace("'", "")
             if token and token not in LUCENE_STOP_WORDS:
                 tokens.append(token)
         return [stem for stem in self._stemmer.stemWords(tokens) if stem]  # Porter maps "s" to ""

@@ -23,7 +23,7 @@ import json
 import random
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +202,7 @@ def load_webshop(
 
     processed = _first_existing(data_dir, ["products.jsonl.gz", "products.jsonl"])
     original = _first_existing(data_dir, ["items_shuffle_1000.json", "items_shuffle.json"])
+    rows: Sequence[tuple[dict, int | None]]  # the line of each product in a JSON-lines file
     if processed is not None:
         rows, source = _load_processed(processed), processed
     elif original is not None:
@@ -278,7 +279,8 @@ def _synthetic_goals(products: list[Product], instructions: dict, ins_path: Path
     ]
 
 
-def _human_goals(products: list[Product], rows: list, data_dir: Path, rng: random.Random) -> list[Goal]:
+def _human_goals(products: list[Product], rows: Sequence[tuple[dict, int | None]], data_dir: Path,
+                 rng: random.Random) -> list[Goal]:
     human_path = data_dir / "items_human_ins.json"
     if human_path.is_file():
         by_asin = _read_json(human_path)

@@ -1,12 +1,11 @@
 """Rollouts shared by several single-threaded worker processes on the CPU.
 
 Decoding a small model on the CPU is bound by per-step overhead (Python, framework dispatch) and
-memory latency more than by arithmetic, so a second thread in one process adds little: on the
-2-core machine one process with two threads stepped the default's exploration at 69.5 steps/s,
-two processes with one thread each at 81.0 together (``benchmarks/rollout.py --workers 2``). Each worker is a fork of this process (the loaded
-model and the environments are inherited, nothing is reloaded) that rolls out every
-``workers``-th start with every ``workers``-th environment; the parent saves each finished episode
-as it arrives, so an interrupted stage resumes exactly as with one process.
+memory latency more than by arithmetic, so processes scale where a second thread adds little
+(figures in docs/benchmarks.md). Each worker is a fork of this process (the loaded model and the
+environments are inherited, nothing is reloaded) that rolls out every ``workers``-th start with
+every ``workers``-th environment; the parent saves each finished episode as it arrives, so an
+interrupted stage resumes exactly as with one process.
 
 A worker runs one thread: OpenMP (GNU libgomp, which PyTorch's Linux wheels use) hangs in a
 forked child that starts a thread team after its parent has used one. Forking needs Linux, a
@@ -32,41 +31,30 @@ from eef.agent.policy import Policy
 from eef.envs.protocol import TextEnv
 from eef.errors import EefError
 from eef.progress import progress_bar
-from eef.rollout import RolloutConfig, RolloutResult, Start, rollout, trajectory_id
+from eef.rollout.plan import RolloutConfig, RolloutResult, Start, trajectory_id
+from eef.rollout.serial import rollout_in_process
 from eef.trajectory import Message, Trajectory
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 EXIT_GRACE_S = 10.0  # how long a worker that has finished or failed may take to exit before it is killed
 
 
-def process_local(env: TextEnv) -> bool:
-    """Whether ``env`` declares that it holds nothing outside this process (no JVM, socket or
-    server), so that a forked worker may step its copy."""
-    return getattr(env, "process_local", False)
-
-
 def can_fork(envs: Sequence[TextEnv], policy: Policy) -> bool:
-    """Whether forked workers can share this rollout: the policy computes on the CPU in this
-    process and every environment is :func:`process_local`."""
-    device = getattr(policy, "device", None)
-    return (sys.platform.startswith("linux") and getattr(device, "type", None) == "cpu"
-            and all(process_local(env) for env in envs))
+    """Whether forked workers can share a rollout: on Linux, with a policy and environments that
+    all declare ``process_local`` (they hold nothing outside this process)."""
+    return sys.platform.startswith("linux") and policy.process_local and all(env.process_local for env in envs)
 
 
 def rollout_in_workers(workers: int, envs: Sequence[TextEnv], policy: Policy, starts: Sequence[Start],
                        prompt: tuple[Message, ...], config: RolloutConfig, *,
-                       on_trajectory: Callable[[Trajectory], None] | None, progress: bool,
+                       on_trajectory: Callable[[Trajectory], object] | None, progress: bool,
                        description: str, silence_timeout_s: float) -> RolloutResult:
-    """``rollout(..., workers=workers)``: the starts and environments dealt out to forked workers,
-    or all in this process when there are fewer starts or environments than workers or
-    :func:`can_fork` says no. ``model_calls`` sums the workers' calls.
+    """``rollout(..., workers=workers)``: the starts and environments dealt out to forked workers
+    (at most one per environment and per start; :func:`can_fork` must hold). ``model_calls`` sums
+    the workers' calls.
 
     Every wait is bounded: a worker that sends nothing for ``silence_timeout_s`` seconds (stopped,
     or stuck in a call that never returns) is killed and named in the error."""
-    workers = min(workers, len(envs), len(starts))
-    if workers <= 1 or not can_fork(envs, policy):
-        return rollout(envs, policy, starts, prompt, config, on_trajectory=on_trajectory, progress=progress,
-                       description=description)  # workers=1
     began = time.perf_counter()
     context = multiprocessing.get_context("fork")
     processes: list[Any] = []
@@ -202,11 +190,11 @@ def _work(worker: int, parent: int, envs: Sequence[TextEnv], policy: Policy, sta
         import torch
 
         torch.set_num_threads(1)  # see the module docstring: more threads hang after a fork
-        done = rollout(envs, policy, starts, prompt, config, description=description,
-                       on_trajectory=lambda t: _send(pipe, ("episode", t)))
+        done = rollout_in_process(envs, policy, starts, prompt, config, description=description,
+                                  on_trajectory=lambda t: _send(pipe, ("episode", t)))
         done.trajectories = []  # already sent one by one
         _send(pipe, ("done", done))
-    except BaseException:  # noqa: BLE001 - any failure is reported to the parent, which raises it
+    except BaseException:
         _send(pipe, ("error", traceback.format_exc()))
     finally:
         os.close(pipe)

@@ -1,0 +1,75 @@
+"""Loading a causal LM and its tokenizer with ``from_pretrained``, for generation and training alike.
+
+A checkpoint is a local directory or a hub id; ``device`` and ``dtype`` take ``auto`` (CUDA when
+available, bfloat16 there and float32 on the CPU). LoRA adapters are added with PEFT for training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from eef.errors import EefError, UnknownNameError
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from eef.train.settings import LoraSettings
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto`` is bfloat16 on CUDA and float32 on the CPU.
+
+    >>> pick_dtype("auto", torch.device("cpu")), pick_dtype("float16", torch.device("cpu"))
+    (torch.float32, torch.float16)
+    """
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise UnknownNameError("dtype", dtype, ["auto", *DTYPES])
+    return DTYPES[dtype]
+
+
+def load_model_and_tokenizer(path: str | Path, device: str = "auto",
+                             dtype: str = "auto") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM (in eval mode, on ``device``) and its tokenizer.
+
+    Raises:
+        EefError: no such directory, not a model, a hub id without network, or a tokenizer
+            without a chat template (eef renders conversations with it).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = pick_device(device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        if tokenizer.chat_template is None:
+            raise EefError(f"{path}: the tokenizer has no chat template; eef renders conversations with it")
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=pick_dtype(dtype, target))
+    except (OSError, ValueError) as e:  # no such directory, not a model, a hub id with no network
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EefError(f"{path}: cannot load a model and tokenizer ({first_line})") from None
+    # transformers' stubs type the decorated ``to`` as taking only the model itself
+    return model.to(target).eval(), tokenizer  # type: ignore[arg-type]
+
+
+def add_lora(model: PreTrainedModel, lora: LoraSettings) -> PeftModel:
+    """``model`` wrapped by PEFT with fresh LoRA adapters; only the adapters train."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+                        task_type="CAUSAL_LM")
+    return get_peft_model(model, config)

@@ -1,0 +1,123 @@
+"""The work of each stage, one function each, shared by ``eef run`` and the single commands.
+
+``eef explore``, ``eef train`` and ``eef eval`` call the same functions as the pipeline's stages
+(:mod:`eef.pipeline` adds the run directory's markers and records): one rule for loading a
+model, cloning environments and closing what was opened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eef.agent.policy import Policy
+from eef.config import ModelSection
+from eef.envs.protocol import TextEnv
+from eef.evaluate import EvalReport, evaluate
+from eef.rollout import RolloutConfig, RolloutResult, Start, cloned_envs, pending, rollout, trajectory_id
+from eef.train.settings import TrainConfig
+from eef.trajectory import Message, Trajectory
+from eef.trajectory_files import append_trajectories
+
+if TYPE_CHECKING:  # training needs torch; exploring with a server does not
+    from eef.train.data import TokenizeStats
+    from eef.train.trainer import TrainResult
+
+
+@dataclass(frozen=True)
+class Parallelism:
+    """How many episodes run together: ``num_envs`` environments stepped as one batch, shared by
+    ``workers`` forked processes, each killed after ``worker_timeout_s`` seconds of silence."""
+
+    num_envs: int = 16
+    workers: int = 1
+    worker_timeout_s: float = 1800.0
+
+
+def open_policy(model: ModelSection, checkpoint: str | Path) -> Policy:
+    """The policy of ``checkpoint`` (a directory, hub id or served model name) run as ``model`` says;
+    use it as a context manager, which closes it."""
+    from eef.agent.backends import build_policy
+
+    return build_policy(model.backend, str(checkpoint), base_url=model.base_url, device=model.device,
+                        dtype=model.dtype, max_batch_size=model.max_batch_size, concurrency=model.concurrency,
+                        api_key_env=model.api_key_env, timeout_s=model.request_timeout_s,
+                        max_retries=model.max_retries, max_backoff_s=model.max_backoff_s)
+
+
+def explore(env: TextEnv, env_options: Mapping[str, Any], model: ModelSection, checkpoint: str | Path,
+            starts: Sequence[Start], prompt: tuple[Message, ...], config: RolloutConfig, out: Path,
+            parallel: Parallelism, *, description: str = "explore",
+            reuse: Mapping[str, Trajectory] | None = None) -> RolloutResult:
+    """Roll out ``checkpoint`` from ``starts`` into ``out``, appending each episode as it ends; the
+    episodes ``out`` already holds are kept (resume) and those of ``reuse`` (by id) are copied
+    instead of sampled again. Returns what this call rolled out (nothing when all were done)."""
+    _, todo = pending(out, starts, config, model=str(checkpoint))
+    if reuse:
+        append_trajectories(out, [reuse[i] for i in (trajectory_id(config, s) for s in todo) if i in reuse])
+        todo = [s for s in todo if trajectory_id(config, s) not in reuse]
+    if not todo:
+        return RolloutResult()
+    with open_policy(model, checkpoint) as policy, cloned_envs(env, parallel.num_envs, env_options) as envs:
+        return rollout(envs, policy, todo, prompt, config, on_trajectory=lambda t: append_trajectories(out, [t]),
+                       progress=True, description=description, workers=parallel.workers,
+                       worker_timeout_s=parallel.worker_timeout_s)
+
+
+def evaluate_checkpoint(env: TextEnv, env_options: Mapping[str, Any], model: ModelSection, checkpoint: str | Path,
+                        tasks: Sequence[str], prompt: tuple[Message, ...], out_dir: Path, parallel: Parallelism, *,
+                        split: str, max_new_tokens: int, temperature: float, seed: int) -> EvalReport:
+    """Evaluate ``checkpoint`` on ``tasks`` into ``out_dir`` (see :func:`eef.evaluate.evaluate`)."""
+    with open_policy(model, checkpoint) as policy, cloned_envs(env, parallel.num_envs, env_options) as envs:
+        return evaluate(envs, policy, tasks, prompt, split=split, max_new_tokens=max_new_tokens,
+                        temperature=temperature, seed=seed, out_dir=out_dir, progress=True,
+                        workers=parallel.workers, worker_timeout_s=parallel.worker_timeout_s)
+
+
+def training_dtype(dtype: str, lora: bool) -> str:
+    """The weights' dtype for training: ``auto`` is bfloat16 for LoRA on CUDA (the frozen base in half
+    precision), otherwise float32 master weights (mixed precision autocasts the compute)."""
+    if dtype != "auto":
+        return dtype
+    import torch
+
+    return "bfloat16" if lora and torch.cuda.is_available() else "float32"
+
+
+def train_checkpoint(start: str | Path, data: Sequence[Trajectory], out: Path, config: TrainConfig, *,
+                     dtype: str = "auto", metadata: Mapping[str, Any] | None = None,
+                     heldout: Sequence[Trajectory] = (), log: Callable[[str], None] | None = None,
+                     ) -> tuple[TrainResult, TokenizeStats]:
+    """Masked SFT of ``start`` on ``data`` into the checkpoint ``out``; returns what training did
+    and what tokenization did.
+
+    ``log`` receives the tokenization's figures and, with ``heldout`` trajectories, their loss
+    before and after training.
+
+    Raises:
+        EefError: no turn of ``data`` is trainable.
+    """
+    from eef.errors import EefError
+    from eef.models.loading import load_model_and_tokenizer
+    from eef.train import tokenize_trajectories, train
+    from eef.train.trainer import evaluate_loss, pad_token_id
+
+    say = log or (lambda line: None)
+    # loaded on the CPU: accelerate places the model on each process's device
+    model, tokenizer = load_model_and_tokenizer(str(start), device="cpu",
+                                                dtype=training_dtype(dtype, config.lora is not None))
+    examples, stats = tokenize_trajectories(list(data), tokenizer, config.max_length)
+    say(f"{stats.examples} examples ({stats.trained_tokens:,} of {stats.tokens:,} tokens train); "
+        f"{stats.truncated} cut at {config.max_length} tokens, {stats.dropped} dropped with nothing to train")
+    if not examples:
+        raise EefError(f"no turn of the {len(data)} trajectories to train on is trainable")
+    held = tokenize_trajectories(list(heldout), tokenizer, config.max_length)[0] if heldout else []
+    if held:
+        say(f"held-out loss before: {evaluate_loss(model, held, pad_token_id(tokenizer)):.4f}")
+    result = train(model, tokenizer, examples, out, config, progress=True,
+                   metadata={**(metadata or {}), "tokenize": stats.__dict__})
+    if held:
+        say(f"held-out loss after: {evaluate_loss(model, held, pad_token_id(tokenizer)):.4f}")
+    return result, stats
