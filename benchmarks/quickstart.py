@@ -35,8 +35,9 @@ def main() -> None:
     scratch = None if args.run_dir else tempfile.mkdtemp(prefix="eef-quickstart-")
     run_dir = Path(args.run_dir or scratch) / "default"
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "eef.cli", "run", "-s", f"run_dir={run_dir}"],
-                               stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "eef.cli", "run", "-s", f"run_dir={run_dir}"], stdout=subprocess.DEVNULL
+    )
     peak_rss = 0
     while process.poll() is None:
         peak_rss = max(peak_rss, _tree_rss(process.pid))

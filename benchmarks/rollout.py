@@ -42,8 +42,9 @@ def _steps_per_s(model_dir: str, args, width: int, cache_entries: int) -> tuple[
     from eef.rollout import RolloutConfig, Start, clone_envs, rollout
 
     env = make("shop")
-    policy = HFPolicy.from_pretrained(model_dir, device=args.device, max_batch_size=width,
-                                      prefix_cache_entries=cache_entries)
+    policy = HFPolicy.from_pretrained(
+        model_dir, device=args.device, max_batch_size=width, prefix_cache_entries=cache_entries
+    )
     starts = [Start(t) for t in env.task_ids("test")[: args.tasks]]
     config = RolloutConfig(SamplingParams(temperature=0.7, max_new_tokens=args.max_new_tokens), seed=0)
     result = rollout(clone_envs(env, width), policy, starts, build_prompt("shop"), config)
@@ -62,8 +63,9 @@ def _restored_steps_per_s(model_dir: str, args, prefill_spread: int | None) -> t
     prompt = build_prompt("shop")
     failed = [t for t in scripted_trajectories(env, env.task_ids("train")[: args.tasks], prompt) if not t.success]
     starts = [Start(t.task_id, t, p) for t in failed for p in state_positions(t, 5)[1:]]
-    policy = HFPolicy.from_pretrained(model_dir, device=args.device, max_batch_size=args.num_envs,
-                                      prefill_spread=prefill_spread)  # the cache keeps two batches' conversations
+    policy = HFPolicy.from_pretrained(
+        model_dir, device=args.device, max_batch_size=args.num_envs, prefill_spread=prefill_spread
+    )  # the cache keeps two batches' conversations
     config = RolloutConfig(SamplingParams(temperature=0.7, max_new_tokens=args.max_new_tokens), seed=0)
     result = rollout(clone_envs(env, args.num_envs, {"view": "compact"}), policy, starts, prompt, config)
     return result.steps / result.seconds, result.steps, len(starts)
@@ -90,7 +92,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=64)
     parser.add_argument("--num-envs", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=24, help="About one ReAct turn of the shop.")
-    parser.add_argument("--restored", action="store_true", help="EEF's restored expert states; prefill grouping on/off.")
+    parser.add_argument(
+        "--restored", action="store_true", help="EEF's restored expert states; prefill grouping on/off."
+    )
     parser.add_argument("--workers", type=int, help="Forked one-thread workers against one process (CPU).")
     args = parser.parse_args()
 
@@ -99,24 +103,49 @@ def main() -> None:
         if args.workers:
             shared, steps = _workers_steps_per_s(model_dir, args, args.workers)
             alone, _ = _workers_steps_per_s(model_dir, args, 1)
-            print_figures({"tasks": args.tasks, "steps": steps, "workers": args.workers,
-                           "workers_steps_per_s": round(shared, 2), "one_process_steps_per_s": round(alone, 2),
-                           "ratio": round(shared / alone, 2)}, args.json)
+            print_figures(
+                {
+                    "tasks": args.tasks,
+                    "steps": steps,
+                    "workers": args.workers,
+                    "workers_steps_per_s": round(shared, 2),
+                    "one_process_steps_per_s": round(alone, 2),
+                    "ratio": round(shared / alone, 2),
+                },
+                args.json,
+            )
             return
         if args.restored:
             grouped, steps, starts = _restored_steps_per_s(model_dir, args, prefill_spread=3)
             single, _, _ = _restored_steps_per_s(model_dir, args, prefill_spread=None)
-            print_figures({"expert_tasks": args.tasks, "restored_starts": starts, "steps": steps, "device": args.device,
-                           "grouped_prefill_steps_per_s": round(grouped, 2),
-                           "one_forward_steps_per_s": round(single, 2), "ratio": round(grouped / single, 2)}, args.json)
+            print_figures(
+                {
+                    "expert_tasks": args.tasks,
+                    "restored_starts": starts,
+                    "steps": steps,
+                    "device": args.device,
+                    "grouped_prefill_steps_per_s": round(grouped, 2),
+                    "one_forward_steps_per_s": round(single, 2),
+                    "ratio": round(grouped / single, 2),
+                },
+                args.json,
+            )
             return
         batched, steps = _steps_per_s(model_dir, args, args.num_envs, cache_entries=2 * args.num_envs)
         sequential, _ = _steps_per_s(model_dir, args, 1, cache_entries=0)
         sequential_cached, _ = _steps_per_s(model_dir, args, 1, cache_entries=2)
-    print_figures({"tasks": args.tasks, "steps": steps, "device": args.device,
-                   "batched_steps_per_s": round(batched, 2), "sequential_steps_per_s": round(sequential, 2),
-                   "sequential_kv_reuse_steps_per_s": round(sequential_cached, 2),
-                   "ratio": round(batched / sequential, 2)}, args.json)
+    print_figures(
+        {
+            "tasks": args.tasks,
+            "steps": steps,
+            "device": args.device,
+            "batched_steps_per_s": round(batched, 2),
+            "sequential_steps_per_s": round(sequential, 2),
+            "sequential_kv_reuse_steps_per_s": round(sequential_cached, 2),
+            "ratio": round(batched / sequential, 2),
+        },
+        args.json,
+    )
 
 
 if __name__ == "__main__":

@@ -30,15 +30,38 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 HEAP_MB = 256
 # Task types in an order that mixes short and long episodes; the mendelian tasks are left out by
 # default because their gold sequences take 7-8 s each to compute.
-TASKS = ("find-animal", "boil", "chemistry-mix", "test-conductivity", "lifespan-longest-lived", "melt",
-         "power-component", "measure-melting-point-known-substance", "use-thermometer", "grow-plant",
-         "identify-life-stages-1", "chemistry-mix-paint-secondary-color", "inclined-plane-determine-angle",
-         "freeze", "find-plant", "grow-fruit", "change-the-state-of-matter-of", "test-conductivity-of-unknown-substances",
-         "lifespan-shortest-lived", "identify-life-stages-2", "chemistry-mix-paint-tertiary-color",
-         "inclined-plane-friction-named-surfaces", "inclined-plane-friction-unnamed-surfaces",
-         "power-component-renewable-vs-nonrenewable-energy", "find-living-thing", "find-non-living-thing",
-         "measure-melting-point-unknown-substance", "lifespan-longest-lived-then-shortest-lived",
-         "mendelian-genetics-known-plant", "mendelian-genetics-unknown-plant")
+TASKS = (
+    "find-animal",
+    "boil",
+    "chemistry-mix",
+    "test-conductivity",
+    "lifespan-longest-lived",
+    "melt",
+    "power-component",
+    "measure-melting-point-known-substance",
+    "use-thermometer",
+    "grow-plant",
+    "identify-life-stages-1",
+    "chemistry-mix-paint-secondary-color",
+    "inclined-plane-determine-angle",
+    "freeze",
+    "find-plant",
+    "grow-fruit",
+    "change-the-state-of-matter-of",
+    "test-conductivity-of-unknown-substances",
+    "lifespan-shortest-lived",
+    "identify-life-stages-2",
+    "chemistry-mix-paint-tertiary-color",
+    "inclined-plane-friction-named-surfaces",
+    "inclined-plane-friction-unnamed-surfaces",
+    "power-component-renewable-vs-nonrenewable-energy",
+    "find-living-thing",
+    "find-non-living-thing",
+    "measure-melting-point-unknown-substance",
+    "lifespan-longest-lived-then-shortest-lived",
+    "mendelian-genetics-known-plant",
+    "mendelian-genetics-unknown-plant",
+)
 
 
 def timed_steps(step, actions: list[str]) -> list[float]:

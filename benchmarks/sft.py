@@ -50,9 +50,15 @@ def _ours(model_dir, tokenizer, examples, args, out: Path, **layout: bool) -> fl
 
     from eef.train import TrainConfig, train
 
-    config = TrainConfig(epochs=args.epochs, learning_rate=1e-3, rows_per_step=args.rows, micro_batch_rows=args.rows,
-                         max_length=args.max_length, mixed_precision="bf16" if args.device == "cuda" else "no",
-                         **layout)
+    config = TrainConfig(
+        epochs=args.epochs,
+        learning_rate=1e-3,
+        rows_per_step=args.rows,
+        micro_batch_rows=args.rows,
+        max_length=args.max_length,
+        mixed_precision="bf16" if args.device == "cuda" else "no",
+        **layout,
+    )
     model = AutoModelForCausalLM.from_pretrained(model_dir).to(args.device)
     result = train(model, tokenizer, examples, out / "ours", config)
     return result.tokens / result.seconds
@@ -64,11 +70,23 @@ def _trl(model_dir, tokenizer, examples, args, out: Path) -> float:
     from trl import SFTConfig, SFTTrainer
 
     dataset = Dataset.from_dict({"input_ids": [e.input_ids for e in examples], "labels": [e.labels for e in examples]})
-    config = SFTConfig(output_dir=str(out / "trl"), num_train_epochs=args.epochs, learning_rate=1e-3,
-                       per_device_train_batch_size=args.rows, max_length=args.max_length, packing=True,
-                       lr_scheduler_type="cosine", warmup_steps=0.03, logging_steps=1000, save_strategy="no",
-                       report_to=[], bf16=args.device == "cuda", use_cpu=args.device == "cpu",
-                       dataloader_num_workers=0, seed=0)
+    config = SFTConfig(
+        output_dir=str(out / "trl"),
+        num_train_epochs=args.epochs,
+        learning_rate=1e-3,
+        per_device_train_batch_size=args.rows,
+        max_length=args.max_length,
+        packing=True,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.03,
+        logging_steps=1000,
+        save_strategy="no",
+        report_to=[],
+        bf16=args.device == "cuda",
+        use_cpu=args.device == "cpu",
+        dataloader_num_workers=0,
+        seed=0,
+    )
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
     tokens = sum(len(e.input_ids) for e in examples) * args.epochs
@@ -94,15 +112,31 @@ def main() -> None:
         if args.grouping:
             random = _ours(model_dir, tokenizer, examples, args, out, packing=False)
             grouped = _ours(model_dir, tokenizer, examples, args, out, packing=False, group_by_length=True)
-            print_figures({"examples": len(examples), "rows_per_step": args.rows, "device": args.device,
-                           "random_tokens_per_s": round(random, 1), "grouped_tokens_per_s": round(grouped, 1),
-                           "ratio": round(grouped / random, 3)}, args.json)
+            print_figures(
+                {
+                    "examples": len(examples),
+                    "rows_per_step": args.rows,
+                    "device": args.device,
+                    "random_tokens_per_s": round(random, 1),
+                    "grouped_tokens_per_s": round(grouped, 1),
+                    "ratio": round(grouped / random, 3),
+                },
+                args.json,
+            )
             return
         ours = _ours(model_dir, tokenizer, examples, args, out)
         trl = _trl(model_dir, tokenizer, examples, args, out)
-    print_figures({"examples": len(examples), "tokens_per_epoch": sum(len(e.input_ids) for e in examples),
-                   "device": args.device, "ours_tokens_per_s": round(ours, 1), "trl_tokens_per_s": round(trl, 1),
-                   "ratio": round(ours / trl, 3)}, args.json)
+    print_figures(
+        {
+            "examples": len(examples),
+            "tokens_per_epoch": sum(len(e.input_ids) for e in examples),
+            "device": args.device,
+            "ours_tokens_per_s": round(ours, 1),
+            "trl_tokens_per_s": round(trl, 1),
+            "ratio": round(ours / trl, 3),
+        },
+        args.json,
+    )
 
 
 if __name__ == "__main__":

@@ -56,8 +56,9 @@ def main() -> None:
     figures["step_speedup_vs_original"] = round(ORIGINAL["median_step_ms"] / figures["median_step_ms"], 1)
     figures["rss_ratio_vs_original"] = round(figures["peak_rss_mb"] / ORIGINAL["peak_rss_mb"], 3)
     figures["init_ratio_vs_original"] = round(figures["init_s"] / ORIGINAL["init_s"], 3)
-    figures["targets_met"] = (figures["step_speedup_vs_original"] >= 20 and figures["peak_rss_mb"] <= 150
-                              and figures["init_s"] <= 1.0)
+    figures["targets_met"] = (
+        figures["step_speedup_vs_original"] >= 20 and figures["peak_rss_mb"] <= 150 and figures["init_s"] <= 1.0
+    )
     print_figures(figures, args.json)
 
 

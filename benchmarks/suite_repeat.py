@@ -27,8 +27,12 @@ def main() -> None:
     for n in range(args.times):
         began = time.monotonic()
         try:
-            done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *pytest_args],
-                                  capture_output=True, text=True, timeout=args.hang_after)
+            done = subprocess.run(
+                [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *pytest_args],
+                capture_output=True,
+                text=True,
+                timeout=args.hang_after,
+            )
             outcome = "passed" if done.returncode == 0 else "failed"
             tail = [line for line in done.stdout.splitlines() if " passed" in line or " failed" in line][-1:]
         except subprocess.TimeoutExpired:
@@ -36,8 +40,12 @@ def main() -> None:
         seconds.append(round(time.monotonic() - began, 1))
         outcomes[outcome] += 1
         print(f"run {n + 1}/{args.times}: {outcome} in {seconds[-1]} s {' '.join(tail)}", file=sys.stderr)
-    figures = {"times": args.times, "selection": pytest_args or ["(whole suite)"], **outcomes,
-               "max_seconds": max(seconds, default=0.0)}
+    figures = {
+        "times": args.times,
+        "selection": pytest_args or ["(whole suite)"],
+        **outcomes,
+        "max_seconds": max(seconds, default=0.0),
+    }
     print(json.dumps(figures) if args.json else figures)
 
 

@@ -36,8 +36,25 @@ def _children(pid: int) -> list[int]:
 
 def _one_run(model: Path, out: Path, sig: str, delay: float, rng: random.Random, hang_after: float) -> str:
     """``error`` (the worker named), ``finished`` (ended before the signal), ``hang`` or ``other: ...``."""
-    command = [*EEF, "explore", "shop", "--model", str(model), "--out", str(out), "--limit", "40",
-               "--max-new-tokens", "12", "--num-envs", "4", "--workers", "2", "--worker-timeout", "5"]
+    command = [
+        *EEF,
+        "explore",
+        "shop",
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--limit",
+        "40",
+        "--max-new-tokens",
+        "12",
+        "--num-envs",
+        "4",
+        "--workers",
+        "2",
+        "--worker-timeout",
+        "5",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     began = time.monotonic()
     workers: list[int] = []
@@ -59,9 +76,28 @@ def _one_run(model: Path, out: Path, sig: str, delay: float, rng: random.Random,
 
 
 def _resumes_cleanly(model: Path, out: Path) -> bool:
-    done = subprocess.run([*EEF, "explore", "shop", "--model", str(model), "--out", str(out), "--limit", "40",
-                           "--max-new-tokens", "12", "--num-envs", "4", "--workers", "2"],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            *EEF,
+            "explore",
+            "shop",
+            "--model",
+            str(model),
+            "--out",
+            str(out),
+            "--limit",
+            "40",
+            "--max-new-tokens",
+            "12",
+            "--num-envs",
+            "4",
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines() if line.strip()]
     return done.returncode == 0 and len(ids) == len(set(ids)) == 40
 
@@ -79,17 +115,40 @@ def main() -> None:
     resumed = 0
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "model"
-        subprocess.run([*EEF, "model", "init", "--out", str(model), "--layers", "1", "--hidden-size", "32",
-                        "--heads", "2", "--intermediate-size", "64", "--vocab-size", "600"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                *EEF,
+                "model",
+                "init",
+                "--out",
+                str(model),
+                "--layers",
+                "1",
+                "--hidden-size",
+                "32",
+                "--heads",
+                "2",
+                "--intermediate-size",
+                "64",
+                "--vocab-size",
+                "600",
+            ],
+            check=True,
+            capture_output=True,
+        )
         for n in range(args.runs):
             out = Path(tmp) / f"run-{n}.jsonl"
             outcome = _one_run(model, out, args.signal, rng.uniform(0.5, 6.0), rng, args.hang_after)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
             resumed += outcome != "hang" and _resumes_cleanly(model, out)
             print(f"run {n + 1}/{args.runs}: {outcome}", file=sys.stderr)
-    figures = {"runs": args.runs, "signal": args.signal, "outcomes": outcomes, "resumed_cleanly": resumed,
-               "hangs": outcomes.get("hang", 0)}
+    figures = {
+        "runs": args.runs,
+        "signal": args.signal,
+        "outcomes": outcomes,
+        "resumed_cleanly": resumed,
+        "hangs": outcomes.get("hang", 0),
+    }
     print(json.dumps(figures) if args.json else figures)
 
 

@@ -17,8 +17,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 # The shared WebShop 1k data lives beside the checkout (never copied into the repository).
-CANDIDATES = [os.environ.get("EEF_WEBSHOP_DATA", ""),
-              Path(__file__).resolve().parents[2] / "shared" / "data" / "webshop-1k"]
+CANDIDATES = [
+    os.environ.get("EEF_WEBSHOP_DATA", ""),
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "webshop-1k",
+]
 
 
 @pytest.fixture(scope="session")

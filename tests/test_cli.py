@@ -4,8 +4,9 @@ import sys
 
 
 def eef(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from eef.cli import main; main()", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", "from eef.cli import main; main()", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_env_list_shows_the_built_in_environments():

@@ -38,8 +38,7 @@ def test_import_then_check(tmp_path, shop_env):
     source = write_array(tmp_path / "webshop_sft.json", records + [tampered, unknown])
     out = tmp_path / "experts.jsonl"
     command = ["data", "import", str(source), "--format", "eto", "--env", "shop", "--out", str(out), "--json"]
-    assert _json(_ok(command)) == {"imported": 5, "successes": sum(r.success for r in expert_runs[:5]),
-                                   "unresolved": 1}
+    assert _json(_ok(command)) == {"imported": 5, "successes": sum(r.success for r in expert_runs[:5]), "unresolved": 1}
     (listed,) = [json.loads(line) for line in out.with_suffix(".unresolved.jsonl").read_text().splitlines()]
     assert listed["id"] == "99999" and "no shop task" in listed["reason"] and listed["file"] == str(source)
 
@@ -48,8 +47,7 @@ def test_import_then_check(tmp_path, shop_env):
     _ok(command + ["--force"])
 
     figures = _json(_ok(["data", "check", "shop", str(out), "--json"]))
-    assert figures == {"checked": 5, "ok": 4, "flagged": 1, "reasons": {"observation": 1},
-                       "divergence_steps": {"0": 1}}
+    assert figures == {"checked": 5, "ok": 4, "flagged": 1, "reasons": {"observation": 1}, "divergence_steps": {"0": 1}}
     checked = read_trajectories(out.with_suffix(".checked.jsonl"))
     assert [t.meta["replay"]["ok"] for t in checked] == [True] * 4 + [False]
     assert "already exist" in str(runner.invoke(app, ["data", "check", "shop", str(out)]).exception)
@@ -58,11 +56,13 @@ def test_import_then_check(tmp_path, shop_env):
 def test_bad_input_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('[{"id": 1, "conversations": 3}]')
-    result = runner.invoke(app, ["data", "import", str(bad), "--format", "eto", "--env", "shop",
-                                 "--out", str(tmp_path / "o.jsonl")])
+    result = runner.invoke(
+        app, ["data", "import", str(bad), "--format", "eto", "--env", "shop", "--out", str(tmp_path / "o.jsonl")]
+    )
     assert "bad.json:1: field 'conversations': expected a list" in str(result.exception)
-    result = runner.invoke(app, ["data", "import", str(bad), "--format", "eto", "--env", "alfworld",
-                                 "--out", str(tmp_path / "o.jsonl")])
+    result = runner.invoke(
+        app, ["data", "import", str(bad), "--format", "eto", "--env", "alfworld", "--out", str(tmp_path / "o.jsonl")]
+    )
     assert "unknown environment 'alfworld'" in str(result.exception)
     assert not (tmp_path / "o.jsonl").exists()
 
@@ -71,9 +71,31 @@ def test_expert_against_an_openai_compatible_server(tmp_path, shop_env):
     out = tmp_path / "gpt.jsonl"
     shopper = Shopper()
     with serve(shopper) as server:
-        command = ["expert", "shop", "--policy", "openai", "--model", "fake-gpt", "--base-url", server.url,
-                   "--out", str(out), "--limit", "4", "--num-envs", "2", "--concurrency", "2",
-                   "--temperature", "0.7", "--price-in", "2.5", "--price-out", "10", "--json"]
+        command = [
+            "expert",
+            "shop",
+            "--policy",
+            "openai",
+            "--model",
+            "fake-gpt",
+            "--base-url",
+            server.url,
+            "--out",
+            str(out),
+            "--limit",
+            "4",
+            "--num-envs",
+            "2",
+            "--concurrency",
+            "2",
+            "--temperature",
+            "0.7",
+            "--price-in",
+            "2.5",
+            "--price-out",
+            "10",
+            "--json",
+        ]
         first = _json(_ok(command))
         trajectories = read_trajectories(out)
         assert (first["new"], first["episodes"]) == (4, 4) and len(trajectories) == 4
@@ -81,8 +103,9 @@ def test_expert_against_an_openai_compatible_server(tmp_path, shop_env):
         assert first["completion_tokens"] == shopper.completion_tokens > 0
         assert abs(first["cost"] - (shopper.prompt_tokens * 2.5 + shopper.completion_tokens * 10) / 1e6) < 1e-12
         assert {t.task_id for t in trajectories} == set(shop_env.task_ids("train")[:4])
-        assert all(t.provenance.model == "fake-gpt" and t.provenance.sampling["temperature"] == 0.7
-                   for t in trajectories)
+        assert all(
+            t.provenance.model == "fake-gpt" and t.provenance.sampling["temperature"] == 0.7 for t in trajectories
+        )
         assert all(t.meta["usage"]["model_calls"] == len(t.turns) for t in trajectories)
 
         command[command.index("--limit") + 1] = "6"

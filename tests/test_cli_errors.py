@@ -30,8 +30,11 @@ def data_dir(tmp_path):
 
 
 def test_train_never_replaces_a_folder_that_holds_its_data(data_dir, capsys, monkeypatch):
-    err = _fails(["train", "--model", "m", "--data", str(data_dir / "data.jsonl"), "--out", str(data_dir), "--force"],
-                 capsys, monkeypatch)
+    err = _fails(
+        ["train", "--model", "m", "--data", str(data_dir / "data.jsonl"), "--out", str(data_dir), "--force"],
+        capsys,
+        monkeypatch,
+    )
     assert f"{data_dir} holds the input {data_dir / 'data.jsonl'}, which replacing it would delete" in err
     assert (data_dir / "data.jsonl").is_file() and (data_dir / "sub" / "notes.txt").read_text() == "mine"
 
@@ -49,35 +52,45 @@ def test_an_existing_output_folder_needs_force_and_must_be_eefs(data_dir, tmp_pa
         refuse_overwrite_dir(tmp_path / "file", force=True)
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("--rows-per-step", "0", "--rows-per-step: must be at least 1, got 0"),
-    ("--micro-batch-rows", "0", "--micro-batch-rows: must be at least 1, got 0"),
-    ("--max-length", "0", "--max-length: must be at least 2, got 0"),
-    ("--learning-rate", "nan", "--learning-rate: must be a finite number above 0, got nan"),
-    ("--epochs", "-1", "--epochs: must be a finite number above 0, got -1.0"),
-    ("--lora-r", "4", None),  # valid: reaches the empty data file
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--rows-per-step", "0", "--rows-per-step: must be at least 1, got 0"),
+        ("--micro-batch-rows", "0", "--micro-batch-rows: must be at least 1, got 0"),
+        ("--max-length", "0", "--max-length: must be at least 2, got 0"),
+        ("--learning-rate", "nan", "--learning-rate: must be a finite number above 0, got nan"),
+        ("--epochs", "-1", "--epochs: must be a finite number above 0, got -1.0"),
+        ("--lora-r", "4", None),  # valid: reaches the empty data file
+    ],
+)
 def test_train_settings_out_of_range_name_their_option(tmp_path, capsys, monkeypatch, option, value, message):
     data = tmp_path / "data.jsonl"
     data.write_text("")
-    err = _fails(["train", "--model", "m", "--data", str(data), "--out", str(tmp_path / "ckpt"), option, value],
-                 capsys, monkeypatch)
+    err = _fails(
+        ["train", "--model", "m", "--data", str(data), "--out", str(tmp_path / "ckpt"), option, value],
+        capsys,
+        monkeypatch,
+    )
     assert (message or f"--data {data}: no trajectories to train on") in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "ckpt").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--temperature", "-1"], "--temperature: must be at least 0, got -1.0"),
-    (["--top-p", "0"], "--top-p: must be a number in (0, 1], got 0.0"),
-    (["--max-new-tokens", "0"], "--max-new-tokens: must be at least 1, got 0"),
-    (["--concurrency", "0"], "Invalid value for '--concurrency'"),
-    (["--rollouts", "-2"], "Invalid value for '--rollouts'"),
-    (["--limit", "0"], "Invalid value for '--limit'"),
-    (["--num-envs", "0"], "Invalid value for '--num-envs'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--temperature", "-1"], "--temperature: must be at least 0, got -1.0"),
+        (["--top-p", "0"], "--top-p: must be a number in (0, 1], got 0.0"),
+        (["--max-new-tokens", "0"], "--max-new-tokens: must be at least 1, got 0"),
+        (["--concurrency", "0"], "Invalid value for '--concurrency'"),
+        (["--rollouts", "-2"], "Invalid value for '--rollouts'"),
+        (["--limit", "0"], "Invalid value for '--limit'"),
+        (["--num-envs", "0"], "Invalid value for '--num-envs'"),
+    ],
+)
 def test_explore_options_out_of_range_name_their_option(tmp_path, capsys, monkeypatch, args, message):
-    err = _fails(["explore", "shop", "--model", str(tmp_path), "--out", str(tmp_path / "r.jsonl"), *args],
-                 capsys, monkeypatch)
+    err = _fails(
+        ["explore", "shop", "--model", str(tmp_path), "--out", str(tmp_path / "r.jsonl"), *args], capsys, monkeypatch
+    )
     assert message in err and not (tmp_path / "r.jsonl").exists()
 
 
@@ -85,60 +98,108 @@ def test_env_verify_refuses_a_negative_limit(capsys, monkeypatch):
     assert "Invalid value for '--limit'" in _fails(["env", "verify", "shop", "--limit", "-3"], capsys, monkeypatch)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["env", "verify", "shop", "-o", "goals=[1,"], "error: option 'goals=[1,':1: not valid YAML"),
-    (["run", "-s", "train.epochs=[1,"], "error: override 'train.epochs=[1,':1: not valid YAML"),
-    (["run", "-s", "methods.run=[sft_pos"], "error: override 'methods.run=[sft_pos':1: not valid YAML"),
-    (["run", "-s", "train.micro_batch_rows=0"], "train.micro_batch_rows: must be at least 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["env", "verify", "shop", "-o", "goals=[1,"], "error: option 'goals=[1,':1: not valid YAML"),
+        (["run", "-s", "train.epochs=[1,"], "error: override 'train.epochs=[1,':1: not valid YAML"),
+        (["run", "-s", "methods.run=[sft_pos"], "error: override 'methods.run=[sft_pos':1: not valid YAML"),
+        (["run", "-s", "train.micro_batch_rows=0"], "train.micro_batch_rows: must be at least 1, got 0"),
+    ],
+)
 def test_bad_yaml_and_values_in_options_are_one_error(capsys, monkeypatch, args, message):
     assert message in _fails(args, capsys, monkeypatch)
 
 
 def test_a_folder_that_is_not_a_model_is_named(tmp_path, capsys, monkeypatch):
     (tmp_path / "notes.txt").write_text("not a model")
-    err = _fails(["eval", "shop", "--model", str(tmp_path), "--out", str(tmp_path / "eval"), "--limit", "1"],
-                 capsys, monkeypatch)
+    err = _fails(
+        ["eval", "shop", "--model", str(tmp_path), "--out", str(tmp_path / "eval"), "--limit", "1"], capsys, monkeypatch
+    )
     assert f"error: {tmp_path}: cannot load a model and tokenizer (" in err and len(err.strip().splitlines()) == 1
 
 
 def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch, tiny_model_dir):
     taken = tmp_path / "taken.jsonl"
     taken.mkdir()  # a directory where the trajectories file goes
-    err = _fails(["explore", "shop", "--model", str(tiny_model_dir), "--out", str(taken), "--limit", "1",
-                  "--max-new-tokens", "4"], capsys, monkeypatch)
+    err = _fails(
+        [
+            "explore",
+            "shop",
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(taken),
+            "--limit",
+            "1",
+            "--max-new-tokens",
+            "4",
+        ],
+        capsys,
+        monkeypatch,
+    )
     assert err == f"error: {taken}: exists and is not a file (it should hold trajectories, one per line)\n"
     eval_out = tmp_path / "eval-out"
     eval_out.write_text("a file where the evaluation's folder goes")
-    err = _fails(["eval", "shop", "--model", str(tiny_model_dir), "--out", str(eval_out), "--limit", "1",
-                  "--max-new-tokens", "4"], capsys, monkeypatch)
-    assert err.strip().splitlines()[-1] == f"error: {eval_out}: exists and is not a directory (the evaluation writes its files into one)"
+    err = _fails(
+        [
+            "eval",
+            "shop",
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(eval_out),
+            "--limit",
+            "1",
+            "--max-new-tokens",
+            "4",
+        ],
+        capsys,
+        monkeypatch,
+    )
+    assert (
+        err.strip().splitlines()[-1]
+        == f"error: {eval_out}: exists and is not a directory (the evaluation writes its files into one)"
+    )
     assert eval_out.read_text() == "a file where the evaluation's folder goes"
 
 
 def test_checking_an_empty_file_is_an_error(tmp_path, capsys, monkeypatch):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    assert f"error: {empty}: no trajectories to check" in _fails(["data", "check", "shop", str(empty)], capsys,
-                                                                  monkeypatch)
+    assert f"error: {empty}: no trajectories to check" in _fails(
+        ["data", "check", "shop", str(empty)], capsys, monkeypatch
+    )
     assert not (tmp_path / "empty.checked.jsonl").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["expert", "shop", "--policy", "hf", "--model", "m", "--out", "x.jsonl", "--temperature", "-1"],
-     "error: --temperature: must be at least 0, got -1.0"),
-    (["expert", "shop", "--policy", "hf", "--model", "m", "--out", "x.jsonl", "--rollouts", "0"],
-     "Invalid value for '--rollouts'"),
-    (["serve", "m", "--port", "70000"], "Invalid value for '--port'"),
-    (["explore", "shop", "--model", "m", "--out", "x.jsonl", "--request-timeout", "0"],
-     "Invalid value for '--request-timeout'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["expert", "shop", "--policy", "hf", "--model", "m", "--out", "x.jsonl", "--temperature", "-1"],
+            "error: --temperature: must be at least 0, got -1.0",
+        ),
+        (
+            ["expert", "shop", "--policy", "hf", "--model", "m", "--out", "x.jsonl", "--rollouts", "0"],
+            "Invalid value for '--rollouts'",
+        ),
+        (["serve", "m", "--port", "70000"], "Invalid value for '--port'"),
+        (
+            ["explore", "shop", "--model", "m", "--out", "x.jsonl", "--request-timeout", "0"],
+            "Invalid value for '--request-timeout'",
+        ),
+    ],
+)
 def test_more_options_out_of_range(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     assert message in _fails(args, capsys, monkeypatch)
 
 
 def test_an_unknown_dtype_is_named(tmp_path, capsys, monkeypatch, tiny_model_dir):
-    err = _fails(["eval", "shop", "--model", str(tiny_model_dir), "--out", str(tmp_path / "e"), "--dtype", "float8"],
-                 capsys, monkeypatch)
+    err = _fails(
+        ["eval", "shop", "--model", str(tiny_model_dir), "--out", str(tmp_path / "e"), "--dtype", "float8"],
+        capsys,
+        monkeypatch,
+    )
     assert "error: unknown dtype 'float8'; known: auto, float32, bfloat16, float16" in err

@@ -24,8 +24,15 @@ def test_the_shipped_default_is_valid_and_names_every_method():
 
 
 def test_all_problems_are_reported_with_their_key_paths(tmp_path):
-    path = _write(tmp_path, {"extra": 1, "methods": {"eef": {"m": "five", "bogus": 1}, "selection": "best"},
-                             "train": {"epochs": "x"}, "expert": {"sources": [{"kind": "file", "path": "no.jsonl"}]}})
+    path = _write(
+        tmp_path,
+        {
+            "extra": 1,
+            "methods": {"eef": {"m": "five", "bogus": 1}, "selection": "best"},
+            "train": {"epochs": "x"},
+            "expert": {"sources": [{"kind": "file", "path": "no.jsonl"}]},
+        },
+    )
     with pytest.raises(ConfigError) as error:
         load_config(path)
     problems = error.value.problems
@@ -38,7 +45,9 @@ def test_all_problems_are_reported_with_their_key_paths(tmp_path):
 
 
 def test_cross_checks_name_missing_files_and_unknown_methods(tmp_path):
-    path = _write(tmp_path, {"methods": {"run": ["rft", "ppo"]}, "expert": {"sources": [{"kind": "file", "path": "no.jsonl"}]}})
+    path = _write(
+        tmp_path, {"methods": {"run": ["rft", "ppo"]}, "expert": {"sources": [{"kind": "file", "path": "no.jsonl"}]}}
+    )
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert "methods.run[1]: 'ppo' is not one of sft_pos, rft, rft_k, eef" in error.value.problems
@@ -71,7 +80,9 @@ def test_rollout_workers_need_the_hf_backend_and_an_environment_each():
         load_config(None, ["rollout.workers=0"])
     with pytest.raises(ConfigError, match="rollout.workers: 2 worker processes need model.backend hf"):
         load_config(None, ["rollout.workers=2", "model.backend=vllm"])
-    with pytest.raises(ConfigError, match=r"rollout.workers: 4 workers need at least as many environments \(rollout.num_envs is 2\)"):
+    with pytest.raises(
+        ConfigError, match=r"rollout.workers: 4 workers need at least as many environments \(rollout.num_envs is 2\)"
+    ):
         load_config(None, ["rollout.workers=4", "rollout.num_envs=2"])
 
 
@@ -97,10 +108,15 @@ def test_expert_files_are_found_beside_the_configuration(tmp_path, monkeypatch):
 
 
 def test_the_scripted_experts_mistake_rates_are_configurable_and_checked():
-    config = load_config(None, ["expert.sources=[{kind: scripted, seed: 2, scripted: {wrong_option: [0.1, 0.1, 0.3]}}]"])
+    config = load_config(
+        None, ["expert.sources=[{kind: scripted, seed: 2, scripted: {wrong_option: [0.1, 0.1, 0.3]}}]"]
+    )
     assert config.expert.sources[0].scripted.wrong_option == (0.1, 0.1, 0.3)
-    with pytest.raises(ConfigError, match=r"expert.sources\[0\].scripted.decoy: expected one rate per tier "
-                                          r"\(easy, medium, hard\), got \(0.1, 2.0\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"expert.sources\[0\].scripted.decoy: expected one rate per tier "
+        r"\(easy, medium, hard\), got \(0.1, 2.0\)",
+    ):
         load_config(None, ["expert.sources=[{kind: scripted, scripted: {decoy: [0.1, 2]}}]"])
     with pytest.raises(ConfigError, match=r"expert.sources\[0\].scripted.refine: rates must lie in \[0, 1\]"):
         load_config(None, ["expert.sources=[{kind: scripted, scripted: {refine: 1.5}}]"])
@@ -115,29 +131,32 @@ def test_the_scripted_experts_mistake_rates_are_configurable_and_checked():
     assert error.value.problems[0].startswith("expert.sources[0].scripted.seed: unknown key; known: decoy, ")
 
 
-@pytest.mark.parametrize("override, problem", [
-    ("rollout.temperature=-1", "rollout.temperature: must be at least 0, got -1.0"),
-    ("rollout.top_p=7", r"rollout.top_p: must be a number in (0, 1], got 7.0"),
-    ("rollout.worker_timeout_s=0", "rollout.worker_timeout_s: must be at least 1, got 0.0"),
-    ("model.max_batch_size=0", "model.max_batch_size: must be at least 1, got 0"),
-    ("model.tiny.heads=0", "model.tiny.heads: must be at least 1, got 0"),
-    ("model.tiny.vocab_size=1", "model.tiny.vocab_size: must be at least 300, got 1"),
-    ("expert.limit=0", "expert.limit: must be at least 1, got 0"),
-    ("expert.limit=-1", "expert.limit: must be at least 1, got -1"),
-    ("expert.sources=[]", "expert.sources: must not be empty"),
-    ("eval.max_new_tokens=0", "eval.max_new_tokens: must be at least 1, got 0"),
-    ("train.micro_batch_rows=0", "train.micro_batch_rows: must be at least 1, got 0"),
-    ("train.epochs=-1", "train.epochs: must be a finite number above 0, got -1.0"),
-    ("train.epochs=nan", "train.epochs: must be a finite number above 0, got nan"),
-    ("train.learning_rate=-1", "train.learning_rate: must be a finite number above 0, got -1.0"),
-    ("train.learning_rate=.inf", "train.learning_rate: must be a finite number above 0, got inf"),
-    ("train.max_length=0", "train.max_length: must be at least 2, got 0"),
-    ("train.warmup_ratio=5", "train.warmup_ratio: must be a number in [0, 1), got 5.0"),
-    ("methods.rft_k=0", "methods.rft_k: must be at least 1, got 0"),
-    ("methods.iteration_epochs=0", "methods.iteration_epochs: must be at least 1, got 0"),
-    ("methods.run=[]", "methods.run: must not be empty"),
-    ("run_dir=''", "run_dir: must not be empty"),
-])
+@pytest.mark.parametrize(
+    "override, problem",
+    [
+        ("rollout.temperature=-1", "rollout.temperature: must be at least 0, got -1.0"),
+        ("rollout.top_p=7", r"rollout.top_p: must be a number in (0, 1], got 7.0"),
+        ("rollout.worker_timeout_s=0", "rollout.worker_timeout_s: must be at least 1, got 0.0"),
+        ("model.max_batch_size=0", "model.max_batch_size: must be at least 1, got 0"),
+        ("model.tiny.heads=0", "model.tiny.heads: must be at least 1, got 0"),
+        ("model.tiny.vocab_size=1", "model.tiny.vocab_size: must be at least 300, got 1"),
+        ("expert.limit=0", "expert.limit: must be at least 1, got 0"),
+        ("expert.limit=-1", "expert.limit: must be at least 1, got -1"),
+        ("expert.sources=[]", "expert.sources: must not be empty"),
+        ("eval.max_new_tokens=0", "eval.max_new_tokens: must be at least 1, got 0"),
+        ("train.micro_batch_rows=0", "train.micro_batch_rows: must be at least 1, got 0"),
+        ("train.epochs=-1", "train.epochs: must be a finite number above 0, got -1.0"),
+        ("train.epochs=nan", "train.epochs: must be a finite number above 0, got nan"),
+        ("train.learning_rate=-1", "train.learning_rate: must be a finite number above 0, got -1.0"),
+        ("train.learning_rate=.inf", "train.learning_rate: must be a finite number above 0, got inf"),
+        ("train.max_length=0", "train.max_length: must be at least 2, got 0"),
+        ("train.warmup_ratio=5", "train.warmup_ratio: must be a number in [0, 1), got 5.0"),
+        ("methods.rft_k=0", "methods.rft_k: must be at least 1, got 0"),
+        ("methods.iteration_epochs=0", "methods.iteration_epochs: must be at least 1, got 0"),
+        ("methods.run=[]", "methods.run: must not be empty"),
+        ("run_dir=''", "run_dir: must not be empty"),
+    ],
+)
 def test_values_out_of_range_are_refused_before_any_work(override, problem):
     with pytest.raises(ConfigError) as error:
         load_config(None, [override])
@@ -148,15 +167,24 @@ def test_every_out_of_range_field_of_a_section_is_reported_at_once():
     with pytest.raises(ConfigError) as error:
         load_config(None, ["train.epochs=0", "train.max_length=1", "rollout.num_envs=0"])
     assert sorted(p.split(":")[0] for p in error.value.problems) == [
-        "rollout.num_envs", "train.epochs", "train.max_length"]
+        "rollout.num_envs",
+        "train.epochs",
+        "train.max_length",
+    ]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("train:\n  epochs: 1\n  epochs: 2\n", r"run.yaml:3: not valid YAML: key 'epochs' given twice \(first on line 2\)"),
-    ("seed: !!python/object:os.system {}\n", "run.yaml:1: not valid YAML: could not determine a constructor"),
-    ("seed: " + "[" * 2000 + "]" * 2000 + "\n", "run.yaml: not valid YAML: nested too deeply"),
-    ("seed: " + "9" * 5000 + "\n", "run.yaml: not valid YAML: Exceeds the limit"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "train:\n  epochs: 1\n  epochs: 2\n",
+            r"run.yaml:3: not valid YAML: key 'epochs' given twice \(first on line 2\)",
+        ),
+        ("seed: !!python/object:os.system {}\n", "run.yaml:1: not valid YAML: could not determine a constructor"),
+        ("seed: " + "[" * 2000 + "]" * 2000 + "\n", "run.yaml: not valid YAML: nested too deeply"),
+        ("seed: " + "9" * 5000 + "\n", "run.yaml: not valid YAML: Exceeds the limit"),
+    ],
+)
 def test_bad_yaml_is_one_line_naming_the_file(tmp_path, text, message):
     path = tmp_path / "run.yaml"
     path.write_text(text)
@@ -187,8 +215,10 @@ def test_merge_keys_are_yaml_not_duplicates(tmp_path):
     assert config.rollout.temperature == 0.5 and config.eval.temperature == 0.0
 
 
-@pytest.mark.parametrize("value, message", [("&a [*a]", "an alias refers to the value that holds it"),
-                                            ("&a {x: *a}", "found unconstructable recursive node")])
+@pytest.mark.parametrize(
+    "value, message",
+    [("&a [*a]", "an alias refers to the value that holds it"), ("&a {x: *a}", "found unconstructable recursive node")],
+)
 def test_an_alias_that_holds_itself_is_refused(value, message):
     with pytest.raises(EefError, match=message):
         load_config(None, [f"env.options.view={value}"])
@@ -196,8 +226,14 @@ def test_an_alias_that_holds_itself_is_refused(value, message):
 
 def test_aliases_that_expand_without_end_are_refused():
     # each list holds the one before four times: 4**12 values from a line of text
-    bomb = "{" + ", ".join(f"k{i}: " + ("&l0 [x]" if i == 0 else f"&l{i} [*l{i - 1}, *l{i - 1}, *l{i - 1}, *l{i - 1}]")
-                           for i in range(12)) + "}"
+    bomb = (
+        "{"
+        + ", ".join(
+            f"k{i}: " + ("&l0 [x]" if i == 0 else f"&l{i} [*l{i - 1}, *l{i - 1}, *l{i - 1}, *l{i - 1}]")
+            for i in range(12)
+        )
+        + "}"
+    )
     with pytest.raises(EefError, match="aliases expand to over 100,000 values"):
         load_config(None, [f"env.options={bomb}"])
 

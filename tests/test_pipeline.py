@@ -19,10 +19,25 @@ from eef.pipeline import other_methods_rollouts, run
 from eef.rollout import RolloutConfig
 from eef.trajectory_files import read_trajectories
 
-TINY = ["expert.limit=12", "eval.limit=8", "methods.iterations=1", "methods.run=[sft_pos, rft, eef]",
-        "model.tiny.layers=1", "model.tiny.hidden_size=32", "model.tiny.heads=2", "model.tiny.intermediate_size=64",
-        "model.tiny.vocab_size=600", "train.epochs=1", "rollout.max_new_tokens=16", "eval.max_new_tokens=16",
-        "rollout.num_envs=8", "rollout.workers=2", "methods.eef.m=3", "methods.train_from=previous", "methods.iteration_epochs=2"]
+TINY = [
+    "expert.limit=12",
+    "eval.limit=8",
+    "methods.iterations=1",
+    "methods.run=[sft_pos, rft, eef]",
+    "model.tiny.layers=1",
+    "model.tiny.hidden_size=32",
+    "model.tiny.heads=2",
+    "model.tiny.intermediate_size=64",
+    "model.tiny.vocab_size=600",
+    "train.epochs=1",
+    "rollout.max_new_tokens=16",
+    "eval.max_new_tokens=16",
+    "rollout.num_envs=8",
+    "rollout.workers=2",
+    "methods.eef.m=3",
+    "methods.train_from=previous",
+    "methods.iteration_epochs=2",
+]
 
 
 def _config(run_dir, *more):
@@ -86,8 +101,17 @@ def test_a_resumed_exploration_still_counts_the_episodes_it_copied(finished, tmp
     write_trajectories(stage / "rollouts.jsonl", [t for t in saved if not t.provenance.parent_id])  # killed here
     config = _config(root)
     experts = read_trajectories(root / "expert" / "trajectories.jsonl")
-    explore_stage(config, RunDir(copy, lambda line: None), make("shop", **config.env.options), (), stage, "eef", 1,
-                  root / "sft_pos" / "checkpoint", experts)
+    explore_stage(
+        config,
+        RunDir(copy, lambda line: None),
+        make("shop", **config.env.options),
+        (),
+        stage,
+        "eef",
+        1,
+        root / "sft_pos" / "checkpoint",
+        experts,
+    )
     assert json.loads((stage / "explore" / ".done").read_text())["reused"] == 12
 
 
@@ -127,10 +151,18 @@ def test_another_configuration_is_refused(finished):
 
 def test_one_run_directory_holds_one_process(finished):
     root, _, _ = finished
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
-                               "from eef.pipeline import run_lock\n"
-                               "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(60)",
-                               str(root)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom pathlib import Path\n"
+            "from eef.pipeline import run_lock\n"
+            "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(60)",
+            str(root),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(EefError, match=f"is in use by another eef process \\(pid {holder.pid}\\)"):
@@ -221,11 +253,22 @@ def test_the_scripted_experts_rates_from_the_config_reach_the_expert(tmp_path):
 
     env = make("shop")
     tasks = env.task_ids("train")[:60]
-    careless, = load_config(None, ["expert.sources=[{kind: scripted, seed: 4, scripted: "
-                                   "{wrong_option: [1.0, 1.0, 1.0], skip_option: 0.0}}]"]).expert.sources
-    flawless, = load_config(None, ["expert.sources=[{kind: scripted, seed: 4, scripted: {wrong_option: [0.0, 0.0, 0.0], "
-                                   "skip_option: 0.0, decoy: [0.0, 0.0, 0.0]}}]"]).expert.sources
-    with_options = [t for t in _expert_source(careless, env, tasks, ()) if env.catalog.goals[env.catalog.goal_index(t.task_id)].options]
+    (careless,) = load_config(
+        None,
+        ["expert.sources=[{kind: scripted, seed: 4, scripted: {wrong_option: [1.0, 1.0, 1.0], skip_option: 0.0}}]"],
+    ).expert.sources
+    (flawless,) = load_config(
+        None,
+        [
+            "expert.sources=[{kind: scripted, seed: 4, scripted: {wrong_option: [0.0, 0.0, 0.0], "
+            "skip_option: 0.0, decoy: [0.0, 0.0, 0.0]}}]"
+        ],
+    ).expert.sources
+    with_options = [
+        t
+        for t in _expert_source(careless, env, tasks, ())
+        if env.catalog.goals[env.catalog.goal_index(t.task_id)].options
+    ]
     assert with_options and not any(t.success for t in with_options)  # every option set wrong
     assert all(t.provenance.sampling["seed"] == 4 for t in with_options)
     easy = [t for t in _expert_source(flawless, env, tasks, ()) if t.meta["tier"] == "easy"]
@@ -247,8 +290,17 @@ def test_exploration_returns_episodes_in_start_order_whatever_the_file_order(fin
     write_trajectories(stage / "rollouts.jsonl", saved[::-1])
     config = _config(root)
     experts = read_trajectories(root / "expert" / "trajectories.jsonl")
-    returned = explore_stage(config, RunDir(tmp_path, lambda line: None), make("shop", **config.env.options), (),
-                             stage, "rft", 1, root / "sft_pos" / "checkpoint", experts)
+    returned = explore_stage(
+        config,
+        RunDir(tmp_path, lambda line: None),
+        make("shop", **config.env.options),
+        (),
+        stage,
+        "rft",
+        1,
+        root / "sft_pos" / "checkpoint",
+        experts,
+    )
     env = make("shop", **config.env.options)
     in_task_order = env.task_ids(config.expert.split)[: config.expert.limit]  # the starts' order (K = 1)
     assert [t.task_id for t in returned] == in_task_order

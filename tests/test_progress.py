@@ -70,8 +70,9 @@ def test_a_child_killed_while_holding_the_lock_does_not_block_this_process():
 
     assert _in_fork(die_holding_the_lock) == -signal.SIGKILL
     outcome = []
-    thread = threading.Thread(target=lambda: outcome.append(progress_bar(1, "parent", "ep", enabled=False).close()),
-                              daemon=True)
+    thread = threading.Thread(
+        target=lambda: outcome.append(progress_bar(1, "parent", "ep", enabled=False).close()), daemon=True
+    )
     thread.start()
     thread.join(10)
     assert outcome == [None]

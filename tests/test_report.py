@@ -30,41 +30,103 @@ methods:
     neutral: mask
 """
 # method -> iteration -> (win rate, score); sft_pos is iteration 0 of every method.
-RESULTS = {"sft_pos": {0: (0.40, 0.61)}, "rft": {1: (0.44, 0.65), 2: (0.42, 0.64)},
-           "eef": {1: (0.50, 0.70), 2: (0.56, 0.74)}}
+RESULTS = {
+    "sft_pos": {0: (0.40, 0.61)},
+    "rft": {1: (0.44, 0.65), 2: (0.42, 0.64)},
+    "eef": {1: (0.50, 0.70), 2: (0.56, 0.74)},
+}
 
 
 def trajectory(tid: str, actions: list[str], success: bool = False, instruction: str = "buy a shirt") -> Trajectory:
     turns = tuple(Turn(text=f"Thought: go.\nAction: {a}", action=a, observation=f"page after {a}") for a in actions)
-    return Trajectory(id=tid, env="shop", task_id=tid, prompt=(), first_observation=instruction, turns=turns,
-                      reward=1.0 if success else 0.25, success=success, terminated=True,
-                      provenance=Provenance(source="self"))
+    return Trajectory(
+        id=tid,
+        env="shop",
+        task_id=tid,
+        prompt=(),
+        first_observation=instruction,
+        turns=turns,
+        reward=1.0 if success else 0.25,
+        success=success,
+        terminated=True,
+        provenance=Provenance(source="self"),
+    )
 
 
 def metrics_lines() -> list[dict]:
-    lines: list[dict] = [{"stage": "expert", "episodes": 10, "successes": 4, "seconds": 1.5,
-                          "by_tier": {"easy": {"episodes": 6, "successes": 4}, "hard": {"episodes": 4, "successes": 0}}},
-                         {"stage": "train", "method": "sft_pos", "iteration": 0, "examples": 4, "trained_tokens": 900,
-                          "final_loss": 0.8, "seconds": 3.0},
-                         {"stage": "eval", "method": "sft_pos", "iteration": 0, "win_rate": 0.40, "score": 0.61,
-                          "navigation": {"next": 0.0, "prev": 0.0, "back_to_search": 0.0, "second_search": 0.1},
-                          "seconds": 2.0}]
+    lines: list[dict] = [
+        {
+            "stage": "expert",
+            "episodes": 10,
+            "successes": 4,
+            "seconds": 1.5,
+            "by_tier": {"easy": {"episodes": 6, "successes": 4}, "hard": {"episodes": 4, "successes": 0}},
+        },
+        {
+            "stage": "train",
+            "method": "sft_pos",
+            "iteration": 0,
+            "examples": 4,
+            "trained_tokens": 900,
+            "final_loss": 0.8,
+            "seconds": 3.0,
+        },
+        {
+            "stage": "eval",
+            "method": "sft_pos",
+            "iteration": 0,
+            "win_rate": 0.40,
+            "score": 0.61,
+            "navigation": {"next": 0.0, "prev": 0.0, "back_to_search": 0.0, "second_search": 0.1},
+            "seconds": 2.0,
+        },
+    ]
     for method in ("rft", "eef"):
         eef = method == "eef"
         for k, (win, score) in RESULTS[method].items():
-            lines += [{"stage": "explore", "method": method, "iteration": k, "episodes": 20, "from_s0": 10,
-                       "from_states": 10 if eef else 0, "successes": 7, "successes_from_states": 2 if eef else 0,
-                       "replays": 10 if eef else 0,
-                       "diverged": k if eef else 0, "seconds": 4.0},
-                      {"stage": "label", "method": method, "iteration": k, "beneficial": 3 * eef, "harmful": 2 * eef,
-                       "neutral": 5 * eef, "recovery_states": 2 * eef, "important_states": 4 * eef,
-                       "skipped_experts": 0, "repository": 6 + k, "train_solved": 5 + k,
-                       "solved_by_source": {"expert": 4, "self_s0": 1 + k - 1, "eef": k * eef}, "seconds": 0.5},
-                      {"stage": "train", "method": method, "iteration": k, "examples": 9, "trained_tokens": 2000,
-                       "final_loss": 0.5, "seconds": 3.0}]
+            lines += [
+                {
+                    "stage": "explore",
+                    "method": method,
+                    "iteration": k,
+                    "episodes": 20,
+                    "from_s0": 10,
+                    "from_states": 10 if eef else 0,
+                    "successes": 7,
+                    "successes_from_states": 2 if eef else 0,
+                    "replays": 10 if eef else 0,
+                    "diverged": k if eef else 0,
+                    "seconds": 4.0,
+                },
+                {
+                    "stage": "label",
+                    "method": method,
+                    "iteration": k,
+                    "beneficial": 3 * eef,
+                    "harmful": 2 * eef,
+                    "neutral": 5 * eef,
+                    "recovery_states": 2 * eef,
+                    "important_states": 4 * eef,
+                    "skipped_experts": 0,
+                    "repository": 6 + k,
+                    "train_solved": 5 + k,
+                    "solved_by_source": {"expert": 4, "self_s0": 1 + k - 1, "eef": k * eef},
+                    "seconds": 0.5,
+                },
+                {
+                    "stage": "train",
+                    "method": method,
+                    "iteration": k,
+                    "examples": 9,
+                    "trained_tokens": 2000,
+                    "final_loss": 0.5,
+                    "seconds": 3.0,
+                },
+            ]
             if method == "rft":  # eef's eval records are missing: the report falls back on summary.json
-                lines.append({"stage": "eval", "method": method, "iteration": k, "win_rate": win, "score": score,
-                              "seconds": 2.0})
+                lines.append(
+                    {"stage": "eval", "method": method, "iteration": k, "win_rate": win, "score": score, "seconds": 2.0}
+                )
     return lines
 
 
@@ -76,21 +138,47 @@ def write_run(run_dir: Path) -> Path:
     for method, points in RESULTS.items():
         iterations = [{"iteration": k, "test_win_rate": w, "test_score": s} for k, (w, s) in points.items()]
         best = max(iterations, key=lambda p: p["test_win_rate"])
-        summary[method] = {"iterations": iterations, "best": best, "last": iterations[-1],
-                           "train_solved": [5 + p["iteration"] for p in iterations]}
+        summary[method] = {
+            "iterations": iterations,
+            "best": best,
+            "last": iterations[-1],
+            "train_solved": [5 + p["iteration"] for p in iterations],
+        }
         for k, (win, score) in points.items():
             out = run_dir / ("sft_pos" if method == "sft_pos" else f"{method}/iter-{k}") / "eval"
             out.mkdir(parents=True)
-            (out / "report.json").write_text(json.dumps({"env": "shop", "split": "test", "model": "m", "episodes": 8,
-                                                         "win_rate": win, "score": score, "mean_steps": 4.5,
-                                                         "truncated": 1, "seconds": 1.0, "tasks": []}))
-            write_trajectories(out / "trajectories.jsonl", [
-                trajectory("t0", ["search[shirt]", "click[Next >]", "click[b1]", "click[Buy Now]"], success=True,
-                           instruction=f"find {SCRIPT} & more"),
-                trajectory("t1", ["search[shirt]", "click[b2]", "click[< Prev]", "click[Back to Search]",
-                                  "search[red shirt]"]),
-                trajectory("t2", ["search[hat]", "click[b3]", "click[Buy Now]"]),
-            ])
+            (out / "report.json").write_text(
+                json.dumps(
+                    {
+                        "env": "shop",
+                        "split": "test",
+                        "model": "m",
+                        "episodes": 8,
+                        "win_rate": win,
+                        "score": score,
+                        "mean_steps": 4.5,
+                        "truncated": 1,
+                        "seconds": 1.0,
+                        "tasks": [],
+                    }
+                )
+            )
+            write_trajectories(
+                out / "trajectories.jsonl",
+                [
+                    trajectory(
+                        "t0",
+                        ["search[shirt]", "click[Next >]", "click[b1]", "click[Buy Now]"],
+                        success=True,
+                        instruction=f"find {SCRIPT} & more",
+                    ),
+                    trajectory(
+                        "t1",
+                        ["search[shirt]", "click[b2]", "click[< Prev]", "click[Back to Search]", "search[red shirt]"],
+                    ),
+                    trajectory("t2", ["search[hat]", "click[b3]", "click[Buy Now]"]),
+                ],
+            )
     (run_dir / "summary.json").write_text(json.dumps(summary))
     return run_dir
 
@@ -117,11 +205,17 @@ def test_report_files_numbers_and_plots(run_dir: Path) -> None:
     assert table_row(markdown, "SFT-POS") == ["SFT-POS", "0", "40.0% / 0.610", "0", "40.0% / 0.610"]
     assert table_row(markdown, "RFT") == ["RFT", "1", "44.0% / 0.650", "2", "42.0% / 0.640"]
     assert table_row(markdown, "EEF") == ["EEF", "2", "56.0% / 0.740", "2", "56.0% / 0.740"]
-    assert "| methods key | value |" in markdown and "| eef.m | 5 |" in markdown and '| eef.neutral | "mask" |' in markdown
+    assert (
+        "| methods key | value |" in markdown and "| eef.m | 5 |" in markdown and '| eef.neutral | "mask" |' in markdown
+    )
     assert "### SFT-POS, iteration 0" in markdown and "### EEF, iteration 2" in markdown
     # exploration: success from s0 and from the expert's restored states, side by side
     explore = markdown.split("## Exploration")[1]
-    assert table_row(explore, "EEF")[1:3] == ["1", "20"] and table_row(explore, "EEF")[-3:] == ["50.0%", "20.0%", "10.0%"]
+    assert table_row(explore, "EEF")[1:3] == ["1", "20"] and table_row(explore, "EEF")[-3:] == [
+        "50.0%",
+        "20.0%",
+        "10.0%",
+    ]
     assert table_row(explore, "RFT")[-3:] == ["70.0%", "–", "–"]
     for name in ("win_rate", "score", "train_solved", "segments", "navigation", "divergence"):
         assert (out / f"{name}.png").read_bytes()[:8] == PNG_SIGNATURE, name
@@ -170,8 +264,12 @@ def test_navigation_shares() -> None:
         trajectory("c", ["search[x]", "click[Next > item]", "click[item]"]),
         trajectory("d", []),
     ]
-    assert navigation_shares(trajectories) == {"next": 0.25, "prev": 0.25, "back_to_search": 0.25,
-                                               "second_search": 0.25}
+    assert navigation_shares(trajectories) == {
+        "next": 0.25,
+        "prev": 0.25,
+        "back_to_search": 0.25,
+        "second_search": 0.25,
+    }
     assert navigation_shares([]) == {"next": 0.0, "prev": 0.0, "back_to_search": 0.0, "second_search": 0.0}
 
 
@@ -196,11 +294,16 @@ def test_empty_run_dir(tmp_path: Path) -> None:
         write_report(tmp_path / "absent")
 
 
-@pytest.mark.parametrize("bad, field", [('{"stage": "eval", "method": "rft", "win_rate": 0.5', None),
-                                         ('["stage"]', None), ('{"method": "rft"}', "stage"),
-                                         ('{"stage": "eval", "win_rate": "high"}', "win_rate"),
-                                         ('{"stage": "label", "solved_by_source": {"eef": "2"}}',
-                                          "solved_by_source.eef")])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ('{"stage": "eval", "method": "rft", "win_rate": 0.5', None),
+        ('["stage"]', None),
+        ('{"method": "rft"}', "stage"),
+        ('{"stage": "eval", "win_rate": "high"}', "win_rate"),
+        ('{"stage": "label", "solved_by_source": {"eef": "2"}}', "solved_by_source.eef"),
+    ],
+)
 def test_malformed_metrics_line(run_dir: Path, bad: str, field: str | None) -> None:
     path = run_dir / "metrics.jsonl"
     lines = path.read_text().splitlines()

@@ -61,8 +61,14 @@ def test_a_prefix_that_does_not_replay_is_reported_and_skipped(original, shop_en
     tampered_turn = dataclasses.replace(episode.turns[0], observation="a page that never was")
     tampered = dataclasses.replace(episode, turns=(tampered_turn,) + episode.turns[1:])
     seen = []
-    result = rollout(clone_envs(shop_env, 1), policy, [Start(episode.task_id, tampered, 2), Start(episode.task_id)],
-                     build_prompt("shop"), CONFIG, on_trajectory=seen.append)
+    result = rollout(
+        clone_envs(shop_env, 1),
+        policy,
+        [Start(episode.task_id, tampered, 2), Start(episode.task_id)],
+        build_prompt("shop"),
+        CONFIG,
+        on_trajectory=seen.append,
+    )
     assert len(result.diverged) == 1 and result.diverged[0][1].step == 0
     assert [t.provenance.start_step for t in result.trajectories] == [0]
     assert seen == result.trajectories
@@ -74,15 +80,26 @@ def test_a_prefix_from_another_instruction_or_a_longer_step_limit_is_a_divergenc
     episode = max(original.trajectories, key=lambda t: len(t.turns))
     foreign = dataclasses.replace(episode, first_observation="WebShop [SEP] Instruction: [SEP] something else")
     short = make("shop", max_steps=2)
-    result = rollout([short], policy, [Start(episode.task_id, foreign, 1), Start(episode.task_id, episode, 2)],
-                     build_prompt("shop"), CONFIG)
+    result = rollout(
+        [short],
+        policy,
+        [Start(episode.task_id, foreign, 1), Start(episode.task_id, episode, 2)],
+        build_prompt("shop"),
+        CONFIG,
+    )
     assert [d.step for _, d in result.diverged] == [-1, 1]
     assert result.trajectories == []
 
 
 def test_finished_episodes_free_their_cached_kv(shop_env, policy):
-    rollout(clone_envs(shop_env, 2), policy, [Start(t) for t in shop_env.task_ids("test")[:3]],
-            build_prompt("shop"), CONFIG, description="forget-test")
+    rollout(
+        clone_envs(shop_env, 2),
+        policy,
+        [Start(t) for t in shop_env.task_ids("test")[:3]],
+        build_prompt("shop"),
+        CONFIG,
+        description="forget-test",
+    )
     assert len(policy.prefix_cache) == 0
 
 

@@ -38,15 +38,19 @@ def test_workers_give_the_episodes_one_process_gives(shop_env, policy, one_threa
     tasks = shop_env.task_ids("train")[:7]
     reference = rollout(clone_envs(shop_env, 4), policy, [Start(t) for t in tasks], prompt, CONFIG)
     episode = max(reference.trajectories, key=lambda t: len(t.turns))
-    tampered = dataclasses.replace(episode, turns=(dataclasses.replace(episode.turns[0], observation="never seen"),
-                                                   *episode.turns[1:]))
+    tampered = dataclasses.replace(
+        episode, turns=(dataclasses.replace(episode.turns[0], observation="never seen"), *episode.turns[1:])
+    )
     starts = [Start(t) for t in tasks] + [Start(episode.task_id, episode, 1), Start(episode.task_id, tampered, 1)]
     saved = []
     shared = rollout(clone_envs(shop_env, 4), policy, starts, prompt, CONFIG, on_trajectory=saved.append, workers=2)
     assert [t.turns for t in shared.trajectories[:7]] == [t.turns for t in reference.trajectories]
-    assert [t.text for t in shared.trajectories[7].turns] == [t.text for t in episode.turns]  # restored, it goes on alike
-    assert [t.id for t in shared.trajectories] == [t.id for t in rollout(
-        clone_envs(shop_env, 4), policy, starts, prompt, CONFIG).trajectories]  # in the order of the starts
+    assert [t.text for t in shared.trajectories[7].turns] == [
+        t.text for t in episode.turns
+    ]  # restored, it goes on alike
+    assert [t.id for t in shared.trajectories] == [
+        t.id for t in rollout(clone_envs(shop_env, 4), policy, starts, prompt, CONFIG).trajectories
+    ]  # in the order of the starts
     assert sorted(t.id for t in saved) == sorted(t.id for t in shared.trajectories)  # saved by this process
     assert [(s.key, d.step) for s, d in shared.diverged] == [(starts[8].key, 0)]
     assert shared.steps == reference.steps + len(episode.turns) - 1
@@ -88,8 +92,7 @@ def test_a_worker_that_dies_is_an_error_that_names_it(shop_env):
 
     starts = [Start(t) for t in shop_env.task_ids("train")[:4]]
     with pytest.raises(EefError, match="exited with code 3 before it finished"):
-        rollout(clone_envs(shop_env, 2), Scripted(die_on_second_call), starts, build_prompt("shop"),
-                CONFIG, workers=2)
+        rollout(clone_envs(shop_env, 2), Scripted(die_on_second_call), starts, build_prompt("shop"), CONFIG, workers=2)
 
 
 def test_what_cannot_fork_rolls_out_in_this_process(shop_env):
@@ -126,8 +129,7 @@ def test_a_rollout_counts_only_its_own_environment_incidents(shop_env):
             envs[1].metrics["episode_retries"] += 1  # as a ScienceWorld env does when a JVM dies mid-episode
             return super().generate(requests, params)
 
-    result = rollout(envs, Retrying(), [Start(t) for t in shop_env.task_ids("train")[:2]], build_prompt("shop"),
-                     CONFIG)
+    result = rollout(envs, Retrying(), [Start(t) for t in shop_env.task_ids("train")[:2]], build_prompt("shop"), CONFIG)
     assert result.env_incidents == {"episode_retries": result.model_calls}
 
 
@@ -143,8 +145,15 @@ def test_a_stopped_worker_is_killed_after_its_timeout_and_named(shop_env):
     starts = [Start(t) for t in shop_env.task_ids("train")[:4]]
     began = time.monotonic()
     with pytest.raises(EefError, match=r"rollout workers? [0-9, ]+ sent nothing for 1.5 s \(stopped or stuck\)"):
-        rollout(clone_envs(shop_env, 2), Scripted(_stop_self), starts, build_prompt("shop"), CONFIG, workers=2,
-                worker_timeout_s=1.5)
+        rollout(
+            clone_envs(shop_env, 2),
+            Scripted(_stop_self),
+            starts,
+            build_prompt("shop"),
+            CONFIG,
+            workers=2,
+            worker_timeout_s=1.5,
+        )
     assert time.monotonic() - began < 30
     assert not [c for c in multiprocessing.active_children() if c.name.startswith("eef-rollout")]
 
@@ -170,6 +179,13 @@ def test_a_worker_stopped_halfway_through_a_message_is_still_timed_out(shop_env)
     starts = [Start(t) for t in shop_env.task_ids("train")[:4]]
     began = time.monotonic()
     with pytest.raises(EefError, match=r"sent nothing for 1.5 s \(stopped or stuck\)"):
-        rollout(clone_envs(shop_env, 2), Scripted(_stop_mid_message), starts, build_prompt("shop"), CONFIG,
-                workers=2, worker_timeout_s=1.5)
+        rollout(
+            clone_envs(shop_env, 2),
+            Scripted(_stop_mid_message),
+            starts,
+            build_prompt("shop"),
+            CONFIG,
+            workers=2,
+            worker_timeout_s=1.5,
+        )
     assert time.monotonic() - began < 30

@@ -9,15 +9,33 @@ from eef.trajectory_files import append_trajectories, read_trajectories, write_t
 
 
 def _trajectory(id="t0", n_turns=3, **changes) -> Trajectory:
-    turns = tuple(Turn(f"Thought: step {k}\nAction: click[{k}]", f"click[{k}]", f"page {k + 1}",
-                       reward=1.0 if k == n_turns - 1 else 0.0, trainable=k != 1) for k in range(n_turns))
+    turns = tuple(
+        Turn(
+            f"Thought: step {k}\nAction: click[{k}]",
+            f"click[{k}]",
+            f"page {k + 1}",
+            reward=1.0 if k == n_turns - 1 else 0.0,
+            trainable=k != 1,
+        )
+        for k in range(n_turns)
+    )
     fields = dict(
-        id=id, env="shop", task_id="shop_3",
-        prompt=(Message("system", "Be a shopper."), Message("user", "example page"),
-                Message("assistant", "Action: search[scarf]")),
-        first_observation="page 0", turns=turns, reward=1.0, success=True, terminated=True,
-        provenance=Provenance("self", iteration=2, start_step=1, parent_id="p0", model="ckpt-2",
-                              sampling={"temperature": 0.7, "seed": 3}),
+        id=id,
+        env="shop",
+        task_id="shop_3",
+        prompt=(
+            Message("system", "Be a shopper."),
+            Message("user", "example page"),
+            Message("assistant", "Action: search[scarf]"),
+        ),
+        first_observation="page 0",
+        turns=turns,
+        reward=1.0,
+        success=True,
+        terminated=True,
+        provenance=Provenance(
+            "self", iteration=2, start_step=1, parent_id="p0", model="ckpt-2", sampling={"temperature": 0.7, "seed": 3}
+        ),
         meta={"replay": {"diverged": False}},
     )
     return Trajectory(**(fields | changes))
@@ -32,8 +50,12 @@ def _write_records(path, records) -> None:
 
 
 def test_write_then_read_gives_equal_trajectories(tmp_path):
-    trajectories = [_trajectory("a"), _trajectory("b", n_turns=0, reward=0.0, success=False, terminated=False,
-                                                  provenance=Provenance("gpt-4"), meta={})]
+    trajectories = [
+        _trajectory("a"),
+        _trajectory(
+            "b", n_turns=0, reward=0.0, success=False, terminated=False, provenance=Provenance("gpt-4"), meta={}
+        ),
+    ]
     path = tmp_path / "sub" / "t.jsonl"
     assert write_trajectories(path, trajectories) == 2
     assert read_trajectories(path) == trajectories
@@ -62,7 +84,7 @@ def test_context_at_ends_with_the_observation_after_the_previous_turn():
         assert context[-1] == Message("user", t.turns[k - 1].observation)
         assert context[-2].role == "assistant" and context[-2].content == t.turns[k - 1].text
     assert t.context_at(3)[-1].content == "page 3"
-    assert t.context_at(2) == t.messages()[:len(t.context_at(2))]
+    assert t.context_at(2) == t.messages()[: len(t.context_at(2))]
     for bad in (-1, 4):
         with pytest.raises(ValueError, match="outside 0..3"):
             t.context_at(bad)
@@ -87,18 +109,21 @@ def test_bad_json_names_the_line(tmp_path):
     assert e.value.line == 3
 
 
-@pytest.mark.parametrize("edit, field, reason", [
-    (lambda r: r["turns"][0].pop("action"), "turns[0].action", "missing"),
-    (lambda r: r.pop("task_id"), "task_id", "missing"),
-    (lambda r: r["provenance"].pop("source"), "provenance.source", "missing"),
-    (lambda r: r.update(reward="1.0"), "reward", "expected a number, got str"),
-    (lambda r: r.update(success=1), "success", "expected a boolean, got int"),
-    (lambda r: r["turns"][2].update(reward=True), "turns[2].reward", "got a boolean"),
-    (lambda r: r["prompt"][1].update(role="tool"), "prompt[1].role", "'tool' is not one of"),
-    (lambda r: r.update(turns={}), "turns", "expected a list"),
-    (lambda r: r["provenance"].update(start_step=4), "provenance.start_step", "outside 0..3"),
-    (lambda r: r["provenance"].update(start_step=-1), "provenance.start_step", "outside 0..3"),
-])
+@pytest.mark.parametrize(
+    "edit, field, reason",
+    [
+        (lambda r: r["turns"][0].pop("action"), "turns[0].action", "missing"),
+        (lambda r: r.pop("task_id"), "task_id", "missing"),
+        (lambda r: r["provenance"].pop("source"), "provenance.source", "missing"),
+        (lambda r: r.update(reward="1.0"), "reward", "expected a number, got str"),
+        (lambda r: r.update(success=1), "success", "expected a boolean, got int"),
+        (lambda r: r["turns"][2].update(reward=True), "turns[2].reward", "got a boolean"),
+        (lambda r: r["prompt"][1].update(role="tool"), "prompt[1].role", "'tool' is not one of"),
+        (lambda r: r.update(turns={}), "turns", "expected a list"),
+        (lambda r: r["provenance"].update(start_step=4), "provenance.start_step", "outside 0..3"),
+        (lambda r: r["provenance"].update(start_step=-1), "provenance.start_step", "outside 0..3"),
+    ],
+)
 def test_malformed_field_is_named_with_its_line(tmp_path, edit, field, reason):
     good, bad = _trajectory("a").to_dict(), _trajectory("b").to_dict()
     edit(bad)
@@ -197,8 +222,9 @@ def test_write_replaces_atomically_and_cleans_up(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.jsonl"]
 
 
-@pytest.mark.parametrize("raw, shown", [("NaN", "nan"), ("Infinity", "inf"), ("-Infinity", "-inf"),
-                                        ("1" + "0" * 400, "inf")])
+@pytest.mark.parametrize(
+    "raw, shown", [("NaN", "nan"), ("Infinity", "inf"), ("-Infinity", "-inf"), ("1" + "0" * 400, "inf")]
+)
 @pytest.mark.parametrize("field", ["reward", "turns[2].reward"])
 def test_a_reward_that_is_not_a_finite_number_is_named_with_its_line(tmp_path, raw, shown, field):
     bad = _trajectory("b").to_dict()
@@ -219,12 +245,18 @@ def test_an_environment_sets_its_own_reward_scale(tmp_path):
     assert read.reward == -0.5 and read.turns[0].reward == -0.1
 
 
-@pytest.mark.parametrize("edit, field, reason", [
-    (lambda r: r["meta"]["replay"].update(divergence=float("nan")), "meta.replay.divergence", "got nan"),
-    (lambda r: r["provenance"]["sampling"].update(temperature=float("inf")), "provenance.sampling.temperature",
-     "got inf"),
-    (lambda r: r["meta"].update(deep=json.loads("[" * 100 + "]" * 100)), "meta", "nested deeper than 64 levels"),
-])
+@pytest.mark.parametrize(
+    "edit, field, reason",
+    [
+        (lambda r: r["meta"]["replay"].update(divergence=float("nan")), "meta.replay.divergence", "got nan"),
+        (
+            lambda r: r["provenance"]["sampling"].update(temperature=float("inf")),
+            "provenance.sampling.temperature",
+            "got inf",
+        ),
+        (lambda r: r["meta"].update(deep=json.loads("[" * 100 + "]" * 100)), "meta", "nested deeper than 64 levels"),
+    ],
+)
 def test_free_form_blocks_must_hold_standard_json(tmp_path, edit, field, reason):
     bad = _trajectory().to_dict()
     edit(bad)
@@ -234,11 +266,14 @@ def test_free_form_blocks_must_hold_standard_json(tmp_path, edit, field, reason)
         read_trajectories(path)
 
 
-@pytest.mark.parametrize("data, reason", [
-    (b'{"id": "\xff"}\n', "not valid UTF-8"),
-    (b"[" * 100000 + b"]" * 100000 + b"\n", "nested too deeply to read"),
-    (b'{"id": ' + b"9" * 5000 + b"}\n", "a number has too many digits to read"),
-])
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b'{"id": "\xff"}\n', "not valid UTF-8"),
+        (b"[" * 100000 + b"]" * 100000 + b"\n", "nested too deeply to read"),
+        (b'{"id": ' + b"9" * 5000 + b"}\n", "a number has too many digits to read"),
+    ],
+)
 def test_unreadable_lines_are_one_line_errors(tmp_path, data, reason):
     path = tmp_path / "t.jsonl"
     path.write_bytes(json.dumps(_trajectory().to_dict()).encode() + b"\n" + data)

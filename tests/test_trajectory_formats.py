@@ -18,13 +18,19 @@ from eef.trajectory_formats import (
 
 def _trajectory(id="t0", task_id="shop_3", **changes) -> Trajectory:
     fields = dict(
-        id=id, env="shop", task_id=task_id,
+        id=id,
+        env="shop",
+        task_id=task_id,
         prompt=build_prompt("shop", PromptConfig(one_shot=True)),  # system, then a one-shot example
         first_observation="page 0",
-        turns=(Turn("Thought: look.\nAction: search[hat]", "search[hat]", "page 1", 0.0, True),
-               Turn("Thought: oops.\nAction: click[wrong", "click[wrong]", "page 2", 0.0, False),
-               Turn("Action: click[Buy Now]", "click[Buy Now]", "Thank you", 0.75, True)),
-        reward=0.75, success=False, terminated=True,
+        turns=(
+            Turn("Thought: look.\nAction: search[hat]", "search[hat]", "page 1", 0.0, True),
+            Turn("Thought: oops.\nAction: click[wrong", "click[wrong]", "page 2", 0.0, False),
+            Turn("Action: click[Buy Now]", "click[Buy Now]", "Thank you", 0.75, True),
+        ),
+        reward=0.75,
+        success=False,
+        terminated=True,
         provenance=Provenance("self", iteration=1, start_step=1, parent_id="p", model="m", sampling={"seed": 1}),
         meta={"note": "x"},
     )
@@ -37,8 +43,10 @@ def _write(path, records) -> None:
 
 @pytest.mark.parametrize("format", ["sharegpt", "openai"])
 def test_export_then_import_restores_equal_trajectories(tmp_path, format):
-    trajectories = [_trajectory("a"), _trajectory("b", task_id="7", turns=(), reward=0.0, terminated=False,
-                                                  provenance=Provenance("gpt-4"), meta={})]
+    trajectories = [
+        _trajectory("a"),
+        _trajectory("b", task_id="7", turns=(), reward=0.0, terminated=False, provenance=Provenance("gpt-4"), meta={}),
+    ]
     path = tmp_path / f"out.{format}.jsonl"
     assert export_trajectories(trajectories, path, format) == 2
     assert import_trajectories(path, format, env="ignored") == trajectories
@@ -90,8 +98,10 @@ AGENTGYM = {
 
 def test_agentgym_record_without_eef_block_is_split_into_prompt_and_turns():
     t = from_sharegpt(AGENTGYM, "agentgym.jsonl", 1)
-    assert t.prompt == (Message("user", "You are web shopping. Answer with Thought and Action."),
-                        Message("assistant", "OK"))
+    assert t.prompt == (
+        Message("user", "You are web shopping. Answer with Thought and Action."),
+        Message("assistant", "OK"),
+    )
     assert t.first_observation == "WebShop [SEP] Instruction: a red hat [SEP] Search"
     assert t.actions == ["search[red hat]", "click[B01]", "click[Buy Now]"]
     assert t.observations == ["results", "item page", ""]
@@ -118,9 +128,16 @@ def test_foreign_prompt_without_trainable_messages_ends_before_the_first_real_tu
 
 
 def test_foreign_openai_record_without_weights_trains_every_assistant_message(tmp_path):
-    record = {"messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "o0"},
-                           {"role": "assistant", "content": "Action: click[a]"}, {"role": "user", "content": "o1"},
-                           {"role": "assistant", "content": "Action: click[b]"}, {"role": "user", "content": "o2"}]}
+    record = {
+        "messages": [
+            {"role": "system", "content": "sys"},
+            {"role": "user", "content": "o0"},
+            {"role": "assistant", "content": "Action: click[a]"},
+            {"role": "user", "content": "o1"},
+            {"role": "assistant", "content": "Action: click[b]"},
+            {"role": "user", "content": "o2"},
+        ]
+    }
     path = tmp_path / "oa.jsonl"
     _write(path, [record, record])
     a, b = import_trajectories(path, "openai", env="shop")
@@ -133,8 +150,12 @@ def test_foreign_openai_record_without_weights_trains_every_assistant_message(tm
 def test_repeated_foreign_item_ids_get_suffixes(tmp_path):
     path = tmp_path / "a.jsonl"
     _write(path, [AGENTGYM, AGENTGYM, AGENTGYM | {"item_id": "webshop_6#2"}, AGENTGYM])
-    assert [t.id for t in import_trajectories(path, "sharegpt")] == ["webshop_6", "webshop_6#2", "webshop_6#2#2",
-                                                                     "webshop_6#3"]
+    assert [t.id for t in import_trajectories(path, "sharegpt")] == [
+        "webshop_6",
+        "webshop_6#2",
+        "webshop_6#2#2",
+        "webshop_6#3",
+    ]
 
 
 def test_repeated_eef_ids_are_an_error(tmp_path):
@@ -150,30 +171,45 @@ def _with(record, edit):
     return record
 
 
-@pytest.mark.parametrize("format, edit, field, reason", [
-    ("sharegpt", lambda r: r["conversations"][3].update({"from": "bot"}), "conversations[3].from",
-     "'bot' is not one of system, human, gpt"),
-    ("sharegpt", lambda r: r["conversations"][3].pop("value"), "conversations[3].value", "missing"),
-    ("sharegpt", lambda r: r["conversations"][3].update(loss="yes"), "conversations[3].loss", "expected a boolean"),
-    ("sharegpt", lambda r: r["conversations"].insert(5, {"from": "system", "value": "x"}),
-     "conversations[5].from", "expected 'gpt'"),
-    ("sharegpt", lambda r: r.update(conversations="x"), "conversations", "expected a list"),
-    ("sharegpt", lambda r: r["conversations"].__setitem__(2, "hi"), "conversations[2]", "expected an object"),
-    ("sharegpt", lambda r: r.update(item_id=6), "item_id", "expected a string"),
-    ("sharegpt", lambda r: r.update(item_id="webshop"), "item_id", "no '<env>_' prefix"),
-    ("sharegpt", lambda r: r.pop("item_id"), "item_id", "pass env"),
-    ("sharegpt", lambda r: r.update(reward="1"), "reward", "expected a number"),
-    ("sharegpt", lambda r: r.update(reward=float("nan")), "reward", "must be a finite number in [0, 1], got nan"),
-    ("sharegpt", lambda r: r.update(reward=float("inf")), "reward", "must be a finite number in [0, 1], got inf"),
-    ("sharegpt", lambda r: r.update(reward=1e300), "reward", "must be a finite number in [0, 1], got 1e+300"),
-    ("openai", lambda r: r.update(reward=-5), "reward", "must be a finite number in [0, 1], got -5"),
-    ("sharegpt", lambda r: r.update(conversations=[{"from": "gpt", "value": "x"}]), "conversations",
-     "no 'human' message"),
-    ("openai", lambda r: r["messages"][3].update(weight=2), "messages[3].weight", "2 is not one of 0, 1"),
-    ("openai", lambda r: r["messages"][3].update(weight=True), "messages[3].weight", "got a boolean"),
-    ("openai", lambda r: r["messages"][1].update(role="tool"), "messages[1].role", "'tool' is not one of"),
-    ("openai", lambda r: r["messages"][1].update(content=None), "messages[1].content", "expected a string"),
-])
+@pytest.mark.parametrize(
+    "format, edit, field, reason",
+    [
+        (
+            "sharegpt",
+            lambda r: r["conversations"][3].update({"from": "bot"}),
+            "conversations[3].from",
+            "'bot' is not one of system, human, gpt",
+        ),
+        ("sharegpt", lambda r: r["conversations"][3].pop("value"), "conversations[3].value", "missing"),
+        ("sharegpt", lambda r: r["conversations"][3].update(loss="yes"), "conversations[3].loss", "expected a boolean"),
+        (
+            "sharegpt",
+            lambda r: r["conversations"].insert(5, {"from": "system", "value": "x"}),
+            "conversations[5].from",
+            "expected 'gpt'",
+        ),
+        ("sharegpt", lambda r: r.update(conversations="x"), "conversations", "expected a list"),
+        ("sharegpt", lambda r: r["conversations"].__setitem__(2, "hi"), "conversations[2]", "expected an object"),
+        ("sharegpt", lambda r: r.update(item_id=6), "item_id", "expected a string"),
+        ("sharegpt", lambda r: r.update(item_id="webshop"), "item_id", "no '<env>_' prefix"),
+        ("sharegpt", lambda r: r.pop("item_id"), "item_id", "pass env"),
+        ("sharegpt", lambda r: r.update(reward="1"), "reward", "expected a number"),
+        ("sharegpt", lambda r: r.update(reward=float("nan")), "reward", "must be a finite number in [0, 1], got nan"),
+        ("sharegpt", lambda r: r.update(reward=float("inf")), "reward", "must be a finite number in [0, 1], got inf"),
+        ("sharegpt", lambda r: r.update(reward=1e300), "reward", "must be a finite number in [0, 1], got 1e+300"),
+        ("openai", lambda r: r.update(reward=-5), "reward", "must be a finite number in [0, 1], got -5"),
+        (
+            "sharegpt",
+            lambda r: r.update(conversations=[{"from": "gpt", "value": "x"}]),
+            "conversations",
+            "no 'human' message",
+        ),
+        ("openai", lambda r: r["messages"][3].update(weight=2), "messages[3].weight", "2 is not one of 0, 1"),
+        ("openai", lambda r: r["messages"][3].update(weight=True), "messages[3].weight", "got a boolean"),
+        ("openai", lambda r: r["messages"][1].update(role="tool"), "messages[1].role", "'tool' is not one of"),
+        ("openai", lambda r: r["messages"][1].update(content=None), "messages[1].content", "expected a string"),
+    ],
+)
 def test_foreign_errors_name_file_line_and_field(tmp_path, format, edit, field, reason):
     good = AGENTGYM if format == "sharegpt" else to_openai(_trajectory())
     good = _with(good, lambda r: r.pop("eef", None))
@@ -184,25 +220,28 @@ def test_foreign_errors_name_file_line_and_field(tmp_path, format, edit, field, 
     assert reason in e.value.reason
 
 
-@pytest.mark.parametrize("edit, field", [
-    (lambda r: r["eef"]["provenance"].pop("source"), "eef.provenance.source"),
-    (lambda r: r["eef"]["provenance"].update(start_step=9), "eef.provenance.start_step"),
-    (lambda r: r["eef"]["turns"][1].update(action=3), "eef.turns[1].action"),
-    (lambda r: r["eef"]["turns"][1].update(reward="0"), "eef.turns[1].reward"),
-    (lambda r: r["eef"]["turns"][1].update(reward=float("nan")), "eef.turns[1].reward"),
-    (lambda r: r.update(reward=float("inf")), "reward"),
-    (lambda r: r["eef"]["meta"].update(x=float("nan")), "eef.meta.x"),
-    (lambda r: r["eef"]["turns"].pop(), "eef.turns"),
-    (lambda r: r["eef"]["turns"].__setitem__(0, []), "eef.turns[0]"),
-    (lambda r: r["eef"].update(prompt_messages=2), "eef.prompt_messages"),
-    (lambda r: r["eef"].update(prompt_messages=99), "eef.prompt_messages"),
-    (lambda r: r["eef"].pop("final_observation"), "eef.final_observation"),
-    (lambda r: r["eef"].pop("id"), "eef.id"),
-    (lambda r: r["eef"].update(meta=[]), "eef.meta"),
-    (lambda r: r.pop("reward"), "reward"),
-    (lambda r: r.update(success="yes"), "success"),
-    (lambda r: r.update(eef="x"), "eef"),
-])
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        (lambda r: r["eef"]["provenance"].pop("source"), "eef.provenance.source"),
+        (lambda r: r["eef"]["provenance"].update(start_step=9), "eef.provenance.start_step"),
+        (lambda r: r["eef"]["turns"][1].update(action=3), "eef.turns[1].action"),
+        (lambda r: r["eef"]["turns"][1].update(reward="0"), "eef.turns[1].reward"),
+        (lambda r: r["eef"]["turns"][1].update(reward=float("nan")), "eef.turns[1].reward"),
+        (lambda r: r.update(reward=float("inf")), "reward"),
+        (lambda r: r["eef"]["meta"].update(x=float("nan")), "eef.meta.x"),
+        (lambda r: r["eef"]["turns"].pop(), "eef.turns"),
+        (lambda r: r["eef"]["turns"].__setitem__(0, []), "eef.turns[0]"),
+        (lambda r: r["eef"].update(prompt_messages=2), "eef.prompt_messages"),
+        (lambda r: r["eef"].update(prompt_messages=99), "eef.prompt_messages"),
+        (lambda r: r["eef"].pop("final_observation"), "eef.final_observation"),
+        (lambda r: r["eef"].pop("id"), "eef.id"),
+        (lambda r: r["eef"].update(meta=[]), "eef.meta"),
+        (lambda r: r.pop("reward"), "reward"),
+        (lambda r: r.update(success="yes"), "success"),
+        (lambda r: r.update(eef="x"), "eef"),
+    ],
+)
 def test_eef_block_errors_name_their_field(tmp_path, edit, field):
     path = tmp_path / "own.jsonl"
     _write(path, [_with(to_sharegpt(_trajectory()), edit)])
@@ -215,7 +254,7 @@ def test_bad_json_missing_file_and_bad_encoding(tmp_path):
     path.write_text(json.dumps(AGENTGYM) + "\n{\n")
     with pytest.raises(DataError, match=r"x\.jsonl:2: not valid JSON"):
         import_trajectories(path, "sharegpt")
-    path.write_bytes(json.dumps(AGENTGYM).encode() + b"\n\"\xff\"\n")
+    path.write_bytes(json.dumps(AGENTGYM).encode() + b'\n"\xff"\n')
     with pytest.raises(DataError, match=r"x\.jsonl:2: not valid UTF-8"):
         import_trajectories(path, "sharegpt")
     path.write_text("[]\n")
@@ -249,14 +288,19 @@ def test_export_error_leaves_the_old_file_and_no_temporary(tmp_path):
 
 
 def test_an_eto_record_keeps_its_ok_handshake_in_the_prompt(tmp_path):
-    record = {"id": 3, "item_id": "webshop_3", "reward": 1.0, "conversations": [
-        {"from": "human", "value": "You are web shopping. Reply with Thought and Action."},
-        {"from": "gpt", "value": "OK"},
-        {"from": "human", "value": "Observation:\nWebShop [SEP] Instruction: [SEP] a red shirt [SEP] Search"},
-        {"from": "gpt", "value": "Thought: search.\nAction: search[red shirt]"},
-        {"from": "human", "value": "Observation:\n... [SEP] B0001 [SEP] red shirt"},
-        {"from": "gpt", "value": "Thought: buy.\nAction: click[Buy Now]"},
-    ]}
+    record = {
+        "id": 3,
+        "item_id": "webshop_3",
+        "reward": 1.0,
+        "conversations": [
+            {"from": "human", "value": "You are web shopping. Reply with Thought and Action."},
+            {"from": "gpt", "value": "OK"},
+            {"from": "human", "value": "Observation:\nWebShop [SEP] Instruction: [SEP] a red shirt [SEP] Search"},
+            {"from": "gpt", "value": "Thought: search.\nAction: search[red shirt]"},
+            {"from": "human", "value": "Observation:\n... [SEP] B0001 [SEP] red shirt"},
+            {"from": "gpt", "value": "Thought: buy.\nAction: click[Buy Now]"},
+        ],
+    }
     path = tmp_path / "eto.jsonl"
     path.write_text(json.dumps(record) + "\n")
     (trajectory,) = import_trajectories(path, "sharegpt")

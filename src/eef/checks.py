@@ -38,23 +38,30 @@ def check_fields(obj: Any, **rules: Rule) -> None:
     Raises:
         FieldErrors: every field a rule rejects.
     """
-    problems = [(name, reason) for name, rule in rules.items()
-                if getattr(obj, name) is not None and (reason := rule(getattr(obj, name)))]
+    problems = [
+        (name, reason)
+        for name, rule in rules.items()
+        if getattr(obj, name) is not None and (reason := rule(getattr(obj, name)))
+    ]
     if problems:
         raise FieldErrors(problems)
 
 
 def at_least(low: float) -> Rule:
     """A finite number >= ``low`` (an integer where ``low`` is one)."""
+
     def rule(value: Any) -> str | None:
         return None if _finite(value) and value >= low else f"must be at least {low}, got {value!r}"
+
     return rule
 
 
 def above(low: float) -> Rule:
     """A finite number > ``low``."""
+
     def rule(value: Any) -> str | None:
         return None if _finite(value) and value > low else f"must be a finite number above {low}, got {value!r}"
+
     return rule
 
 
@@ -63,16 +70,22 @@ def between(low: float, high: float, *, open_low: bool = False, open_high: bool 
     shown = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
 
     def rule(value: Any) -> str | None:
-        inside = _finite(value) and (low < value if open_low else low <= value) and (
-            value < high if open_high else value <= high)
+        inside = (
+            _finite(value)
+            and (low < value if open_low else low <= value)
+            and (value < high if open_high else value <= high)
+        )
         return None if inside else f"must be a number in {shown}, got {value!r}"
+
     return rule
 
 
 def one_of(*choices: Any) -> Rule:
     """One of ``choices``."""
+
     def rule(value: Any) -> str | None:
         return None if value in choices else f"must be one of {', '.join(map(str, choices))}, got {value!r}"
+
     return rule
 
 

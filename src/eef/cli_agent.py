@@ -44,16 +44,31 @@ from eef.errors import EefError
 def model_init(
     out: Annotated[Path, typer.Option(help="Directory to create.")],
     env_name: Annotated[str, typer.Option("--env", help="Environment whose text builds the tokenizer.")] = "shop",
-    layers: int = 4, hidden_size: int = 128, heads: int = 4, intermediate_size: int = 512,
-    kv_heads: Annotated[Optional[int], typer.Option(help="Key/value heads, a divisor of --heads "
-                                                         "(default: one per head).")] = None,
-    vocab_size: int = 2048, seed: int = 0, force: Force = False, option: EnvOptions = None,
+    layers: int = 4,
+    hidden_size: int = 128,
+    heads: int = 4,
+    intermediate_size: int = 512,
+    kv_heads: Annotated[
+        Optional[int], typer.Option(help="Key/value heads, a divisor of --heads (default: one per head).")
+    ] = None,
+    vocab_size: int = 2048,
+    seed: int = 0,
+    force: Force = False,
+    option: EnvOptions = None,
 ) -> None:
     """Create the tiny default model: a Llama with a tokenizer built from the environment's text."""
     from eef.models.tiny import TinyModelConfig, create_tiny_model
 
-    config = settings(TinyModelConfig, vocab_size=vocab_size, hidden_size=hidden_size, layers=layers, heads=heads,
-                      kv_heads=kv_heads, intermediate_size=intermediate_size, seed=seed)
+    config = settings(
+        TinyModelConfig,
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        layers=layers,
+        heads=heads,
+        kv_heads=kv_heads,
+        intermediate_size=intermediate_size,
+        seed=seed,
+    )
     refuse_overwrite_dir(out, force=force)
     env, _ = env_and_options(env_name, option)
     path = create_tiny_model(env, out, config)
@@ -68,15 +83,31 @@ def explore(
     split: str = "train",
     limit: Limit = None,
     rollouts: Annotated[int, typer.Option(min=1, help="Rollouts per start state (RFT xK).")] = 1,
-    from_file: Annotated[Optional[Path], typer.Option("--from", help="Start from states of these trajectories.")] = None,
+    from_file: Annotated[
+        Optional[Path], typer.Option("--from", help="Start from states of these trajectories.")
+    ] = None,
     states: Annotated[str, typer.Option(help="With --from: 'all' or comma-separated state indices.")] = "all",
-    temperature: float = 0.7, top_p: float = 1.0, max_new_tokens: int = 128, seed: int = 0,
-    iteration: int = 0, num_envs: NumEnvs = 16, workers: Workers = 1, worker_timeout: WorkerTimeout = 1800.0,
-    backend: Backend = "hf", base_url: BaseUrl = None,
-    one_shot: OneShot = False, system_role: SystemRole = True, instruction: Instruction = None,
-    device: Device = "auto", dtype: Dtype = "auto", max_batch_size: MaxBatch = 64, concurrency: Concurrency = 16,
-    api_key_env: ApiKeyEnv = "OPENAI_API_KEY", request_timeout: RequestTimeout = 60.0,
-    max_retries: MaxRetries = 5, option: EnvOptions = None,
+    temperature: float = 0.7,
+    top_p: float = 1.0,
+    max_new_tokens: int = 128,
+    seed: int = 0,
+    iteration: int = 0,
+    num_envs: NumEnvs = 16,
+    workers: Workers = 1,
+    worker_timeout: WorkerTimeout = 1800.0,
+    backend: Backend = "hf",
+    base_url: BaseUrl = None,
+    one_shot: OneShot = False,
+    system_role: SystemRole = True,
+    instruction: Instruction = None,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    max_batch_size: MaxBatch = 64,
+    concurrency: Concurrency = 16,
+    api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
+    request_timeout: RequestTimeout = 60.0,
+    max_retries: MaxRetries = 5,
+    option: EnvOptions = None,
 ) -> None:
     """Roll out a policy from s0 of a split's tasks, or from states of recorded trajectories.
 
@@ -90,28 +121,38 @@ def explore(
     from eef.trajectory_files import read_trajectories
 
     sampling = settings(SamplingParams, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
-    runner = model_section(backend, base_url, device, dtype, max_batch_size, concurrency, api_key_env,
-                            request_timeout, max_retries)
+    runner = model_section(
+        backend, base_url, device, dtype, max_batch_size, concurrency, api_key_env, request_timeout, max_retries
+    )
     env, options = env_and_options(env_name, option)
     if from_file is None:
         starts = [Start(t, index=k) for t in task_ids(env, split, limit) for k in range(rollouts)]
     else:
-        starts = [Start(t.task_id, t, step, k) for t in read_trajectories(from_file)[:limit]
-                  for step in _states(states, len(t.turns)) for k in range(rollouts)]
+        starts = [
+            Start(t.task_id, t, step, k)
+            for t in read_trajectories(from_file)[:limit]
+            for step in _states(states, len(t.turns))
+            for k in range(rollouts)
+        ]
     config = RolloutConfig(sampling, seed=seed, iteration=iteration)
     _, todo = pending(out, starts, config, model=model)
     typer.echo(f"{len(starts)} starts, {len(starts) - len(todo)} already in {out}", err=True)
     if not todo:
         return
     prompt = build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env)
-    result = explore_into(env, options, runner, model, starts, prompt, config, out,
-                          Parallelism(num_envs, workers, worker_timeout))
+    result = explore_into(
+        env, options, runner, model, starts, prompt, config, out, Parallelism(num_envs, workers, worker_timeout)
+    )
     if result.diverged:
-        write_jsonl_atomic(out.with_suffix(".diverged.jsonl"), (
-            {"start": s.key, "step": d.step, "expected": d.expected, "seen": d.seen} for s, d in result.diverged))
+        write_jsonl_atomic(
+            out.with_suffix(".diverged.jsonl"),
+            ({"start": s.key, "step": d.step, "expected": d.expected, "seen": d.seen} for s, d in result.diverged),
+        )
     wins = sum(t.success for t in result.trajectories)
-    typer.echo(f"explored {len(result.trajectories)} episodes: {wins} successes, {len(result.diverged)} starts "
-               f"diverged on replay, {result.steps} steps in {result.seconds:.1f} s -> {out}")
+    typer.echo(
+        f"explored {len(result.trajectories)} episodes: {wins} successes, {len(result.diverged)} starts "
+        f"diverged on replay, {result.steps} steps in {result.seconds:.1f} s -> {out}"
+    )
 
 
 def _states(spec: str, length: int) -> list[int]:
@@ -131,22 +172,40 @@ def train_command(
     model: Annotated[str, typer.Option(help="Checkpoint to start from (directory or hub id).")],
     data: Annotated[list[Path], typer.Option(help="Trajectories JSONL; repeatable. Per-turn flags decide the loss.")],
     out: Annotated[Path, typer.Option(help="Checkpoint directory to write.")],
-    heldout: Annotated[Optional[Path], typer.Option(help="Trajectories whose loss is reported before and after.")] = None,
-    epochs: float = 3.0, learning_rate: float = 1e-5, max_length: int = 4096, rows_per_step: int = 8,
-    micro_batch_rows: int = 1, packing: bool = True,
-    group_by_length: Annotated[bool, typer.Option(help="Batch rows of similar length (with --no-packing: "
-                                                       "far less padding).")] = False,
-    warmup_ratio: float = 0.03, weight_decay: float = 0.0,
-    decay_ratio: Annotated[float, typer.Option(help="Share of the last steps with a decaying rate (1: cosine "
-                                                    "from the peak; less holds the peak longer).")] = 1.0,
+    heldout: Annotated[
+        Optional[Path], typer.Option(help="Trajectories whose loss is reported before and after.")
+    ] = None,
+    epochs: float = 3.0,
+    learning_rate: float = 1e-5,
+    max_length: int = 4096,
+    rows_per_step: int = 8,
+    micro_batch_rows: int = 1,
+    packing: bool = True,
+    group_by_length: Annotated[
+        bool, typer.Option(help="Batch rows of similar length (with --no-packing: far less padding).")
+    ] = False,
+    warmup_ratio: float = 0.03,
+    weight_decay: float = 0.0,
+    decay_ratio: Annotated[
+        float,
+        typer.Option(
+            help="Share of the last steps with a decaying rate (1: cosine from the peak; less holds the peak longer)."
+        ),
+    ] = 1.0,
     mixed_precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA), bf16, fp16 or no.")] = "auto",
     lora_r: Annotated[int, typer.Option(min=0, help="LoRA rank; 0 trains every weight.")] = 0,
     lora_alpha: Annotated[Optional[int], typer.Option(help="LoRA scaling numerator (default 2 x rank).")] = None,
     lora_targets: Annotated[str, typer.Option(help="Comma-separated module names, or all-linear.")] = "all-linear",
     lora_merge: Annotated[bool, typer.Option(help="Merge adapters into the saved weights.")] = True,
-    gradient_checkpointing: bool = False, seed: int = 0,
-    dtype: Annotated[str, typer.Option(help="Weights' dtype: auto (bfloat16 for LoRA on CUDA, else float32 "
-                                             "master weights under bf16 autocast), float32, bfloat16.")] = "auto",
+    gradient_checkpointing: bool = False,
+    seed: int = 0,
+    dtype: Annotated[
+        str,
+        typer.Option(
+            help="Weights' dtype: auto (bfloat16 for LoRA on CUDA, else float32 "
+            "master weights under bf16 autocast), float32, bfloat16."
+        ),
+    ] = "auto",
     force: Annotated[bool, typer.Option(help="Replace an existing checkpoint at --out.")] = False,
 ) -> None:
     """Masked multi-turn SFT of a checkpoint on trajectory files."""
@@ -154,40 +213,81 @@ def train_command(
     from eef.train import LoraSettings, TrainConfig
     from eef.trajectory_files import read_trajectories
 
-    lora = settings(LoraSettings, {"r": "--lora-r", "alpha": "--lora-alpha", "target_modules": "--lora-targets"},
-                    r=lora_r, alpha=lora_alpha or 2 * lora_r, merge=lora_merge,
-                    target_modules=lora_targets if lora_targets == "all-linear"
-                    else tuple(lora_targets.split(","))) if lora_r else None
-    config = settings(TrainConfig, epochs=epochs, learning_rate=learning_rate, max_length=max_length,
-                      rows_per_step=rows_per_step, micro_batch_rows=micro_batch_rows, packing=packing,
-                      group_by_length=group_by_length, warmup_ratio=warmup_ratio, decay_ratio=decay_ratio,
-                      weight_decay=weight_decay, mixed_precision=mixed_precision, lora=lora,
-                      gradient_checkpointing=gradient_checkpointing, seed=seed)
+    lora = (
+        settings(
+            LoraSettings,
+            {"r": "--lora-r", "alpha": "--lora-alpha", "target_modules": "--lora-targets"},
+            r=lora_r,
+            alpha=lora_alpha or 2 * lora_r,
+            merge=lora_merge,
+            target_modules=lora_targets if lora_targets == "all-linear" else tuple(lora_targets.split(",")),
+        )
+        if lora_r
+        else None
+    )
+    config = settings(
+        TrainConfig,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        max_length=max_length,
+        rows_per_step=rows_per_step,
+        micro_batch_rows=micro_batch_rows,
+        packing=packing,
+        group_by_length=group_by_length,
+        warmup_ratio=warmup_ratio,
+        decay_ratio=decay_ratio,
+        weight_decay=weight_decay,
+        mixed_precision=mixed_precision,
+        lora=lora,
+        gradient_checkpointing=gradient_checkpointing,
+        seed=seed,
+    )
     refuse_overwrite_dir(out, force=force, inputs=[*data, heldout])
     trajectories = [t for path in data for t in read_trajectories(path)]
     if not trajectories:
         raise EefError(f"--data {', '.join(map(str, data))}: no trajectories to train on")
     try:
-        result, _ = train_checkpoint(model, trajectories, out, config, dtype=dtype,
-                                     metadata={"base_model": model, "data": [str(p) for p in data]},
-                                     heldout=read_trajectories(heldout) if heldout else (), log=typer.echo)
+        result, _ = train_checkpoint(
+            model,
+            trajectories,
+            out,
+            config,
+            dtype=dtype,
+            metadata={"base_model": model, "data": [str(p) for p in data]},
+            heldout=read_trajectories(heldout) if heldout else (),
+            log=typer.echo,
+        )
     except EefError as e:
         raise EefError(f"--data {', '.join(map(str, data))}: {e}") from None
-    typer.echo(f"trained {result.steps} steps, loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}, "
-               f"{result.tokens_per_s:,.0f} tokens/s -> {out}")
+    typer.echo(
+        f"trained {result.steps} steps, loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}, "
+        f"{result.tokens_per_s:,.0f} tokens/s -> {out}"
+    )
 
 
 def eval_command(
     env_name: Annotated[str, typer.Argument(metavar="ENV")],
     model: Annotated[str, typer.Option(help="Checkpoint directory, hub id or served model name.")],
     out: Annotated[Path, typer.Option(help="Directory for trajectories.jsonl, report.json and tasks.tsv.")],
-    split: str = "test", limit: Limit = None,
-    max_new_tokens: int = 128, temperature: Annotated[float, typer.Option(
-        help="0 (the default) is greedy, the protocol's evaluation.")] = 0.0, seed: int = 0,
-    num_envs: NumEnvs = 16, workers: Workers = 1, worker_timeout: WorkerTimeout = 1800.0, backend: Backend = "hf",
-    base_url: BaseUrl = None, one_shot: OneShot = False, system_role: SystemRole = True,
-    instruction: Instruction = None, device: Device = "auto", dtype: Dtype = "auto", max_batch_size: MaxBatch = 64,
-    concurrency: Concurrency = 16, api_key_env: ApiKeyEnv = "OPENAI_API_KEY", request_timeout: RequestTimeout = 60.0,
+    split: str = "test",
+    limit: Limit = None,
+    max_new_tokens: int = 128,
+    temperature: Annotated[float, typer.Option(help="0 (the default) is greedy, the protocol's evaluation.")] = 0.0,
+    seed: int = 0,
+    num_envs: NumEnvs = 16,
+    workers: Workers = 1,
+    worker_timeout: WorkerTimeout = 1800.0,
+    backend: Backend = "hf",
+    base_url: BaseUrl = None,
+    one_shot: OneShot = False,
+    system_role: SystemRole = True,
+    instruction: Instruction = None,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    max_batch_size: MaxBatch = 64,
+    concurrency: Concurrency = 16,
+    api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
+    request_timeout: RequestTimeout = 60.0,
     max_retries: MaxRetries = 5,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
     option: EnvOptions = None,
@@ -197,25 +297,42 @@ def eval_command(
     from eef.stages import Parallelism, evaluate_checkpoint
 
     settings(SamplingParams, temperature=temperature, max_new_tokens=max_new_tokens)  # checked before any loading
-    runner = model_section(backend, base_url, device, dtype, max_batch_size, concurrency, api_key_env,
-                            request_timeout, max_retries)
+    runner = model_section(
+        backend, base_url, device, dtype, max_batch_size, concurrency, api_key_env, request_timeout, max_retries
+    )
     env, options = env_and_options(env_name, option)
     tasks = task_ids(env, split, limit)
     prompt = build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env)
-    report = evaluate_checkpoint(env, options, runner, model, tasks, prompt, out,
-                                 Parallelism(num_envs, workers, worker_timeout), split=split,
-                                 max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
-    typer.echo(f"{env.name} {split}: {report.episodes} tasks, win rate {report.win_rate:.1%}, "
-               f"score {report.score:.3f}, {report.mean_steps:.1f} steps per episode -> {out}")
+    report = evaluate_checkpoint(
+        env,
+        options,
+        runner,
+        model,
+        tasks,
+        prompt,
+        out,
+        Parallelism(num_envs, workers, worker_timeout),
+        split=split,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        seed=seed,
+    )
+    typer.echo(
+        f"{env.name} {split}: {report.episodes} tasks, win rate {report.win_rate:.1%}, "
+        f"score {report.score:.3f}, {report.mean_steps:.1f} steps per episode -> {out}"
+    )
     if as_json:
         typer.echo(json.dumps(report.summary()))
 
 
 def serve_command(
     model: Annotated[str, typer.Argument(help="Checkpoint directory or hub id.")],
-    host: str = "127.0.0.1", port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
-    max_tokens_limit: Annotated[Optional[int], typer.Option(min=1, help="The largest max_tokens a request may ask "
-                                                                         "for (default: the model's context).")] = None,
+    host: str = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    max_tokens_limit: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="The largest max_tokens a request may ask for (default: the model's context)."),
+    ] = None,
     max_body_bytes: Annotated[int, typer.Option(min=1, help="The largest request body accepted.")] = 16 * 2**20,
 ) -> None:
     """Serve a checkpoint as an OpenAI-compatible chat completions endpoint."""
@@ -227,7 +344,9 @@ def serve_command(
 def run_command(
     config: Annotated[Optional[Path], typer.Argument(help="YAML configuration (default: the built-in demo).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a run: finished stages are skipped.")] = False,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override KEY.PATH=VALUE; repeatable.")] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", "-s", help="Override KEY.PATH=VALUE; repeatable.")
+    ] = None,
 ) -> None:
     """Run the pipeline: expert data, SFT-POS, then RFT / RFT xK / EEF iterations, evaluation, report."""
     from eef.config import load_config
@@ -237,8 +356,10 @@ def run_command(
     summary = run(run_config, resume=resume, log=lambda line: typer.echo(line, err=True))
     for method, entry in summary.items():
         best, last = entry["best"], entry["last"]
-        typer.echo(f"{method:8s} best win rate {best['test_win_rate']:.1%} (iteration {best['iteration']}), "
-                   f"last {last['test_win_rate']:.1%}, score {best['test_score']:.3f}")
+        typer.echo(
+            f"{method:8s} best win rate {best['test_win_rate']:.1%} (iteration {best['iteration']}), "
+            f"last {last['test_win_rate']:.1%}, score {best['test_score']:.3f}"
+        )
 
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"

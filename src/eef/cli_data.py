@@ -46,9 +46,15 @@ def import_command(
     path: Annotated[Path, typer.Argument(help="The expert file (a JSON array or JSON lines).")],
     format: Annotated[str, typer.Option("--format", help="eto, agentgym, eef-expert or openai.")],
     env_name: Annotated[str, typer.Option("--env", help="The environment to resolve tasks in.")],
-    out: Annotated[Path, typer.Option(help="Trajectories JSONL to write; unresolved records go to "
-                                           "OUT with the suffix .unresolved.jsonl.")],
-    force: Force = False, as_json: AsJson = False, option: EnvOptions = None,
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Trajectories JSONL to write; unresolved records go to OUT with the suffix .unresolved.jsonl."
+        ),
+    ],
+    force: Force = False,
+    as_json: AsJson = False,
+    option: EnvOptions = None,
 ) -> None:
     """Import expert trajectories, resolving each record's task in ENV."""
     from eef.atomic import write_jsonl_atomic
@@ -62,21 +68,32 @@ def import_command(
     write_trajectories(out, result.trajectories)
     write_jsonl_atomic(unresolved_path, (u.as_dict() for u in result.unresolved))
     successes = sum(t.success for t in result.trajectories)
-    typer.echo(f"imported {len(result.trajectories)} trajectories ({successes} successes) -> {out}; "
-               f"{len(result.unresolved)} unresolved -> {unresolved_path}")
+    typer.echo(
+        f"imported {len(result.trajectories)} trajectories ({successes} successes) -> {out}; "
+        f"{len(result.unresolved)} unresolved -> {unresolved_path}"
+    )
     for entry in result.unresolved[:5]:
         typer.echo(f"  {entry.path}:{entry.line}: {entry.id}: {entry.reason}", err=True)
     if as_json:
-        typer.echo(json.dumps({"imported": len(result.trajectories), "successes": successes,
-                               "unresolved": len(result.unresolved)}))
+        typer.echo(
+            json.dumps(
+                {"imported": len(result.trajectories), "successes": successes, "unresolved": len(result.unresolved)}
+            )
+        )
 
 
 def check_command(
     env_name: Annotated[str, typer.Argument(metavar="ENV")],
     path: Annotated[Path, typer.Argument(help="Trajectories JSONL.")],
-    out: Annotated[Optional[Path], typer.Option(help="The checked copy (default: PATH with the suffix "
-                                                     ".checked.jsonl); each trajectory gets meta.replay.")] = None,
-    force: Force = False, as_json: AsJson = False, option: EnvOptions = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="The checked copy (default: PATH with the suffix .checked.jsonl); each trajectory gets meta.replay."
+        ),
+    ] = None,
+    force: Force = False,
+    as_json: AsJson = False,
+    option: EnvOptions = None,
 ) -> None:
     """Replay every trajectory and flag those whose observations or reward differ from the record."""
     from eef.data.check import CheckSummary, check_trajectories
@@ -92,8 +109,10 @@ def check_command(
     summary = CheckSummary()
     write_trajectories(out, check_trajectories(env, itertools.chain([first], records), summary))
     reasons = ", ".join(f"{reason} {count}" for reason, count in summary.reasons.most_common()) or "none"
-    typer.echo(f"checked {summary.checked} trajectories: {summary.ok} replay faithfully, {summary.flagged} "
-               f"flagged ({reasons}) -> {out}")
+    typer.echo(
+        f"checked {summary.checked} trajectories: {summary.ok} replay faithfully, {summary.flagged} "
+        f"flagged ({reasons}) -> {out}"
+    )
     if as_json:
         typer.echo(json.dumps(summary.as_dict()))
 
@@ -118,20 +137,39 @@ def fetch_command(
 def expert_command(
     env_name: Annotated[str, typer.Argument(metavar="ENV")],
     out: Annotated[Path, typer.Option(help="Trajectories JSONL to append to (a rerun skips finished tasks).")],
-    policy: Annotated[str, typer.Option(help="A backend (openai, hf, vllm) or a program expert: oracle, scripted "
-                                                "(shop), gold, perturbed (scienceworld), or one registered.")] = "openai",
-    model: Annotated[Optional[str], typer.Option(help="Served model name, checkpoint or hub id (model "
-                                                      "policies).")] = None,
+    policy: Annotated[
+        str,
+        typer.Option(
+            help="A backend (openai, hf, vllm) or a program expert: oracle, scripted "
+            "(shop), gold, perturbed (scienceworld), or one registered."
+        ),
+    ] = "openai",
+    model: Annotated[
+        Optional[str], typer.Option(help="Served model name, checkpoint or hub id (model policies).")
+    ] = None,
     source: Annotated[Optional[str], typer.Option(help="The provenance source (default: the model name).")] = None,
-    split: str = "train", limit: Limit = None,
+    split: str = "train",
+    limit: Limit = None,
     rollouts: Annotated[int, typer.Option(min=1, help="Episodes per task.")] = 1,
-    temperature: float = 0.0, top_p: float = 1.0, max_new_tokens: int = 256, seed: int = 0,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 256,
+    seed: int = 0,
     price_in: Annotated[Optional[float], typer.Option(help="Dollars per million prompt tokens.")] = None,
     price_out: Annotated[Optional[float], typer.Option(help="Dollars per million completion tokens.")] = None,
-    num_envs: NumEnvs = 16, base_url: BaseUrl = None, one_shot: OneShot = False, system_role: SystemRole = True,
-    instruction: Instruction = None, device: Device = "auto", dtype: Dtype = "auto", max_batch_size: MaxBatch = 64,
-    concurrency: Concurrency = 16, api_key_env: ApiKeyEnv = "OPENAI_API_KEY", request_timeout: RequestTimeout = 60.0,
-    max_retries: MaxRetries = 5, as_json: AsJson = False,
+    num_envs: NumEnvs = 16,
+    base_url: BaseUrl = None,
+    one_shot: OneShot = False,
+    system_role: SystemRole = True,
+    instruction: Instruction = None,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    max_batch_size: MaxBatch = 64,
+    concurrency: Concurrency = 16,
+    api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
+    request_timeout: RequestTimeout = 60.0,
+    max_retries: MaxRetries = 5,
+    as_json: AsJson = False,
     option: EnvOptions = None,
 ) -> None:
     """Record every episode of an expert on a split, failures included, with tokens and cost."""
@@ -144,10 +182,19 @@ def expert_command(
     prompt = build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env)
     if policy in expert_names():
         if rollouts != 1 or temperature != 0.0 or top_p != 1.0:
-            raise EefError(f"--policy {policy} is a program expert: --rollouts, --temperature and --top-p apply to "
-                           "model policies (a program expert plays each task once; --seed picks its choices)")
-        report = generate_with_program(env, expert_program(policy, ExpertSettings(seed=seed)), tasks, prompt, out, source=source or policy,
-                                       progress=True)
+            raise EefError(
+                f"--policy {policy} is a program expert: --rollouts, --temperature and --top-p apply to "
+                "model policies (a program expert plays each task once; --seed picks its choices)"
+            )
+        report = generate_with_program(
+            env,
+            expert_program(policy, ExpertSettings(seed=seed)),
+            tasks,
+            prompt,
+            out,
+            source=source or policy,
+            progress=True,
+        )
     else:
         from eef.rollout import RolloutConfig, cloned_envs
         from eef.stages import open_policy
@@ -157,15 +204,19 @@ def expert_command(
         prices = Prices(price_in or 0.0, price_out or 0.0) if price_in is not None or price_out is not None else None
         sampling = settings(SamplingParams, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
         config = RolloutConfig(sampling, seed=seed, source=source or model)
-        runner = model_section(policy, base_url, device, dtype, max_batch_size, concurrency, api_key_env,
-                               request_timeout, max_retries)
+        runner = model_section(
+            policy, base_url, device, dtype, max_batch_size, concurrency, api_key_env, request_timeout, max_retries
+        )
         with open_policy(runner, model) as backend, cloned_envs(env, num_envs, options) as envs:
-            report = generate_with_policy(envs, backend, tasks, prompt, out, config, rollouts=rollouts,
-                                          prices=prices, progress=True)
+            report = generate_with_policy(
+                envs, backend, tasks, prompt, out, config, rollouts=rollouts, prices=prices, progress=True
+            )
     cost = f", estimated cost ${report.cost:.4f}" if report.cost is not None else ""
-    typer.echo(f"{report.new} new episodes in {report.seconds:.1f} s; {out} holds {report.episodes} "
-               f"({report.successes} successes), {report.prompt_tokens:,} prompt and "
-               f"{report.completion_tokens:,} completion tokens{cost}")
+    typer.echo(
+        f"{report.new} new episodes in {report.seconds:.1f} s; {out} holds {report.episodes} "
+        f"({report.successes} successes), {report.prompt_tokens:,} prompt and "
+        f"{report.completion_tokens:,} completion tokens{cost}"
+    )
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
 

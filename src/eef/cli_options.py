@@ -27,28 +27,52 @@ EnvOptions = Annotated[
     typer.Option("--option", "-o", help="Environment option KEY=VALUE (VALUE read as YAML); repeatable."),
 ]
 Limit = Annotated[Optional[int], typer.Option(min=1, help="Only the first N tasks.")]
-Backend = Annotated[str, typer.Option(help="Policy backend: hf, openai, vllm or one registered with "
-                                            "eef.agent.backends.register_backend.")]
+Backend = Annotated[
+    str,
+    typer.Option(help="Policy backend: hf, openai, vllm or one registered with eef.agent.backends.register_backend."),
+]
 BaseUrl = Annotated[Optional[str], typer.Option(help="Server URL for --backend openai, e.g. http://localhost:8000/v1.")]
 NumEnvs = Annotated[int, typer.Option(min=1, help="Episodes stepped together (the batch width).")]
-Workers = Annotated[int, typer.Option(min=1, help="Forked single-threaded processes sharing the episodes (hf "
-                                                  "backend on the CPU, an in-process environment); each steps "
-                                                  "NUM_ENVS / WORKERS.")]
-WorkerTimeout = Annotated[float, typer.Option(min=1, help="With --workers: seconds a worker may go without finishing an "
-                                                   "episode before it is killed and the command fails naming it.")]
+Workers = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Forked single-threaded processes sharing the episodes (hf "
+        "backend on the CPU, an in-process environment); each steps "
+        "NUM_ENVS / WORKERS.",
+    ),
+]
+WorkerTimeout = Annotated[
+    float,
+    typer.Option(
+        min=1,
+        help="With --workers: seconds a worker may go without finishing an "
+        "episode before it is killed and the command fails naming it.",
+    ),
+]
 OneShot = Annotated[bool, typer.Option(help="Show a worked example episode before each task.")]
-SystemRole = Annotated[bool, typer.Option(help="Instruction in a system message; --no-system-role: a first user "
-                                               "message answered by OK (templates without a system role).")]
+SystemRole = Annotated[
+    bool,
+    typer.Option(
+        help="Instruction in a system message; --no-system-role: a first user "
+        "message answered by OK (templates without a system role)."
+    ),
+]
 Instruction = Annotated[Optional[str], typer.Option(help="Replace the environment's agent instruction.")]
 Device = Annotated[str, typer.Option(help="hf backend: auto, cpu or cuda.")]
 Dtype = Annotated[str, typer.Option(help="hf/vllm backends: auto, float32, bfloat16 or float16.")]
 MaxBatch = Annotated[int, typer.Option(min=1, help="hf backend: conversations per forward pass.")]
 Concurrency = Annotated[int, typer.Option(min=1, help="openai backend: requests in flight.")]
 ApiKeyEnv = Annotated[str, typer.Option(help="openai backend: environment variable holding the API key.")]
-RequestTimeout = Annotated[float, typer.Option(min=0.001, help="openai backend: the wall-clock deadline of one request "
-                                                    "attempt, in seconds.")]
-MaxRetries = Annotated[int, typer.Option(min=0, help="openai backend: further attempts after a transient "
-                                                     "failure (timeout, 429, 5xx, malformed reply).")]
+RequestTimeout = Annotated[
+    float, typer.Option(min=0.001, help="openai backend: the wall-clock deadline of one request attempt, in seconds.")
+]
+MaxRetries = Annotated[
+    int,
+    typer.Option(
+        min=0, help="openai backend: further attempts after a transient failure (timeout, 429, 5xx, malformed reply)."
+    ),
+]
 Force = Annotated[bool, typer.Option(help="Overwrite an existing output.")]
 AsJson = Annotated[bool, typer.Option("--json", help="End with one JSON line of the figures.")]
 
@@ -87,25 +111,45 @@ def settings(cls: type[T], options: dict[str, str] | None = None, **values: Any)
         return cls(**values)
     except FieldErrors as e:
         names = options or {}
-        raise EefError("; ".join(f"{names.get(field, '--' + field.replace('_', '-'))}: {reason}"
-                                 for field, reason in e.problems)) from None
+        raise EefError(
+            "; ".join(f"{names.get(field, '--' + field.replace('_', '-'))}: {reason}" for field, reason in e.problems)
+        ) from None
 
 
 def refuse_overwrite(*paths: Path, force: bool) -> None:
     """Refuse to replace outputs that exist unless ``force``."""
     existing = [str(p) for p in paths if p.exists()]
     if existing and not force:
-        raise EefError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
-                       "pass --force to overwrite")
+        raise EefError(
+            f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; pass --force to overwrite"
+        )
 
 
-def model_section(backend: str, base_url: str | None, device: str, dtype: str, max_batch_size: int,
-                   concurrency: int, api_key_env: str, request_timeout: float, max_retries: int) -> ModelSection:
+def model_section(
+    backend: str,
+    base_url: str | None,
+    device: str,
+    dtype: str,
+    max_batch_size: int,
+    concurrency: int,
+    api_key_env: str,
+    request_timeout: float,
+    max_retries: int,
+) -> ModelSection:
     """How the command runs its model, as a run's ``model`` section (checked the same way)."""
-    return settings(ModelSection, {"request_timeout_s": "--request-timeout"},
-                    backend=backend, base_url=base_url, device=device, dtype=dtype, max_batch_size=max_batch_size,
-                    concurrency=concurrency, api_key_env=api_key_env, request_timeout_s=request_timeout,
-                    max_retries=max_retries)
+    return settings(
+        ModelSection,
+        {"request_timeout_s": "--request-timeout"},
+        backend=backend,
+        base_url=base_url,
+        device=device,
+        dtype=dtype,
+        max_batch_size=max_batch_size,
+        concurrency=concurrency,
+        api_key_env=api_key_env,
+        request_timeout_s=request_timeout,
+        max_retries=max_retries,
+    )
 
 
 CHECKPOINT_MARKERS = ("eef_train.json", "eef_tiny_model.json")  # what eef writes into every model directory
@@ -124,5 +168,6 @@ def refuse_overwrite_dir(out: Path, *, force: bool, inputs: Sequence[Path | None
     if not force:
         raise EefError(f"{out} already exists; pass --force to replace it")
     if not any((out / marker).is_file() for marker in CHECKPOINT_MARKERS):
-        raise EefError(f"{out} holds files eef did not write (no {' or '.join(CHECKPOINT_MARKERS)}); "
-                       "choose another --out")
+        raise EefError(
+            f"{out} holds files eef did not write (no {' or '.join(CHECKPOINT_MARKERS)}); choose another --out"
+        )

@@ -69,10 +69,17 @@ class ModelSection:
     max_backoff_s: float = 60.0
 
     def __post_init__(self) -> None:
-        check_fields(self, backend=one_of(*backend_names()), max_batch_size=at_least(1), concurrency=at_least(1),
-                     base=not_empty,
-                     api_key_env=not_empty, request_timeout_s=above(0),
-                     max_retries=at_least(0), max_backoff_s=at_least(0))
+        check_fields(
+            self,
+            backend=one_of(*backend_names()),
+            max_batch_size=at_least(1),
+            concurrency=at_least(1),
+            base=not_empty,
+            api_key_env=not_empty,
+            request_timeout_s=above(0),
+            max_retries=at_least(0),
+            max_backoff_s=at_least(0),
+        )
 
 
 @dataclass(frozen=True)
@@ -140,8 +147,15 @@ class RolloutSection:
     top_p: float = 1.0
 
     def __post_init__(self) -> None:
-        check_fields(self, num_envs=at_least(1), workers=at_least(1), worker_timeout_s=at_least(1),
-                     max_new_tokens=at_least(1), temperature=at_least(0), top_p=between(0, 1, open_low=True))
+        check_fields(
+            self,
+            num_envs=at_least(1),
+            workers=at_least(1),
+            worker_timeout_s=at_least(1),
+            max_new_tokens=at_least(1),
+            temperature=at_least(0),
+            top_p=between(0, 1, open_low=True),
+        )
 
 
 @dataclass(frozen=True)
@@ -190,8 +204,14 @@ class MethodsSection:
     eef: EEFSection = EEFSection()
 
     def __post_init__(self) -> None:
-        check_fields(self, iterations=at_least(1), rollouts_per_state=at_least(1), rft_k=at_least(1),
-                     iteration_epochs=at_least(1), run=not_empty)
+        check_fields(
+            self,
+            iterations=at_least(1),
+            rollouts_per_state=at_least(1),
+            rft_k=at_least(1),
+            iteration_epochs=at_least(1),
+            run=not_empty,
+        )
 
     CHOICES = {"selection": SELECTION_RULES, "train_from": ("base", "previous")}
 
@@ -286,7 +306,8 @@ def _value(hint: Any, value: Any, path: str, problems: list[str]) -> Any:
             pass
     expected = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}[hint]
     ok = (isinstance(value, hint) and not (hint is not bool and isinstance(value, bool))) or (
-        hint is float and isinstance(value, int) and not isinstance(value, bool))
+        hint is float and isinstance(value, int) and not isinstance(value, bool)
+    )
     if not ok:
         problems.append(f"{path}: expected {expected}, got {value!r}")
         return hint()
@@ -309,7 +330,8 @@ def _unique_keys_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bo
         try:
             if key in first_line:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} given twice (first on line {first_line[key] + 1})", key_node.start_mark)
+                    None, None, f"key {key!r} given twice (first on line {first_line[key] + 1})", key_node.start_mark
+                )
             first_line[key] = key_node.start_mark.line
         except TypeError:  # an unhashable key: construct_mapping reports it
             break
@@ -337,8 +359,10 @@ def read_yaml(text: str, source: str) -> Any:
     except ValueError as e:  # a number Python will not convert, such as an integer of 5,000 digits
         raise EefError(f"{source}: not valid YAML: {e}") from None
     if _holds_itself(data):
-        raise EefError(f"{source}: not valid YAML: an alias refers to the value that holds it, or aliases expand "
-                       f"to over {MAX_YAML_VALUES:,} values")
+        raise EefError(
+            f"{source}: not valid YAML: an alias refers to the value that holds it, or aliases expand "
+            f"to over {MAX_YAML_VALUES:,} values"
+        )
     return data
 
 
@@ -425,8 +449,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     if problems:
         raise ConfigError(source, problems)
     # expert files are named relative to the configuration file; the run may start elsewhere
-    sources = tuple(dataclasses.replace(s, path=str((base / s.path).resolve())) if s.path else s
-                    for s in config.expert.sources)
+    sources = tuple(
+        dataclasses.replace(s, path=str((base / s.path).resolve())) if s.path else s for s in config.expert.sources
+    )
     return dataclasses.replace(config, expert=dataclasses.replace(config.expert, sources=sources))
 
 
@@ -441,9 +466,13 @@ def _cross_checks(config: RunConfig, base: Path) -> list[str]:
         if source.scripted is not None and source.kind != "scripted":
             problems.append(f"expert.sources[{i}].scripted: only for kind scripted, not {source.kind!r}")
     if config.rollout.workers > 1 and config.model.backend != "hf":
-        problems.append(f"rollout.workers: {config.rollout.workers} worker processes need model.backend hf "
-                        f"(a {config.model.backend} server batches the requests itself), or set rollout.workers: 1")
+        problems.append(
+            f"rollout.workers: {config.rollout.workers} worker processes need model.backend hf "
+            f"(a {config.model.backend} server batches the requests itself), or set rollout.workers: 1"
+        )
     if config.rollout.workers > config.rollout.num_envs:
-        problems.append(f"rollout.workers: {config.rollout.workers} workers need at least as many environments "
-                        f"(rollout.num_envs is {config.rollout.num_envs})")
+        problems.append(
+            f"rollout.workers: {config.rollout.workers} workers need at least as many environments "
+            f"(rollout.num_envs is {config.rollout.num_envs})"
+        )
     return problems

@@ -73,18 +73,34 @@ def report_from(trajectories: Sequence[Trajectory], env: str, split: str, model:
     n = len(trajectories)
     rows = [TaskResult(t.task_id, t.reward, t.success, len(t.turns), t.terminated) for t in trajectories]
     return EvalReport(
-        env=env, split=split, model=model, episodes=n,
+        env=env,
+        split=split,
+        model=model,
+        episodes=n,
         win_rate=sum(r.success for r in rows) / n if n else 0.0,
         score=sum(r.reward for r in rows) / n if n else 0.0,
         mean_steps=sum(r.steps for r in rows) / n if n else 0.0,
-        truncated=sum(not r.terminated for r in rows), seconds=seconds, tasks=rows,
+        truncated=sum(not r.terminated for r in rows),
+        seconds=seconds,
+        tasks=rows,
     )
 
 
-def evaluate(envs: Sequence[TextEnv], policy: Policy, task_ids: Sequence[str], prompt: tuple[Message, ...], *,
-             split: str = "custom", max_new_tokens: int = 128, temperature: float = 0.0, seed: int = 0,
-             out_dir: str | Path | None = None, progress: bool = False, workers: int = 1,
-             worker_timeout_s: float = 1800.0) -> EvalReport:
+def evaluate(
+    envs: Sequence[TextEnv],
+    policy: Policy,
+    task_ids: Sequence[str],
+    prompt: tuple[Message, ...],
+    *,
+    split: str = "custom",
+    max_new_tokens: int = 128,
+    temperature: float = 0.0,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    progress: bool = False,
+    workers: int = 1,
+    worker_timeout_s: float = 1800.0,
+) -> EvalReport:
     """Episodes of ``task_ids`` with ``policy`` (greedy unless ``temperature`` > 0).
 
     With ``out_dir``, finished episodes are appended to ``out_dir/episodes.partial.jsonl`` as they
@@ -95,14 +111,24 @@ def evaluate(envs: Sequence[TextEnv], policy: Policy, task_ids: Sequence[str], p
     """
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise EefError(f"{out_dir}: exists and is not a directory (the evaluation writes its files into one)")
-    config = RolloutConfig(SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens), seed=seed,
-                           source="self")
+    config = RolloutConfig(
+        SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens), seed=seed, source="self"
+    )
     starts = [Start(t) for t in task_ids]
     partial = Path(out_dir) / "episodes.partial.jsonl" if out_dir is not None else None
     done, todo = pending(partial, starts, config, model=policy.name) if partial else ([], starts)
-    result = rollout(envs, policy, todo, prompt, config, progress=progress, description=f"eval {split}",
-                     on_trajectory=(lambda t: append_trajectories(partial, [t])) if partial else None, workers=workers,
-                     worker_timeout_s=worker_timeout_s)
+    result = rollout(
+        envs,
+        policy,
+        todo,
+        prompt,
+        config,
+        progress=progress,
+        description=f"eval {split}",
+        on_trajectory=(lambda t: append_trajectories(partial, [t])) if partial else None,
+        workers=workers,
+        worker_timeout_s=worker_timeout_s,
+    )
     finished = {t.task_id: t for t in [*done, *result.trajectories]}
     trajectories = [finished[t] for t in task_ids]
     report = report_from(trajectories, envs[0].name, split, policy.name, result.seconds)

@@ -77,5 +77,6 @@ def json_line(record: Any, path: str | Path, line: int | None = None) -> str:
     except ValueError as e:
         if "JSON compliant" not in str(e):  # not a NaN: a bug, keep its traceback
             raise
-        raise DataError(path, "a record holds NaN or an infinite number, which JSON cannot store; not written",
-                        line=line) from None
+        raise DataError(
+            path, "a record holds NaN or an infinite number, which JSON cannot store; not written", line=line
+        ) from None

@@ -95,8 +95,9 @@ def run_lock(root: Path) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
-            raise EefError(f"{root} is in use by another eef process (pid {holder}); wait for it to end or "
-                           "stop it, then --resume") from None
+            raise EefError(
+                f"{root} is in use by another eef process (pid {holder}); wait for it to end or stop it, then --resume"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
@@ -112,8 +113,10 @@ def prepare_run_dir(config: RunConfig, root: Path, resume: bool) -> None:
         if not resume:
             raise EefError(f"{root} already holds a run; pass --resume to continue it or choose another run_dir")
         if saved_config(saved).as_dict() != wanted:
-            raise EefError(f"{saved} differs from this configuration; --resume continues only the same "
-                           "configuration (start a new run_dir for a new one)")
+            raise EefError(
+                f"{saved} differs from this configuration; --resume continues only the same "
+                "configuration (start a new run_dir for a new one)"
+            )
         return
     write_text_atomic(saved, yaml.safe_dump(wanted, sort_keys=False))
 
@@ -131,8 +134,10 @@ def run(config: RunConfig, *, resume: bool = False, log: Callable[[str], None] =
 def check_against_env(config: RunConfig, env: TextEnv) -> None:
     """What the configuration can only be checked against once its environment exists."""
     if config.rollout.workers > 1 and not env.process_local:
-        raise EefError(f"rollout.workers: {config.rollout.workers} worker processes need an environment that lives "
-                       f"wholly in this process; {env.name} does not (set rollout.workers: 1)")
+        raise EefError(
+            f"rollout.workers: {config.rollout.workers} worker processes need an environment that lives "
+            f"wholly in this process; {env.name} does not (set rollout.workers: 1)"
+        )
     for key, split in (("expert.split", config.expert.split), ("eval.split", config.eval.split)):
         if split not in env.splits():
             raise EefError(f"{key}: {split!r} is not a split of {env.name}; known: {', '.join(env.splits())}")
@@ -140,8 +145,9 @@ def check_against_env(config: RunConfig, env: TextEnv) -> None:
 
 def _run_stages(config: RunConfig, env: TextEnv, rd: RunDir) -> dict[str, Any]:
     root = rd.root
-    prompt = build_prompt(env.name, PromptConfig(config.prompt.instruction, config.prompt.one_shot,
-                                                 config.prompt.system_role), env)
+    prompt = build_prompt(
+        env.name, PromptConfig(config.prompt.instruction, config.prompt.one_shot, config.prompt.system_role), env
+    )
     base = base_model(config, env, root)
     experts = collect_experts(config, env, prompt, rd)
     cloned = expert_demonstrations(t for t in experts if t.meta.get("role") == "clone")
@@ -197,20 +203,35 @@ def collect_experts(config: RunConfig, env: TextEnv, prompt: tuple[Message, ...]
     experts: list[Trajectory] = []
     for source in config.expert.sources:
         for t in _expert_source(source, env, tasks, prompt):
-            experts.append(replace(t, id=f"{source.name}/{t.task_id}/{t.id}",
-                                   meta={**t.meta, "role": source.role, "teacher": source.name}))
+            experts.append(
+                replace(
+                    t,
+                    id=f"{source.name}/{t.task_id}/{t.id}",
+                    meta={**t.meta, "role": source.role, "teacher": source.name},
+                )
+            )
     write_trajectories(path, experts)
     by_tier: dict[str, dict[str, int]] = {}
     for t in experts:
         tier = by_tier.setdefault(str(t.meta.get("tier", "all")), {"episodes": 0, "successes": 0})
         tier["episodes"] += 1
         tier["successes"] += t.success
-    rd.finish(stage, {"stage": "expert", "episodes": len(experts), "successes": sum(t.success for t in experts),
-                      "by_tier": by_tier, "seconds": round(time.perf_counter() - began, 2)})
+    rd.finish(
+        stage,
+        {
+            "stage": "expert",
+            "episodes": len(experts),
+            "successes": sum(t.success for t in experts),
+            "by_tier": by_tier,
+            "seconds": round(time.perf_counter() - began, 2),
+        },
+    )
     return experts
 
 
-def _expert_source(source: ExpertSource, env: TextEnv, tasks: list[str], prompt: tuple[Message, ...]) -> list[Trajectory]:
+def _expert_source(
+    source: ExpertSource, env: TextEnv, tasks: list[str], prompt: tuple[Message, ...]
+) -> list[Trajectory]:
     if source.kind == "file":
         if source.path is None:
             raise EefError(f"expert source {source.name!r}: kind file needs a path")
@@ -219,15 +240,27 @@ def _expert_source(source: ExpertSource, env: TextEnv, tasks: list[str], prompt:
         if any(t.env != env.name for t in loaded):
             raise EefError(f"{source.path}: trajectories of another environment than {env.name!r}")
         if not loaded:
-            raise EefError(f"{source.path}: none of its {len(recorded)} trajectories is of a task of expert.split "
-                           f"(expert source {source.name!r})")
+            raise EefError(
+                f"{source.path}: none of its {len(recorded)} trajectories is of a task of expert.split "
+                f"(expert source {source.name!r})"
+            )
         return loaded
-    return expert_trajectories(source.kind, env, tasks, prompt,
-                               ExpertSettings(seed=source.seed, scripted=source.scripted))
+    return expert_trajectories(
+        source.kind, env, tasks, prompt, ExpertSettings(seed=source.seed, scripted=source.scripted)
+    )
 
 
-def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Message, ...], stage: Path,
-                  method: str, iteration: int, model: Path, experts: list[Trajectory]) -> list[Trajectory]:
+def explore_stage(
+    config: RunConfig,
+    rd: RunDir,
+    env: TextEnv,
+    prompt: tuple[Message, ...],
+    stage: Path,
+    method: str,
+    iteration: int,
+    model: Path,
+    experts: list[Trajectory],
+) -> list[Trajectory]:
     """Roll out the current model from s0 of every training task (K times for RFT xK) and, for
     EEF, from the states of the explored expert trajectories."""
     path = stage / "rollouts.jsonl"
@@ -237,11 +270,18 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
     tasks = env.task_ids(config.expert.split)[: config.expert.limit]
     starts = [Start(t, index=i) for t in tasks for i in range(rollouts_per_task)]
     if method == "eef":
-        starts += [Start(e.task_id, e, p, i) for e in explored_experts(config, experts)
-                   for p in state_positions(e, eef.m)[1:] for i in range(config.methods.rollouts_per_state)]
-    rollout_config = RolloutConfig(SamplingParams(config.rollout.temperature, config.rollout.top_p,
-                                                  config.rollout.max_new_tokens),
-                                   seed=config.seed, source="self", iteration=iteration)
+        starts += [
+            Start(e.task_id, e, p, i)
+            for e in explored_experts(config, experts)
+            for p in state_positions(e, eef.m)[1:]
+            for i in range(config.methods.rollouts_per_state)
+        ]
+    rollout_config = RolloutConfig(
+        SamplingParams(config.rollout.temperature, config.rollout.top_p, config.rollout.max_new_tokens),
+        seed=config.seed,
+        source="self",
+        iteration=iteration,
+    )
     rank = {trajectory_id(rollout_config, s): n for n, s in enumerate(starts)}
 
     def in_start_order() -> list[Trajectory]:
@@ -252,25 +292,47 @@ def explore_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Mes
     if rd.done(stage / "explore"):
         return in_start_order()
     others = other_methods_rollouts(rd.root, config.methods.run, method, iteration, str(model), rollout_config)
-    result = explore(env, config.env.options, config.model, model, starts, prompt, rollout_config, path,
-                     _parallelism(config), description=f"explore {method} {iteration}", reuse=others)
+    result = explore(
+        env,
+        config.env.options,
+        config.model,
+        model,
+        starts,
+        prompt,
+        rollout_config,
+        path,
+        _parallelism(config),
+        description=f"explore {method} {iteration}",
+        reuse=others,
+    )
     trajectories = in_start_order()
     reused = sum(t.id in others for t in trajectories)  # also those copied before an interruption
     from_states = [t for t in trajectories if t.provenance.parent_id]
-    rd.finish(stage / "explore", {
-        "stage": "explore", "method": method, "iteration": iteration, "episodes": len(trajectories),
-        "from_s0": len(trajectories) - len(from_states), "from_states": len(from_states), "reused": reused,
-        **_incident_record(result.env_incidents),
-        "successes": sum(t.success for t in trajectories),
-        # whether the expert's states help: EEF needs its restored starts to succeed where s0 does not
-        "successes_from_states": sum(t.success for t in from_states),
-        "replays": len(from_states) + len(result.diverged),
-        "diverged": len(result.diverged), "seconds": round(time.perf_counter() - began, 2)})
+    rd.finish(
+        stage / "explore",
+        {
+            "stage": "explore",
+            "method": method,
+            "iteration": iteration,
+            "episodes": len(trajectories),
+            "from_s0": len(trajectories) - len(from_states),
+            "from_states": len(from_states),
+            "reused": reused,
+            **_incident_record(result.env_incidents),
+            "successes": sum(t.success for t in trajectories),
+            # whether the expert's states help: EEF needs its restored starts to succeed where s0 does not
+            "successes_from_states": sum(t.success for t in from_states),
+            "replays": len(from_states) + len(result.diverged),
+            "diverged": len(result.diverged),
+            "seconds": round(time.perf_counter() - began, 2),
+        },
+    )
     return trajectories
 
 
-def other_methods_rollouts(root: Path, methods: Sequence[str], method: str, iteration: int, model: str,
-                           config: RolloutConfig) -> dict[str, Trajectory]:
+def other_methods_rollouts(
+    root: Path, methods: Sequence[str], method: str, iteration: int, model: str, config: RolloutConfig
+) -> dict[str, Trajectory]:
     """The episodes other methods of this run rolled out in this iteration with the same model and
     sampling, by id: this method would sample the same ones, so it copies them instead.
 
@@ -283,21 +345,35 @@ def other_methods_rollouts(root: Path, methods: Sequence[str], method: str, iter
         other_path = root / other / f"iter-{iteration}" / "rollouts.jsonl"
         if other == method or not other_path.exists():
             continue
-        found.update((t.id, t) for t in read_trajectories(other_path, skip_torn_tail=True)
-                     if rollout_mismatch(t, config, model) is None)
+        found.update(
+            (t.id, t)
+            for t in read_trajectories(other_path, skip_torn_tail=True)
+            if rollout_mismatch(t, config, model) is None
+        )
     return found
 
 
 def explored_experts(config: RunConfig, experts: list[Trajectory]) -> list[Trajectory]:
     """The expert trajectories EEF explores: failures (or all), and everything of explore-only
     teachers; never one that ``eef data check`` flagged (its states are not the recorded ones)."""
-    return [e for e in experts if restorable(e) and (config.methods.eef.explore == "all" or not e.success
-                                                      or e.meta.get("role") == "explore")]
+    return [
+        e
+        for e in experts
+        if restorable(e) and (config.methods.eef.explore == "all" or not e.success or e.meta.get("role") == "explore")
+    ]
 
 
-def label_stage(config: RunConfig, rd: RunDir, stage: Path, method: str, iteration: int,
-                rollouts: list[Trajectory], experts: list[Trajectory], cloned: list[Trajectory],
-                repository: PositiveRepository) -> tuple[list[Trajectory], dict[str, Any]]:
+def label_stage(
+    config: RunConfig,
+    rd: RunDir,
+    stage: Path,
+    method: str,
+    iteration: int,
+    rollouts: list[Trajectory],
+    experts: list[Trajectory],
+    cloned: list[Trajectory],
+    repository: PositiveRepository,
+) -> tuple[list[Trajectory], dict[str, Any]]:
     """Turn rollouts into solutions, keep one per important state, write the training set."""
     repository_path, train_path = stage / "repository.jsonl", stage / "train.jsonl"
     done = rd.done(stage / "label")
@@ -309,8 +385,9 @@ def label_stage(config: RunConfig, rd: RunDir, stage: Path, method: str, iterati
     candidates = self_solutions(from_s0, iteration)
     counts = {"beneficial": 0, "harmful": 0, "neutral": 0, "recovery_states": 0, "skipped_experts": 0}
     if method == "eef":
-        found, counts = eef_candidates(explored_experts(config, experts), rollouts, iteration,
-                                       config.methods.eef.m, config.methods.eef.neutral)
+        found, counts = eef_candidates(
+            explored_experts(config, experts), rollouts, iteration, config.methods.eef.m, config.methods.eef.neutral
+        )
         candidates += found
         counts["flagged_experts"] = sum(not restorable(e) for e in experts)
     repository.add(candidates)
@@ -319,25 +396,38 @@ def label_stage(config: RunConfig, rd: RunDir, stage: Path, method: str, iterati
     write_trajectories(train_path, data)
     solutions = list(repository.solutions.values())
     record = {
-        "stage": "label", "method": method, "iteration": iteration, **counts,
+        "stage": "label",
+        "method": method,
+        "iteration": iteration,
+        **counts,
         "important_states": len({t.task_id for t in rollouts}) + counts["recovery_states"],
-        "repository": len(solutions), **solved_tasks(cloned, solutions, experts),
-        "seconds": round(time.perf_counter() - began, 2)}
+        "repository": len(solutions),
+        **solved_tasks(cloned, solutions, experts),
+        "seconds": round(time.perf_counter() - began, 2),
+    }
     return data, rd.finish(stage / "label", record)
 
 
 def _tagged(solution: Solution) -> Trajectory:
-    return replace(solution.trajectory, meta={**solution.trajectory.meta, "state": solution.state_key,
-                                              "actions": solution.actions, "iteration": solution.iteration,
-                                              "kind": solution.kind})
+    return replace(
+        solution.trajectory,
+        meta={
+            **solution.trajectory.meta,
+            "state": solution.state_key,
+            "actions": solution.actions,
+            "iteration": solution.iteration,
+            "kind": solution.kind,
+        },
+    )
 
 
 def _solution(t: Trajectory) -> Solution:
     return Solution(t.meta["state"], t, t.meta["actions"], t.meta["iteration"], t.meta["kind"])
 
 
-def train_stage(config: RunConfig, rd: RunDir, stage: Path, method: str, iteration: int, start: str | Path,
-                data: list[Trajectory]) -> None:
+def train_stage(
+    config: RunConfig, rd: RunDir, stage: Path, method: str, iteration: int, start: str | Path, data: list[Trajectory]
+) -> None:
     """Masked SFT of ``start`` on ``data`` into ``stage/checkpoint``."""
     if rd.done(stage / "train"):
         return
@@ -346,17 +436,34 @@ def train_stage(config: RunConfig, rd: RunDir, stage: Path, method: str, iterati
         write_trajectories(stage / "train.jsonl", data)
     epochs = config.train.epochs if method == "sft_pos" else config.methods.iteration_epochs or config.train.epochs
     train_config = replace(config.train, epochs=epochs, seed=config.seed + iteration)
-    result, stats = train_checkpoint(start, data, stage / "checkpoint", train_config, dtype=config.model.dtype,
-                                     metadata={"base_model": str(start), "method": method, "iteration": iteration})
-    rd.finish(stage / "train", {
-        "stage": "train", "method": method, "iteration": iteration, "examples": stats.examples,
-        "truncated": stats.truncated, "dropped": stats.dropped, "trained_tokens": result.trained_tokens,
-        "final_loss": round(result.losses[-1], 4), "steps": result.steps,
-        "seconds": round(time.perf_counter() - began, 2)})
+    result, stats = train_checkpoint(
+        start,
+        data,
+        stage / "checkpoint",
+        train_config,
+        dtype=config.model.dtype,
+        metadata={"base_model": str(start), "method": method, "iteration": iteration},
+    )
+    rd.finish(
+        stage / "train",
+        {
+            "stage": "train",
+            "method": method,
+            "iteration": iteration,
+            "examples": stats.examples,
+            "truncated": stats.truncated,
+            "dropped": stats.dropped,
+            "trained_tokens": result.trained_tokens,
+            "final_loss": round(result.losses[-1], 4),
+            "steps": result.steps,
+            "seconds": round(time.perf_counter() - began, 2),
+        },
+    )
 
 
-def evaluate_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Message, ...], stage: Path,
-                   method: str, iteration: int) -> dict[str, Any]:
+def evaluate_stage(
+    config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Message, ...], stage: Path, method: str, iteration: int
+) -> dict[str, Any]:
     """Greedy evaluation of ``stage/checkpoint`` on the test split."""
     done = rd.done(stage / "eval")
     if done:
@@ -365,15 +472,34 @@ def evaluate_stage(config: RunConfig, rd: RunDir, env: TextEnv, prompt: tuple[Me
 
     began = time.perf_counter()
     tasks = env.task_ids(config.eval.split)[: config.eval.limit]
-    report = evaluate_checkpoint(env, config.env.options, config.model, stage / "checkpoint", tasks, prompt,
-                                 stage / "eval", _parallelism(config), split=config.eval.split,
-                                 max_new_tokens=config.eval.max_new_tokens, temperature=config.eval.temperature,
-                                 seed=config.seed)
+    report = evaluate_checkpoint(
+        env,
+        config.env.options,
+        config.model,
+        stage / "checkpoint",
+        tasks,
+        prompt,
+        stage / "eval",
+        _parallelism(config),
+        split=config.eval.split,
+        max_new_tokens=config.eval.max_new_tokens,
+        temperature=config.eval.temperature,
+        seed=config.seed,
+    )
     trajectories = read_trajectories(stage / "eval" / "trajectories.jsonl")
-    return rd.finish(stage / "eval", {
-        "stage": "eval", "method": method, "iteration": iteration, "win_rate": report.win_rate,
-        "score": round(report.score, 4), "navigation": navigation_shares(trajectories),
-        **_incident_record(report.env_incidents), "seconds": round(time.perf_counter() - began, 2)})
+    return rd.finish(
+        stage / "eval",
+        {
+            "stage": "eval",
+            "method": method,
+            "iteration": iteration,
+            "win_rate": report.win_rate,
+            "score": round(report.score, 4),
+            "navigation": navigation_shares(trajectories),
+            **_incident_record(report.env_incidents),
+            "seconds": round(time.perf_counter() - began, 2),
+        },
+    )
 
 
 def _incident_record(incidents: dict[str, int]) -> dict[str, Any]:
@@ -394,8 +520,13 @@ def _parallelism(config: RunConfig) -> Parallelism:
 
 
 def _summary_entry(evals: list[dict[str, Any]], solved: list[int]) -> dict[str, Any]:
-    iterations = [{"iteration": e["iteration"], "test_win_rate": e["win_rate"], "test_score": e["score"]}
-                  for e in evals]
+    iterations = [
+        {"iteration": e["iteration"], "test_win_rate": e["win_rate"], "test_score": e["score"]} for e in evals
+    ]
     best = best_iteration({r["iteration"]: (r["test_win_rate"], r["test_score"]) for r in iterations})
-    return {"iterations": iterations, "best": next(r for r in iterations if r["iteration"] == best),
-            "last": iterations[-1], "train_solved": solved}
+    return {
+        "iterations": iterations,
+        "best": next(r for r in iterations if r["iteration"] == best),
+        "last": iterations[-1],
+        "train_solved": solved,
+    }

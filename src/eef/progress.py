@@ -56,5 +56,13 @@ def progress_bar(total: int, desc: str, unit: str, enabled: bool = True) -> Prog
     """A bar on stderr; off a terminal it prints a line at most every 30 s (no flood in log files)."""
     terminal = sys.stderr.isatty()
     kwargs: dict[str, Any] = {} if terminal else {"mininterval": 30, "ascii": True}
-    return ProgressBar(total=total, desc=desc, unit=unit, disable=not enabled, leave=False,
-                       file=sys.stderr if terminal else _Lines(sys.stderr), dynamic_ncols=terminal, **kwargs)
+    return ProgressBar(
+        total=total,
+        desc=desc,
+        unit=unit,
+        disable=not enabled,
+        leave=False,
+        file=sys.stderr if terminal else _Lines(sys.stderr),
+        dynamic_ncols=terminal,
+        **kwargs,
+    )

@@ -30,15 +30,38 @@ from eef.trajectory_files import read_trajectories
 
 EXAMPLES = 3  # successes and failures shown per method
 
-_NAVIGATION = {"next": re.compile(r"click\s*\[\s*next\s*>\s*\]", re.IGNORECASE),
-               "prev": re.compile(r"click\s*\[\s*<\s*prev\s*\]", re.IGNORECASE),
-               "back_to_search": re.compile(r"click\s*\[\s*back\s*to\s*search\s*\]", re.IGNORECASE)}
+_NAVIGATION = {
+    "next": re.compile(r"click\s*\[\s*next\s*>\s*\]", re.IGNORECASE),
+    "prev": re.compile(r"click\s*\[\s*<\s*prev\s*\]", re.IGNORECASE),
+    "back_to_search": re.compile(r"click\s*\[\s*back\s*to\s*search\s*\]", re.IGNORECASE),
+}
 _SEARCH = re.compile(r"search\s*\[", re.IGNORECASE)
-_NUMBER_FIELDS = frozenset({"seconds", "episodes", "successes", "successes_from_states", "examples", "trained_tokens",
-                            "final_loss", "from_s0", "from_states", "replays", "diverged", "beneficial", "harmful", "neutral",
-                            "recovery_states", "important_states", "skipped_experts", "flagged_experts", "repository",
-                            "train_solved",
-                            "win_rate", "score"})
+_NUMBER_FIELDS = frozenset(
+    {
+        "seconds",
+        "episodes",
+        "successes",
+        "successes_from_states",
+        "examples",
+        "trained_tokens",
+        "final_loss",
+        "from_s0",
+        "from_states",
+        "replays",
+        "diverged",
+        "beneficial",
+        "harmful",
+        "neutral",
+        "recovery_states",
+        "important_states",
+        "skipped_experts",
+        "flagged_experts",
+        "repository",
+        "train_solved",
+        "win_rate",
+        "score",
+    }
+)
 _TABLE_FIELDS = frozenset({"by_tier", "navigation", "solved_by_source", "solved_by_teacher", "env_incidents"})
 _SEGMENT_FIELDS = ("beneficial", "harmful", "neutral", "recovery_states")
 
@@ -72,9 +95,11 @@ def load_metrics(path: Path) -> list[dict[str, Any]]:
     for line, record in iter_json_lines(path, skip_torn_tail=True):
         if not isinstance(record, dict):
             raise DataError(path, f"expected a JSON object, got {type(record).__name__}", line=line)
-        for key, kind, ok in (("stage", "a string", isinstance(record.get("stage"), str)),
-                              ("method", "a string", isinstance(record.get("method", ""), str)),
-                              ("iteration", "an integer", type(record.get("iteration", 0)) is int)):
+        for key, kind, ok in (
+            ("stage", "a string", isinstance(record.get("stage"), str)),
+            ("method", "a string", isinstance(record.get("method", ""), str)),
+            ("iteration", "an integer", type(record.get("iteration", 0)) is int),
+        ):
             if not ok:
                 raise DataError(path, f"expected {kind}", line=line, field=key)
         for key, value in record.items():
@@ -122,8 +147,11 @@ def _read_json(path: Path) -> Any:
 def _point(value: Any, path: Path, where: str) -> tuple[int, float, float]:
     if not isinstance(value, dict):
         raise DataError(path, "expected an object", field=where)
-    checks = {"iteration": type(value.get("iteration")) is int, "test_win_rate": _is_number(value.get("test_win_rate")),
-              "test_score": _is_number(value.get("test_score"))}
+    checks = {
+        "iteration": type(value.get("iteration")) is int,
+        "test_win_rate": _is_number(value.get("test_win_rate")),
+        "test_score": _is_number(value.get("test_score")),
+    }
     for key, ok in checks.items():
         if not ok:
             raise DataError(path, "missing or not a number", field=f"{where}.{key}")
@@ -160,8 +188,11 @@ def _results(run_dir: Path, metrics: list[dict[str, Any]]) -> dict[str, _Results
         if record["stage"] == "label" and "train_solved" in record:
             results.train_solved[k] = record["train_solved"]
     found = [("sft_pos", 0, run_dir / "sft_pos/eval/report.json")]
-    found += [(p.parts[-4], int(p.parts[-3][5:]), p) for p in run_dir.glob("*/iter-*/eval/report.json")
-              if p.parts[-3][5:].isdigit()]
+    found += [
+        (p.parts[-4], int(p.parts[-3][5:]), p)
+        for p in run_dir.glob("*/iter-*/eval/report.json")
+        if p.parts[-3][5:].isdigit()
+    ]
     for name, k, report in found:
         if report.is_file():
             data = _read_json(report)
@@ -219,9 +250,15 @@ def write_report(run_dir: Path) -> Path:
     report = _Report(run_dir, out, metrics, results, methods if isinstance(methods, dict) else {})
     title = f"Run report: {config.get('name', run_dir.name)}"
     about = f"Environment {_dig(config, 'env.name')}, seed {config.get('seed')}; from the artifacts in {run_dir.name}/."
-    blocks = [("h", 1, title), ("p", about),
-              *report.results_blocks(), *report.stage_blocks(), *report.navigation_blocks(),
-              *report.config_blocks(config_text), *report.example_blocks()]
+    blocks = [
+        ("h", 1, title),
+        ("p", about),
+        *report.results_blocks(),
+        *report.stage_blocks(),
+        *report.navigation_blocks(),
+        *report.config_blocks(config_text),
+        *report.example_blocks(),
+    ]
     write_text_atomic(out / "report.md", render_markdown(blocks))
     write_text_atomic(out / "index.html", render_html(title, blocks))
     return out
@@ -231,8 +268,9 @@ def _latest(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One record per stage, method and iteration (the last: a resumed stage appends again), by
     method then iteration."""
     latest = {(r["stage"], r.get("method"), r.get("iteration")): r for r in metrics}
-    rank: dict[str | None, int] = {name: i for i, name in
-                                   enumerate(_ordered(r["method"] for r in metrics if "method" in r))}
+    rank: dict[str | None, int] = {
+        name: i for i, name in enumerate(_ordered(r["method"] for r in metrics if "method" in r))
+    }
     return sorted(latest.values(), key=lambda r: (rank.get(r.get("method"), -1), r.get("iteration", 0)))
 
 
@@ -259,8 +297,15 @@ class _Report:
 
     def table(self, records: list[dict[str, Any]], keys: list[str], **extra: Any) -> Block:
         """A table of records: method, iteration, then the (dotted) keys and computed columns."""
-        rows = [[self.label(r.get("method", "")), _fmt(r.get("iteration")), *(_fmt(_dig(r, k)) for k in keys),
-                 *(compute(r) for compute in extra.values())] for r in records]
+        rows = [
+            [
+                self.label(r.get("method", "")),
+                _fmt(r.get("iteration")),
+                *(_fmt(_dig(r, k)) for k in keys),
+                *(compute(r) for compute in extra.values()),
+            ]
+            for r in records
+        ]
         return ("table", ["method", "iteration", *keys, *(k.replace("_", " ") for k in extra)], rows)
 
     def curves(self, index: int) -> dict[str, list[tuple[float, float]]]:
@@ -277,22 +322,53 @@ class _Report:
         """The paper-shaped table (best and last iteration), the curves and the per-iteration table."""
         rows, per_iteration = [], []
         for name, r in self.results.items():
-            rows.append([self.label(name), _fmt(r.best), _win_score(_point_at(r.points, r.best)),
-                         _fmt(r.last), _win_score(_point_at(r.points, r.last))])
+            rows.append(
+                [
+                    self.label(name),
+                    _fmt(r.best),
+                    _win_score(_point_at(r.points, r.best)),
+                    _fmt(r.last),
+                    _win_score(_point_at(r.points, r.last)),
+                ]
+            )
             for k, (win, score) in sorted(r.points.items()):
                 report = r.evals.get(k, {})
-                per_iteration.append([self.label(name), str(k), _fmt(win, percent=True), _fmt(score),
-                                      *(_fmt(report.get(key)) for key in ("episodes", "mean_steps", "truncated")),
-                                      _fmt(r.train_solved.get(k))])
-        return [("h", 2, "Test results"),
-                ("table", ["method", "best iteration", "best win rate / score", "last iteration",
-                           "last win rate / score"], rows),
-                *_img(plot_curves(self.curves(0), self.out / "win_rate.png", ylabel="test win rate"), "win_rate.png"),
-                *_img(plot_curves(self.curves(1), self.out / "score.png", ylabel="test score"), "score.png"),
-                *self.paired_blocks(),
-                ("h", 3, "Per iteration (iteration 0 is SFT-POS)"),
-                ("table", ["method", "iteration", "test win rate", "test score", "episodes", "mean steps",
-                           "truncated", "train subtasks solved"], per_iteration)]
+                per_iteration.append(
+                    [
+                        self.label(name),
+                        str(k),
+                        _fmt(win, percent=True),
+                        _fmt(score),
+                        *(_fmt(report.get(key)) for key in ("episodes", "mean_steps", "truncated")),
+                        _fmt(r.train_solved.get(k)),
+                    ]
+                )
+        return [
+            ("h", 2, "Test results"),
+            (
+                "table",
+                ["method", "best iteration", "best win rate / score", "last iteration", "last win rate / score"],
+                rows,
+            ),
+            *_img(plot_curves(self.curves(0), self.out / "win_rate.png", ylabel="test win rate"), "win_rate.png"),
+            *_img(plot_curves(self.curves(1), self.out / "score.png", ylabel="test score"), "score.png"),
+            *self.paired_blocks(),
+            ("h", 3, "Per iteration (iteration 0 is SFT-POS)"),
+            (
+                "table",
+                [
+                    "method",
+                    "iteration",
+                    "test win rate",
+                    "test score",
+                    "episodes",
+                    "mean steps",
+                    "truncated",
+                    "train subtasks solved",
+                ],
+                per_iteration,
+            ),
+        ]
 
     def paired_blocks(self) -> list[Block]:
         """Each pair of methods at their best iterations, on the test tasks both played: the tasks
@@ -307,22 +383,35 @@ class _Report:
             common = won[first].keys() & won[second].keys()
             only_second = sum(won[second][t] and not won[first][t] for t in common)
             only_first = sum(won[first][t] and not won[second][t] for t in common)
-            rows.append([f"{self.label(second)} vs {self.label(first)}", str(len(common)), str(only_second),
-                         str(only_first), f"{sign_test(only_second, only_first):.3f}"])
+            rows.append(
+                [
+                    f"{self.label(second)} vs {self.label(first)}",
+                    str(len(common)),
+                    str(only_second),
+                    str(only_first),
+                    f"{sign_test(only_second, only_first):.3f}",
+                ]
+            )
         if not rows:
             return []
-        return [("h", 3, "Paired on the test tasks (best iterations)"),
-                ("table", ["A vs B", "tasks", "won only by A", "won only by B", "sign test p"], rows)]
+        return [
+            ("h", 3, "Paired on the test tasks (best iterations)"),
+            ("table", ["A vs B", "tasks", "won only by A", "won only by B", "sign test p"], rows),
+        ]
 
     def stage_blocks(self) -> list[Block]:
         """A section per stage that has records: expert, label, explore, train, and the time spent."""
         blocks: list[Block] = []
         for expert in self.records("expert"):
             tiers = {**expert.get("by_tier", {}), "all": expert}
-            rows = [[tier, _fmt(t.get("episodes")), _fmt(t.get("successes")),
-                     _share(t.get("successes"), t.get("episodes"))] for tier, t in tiers.items()]
-            blocks += [("h", 2, "Expert trajectories"), ("table", ["tier", "episodes", "successes", "success rate"],
-                                                         rows)]
+            rows = [
+                [tier, _fmt(t.get("episodes")), _fmt(t.get("successes")), _share(t.get("successes"), t.get("episodes"))]
+                for tier, t in tiers.items()
+            ]
+            blocks += [
+                ("h", 2, "Expert trajectories"),
+                ("table", ["tier", "episodes", "successes", "success rate"], rows),
+            ]
         blocks += self.label_blocks() + self.explore_blocks()
         if train := self.records("train"):
             blocks += [("h", 2, "Training"), self.table(train, ["examples", "trained_tokens", "final_loss", "seconds"])]
@@ -339,22 +428,44 @@ class _Report:
         if not labels:
             return []
         solved = [(self.point_label(r), r["solved_by_source"]) for r in labels if r.get("solved_by_source")]
-        blocks = [("h", 2, "Training subtasks solved"),
-                  self.table(labels, ["solved_by_source.expert", "solved_by_source.self_s0", "solved_by_source.eef",
-                                      "train_solved", "repository"]),
-                  *_img(plot_bars(solved, self.out / "train_solved.png", ylabel="subtasks solved", stacked=True),
-                        "train_solved.png")]
+        blocks = [
+            ("h", 2, "Training subtasks solved"),
+            self.table(
+                labels,
+                [
+                    "solved_by_source.expert",
+                    "solved_by_source.self_s0",
+                    "solved_by_source.eef",
+                    "train_solved",
+                    "repository",
+                ],
+            ),
+            *_img(
+                plot_bars(solved, self.out / "train_solved.png", ylabel="subtasks solved", stacked=True),
+                "train_solved.png",
+            ),
+        ]
         teachers = sorted({t for r in labels for t in r.get("solved_by_teacher", {})})
         if teachers:  # what each expert source contributed: cloned successes plus EEF solutions of its trajectories
-            blocks += [("h", 3, "By teacher"), self.table(labels, [], **{  # teacher names may hold dots (gpt-3.5)
-                           t: lambda r, t=t: _fmt(r.get("solved_by_teacher", {}).get(t)) for t in teachers})]
+            blocks += [
+                ("h", 3, "By teacher"),
+                self.table(
+                    labels,
+                    [],
+                    **{  # teacher names may hold dots (gpt-3.5)
+                        t: lambda r, t=t: _fmt(r.get("solved_by_teacher", {}).get(t)) for t in teachers
+                    },
+                ),
+            ]
         # RFT's label records carry zeros in the EEF-only fields; they are left out here.
         eef = [r for r in labels if r.get("method", "").startswith("eef") or any(r.get(k) for k in _SEGMENT_FIELDS)]
         if eef:
             segments = [(self.point_label(r), {k: r.get(k) or 0 for k in _SEGMENT_FIELDS}) for r in eef]
-            blocks += [("h", 2, "EEF segments and recovery states"),
-                       self.table(eef, [*_SEGMENT_FIELDS, "important_states", "skipped_experts", "flagged_experts"]),
-                       *_img(plot_bars(segments, self.out / "segments.png", ylabel="count"), "segments.png")]
+            blocks += [
+                ("h", 2, "EEF segments and recovery states"),
+                self.table(eef, [*_SEGMENT_FIELDS, "important_states", "skipped_experts", "flagged_experts"]),
+                *_img(plot_bars(segments, self.out / "segments.png", ylabel="count"), "segments.png"),
+            ]
         return blocks
 
     def explore_blocks(self) -> list[Block]:
@@ -367,14 +478,22 @@ class _Report:
             if r.get("replays") and _is_number(r.get("diverged")):
                 share = r["diverged"] / r["replays"]
                 divergence.setdefault(self.label(r.get("method", "")), []).append((r.get("iteration", 0), share))
-        return [("h", 2, "Exploration and replay divergence"),
-                self.table(explore, ["episodes", "from_s0", "from_states", "successes", "replays", "diverged"],
-                           success_from_s0=lambda r: _share(_minus(r.get("successes"), r.get("successes_from_states")),
-                                                            r.get("from_s0")),
-                           success_from_states=lambda r: _share(r.get("successes_from_states"), r.get("from_states")),
-                           diverged_share=lambda r: _share(r.get("diverged"), r.get("replays"))),
-                *_img(plot_curves(divergence, self.out / "divergence.png", ylabel="share of replays diverged"),
-                      "divergence.png")]
+        return [
+            ("h", 2, "Exploration and replay divergence"),
+            self.table(
+                explore,
+                ["episodes", "from_s0", "from_states", "successes", "replays", "diverged"],
+                success_from_s0=lambda r: _share(
+                    _minus(r.get("successes"), r.get("successes_from_states")), r.get("from_s0")
+                ),
+                success_from_states=lambda r: _share(r.get("successes_from_states"), r.get("from_states")),
+                diverged_share=lambda r: _share(r.get("diverged"), r.get("replays")),
+            ),
+            *_img(
+                plot_curves(divergence, self.out / "divergence.png", ylabel="share of replays diverged"),
+                "divergence.png",
+            ),
+        ]
 
     def point_label(self, record: dict[str, Any]) -> str:
         return f"{self.label(record.get('method', ''))} {record.get('iteration', 0)}"
@@ -398,19 +517,28 @@ class _Report:
         if not shares:
             return []
         keys = list(dict.fromkeys(k for _, s in shares for k in s))
-        return [("h", 2, "Navigation at the best iteration (share of test episodes)"),
-                ("table", ["method, iteration", *keys], [[m, *(_fmt(s.get(k), percent=True) for k in keys)]
-                                                         for m, s in shares]),
-                *_img(plot_bars(shares, self.out / "navigation.png", ylabel="share of episodes"), "navigation.png")]
+        return [
+            ("h", 2, "Navigation at the best iteration (share of test episodes)"),
+            (
+                "table",
+                ["method, iteration", *keys],
+                [[m, *(_fmt(s.get(k), percent=True) for k in keys)] for m, s in shares],
+            ),
+            *_img(plot_bars(shares, self.out / "navigation.png", ylabel="share of episodes"), "navigation.png"),
+        ]
 
     def config_blocks(self, config_text: str) -> list[Block]:
         """The methods section as key -> value (the paper's open choices included) and config.yaml."""
         if not config_text:
             return [("h", 2, "Configuration"), ("p", "No config.yaml in the run directory.")]
         rows = [[key, json.dumps(value)] for key, value in _flatten(self.methods)]
-        return [("h", 2, "Configuration"),
-                ("p", "The methods section, with the choices the paper leaves open (eef.m, eef.explore, ...):"),
-                ("table", ["methods key", "value"], rows), ("h", 3, "config.yaml"), ("pre", config_text)]
+        return [
+            ("h", 2, "Configuration"),
+            ("p", "The methods section, with the choices the paper leaves open (eef.m, eef.explore, ...):"),
+            ("table", ["methods key", "value"], rows),
+            ("h", 3, "config.yaml"),
+            ("pre", config_text),
+        ]
 
     def example_blocks(self) -> list[Block]:
         """The first few successes and failures among each method's test episodes at its best iteration."""
@@ -418,8 +546,9 @@ class _Report:
         for name, r in self.results.items():
             trajectories = self.best_trajectories(name) if r.points else None
             if trajectories:
-                shown = ([t for t in trajectories if t.success][:EXAMPLES]
-                         + [t for t in trajectories if not t.success][:EXAMPLES])
+                shown = [t for t in trajectories if t.success][:EXAMPLES] + [t for t in trajectories if not t.success][
+                    :EXAMPLES
+                ]
                 blocks += [("h", 3, f"{self.label(name)}, iteration {r.best}"), *(("trajectory", t) for t in shown)]
         return blocks if len(blocks) > 1 else []
 
@@ -428,7 +557,7 @@ def sign_test(wins: int, losses: int) -> float:
     """Two-sided exact sign test: the chance of a split at least as uneven as ``wins`` : ``losses``
     when each task is a fair coin."""
     n, fewer = wins + losses, min(wins, losses)
-    return min(1.0, 2 * sum(math.comb(n, i) for i in range(fewer + 1)) / 2 ** n) if n else 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(fewer + 1)) / 2**n) if n else 1.0
 
 
 def _task_wins(report: Any) -> dict[str, bool]:
@@ -436,8 +565,11 @@ def _task_wins(report: Any) -> dict[str, bool]:
     tasks = report.get("tasks") if isinstance(report, dict) else None
     if not isinstance(tasks, list):
         return {}
-    return {t["task_id"]: t["success"] for t in tasks
-            if isinstance(t, dict) and isinstance(t.get("task_id"), str) and isinstance(t.get("success"), bool)}
+    return {
+        t["task_id"]: t["success"]
+        for t in tasks
+        if isinstance(t, dict) and isinstance(t.get("task_id"), str) and isinstance(t.get("success"), bool)
+    }
 
 
 def _flatten(table: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -478,4 +610,3 @@ def _win_score(point: tuple[float, float] | None) -> str:
 
 def _img(drawn: bool, file: str) -> list[Block]:
     return [("img", file, file.removesuffix(".png").replace("_", " "))] if drawn else []
-

@@ -113,8 +113,9 @@ def _transcript(trajectory: Trajectory) -> list[tuple[str, str]]:
 
 
 def _caption(t: Trajectory) -> str:
-    return (f"{t.task_id}: {'success' if t.success else 'failure'}, reward {t.reward:.2f}, {len(t.turns)} steps"
-            + ("" if t.terminated else ", cut short"))
+    return f"{t.task_id}: {'success' if t.success else 'failure'}, reward {t.reward:.2f}, {len(t.turns)} steps" + (
+        "" if t.terminated else ", cut short"
+    )
 
 
 def _fence(text: str) -> str:
@@ -138,15 +139,20 @@ def render_markdown(blocks: list[Block]) -> str:
         elif kind == "p":
             out.append(_md_text(args[0]))
         elif kind == "table":
-            out.append("\n".join("| " + " | ".join(map(_md_text, row)) + " |"
-                                 for row in [args[0], ["---"] * len(args[0]), *args[1]]))
+            out.append(
+                "\n".join(
+                    "| " + " | ".join(map(_md_text, row)) + " |" for row in [args[0], ["---"] * len(args[0]), *args[1]]
+                )
+            )
         elif kind == "pre":
             out.append(_fence(args[0].rstrip("\n")))
         elif kind == "img":
             out.append(f"![{args[1]}]({args[0]})")
         elif kind == "trajectory":
-            out.append(f"**{_caption(args[0])}**\n\n" + _fence("\n\n".join(
-                f"[{who}]\n{text}" for who, text in _transcript(args[0]))))
+            out.append(
+                f"**{_caption(args[0])}**\n\n"
+                + _fence("\n\n".join(f"[{who}]\n{text}" for who, text in _transcript(args[0])))
+            )
     return "\n\n".join(out) + "\n"
 
 
@@ -160,8 +166,8 @@ pre{background:#f7f7f7;padding:.5rem;margin:.2rem 0;white-space:pre-wrap;overflo
 def render_html(title: str, blocks: list[Block]) -> str:
     """A self-contained page; every piece of text is escaped (trajectories hold arbitrary page text)."""
     e = html.escape
-    head = f"<meta charset=\"utf-8\"><title>{e(title)}</title><style>{_CSS}</style>"
-    out = [f"<!doctype html>\n<html lang=\"en\"><head>{head}</head><body>"]
+    head = f'<meta charset="utf-8"><title>{e(title)}</title><style>{_CSS}</style>'
+    out = [f'<!doctype html>\n<html lang="en"><head>{head}</head><body>']
     for kind, *args in blocks:
         if kind == "h":
             out.append(f"<h{args[0]}>{e(args[1])}</h{args[0]}>")
@@ -174,9 +180,12 @@ def render_html(title: str, blocks: list[Block]) -> str:
         elif kind == "pre":
             out.append(f"<pre>{e(args[0])}</pre>")
         elif kind == "img":
-            out.append(f"<img src=\"{e(args[0])}\" alt=\"{e(args[1])}\">")
+            out.append(f'<img src="{e(args[0])}" alt="{e(args[1])}">')
         elif kind == "trajectory":
-            parts = "".join(f"<div class=\"{'agent' if who.startswith('agent') else 'env'}\"><div class=\"who\">"
-                            f"{e(who)}</div><pre>{e(text)}</pre></div>" for who, text in _transcript(args[0]))
+            parts = "".join(
+                f'<div class="{"agent" if who.startswith("agent") else "env"}"><div class="who">'
+                f"{e(who)}</div><pre>{e(text)}</pre></div>"
+                for who, text in _transcript(args[0])
+            )
             out.append(f"<details><summary>{e(_caption(args[0]))}</summary>{parts}</details>")
     return "\n".join(out) + "\n</body></html>\n"

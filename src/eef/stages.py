@@ -41,16 +41,35 @@ def open_policy(model: ModelSection, checkpoint: str | Path) -> Policy:
     use it as a context manager, which closes it."""
     from eef.agent.backends import build_policy
 
-    return build_policy(model.backend, str(checkpoint), base_url=model.base_url, device=model.device,
-                        dtype=model.dtype, max_batch_size=model.max_batch_size, concurrency=model.concurrency,
-                        api_key_env=model.api_key_env, timeout_s=model.request_timeout_s,
-                        max_retries=model.max_retries, max_backoff_s=model.max_backoff_s)
+    return build_policy(
+        model.backend,
+        str(checkpoint),
+        base_url=model.base_url,
+        device=model.device,
+        dtype=model.dtype,
+        max_batch_size=model.max_batch_size,
+        concurrency=model.concurrency,
+        api_key_env=model.api_key_env,
+        timeout_s=model.request_timeout_s,
+        max_retries=model.max_retries,
+        max_backoff_s=model.max_backoff_s,
+    )
 
 
-def explore(env: TextEnv, env_options: Mapping[str, Any], model: ModelSection, checkpoint: str | Path,
-            starts: Sequence[Start], prompt: tuple[Message, ...], config: RolloutConfig, out: Path,
-            parallel: Parallelism, *, description: str = "explore",
-            reuse: Mapping[str, Trajectory] | None = None) -> RolloutResult:
+def explore(
+    env: TextEnv,
+    env_options: Mapping[str, Any],
+    model: ModelSection,
+    checkpoint: str | Path,
+    starts: Sequence[Start],
+    prompt: tuple[Message, ...],
+    config: RolloutConfig,
+    out: Path,
+    parallel: Parallelism,
+    *,
+    description: str = "explore",
+    reuse: Mapping[str, Trajectory] | None = None,
+) -> RolloutResult:
     """Roll out ``checkpoint`` from ``starts`` into ``out``, appending each episode as it ends; the
     episodes ``out`` already holds are kept (resume) and those of ``reuse`` (by id) are copied
     instead of sampled again. Returns what this call rolled out (nothing when all were done)."""
@@ -61,19 +80,51 @@ def explore(env: TextEnv, env_options: Mapping[str, Any], model: ModelSection, c
     if not todo:
         return RolloutResult()
     with open_policy(model, checkpoint) as policy, cloned_envs(env, parallel.num_envs, env_options) as envs:
-        return rollout(envs, policy, todo, prompt, config, on_trajectory=lambda t: append_trajectories(out, [t]),
-                       progress=True, description=description, workers=parallel.workers,
-                       worker_timeout_s=parallel.worker_timeout_s)
+        return rollout(
+            envs,
+            policy,
+            todo,
+            prompt,
+            config,
+            on_trajectory=lambda t: append_trajectories(out, [t]),
+            progress=True,
+            description=description,
+            workers=parallel.workers,
+            worker_timeout_s=parallel.worker_timeout_s,
+        )
 
 
-def evaluate_checkpoint(env: TextEnv, env_options: Mapping[str, Any], model: ModelSection, checkpoint: str | Path,
-                        tasks: Sequence[str], prompt: tuple[Message, ...], out_dir: Path, parallel: Parallelism, *,
-                        split: str, max_new_tokens: int, temperature: float, seed: int) -> EvalReport:
+def evaluate_checkpoint(
+    env: TextEnv,
+    env_options: Mapping[str, Any],
+    model: ModelSection,
+    checkpoint: str | Path,
+    tasks: Sequence[str],
+    prompt: tuple[Message, ...],
+    out_dir: Path,
+    parallel: Parallelism,
+    *,
+    split: str,
+    max_new_tokens: int,
+    temperature: float,
+    seed: int,
+) -> EvalReport:
     """Evaluate ``checkpoint`` on ``tasks`` into ``out_dir`` (see :func:`eef.evaluate.evaluate`)."""
     with open_policy(model, checkpoint) as policy, cloned_envs(env, parallel.num_envs, env_options) as envs:
-        return evaluate(envs, policy, tasks, prompt, split=split, max_new_tokens=max_new_tokens,
-                        temperature=temperature, seed=seed, out_dir=out_dir, progress=True,
-                        workers=parallel.workers, worker_timeout_s=parallel.worker_timeout_s)
+        return evaluate(
+            envs,
+            policy,
+            tasks,
+            prompt,
+            split=split,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            seed=seed,
+            out_dir=out_dir,
+            progress=True,
+            workers=parallel.workers,
+            worker_timeout_s=parallel.worker_timeout_s,
+        )
 
 
 def training_dtype(dtype: str, lora: bool) -> str:
@@ -86,10 +137,17 @@ def training_dtype(dtype: str, lora: bool) -> str:
     return "bfloat16" if lora and torch.cuda.is_available() else "float32"
 
 
-def train_checkpoint(start: str | Path, data: Sequence[Trajectory], out: Path, config: TrainConfig, *,
-                     dtype: str = "auto", metadata: Mapping[str, Any] | None = None,
-                     heldout: Sequence[Trajectory] = (), log: Callable[[str], None] | None = None,
-                     ) -> tuple[TrainResult, TokenizeStats]:
+def train_checkpoint(
+    start: str | Path,
+    data: Sequence[Trajectory],
+    out: Path,
+    config: TrainConfig,
+    *,
+    dtype: str = "auto",
+    metadata: Mapping[str, Any] | None = None,
+    heldout: Sequence[Trajectory] = (),
+    log: Callable[[str], None] | None = None,
+) -> tuple[TrainResult, TokenizeStats]:
     """Masked SFT of ``start`` on ``data`` into the checkpoint ``out``; returns what training did
     and what tokenization did.
 
@@ -106,18 +164,28 @@ def train_checkpoint(start: str | Path, data: Sequence[Trajectory], out: Path, c
 
     say = log or (lambda line: None)
     # loaded on the CPU: accelerate places the model on each process's device
-    model, tokenizer = load_model_and_tokenizer(str(start), device="cpu",
-                                                dtype=training_dtype(dtype, config.lora is not None))
+    model, tokenizer = load_model_and_tokenizer(
+        str(start), device="cpu", dtype=training_dtype(dtype, config.lora is not None)
+    )
     examples, stats = tokenize_trajectories(list(data), tokenizer, config.max_length)
-    say(f"{stats.examples} examples ({stats.trained_tokens:,} of {stats.tokens:,} tokens train); "
-        f"{stats.truncated} cut at {config.max_length} tokens, {stats.dropped} dropped with nothing to train")
+    say(
+        f"{stats.examples} examples ({stats.trained_tokens:,} of {stats.tokens:,} tokens train); "
+        f"{stats.truncated} cut at {config.max_length} tokens, {stats.dropped} dropped with nothing to train"
+    )
     if not examples:
         raise EefError(f"no turn of the {len(data)} trajectories to train on is trainable")
     held = tokenize_trajectories(list(heldout), tokenizer, config.max_length)[0] if heldout else []
     if held:
         say(f"held-out loss before: {evaluate_loss(model, held, pad_token_id(tokenizer)):.4f}")
-    result = train(model, tokenizer, examples, out, config, progress=True,
-                   metadata={**(metadata or {}), "tokenize": stats.__dict__})
+    result = train(
+        model,
+        tokenizer,
+        examples,
+        out,
+        config,
+        progress=True,
+        metadata={**(metadata or {}), "tokenize": stats.__dict__},
+    )
     if held:
         say(f"held-out loss after: {evaluate_loss(model, held, pad_token_id(tokenizer)):.4f}")
     return result, stats

@@ -26,8 +26,9 @@ REWARD_RANGE = (0.0, 1.0)
 MAX_DEPTH = 64
 
 
-def require_field(record: dict, key: str, kinds: type | tuple[type, ...], path: Path | str, line: int,
-                  prefix: str = "") -> Any:
+def require_field(
+    record: dict, key: str, kinds: type | tuple[type, ...], path: Path | str, line: int, prefix: str = ""
+) -> Any:
     """``record[key]``, checked to be of ``kinds``; a DataError names file, line and field otherwise."""
     if key not in record:
         raise DataError(path, "missing", line=line, field=prefix + key)
@@ -35,20 +36,34 @@ def require_field(record: dict, key: str, kinds: type | tuple[type, ...], path: 
     if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
         raise DataError(path, f"expected {_kind_name(kinds)}, got a boolean", line=line, field=prefix + key)
     if not isinstance(value, kinds):
-        raise DataError(path, f"expected {_kind_name(kinds)}, got {type(value).__name__}", line=line,
-                        field=prefix + key)
+        raise DataError(
+            path, f"expected {_kind_name(kinds)}, got {type(value).__name__}", line=line, field=prefix + key
+        )
     return value
 
 
 def _kind_name(kinds: type | tuple[type, ...]) -> str:
     kinds = kinds if isinstance(kinds, tuple) else (kinds,)
-    names = {str: "a string", bool: "a boolean", int: "a number", float: "a number", list: "a list",
-             dict: "an object", type(None): "null"}
+    names = {
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        list: "a list",
+        dict: "an object",
+        type(None): "null",
+    }
     return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
 
 
-def finite_in_range(value: int | float, path: Path | str, line: int, field: str, low: float = REWARD_RANGE[0],
-                    high: float = REWARD_RANGE[1]) -> float:
+def finite_in_range(
+    value: int | float,
+    path: Path | str,
+    line: int,
+    field: str,
+    low: float = REWARD_RANGE[0],
+    high: float = REWARD_RANGE[1],
+) -> float:
     """``value`` as a float when it is a finite number in ``[low, high]``; a DataError names the field otherwise."""
     try:
         number = float(value)
@@ -60,8 +75,9 @@ def finite_in_range(value: int | float, path: Path | str, line: int, field: str,
     return number
 
 
-def require_reward(record: dict, key: str, path: Path | str, line: int, prefix: str = "",
-                   high: float = REWARD_RANGE[1]) -> float:
+def require_reward(
+    record: dict, key: str, path: Path | str, line: int, prefix: str = "", high: float = REWARD_RANGE[1]
+) -> float:
     """``record[key]`` as a reward: a finite number in ``[0, high]`` (``high`` for formats that score 0-100)."""
     value = require_field(record, key, (int, float), path, line, prefix)
     return finite_in_range(value, path, line, prefix + key, REWARD_RANGE[0], high)
@@ -110,26 +126,36 @@ def trajectory_from_dict(record: Any, path: Path | str = "<memory>", line: int =
         where = f"turns[{i}]."
         if not isinstance(t, dict):
             raise DataError(path, "expected an object", line=line, field=f"turns[{i}]")
-        turns.append(Turn(
-            text=require_field(t, "text", str, path, line, where),
-            action=require_field(t, "action", str, path, line, where),
-            observation=require_field(t, "observation", str, path, line, where),
-            reward=require_finite(t, "reward", path, line, where) if "reward" in t else 0.0,
-            trainable=require_field(t, "trainable", bool, path, line, where) if "trainable" in t else True,
-        ))
+        turns.append(
+            Turn(
+                text=require_field(t, "text", str, path, line, where),
+                action=require_field(t, "action", str, path, line, where),
+                observation=require_field(t, "observation", str, path, line, where),
+                reward=require_finite(t, "reward", path, line, where) if "reward" in t else 0.0,
+                trainable=require_field(t, "trainable", bool, path, line, where) if "trainable" in t else True,
+            )
+        )
     prov = require_field(record, "provenance", dict, path, line)
     provenance = Provenance(
         source=require_field(prov, "source", str, path, line, "provenance."),
         iteration=int(require_field(prov, "iteration", int, path, line, "provenance.")) if "iteration" in prov else 0,
-        start_step=int(require_field(prov, "start_step", int, path, line, "provenance.")) if "start_step" in prov else 0,
-        parent_id=require_field(prov, "parent_id", (str, type(None)), path, line, "provenance.") if "parent_id" in prov else None,
+        start_step=int(require_field(prov, "start_step", int, path, line, "provenance."))
+        if "start_step" in prov
+        else 0,
+        parent_id=require_field(prov, "parent_id", (str, type(None)), path, line, "provenance.")
+        if "parent_id" in prov
+        else None,
         model=require_field(prov, "model", (str, type(None)), path, line, "provenance.") if "model" in prov else None,
-        sampling=require_plain_json(require_field(prov, "sampling", dict, path, line, "provenance."), path, line,
-                                    "provenance.sampling") if "sampling" in prov else {},
+        sampling=require_plain_json(
+            require_field(prov, "sampling", dict, path, line, "provenance."), path, line, "provenance.sampling"
+        )
+        if "sampling" in prov
+        else {},
     )
     if not 0 <= provenance.start_step <= len(turns):
-        raise DataError(path, f"{provenance.start_step} is outside 0..{len(turns)} turns", line=line,
-                        field="provenance.start_step")
+        raise DataError(
+            path, f"{provenance.start_step} is outside 0..{len(turns)} turns", line=line, field="provenance.start_step"
+        )
     return Trajectory(
         id=require_field(record, "id", str, path, line),
         env=require_field(record, "env", str, path, line),
@@ -142,7 +168,8 @@ def trajectory_from_dict(record: Any, path: Path | str = "<memory>", line: int =
         terminated=require_field(record, "terminated", bool, path, line),
         provenance=provenance,
         meta=require_plain_json(require_field(record, "meta", dict, path, line), path, line, "meta")
-        if "meta" in record else {},
+        if "meta" in record
+        else {},
     )
 
 

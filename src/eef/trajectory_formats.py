@@ -67,10 +67,24 @@ class _Layout(NamedTuple):
     roles: dict[str, str]  # eef role -> the format's name
 
 
-_SHAREGPT = _Layout("conversations", "from", "value", "loss", (bool, type(None)), (True, False),
-                    {"system": "system", "user": "human", "assistant": "gpt"})
-_OPENAI = _Layout("messages", "role", "content", "weight", (int,), (0, 1),
-                  {"system": "system", "user": "user", "assistant": "assistant"})
+_SHAREGPT = _Layout(
+    "conversations",
+    "from",
+    "value",
+    "loss",
+    (bool, type(None)),
+    (True, False),
+    {"system": "system", "user": "human", "assistant": "gpt"},
+)
+_OPENAI = _Layout(
+    "messages",
+    "role",
+    "content",
+    "weight",
+    (int,),
+    (0, 1),
+    {"system": "system", "user": "user", "assistant": "assistant"},
+)
 
 
 def _extras(trajectory: Trajectory) -> dict[str, Any]:
@@ -82,27 +96,36 @@ def _extras(trajectory: Trajectory) -> dict[str, Any]:
     block["prompt_messages"] = len(trajectory.prompt)
     block["turns"] = [{"action": t.action, "reward": t.reward} for t in trajectory.turns]
     block["final_observation"] = trajectory.turns[-1].observation if trajectory.turns else ""
-    return {"item_id": trajectory.task_id if trajectory.task_id.startswith(prefix) else prefix + trajectory.task_id,
-            "reward": trajectory.reward, "success": trajectory.success, "eef": block}
+    return {
+        "item_id": trajectory.task_id if trajectory.task_id.startswith(prefix) else prefix + trajectory.task_id,
+        "reward": trajectory.reward,
+        "success": trajectory.success,
+        "eef": block,
+    }
 
 
 def to_sharegpt(trajectory: Trajectory) -> dict[str, Any]:
     """The AgentGym (ShareGPT with ``loss``) record of a trajectory."""
     extras = _extras(trajectory)
-    conversations = [{"from": _SHAREGPT.roles[m.role], "loss": m.trainable if m.role == "assistant" else None,
-                      "value": m.content} for m in trajectory.messages()]
+    conversations = [
+        {"from": _SHAREGPT.roles[m.role], "loss": m.trainable if m.role == "assistant" else None, "value": m.content}
+        for m in trajectory.messages()
+    ]
     return {"item_id": extras.pop("item_id"), "conversations": conversations, **extras}
 
 
 def to_openai(trajectory: Trajectory) -> dict[str, Any]:
     """The OpenAI chat fine-tuning record of a trajectory (``weight`` on assistant messages)."""
-    messages = [{"role": m.role, "content": m.content} | ({"weight": int(m.trainable)} if m.role == "assistant" else {})
-                for m in trajectory.messages()]
+    messages = [
+        {"role": m.role, "content": m.content} | ({"weight": int(m.trainable)} if m.role == "assistant" else {})
+        for m in trajectory.messages()
+    ]
     return {"messages": messages, **_extras(trajectory)}
 
 
-def from_sharegpt(record: Any, path: Path | str = "<memory>", line: int = 1, *, env: str | None = None,
-                  source: str = "imported") -> Trajectory:
+def from_sharegpt(
+    record: Any, path: Path | str = "<memory>", line: int = 1, *, env: str | None = None, source: str = "imported"
+) -> Trajectory:
     """A trajectory from an AgentGym (ShareGPT) record; see the module docstring for the rule.
 
     Args:
@@ -118,8 +141,9 @@ def from_sharegpt(record: Any, path: Path | str = "<memory>", line: int = 1, *, 
     return _from_record(record, _SHAREGPT, Path(path), line, env, source)
 
 
-def from_openai(record: Any, path: Path | str = "<memory>", line: int = 1, *, env: str | None = None,
-                source: str = "imported") -> Trajectory:
+def from_openai(
+    record: Any, path: Path | str = "<memory>", line: int = 1, *, env: str | None = None, source: str = "imported"
+) -> Trajectory:
     """A trajectory from an OpenAI chat fine-tuning record; arguments as :func:`from_sharegpt`."""
     return _from_record(record, _OPENAI, Path(path), line, env, source)
 
@@ -135,12 +159,17 @@ def _from_record(record: Any, layout: _Layout, path: Path, line: int, env: str |
             raise DataError(path, "expected an object", line=line, field=where)
         role = require_field(m, layout.role, str, path, line, where + ".")
         if role not in names:
-            raise DataError(path, f"{role!r} is not one of {', '.join(names)}", line=line,
-                            field=f"{where}.{layout.role}")
+            raise DataError(
+                path, f"{role!r} is not one of {', '.join(names)}", line=line, field=f"{where}.{layout.role}"
+            )
         flag = require_field(m, layout.flag, layout.flag_kinds, path, line, where + ".") if layout.flag in m else None
         if flag is not None and flag not in layout.flag_values:
-            raise DataError(path, f"{flag!r} is not one of {', '.join(map(json.dumps, layout.flag_values))}",
-                            line=line, field=f"{where}.{layout.flag}")
+            raise DataError(
+                path,
+                f"{flag!r} is not one of {', '.join(map(json.dumps, layout.flag_values))}",
+                line=line,
+                field=f"{where}.{layout.flag}",
+            )
         trainable = names[role] == "assistant" and (flag is None or bool(flag))
         messages.append(Message(names[role], require_field(m, layout.content, str, path, line, where + "."), trainable))
     if "eef" in record:
@@ -148,16 +177,21 @@ def _from_record(record: Any, layout: _Layout, path: Path, line: int, env: str |
     return _foreign(record, messages, layout, path, line, env, source)
 
 
-def _exchanges(messages: list[Message], start: int, layout: _Layout, path: Path,
-               line: int) -> list[tuple[Message, str | None]]:
+def _exchanges(
+    messages: list[Message], start: int, layout: _Layout, path: Path, line: int
+) -> list[tuple[Message, str | None]]:
     """(assistant message, the user message after it or None) from ``start``, which must alternate."""
     for i in range(start, len(messages)):
         expected = "assistant" if (i - start) % 2 == 0 else "user"
         if messages[i].role != expected:
-            raise DataError(path, f"expected {layout.roles[expected]!r}: after the first observation, messages "
-                            f"alternate {layout.roles['assistant']!r} and {layout.roles['user']!r}", line=line,
-                            field=f"{layout.messages}[{i}].{layout.role}")
-    observations = [m.content for m in messages[start + 1::2]]
+            raise DataError(
+                path,
+                f"expected {layout.roles[expected]!r}: after the first observation, messages "
+                f"alternate {layout.roles['assistant']!r} and {layout.roles['user']!r}",
+                line=line,
+                field=f"{layout.messages}[{i}].{layout.role}",
+            )
+    observations = [m.content for m in messages[start + 1 :: 2]]
     return [(m, observations[k] if k < len(observations) else None) for k, m in enumerate(messages[start::2])]
 
 
@@ -166,22 +200,42 @@ def _own(record: dict, messages: list[Message], layout: _Layout, path: Path, lin
     block = require_field(record, "eef", dict, path, line)
     n = require_field(block, "prompt_messages", int, path, line, "eef.")
     if not 0 <= n < len(messages) or messages[n].role != "user":
-        raise DataError(path, f"message {n} is not a {layout.roles['user']!r} message (the first observation)",
-                        line=line, field="eef.prompt_messages")
+        raise DataError(
+            path,
+            f"message {n} is not a {layout.roles['user']!r} message (the first observation)",
+            line=line,
+            field="eef.prompt_messages",
+        )
     exchanges = _exchanges(messages, n + 1, layout, path, line)
     extra = require_field(block, "turns", list, path, line, "eef.")
     if len(extra) != len(exchanges) or (exchanges and exchanges[-1][1] is not None):
-        raise DataError(path, f"{len(extra)} turns for a conversation of {len(exchanges)} turns after the prompt "
-                        f"(it must end with an {layout.roles['assistant']!r} message)", line=line, field="eef.turns")
+        raise DataError(
+            path,
+            f"{len(extra)} turns for a conversation of {len(exchanges)} turns after the prompt "
+            f"(it must end with an {layout.roles['assistant']!r} message)",
+            line=line,
+            field="eef.turns",
+        )
     final = require_field(block, "final_observation", str, path, line, "eef.")
     turns = []
     for i, ((message, observation), step) in enumerate(zip(exchanges, extra)):
         if not isinstance(step, dict):
             raise DataError(path, "expected an object", line=line, field=f"eef.turns[{i}]")
-        turns.append({**step, "text": message.content, "trainable": message.trainable,
-                      "observation": final if observation is None else observation})
-    full = {**block, "prompt": [asdict(m) for m in messages[:n]], "first_observation": messages[n].content,
-            "turns": turns, **{key: record[key] for key in ("reward", "success") if key in record}}
+        turns.append(
+            {
+                **step,
+                "text": message.content,
+                "trainable": message.trainable,
+                "observation": final if observation is None else observation,
+            }
+        )
+    full = {
+        **block,
+        "prompt": [asdict(m) for m in messages[:n]],
+        "first_observation": messages[n].content,
+        "turns": turns,
+        **{key: record[key] for key in ("reward", "success") if key in record},
+    }
     try:
         return trajectory_from_dict(full, path, line)
     except DataError as e:  # every field but reward and success came from the eef block
@@ -191,12 +245,15 @@ def _own(record: dict, messages: list[Message], layout: _Layout, path: Path, lin
 
 def _is_handshake(messages: list[Message], index: int) -> bool:
     """The first assistant message only acknowledges the instructions (``OK``), as in ETO's files."""
-    return (messages[index].content.strip().rstrip(".!").lower() == "ok"
-            and sum(m.role == "user" for m in messages[:index]) == 1)
+    return (
+        messages[index].content.strip().rstrip(".!").lower() == "ok"
+        and sum(m.role == "user" for m in messages[:index]) == 1
+    )
 
 
-def _foreign(record: dict, messages: list[Message], layout: _Layout, path: Path, line: int, env: str | None,
-             source: str) -> Trajectory:
+def _foreign(
+    record: dict, messages: list[Message], layout: _Layout, path: Path, line: int, env: str | None, source: str
+) -> Trajectory:
     """A record made elsewhere, split by the rule in the module docstring."""
     assistants = [i for i, m in enumerate(messages) if m.role == "assistant"]
     if assistants and _is_handshake(messages, assistants[0]):
@@ -204,8 +261,13 @@ def _foreign(record: dict, messages: list[Message], layout: _Layout, path: Path,
     first = next((i for i in assistants if messages[i].trainable), assistants[0] if assistants else len(messages))
     users = [i for i in range(first) if messages[i].role == "user"]
     if not users:
-        raise DataError(path, f"no {layout.roles['user']!r} message before the first {layout.roles['assistant']!r} "
-                        "message, so no first observation", line=line, field=layout.messages)
+        raise DataError(
+            path,
+            f"no {layout.roles['user']!r} message before the first {layout.roles['assistant']!r} "
+            "message, so no first observation",
+            line=line,
+            field=layout.messages,
+        )
     n = users[-1]
     exchanges = _exchanges(messages, n + 1, layout, path, line)
     if "item_id" in record:
@@ -217,16 +279,29 @@ def _foreign(record: dict, messages: list[Message], layout: _Layout, path: Path,
     if not env and "_" not in item_id:
         raise DataError(path, f"{item_id!r} has no '<env>_' prefix; pass env", line=line, field="item_id")
     reward = require_reward(record, "reward", path, line) if "reward" in record else 0.0
-    turns = tuple(Turn(m.content, parse_turn(m.content).action, observation or "",
-                       reward if k == len(exchanges) - 1 else 0.0, m.trainable)
-                  for k, (m, observation) in enumerate(exchanges))
+    turns = tuple(
+        Turn(
+            m.content,
+            parse_turn(m.content).action,
+            observation or "",
+            reward if k == len(exchanges) - 1 else 0.0,
+            m.trainable,
+        )
+        for k, (m, observation) in enumerate(exchanges)
+    )
     return Trajectory(
-        id=item_id, env=env or item_id.rsplit("_", 1)[0], task_id=item_id,
+        id=item_id,
+        env=env or item_id.rsplit("_", 1)[0],
+        task_id=item_id,
         prompt=tuple(replace(m, trainable=False) for m in messages[:n]),
-        first_observation=messages[n].content, turns=turns, reward=reward,
+        first_observation=messages[n].content,
+        turns=turns,
+        reward=reward,
         success=require_field(record, "success", bool, path, line) if "success" in record else reward >= 1.0,
         terminated=True,
-        provenance=Provenance((require_field(record, "source", str, path, line) if "source" in record else "") or source),
+        provenance=Provenance(
+            (require_field(record, "source", str, path, line) if "source" in record else "") or source
+        ),
     )
 
 
@@ -248,8 +323,9 @@ def export_trajectories(trajectories: Iterable[Trajectory], path: str | Path, fo
     return write_jsonl_atomic(path, (to_record(t) for t in trajectories))
 
 
-def import_trajectories(path: str | Path, format: str, *, env: str | None = None,
-                        source: str = "imported") -> list[Trajectory]:
+def import_trajectories(
+    path: str | Path, format: str, *, env: str | None = None, source: str = "imported"
+) -> list[Trajectory]:
     """Read a ``format`` JSONL file line by line.
 
     Args:
@@ -272,8 +348,9 @@ def import_trajectories(path: str | Path, format: str, *, env: str | None = None
             if "eef" in record:
                 raise DataError(path, f"id {trajectory.id!r} appears twice", line=number, field="eef.id")
             base = trajectory.id
-            trajectory = replace(trajectory, id=next(f"{base}#{k}" for k in itertools.count(2)
-                                                     if f"{base}#{k}" not in seen))
+            trajectory = replace(
+                trajectory, id=next(f"{base}#{k}" for k in itertools.count(2) if f"{base}#{k}" not in seen)
+            )
         seen.add(trajectory.id)
         out.append(trajectory)
     if not out:

@@ -12,8 +12,10 @@ SAMPLED = SamplingParams(temperature=1.0, max_new_tokens=12)
 
 
 def _conversation(i: int) -> list[dict[str, str]]:
-    return [{"role": "system", "content": "You shop."},
-            {"role": "user", "content": f"WebShop [SEP] Instruction: [SEP] item number {i} [SEP] Search"}]
+    return [
+        {"role": "system", "content": "You shop."},
+        {"role": "user", "content": f"WebShop [SEP] Instruction: [SEP] item number {i} [SEP] Search"},
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +40,16 @@ def test_rows_that_finish_early_leave_the_others_unchanged(tiny_model_dir, monke
     conversations = [_conversation(i) for i in range(8)]
     kept = []
     keep_slots = HFPolicy._keep_slots
-    monkeypatch.setattr(HFPolicy, "_keep_slots", lambda self, cache, slots, *t: kept.append(slots) or
-                        keep_slots(self, cache, slots, *t))
-    batch = cached.generate([GenerationRequest(c, seed=i, conversation=f"c{i}") for i, c in enumerate(conversations)],
-                            stops)
+    monkeypatch.setattr(
+        HFPolicy, "_keep_slots", lambda self, cache, slots, *t: kept.append(slots) or keep_slots(self, cache, slots, *t)
+    )
+    batch = cached.generate(
+        [GenerationRequest(c, seed=i, conversation=f"c{i}") for i, c in enumerate(conversations)], stops
+    )
     assert len({c.completion_tokens for c in batch}) >= 3 and kept, "rows should finish apart and be dropped"
-    assert [c.text for c in batch] == [alone.generate([GenerationRequest(c, seed=i)], stops)[0].text
-                                       for i, c in enumerate(conversations)]
+    assert [c.text for c in batch] == [
+        alone.generate([GenerationRequest(c, seed=i)], stops)[0].text for i, c in enumerate(conversations)
+    ]
     for conversation, completion in zip(conversations, batch):
         conversation += [{"role": "assistant", "content": completion.text}, {"role": "user", "content": "next"}]
     again = [GenerationRequest(c, seed=9, conversation=f"c{i}") for i, c in enumerate(conversations)]
@@ -64,8 +69,9 @@ def test_stop_strings_cut_the_text(policy):
     text = policy.generate([GenerationRequest(_conversation(2), seed=5)], params)[0].text
     stop = text.strip()[2:4]
     assert stop, "the untrained model should produce a few characters"
-    cut = policy.generate([GenerationRequest(_conversation(2), seed=5)],
-                          SamplingParams(temperature=1.0, max_new_tokens=12, stop=(stop,)))[0]
+    cut = policy.generate(
+        [GenerationRequest(_conversation(2), seed=5)], SamplingParams(temperature=1.0, max_new_tokens=12, stop=(stop,))
+    )[0]
     assert stop not in cut.text and text.startswith(cut.text) and cut.finish_reason == "stop"
 
 
@@ -82,8 +88,10 @@ def test_kv_reuse_across_turns_gives_the_same_completions(tiny_model_dir, policy
         if turn == 2:  # by the third turn most of each prompt is read from the cache
             assert sum(c.extra["cached_tokens"] for c in with_cache) > 0.6 * sum(c.prompt_tokens for c in with_cache)
         for conversation, completion in zip(conversations, with_cache):
-            conversation += [{"role": "assistant", "content": completion.text},
-                             {"role": "user", "content": f"observation after turn {turn}"}]
+            conversation += [
+                {"role": "assistant", "content": completion.text},
+                {"role": "user", "content": f"observation after turn {turn}"},
+            ]
 
 
 def test_a_long_new_conversation_beside_cached_ones_gives_the_same_completions(tiny_model_dir, policy):
@@ -92,12 +100,17 @@ def test_a_long_new_conversation_beside_cached_ones_gives_the_same_completions(t
     first = cached.generate([GenerationRequest(c, seed=1, conversation=f"c{i}") for i, c in enumerate(short)], SAMPLED)
     for conversation, completion in zip(short, first):
         conversation += [{"role": "assistant", "content": completion.text}, {"role": "user", "content": "next page"}]
-    long = [{"role": "system", "content": "You shop."},
-            {"role": "user", "content": " [SEP] ".join(f"item {i} red wool scarf" for i in range(60))}]
+    long = [
+        {"role": "system", "content": "You shop."},
+        {"role": "user", "content": " [SEP] ".join(f"item {i} red wool scarf" for i in range(60))},
+    ]
     requests = [GenerationRequest(c, seed=2, conversation=f"c{i}") for i, c in enumerate(short)]
     requests.insert(1, GenerationRequest(long, seed=2, conversation="new"))
-    fresh = [len(cached.encode_prompt(r.messages)) - cached.prefix_cache.lookup(r.conversation, cached.encode_prompt(r.messages))[1]
-             for r in requests]
+    fresh = [
+        len(cached.encode_prompt(r.messages))
+        - cached.prefix_cache.lookup(r.conversation, cached.encode_prompt(r.messages))[1]
+        for r in requests
+    ]
     assert len(prefill_groups(fresh)) == 2  # the new prompt is read apart from the continuations
     # each row's first logits and position are those of the row read alone
     prompts = [cached.encode_prompt(r.messages) for r in requests]
@@ -118,11 +131,14 @@ def test_the_default_prefix_cache_keeps_every_conversation_of_a_full_batch(tiny_
     conversations = [_conversation(i) for i in range(150)]
     short = SamplingParams(temperature=1.0, max_new_tokens=2)
     for turn in range(2):
-        completions = wide.generate([GenerationRequest(c, seed=turn, conversation=f"c{i}")
-                                     for i, c in enumerate(conversations)], short)
+        completions = wide.generate(
+            [GenerationRequest(c, seed=turn, conversation=f"c{i}") for i, c in enumerate(conversations)], short
+        )
         for conversation, completion in zip(conversations, completions):
-            conversation += [{"role": "assistant", "content": completion.text},
-                             {"role": "user", "content": "next page"}]
+            conversation += [
+                {"role": "assistant", "content": completion.text},
+                {"role": "user", "content": "next page"},
+            ]
     assert all(c.extra["cached_tokens"] > 0 for c in completions)
 
 
@@ -144,8 +160,10 @@ def test_grouped_decoding_attention_gives_the_completions_of_plain_attention(tin
         return grouped_attention.grouped_sdpa(module, query, key, value, mask, row_spans=row_spans, **kwargs)
 
     monkeypatch.setitem(AttentionInterface._global_mapping, grouped_attention.NAME, spy)
-    requests = [GenerationRequest([{"role": "user", "content": " ".join(f"red scarf {j}" for j in range(n))}], seed=i)
-                for i, n in enumerate([3, 300, 10, 900, 40, 250])]
+    requests = [
+        GenerationRequest([{"role": "user", "content": " ".join(f"red scarf {j}" for j in range(n))}], seed=i)
+        for i, n in enumerate([3, 300, 10, 900, 40, 250])
+    ]
     for params in (SAMPLED, SamplingParams(temperature=0.0, max_new_tokens=12)):
         spans.clear()
         grouped_texts = [c.text for c in grouped.generate(requests, params)]

@@ -22,9 +22,11 @@ from eef.errors import EefError
 CONVERSATIONS = [
     [{"role": "user", "content": "search for a blue scarf"}],
     [{"role": "system", "content": "You are a shopping agent."}, {"role": "user", "content": "click[Buy Now]"}],
-    [{"role": "user", "content": "find a red wool hat under 30 dollars"},
-     {"role": "assistant", "content": "Thought: search.\nAction: search[red wool hat]"},
-     {"role": "user", "content": "Observation: Page 1 (3 results)"}],
+    [
+        {"role": "user", "content": "find a red wool hat under 30 dollars"},
+        {"role": "assistant", "content": "Thought: search.\nAction: search[red wool hat]"},
+        {"role": "user", "content": "Observation: Page 1 (3 results)"},
+    ],
     [{"role": "user", "content": "Thought: I should buy it"}],
 ]
 GREEDY = SamplingParams(temperature=0.0, max_new_tokens=8)
@@ -73,9 +75,11 @@ def test_seeded_sampling_matches_hf_policy_and_repeats(client, reference):
 
 def test_usage_is_counted(client):
     completions = client.generate(requests_for(CONVERSATIONS), GREEDY)
-    assert client.usage == {"prompt_tokens": sum(c.prompt_tokens for c in completions),
-                            "completion_tokens": sum(c.completion_tokens for c in completions),
-                            "requests": len(CONVERSATIONS)}
+    assert client.usage == {
+        "prompt_tokens": sum(c.prompt_tokens for c in completions),
+        "completion_tokens": sum(c.completion_tokens for c in completions),
+        "requests": len(CONVERSATIONS),
+    }
 
 
 def test_generate_works_from_threads_and_inside_an_event_loop(client):
@@ -99,21 +103,24 @@ def test_models_and_health(hf_server):
     assert httpx.get(f"{hf_server.url}/nothing").status_code == 404
 
 
-@pytest.mark.parametrize("body, message", [
-    ({}, "messages"),
-    ({"messages": []}, "messages"),
-    ({"messages": [{"role": "user"}]}, "messages[0]"),
-    ({"messages": [{"role": "user", "content": "hi"}], "n": 2}, "n = 1"),
-    ({"messages": [{"role": "user", "content": "hi"}], "stop": 5}, "stop"),
-    ({"messages": [{"role": "user", "content": "hi"}], "temperature": -1}, "temperature"),
-    ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": "8"}, "max_tokens"),
-    ({"messages": [{"role": "user", "content": "hi"}], "seed": 1.5}, "seed"),
-    ({"messages": [{"role": "user", "content": "hi"}], "stream": True}, "stream"),
-    ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3_000_000}, "limit of 4096"),  # the context
-    ({"messages": [{"role": "user", "content": "hi"}], "top_p": 0}, "top_p"),
-    ({"messages": [{"role": "user", "content": "hi"}], "n": True}, "n = 1"),
-    ([1, 2], "JSON object"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({}, "messages"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "user"}]}, "messages[0]"),
+        ({"messages": [{"role": "user", "content": "hi"}], "n": 2}, "n = 1"),
+        ({"messages": [{"role": "user", "content": "hi"}], "stop": 5}, "stop"),
+        ({"messages": [{"role": "user", "content": "hi"}], "temperature": -1}, "temperature"),
+        ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": "8"}, "max_tokens"),
+        ({"messages": [{"role": "user", "content": "hi"}], "seed": 1.5}, "seed"),
+        ({"messages": [{"role": "user", "content": "hi"}], "stream": True}, "stream"),
+        ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3_000_000}, "limit of 4096"),  # the context
+        ({"messages": [{"role": "user", "content": "hi"}], "top_p": 0}, "top_p"),
+        ({"messages": [{"role": "user", "content": "hi"}], "n": True}, "n = 1"),
+        ([1, 2], "JSON object"),
+    ],
+)
 def test_server_rejects_bad_bodies(hf_server, body, message):
     response = httpx.post(f"{hf_server.url}/chat/completions", json=body)
     assert response.status_code == 400
@@ -226,7 +233,7 @@ class ScriptedServer:
                     for i in range(0, len(data), 1 if trickle else len(data)):
                         if scripted.closing.wait(trickle):
                             return
-                        self.wfile.write(data[i:i + (1 if trickle else len(data))])
+                        self.wfile.write(data[i : i + (1 if trickle else len(data))])
                         self.wfile.flush()
                 except OSError:  # the client gave up
                     pass
@@ -248,10 +255,19 @@ USAGE = {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
 
 
 def ok(text="Action: click[Buy Now]", finish_reason="stop", usage=USAGE, **headers):
-    return 200, {"id": "x", "object": "chat.completion", "model": "m",
-                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                              "finish_reason": finish_reason}],
-                 "usage": usage}, headers
+    return (
+        200,
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "model": "m",
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}
+            ],
+            "usage": usage,
+        },
+        headers,
+    )
 
 
 def error(status, message, **headers):
@@ -287,8 +303,16 @@ def test_request_body_and_client_side_stop(scripted, monkeypatch):
     assert completion == Completion("Action: click[Buy Now]", 11, 5, "stop")
     authorization, body = server.hits[0]
     assert authorization is None  # no key: no header
-    assert body == {"model": "m", "messages": CONVERSATIONS[0], "temperature": 0.7, "top_p": 0.9,
-                    "max_tokens": 12, "stop": ["\nObservation"], "seed": 5, "top_k": 5}
+    assert body == {
+        "model": "m",
+        "messages": CONVERSATIONS[0],
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "max_tokens": 12,
+        "stop": ["\nObservation"],
+        "seed": 5,
+        "top_k": 5,
+    }
 
 
 def test_retries_server_errors_then_succeeds(scripted):
@@ -301,10 +325,13 @@ def test_retries_server_errors_then_succeeds(scripted):
     assert len(server.hits) == 3
 
 
-@pytest.mark.parametrize("retry_after, settings", [
-    ("0", {"backoff_s": 30}),  # honoured: only Retry-After keeps the wait short
-    ("100000", {"backoff_s": 0.01, "max_backoff_s": 0.05}),  # capped at max_backoff_s
-])
+@pytest.mark.parametrize(
+    "retry_after, settings",
+    [
+        ("0", {"backoff_s": 30}),  # honoured: only Retry-After keeps the wait short
+        ("100000", {"backoff_s": 0.01, "max_backoff_s": 0.05}),  # capped at max_backoff_s
+    ],
+)
 def test_retry_after_is_honoured_up_to_the_cap(scripted, retry_after, settings):
     server = scripted(error(429, "slow down", **{"Retry-After": retry_after}), ok())
     policy = OpenAIPolicy(server.url, "m", max_retries=1, **settings)
@@ -373,8 +400,10 @@ def test_vllm_policy_says_how_to_install_vllm(tmp_path):
         VLLMPolicy.from_pretrained(tmp_path)
 
 
-@pytest.mark.parametrize("value, seconds", [
-    ("3", 3.0), ("-2", 0.0), ("inf", None), ("nan", None), ("Wed, 21 Oct 2015 07:28:00 GMT", None), (None, None)])
+@pytest.mark.parametrize(
+    "value, seconds",
+    [("3", 3.0), ("-2", 0.0), ("inf", None), ("nan", None), ("Wed, 21 Oct 2015 07:28:00 GMT", None), (None, None)],
+)
 def test_parse_retry_after(value, seconds):
     assert parse_retry_after(value) == seconds
 
@@ -417,13 +446,21 @@ def test_the_final_error_is_one_line(scripted):
     finally:
         policy.close()
     assert "\n" not in str(raised.value)
-    assert str(raised.value).endswith("HTTP 500: Traceback (most recent call last): File x RuntimeError: boom "
-                                      "(after 2 attempts)")
+    assert str(raised.value).endswith(
+        "HTTP 500: Traceback (most recent call last): File x RuntimeError: boom (after 2 attempts)"
+    )
 
 
-@pytest.mark.parametrize("settings, word", [
-    ({"timeout_s": 0}, "timeout_s"), ({"timeout_s": float("inf")}, "timeout_s"), ({"max_retries": -1}, "max_retries"),
-    ({"max_backoff_s": -1}, "max_backoff_s"), ({"concurrency": 0}, "concurrency")])
+@pytest.mark.parametrize(
+    "settings, word",
+    [
+        ({"timeout_s": 0}, "timeout_s"),
+        ({"timeout_s": float("inf")}, "timeout_s"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"max_backoff_s": -1}, "max_backoff_s"),
+        ({"concurrency": 0}, "concurrency"),
+    ],
+)
 def test_unworkable_settings_are_refused(settings, word):
     with pytest.raises(EefError, match=word):
         OpenAIPolicy("http://127.0.0.1:1/v1", "m", **settings)
@@ -439,8 +476,11 @@ def test_a_url_without_a_scheme_is_a_clear_error():
 
 
 def test_text_content_parts_are_joined(scripted):
-    parts = [{"type": "text", "text": "Thought: buy.\n"}, {"type": "refusal", "refusal": "no"},
-             {"type": "text", "text": "Action: click[Buy Now]"}]
+    parts = [
+        {"type": "text", "text": "Thought: buy.\n"},
+        {"type": "refusal", "refusal": "no"},
+        {"type": "text", "text": "Action: click[Buy Now]"},
+    ]
     policy = OpenAIPolicy(scripted(ok(parts)).url, "m")
     try:
         assert one_request(policy).text == "Thought: buy.\nAction: click[Buy Now]"
@@ -448,12 +488,15 @@ def test_text_content_parts_are_joined(scripted):
         policy.close()
 
 
-@pytest.mark.parametrize("content, field", [
-    (5, "choices[0].message.content"),
-    ({"text": "hi"}, "choices[0].message.content"),
-    (["hi"], "choices[0].message.content[0]"),
-    ([{"type": "text", "text": 3}], "choices[0].message.content[0].text"),
-])
+@pytest.mark.parametrize(
+    "content, field",
+    [
+        (5, "choices[0].message.content"),
+        ({"text": "hi"}, "choices[0].message.content"),
+        (["hi"], "choices[0].message.content[0]"),
+        ([{"type": "text", "text": 3}], "choices[0].message.content[0].text"),
+    ],
+)
 def test_a_malformed_reply_is_retried_then_reported_in_one_line(scripted, content, field):
     server = scripted(ok(content))
     policy = OpenAIPolicy(server.url, "m", max_retries=1, backoff_s=0.01)
@@ -468,9 +511,16 @@ def test_a_malformed_reply_is_retried_then_reported_in_one_line(scripted, conten
     assert len(server.hits) == 2 and policy.metrics["malformed_replies"] == 2
 
 
-@pytest.mark.parametrize("bad", [
-    (200, {"choices": []}, {}), (200, {"choices": "x"}, {}), (200, [1], {}), (200, b"<html>oops", {}),
-    (200, {"choices": [{"message": None}]}, {})])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        (200, {"choices": []}, {}),
+        (200, {"choices": "x"}, {}),
+        (200, [1], {}),
+        (200, b"<html>oops", {}),
+        (200, {"choices": [{"message": None}]}, {}),
+    ],
+)
 def test_a_malformed_reply_then_a_good_one_succeeds(scripted, bad):
     server = scripted(bad, ok())
     policy = OpenAIPolicy(server.url, "m", max_retries=1, backoff_s=0.01)
@@ -481,15 +531,18 @@ def test_a_malformed_reply_then_a_good_one_succeeds(scripted, bad):
     assert policy.metrics["malformed_replies"] == 1
 
 
-@pytest.mark.parametrize("usage, counts", [
-    ({"prompt_tokens": "many", "completion_tokens": 5}, (0, 5)),
-    ([11, 5], (0, 0)),
-    ("lots", (0, 0)),
-    ({"prompt_tokens": 11, "completion_tokens": -5}, (11, 0)),
-    ({"prompt_tokens": True, "completion_tokens": 5.5}, (0, 0)),
-    ({"prompt_tokens": 11, "completion_tokens": 5, "prompt_tokens_details": "cached"}, (11, 5)),
-    ({"prompt_tokens": 11, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": "x"}}, (11, 5)),
-])
+@pytest.mark.parametrize(
+    "usage, counts",
+    [
+        ({"prompt_tokens": "many", "completion_tokens": 5}, (0, 5)),
+        ([11, 5], (0, 0)),
+        ("lots", (0, 0)),
+        ({"prompt_tokens": 11, "completion_tokens": -5}, (11, 0)),
+        ({"prompt_tokens": True, "completion_tokens": 5.5}, (0, 0)),
+        ({"prompt_tokens": 11, "completion_tokens": 5, "prompt_tokens_details": "cached"}, (11, 5)),
+        ({"prompt_tokens": 11, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": "x"}}, (11, 5)),
+    ],
+)
 def test_unreadable_usage_is_ignored(scripted, usage, counts):
     policy = OpenAIPolicy(scripted(ok(usage=usage)).url, "m", max_retries=0)
     try:

@@ -5,32 +5,37 @@ from hypothesis import strategies as st
 from eef.agent.parse import MAX_ACTION_CHARS, format_turn, parse_turn
 
 
-@pytest.mark.parametrize("text, action", [
-    ("Thought: I need a scarf.\nAction: search[blue scarf]", "search[blue scarf]"),
-    ("click[Buy Now]", "click[Buy Now]"),  # no marker: the last line is the action
-    ("I looked at the page.\nclick[X0001] seems right", "click[X0001]"),
-    ("Thought: buy it.\nAction: click[Buy Now] because it matches.", "click[Buy Now]"),
-    ("Thought: buy it.\nAction: click[Buy Now]\nI hope this works.", "click[Buy Now]"),
-    ("Thought: x\nACTION : click[blue]", "click[blue]"),
-    ("thought: x\naction:click[blue]", "click[blue]"),
-    ("Action: Search [red shirt]", "search[red shirt]"),
-    ("Action: CLICK[Next >]", "click[Next >]"),  # the verb is lowered, the argument kept
-    ("Action: search[red shirt", "search[red shirt]"),
-    ("Action: search[red shirt.", "search[red shirt]"),
-    ("Action: click[ Buy Now ]", "click[Buy Now]"),
-    ("Action: `click[Buy Now]`", "click[Buy Now]"),
-    ('Action: "search[wool hat]"', "search[wool hat]"),
-    ("Action: 'click[blue]'", "click[blue]"),
-    ("Action: **click[blue]**", "click[blue]"),
-    ("Action:\n\n  search[wool hat]\n", "search[wool hat]"),
-    ("Action: finish.", "finish"),
-    ("Thought: first I wanted to search.\nAction: search[hat]\nWait, no.\nAction: click[Back to Search]",
-     "click[Back to Search]"),  # the last marker wins
-    ("Thought: t\nAction: search[action: figures]", "search[action: figures]"),  # a marker inside the argument
-    ("Thought: t\nAction: click[Buy Now]\nReaction: none", "click[Buy Now]"),  # 'reaction:' is no marker
-    ("", ""),
-    ("Thought: I am not sure what to do.", ""),  # only a thought: nothing to guess from
-])
+@pytest.mark.parametrize(
+    "text, action",
+    [
+        ("Thought: I need a scarf.\nAction: search[blue scarf]", "search[blue scarf]"),
+        ("click[Buy Now]", "click[Buy Now]"),  # no marker: the last line is the action
+        ("I looked at the page.\nclick[X0001] seems right", "click[X0001]"),
+        ("Thought: buy it.\nAction: click[Buy Now] because it matches.", "click[Buy Now]"),
+        ("Thought: buy it.\nAction: click[Buy Now]\nI hope this works.", "click[Buy Now]"),
+        ("Thought: x\nACTION : click[blue]", "click[blue]"),
+        ("thought: x\naction:click[blue]", "click[blue]"),
+        ("Action: Search [red shirt]", "search[red shirt]"),
+        ("Action: CLICK[Next >]", "click[Next >]"),  # the verb is lowered, the argument kept
+        ("Action: search[red shirt", "search[red shirt]"),
+        ("Action: search[red shirt.", "search[red shirt]"),
+        ("Action: click[ Buy Now ]", "click[Buy Now]"),
+        ("Action: `click[Buy Now]`", "click[Buy Now]"),
+        ('Action: "search[wool hat]"', "search[wool hat]"),
+        ("Action: 'click[blue]'", "click[blue]"),
+        ("Action: **click[blue]**", "click[blue]"),
+        ("Action:\n\n  search[wool hat]\n", "search[wool hat]"),
+        ("Action: finish.", "finish"),
+        (
+            "Thought: first I wanted to search.\nAction: search[hat]\nWait, no.\nAction: click[Back to Search]",
+            "click[Back to Search]",
+        ),  # the last marker wins
+        ("Thought: t\nAction: search[action: figures]", "search[action: figures]"),  # a marker inside the argument
+        ("Thought: t\nAction: click[Buy Now]\nReaction: none", "click[Buy Now]"),  # 'reaction:' is no marker
+        ("", ""),
+        ("Thought: I am not sure what to do.", ""),  # only a thought: nothing to guess from
+    ],
+)
 def test_tolerated_slips(text, action):
     assert parse_turn(text).action == action
 
@@ -76,8 +81,9 @@ def _one_line(text: str) -> bool:
 
 
 # A query: any single-line text without brackets, sometimes with an action marker inside it.
-_QUERIES = (st.text(max_size=80) | st.builds("{} action: {}".format, st.text(max_size=30), st.text(max_size=30))
-            ).filter(lambda q: _one_line(q) and "[" not in q and "]" not in q)
+_QUERIES = (
+    st.text(max_size=80) | st.builds("{} action: {}".format, st.text(max_size=30), st.text(max_size=30))
+).filter(lambda q: _one_line(q) and "[" not in q and "]" not in q)
 
 
 @given(thought=st.text(max_size=200), query=_QUERIES)

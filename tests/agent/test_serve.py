@@ -65,8 +65,11 @@ def test_max_tokens_above_the_limit_is_refused_and_others_are_served(server):
 
 def test_the_limit_defaults_to_the_context_else_a_constant_and_can_be_set():
     with serve(CountingPolicy()) as plain:
-        assert_refused(post(plain, {"messages": HI, "max_tokens": DEFAULT_MAX_TOKENS_LIMIT + 1}), 400,
-                       f"limit of {DEFAULT_MAX_TOKENS_LIMIT}")
+        assert_refused(
+            post(plain, {"messages": HI, "max_tokens": DEFAULT_MAX_TOKENS_LIMIT + 1}),
+            400,
+            f"limit of {DEFAULT_MAX_TOKENS_LIMIT}",
+        )
         assert post(plain, {"messages": HI, "max_tokens": DEFAULT_MAX_TOKENS_LIMIT}).status_code == 200
     with serve(CountingPolicy(context=64), max_tokens_limit=8) as capped:
         assert_refused(post(capped, {"messages": HI, "max_tokens": 9}), 400, "limit of 8")
@@ -77,8 +80,9 @@ def test_the_limit_defaults_to_the_context_else_a_constant_and_can_be_set():
 
 def test_prompt_and_max_tokens_must_fit_the_context(server):
     long = [{"role": "user", "content": "word " * 60}]
-    assert_refused(post(server, {"messages": long, "max_tokens": 5}), 400,
-                   "has 60 tokens", "'max_tokens' 5", "context of 64")
+    assert_refused(
+        post(server, {"messages": long, "max_tokens": 5}), 400, "has 60 tokens", "'max_tokens' 5", "context of 64"
+    )
     assert post(server, {"messages": long, "max_tokens": 4}).status_code == 200
     bad = [{"role": "user", "content": "unrenderable"}]
     assert_refused(post(server, {"messages": bad}), 400, "cannot be rendered", "must alternate")
@@ -92,8 +96,10 @@ def test_a_refused_request_does_not_fail_its_batch():
         def send(name, messages):
             results[name] = post(server, {"messages": messages, "max_tokens": 8})
 
-        threads = [threading.Thread(target=send, args=("long", [{"role": "user", "content": "w " * 60}])),
-                   threading.Thread(target=send, args=("short", HI))]
+        threads = [
+            threading.Thread(target=send, args=("long", [{"role": "user", "content": "w " * 60}])),
+            threading.Thread(target=send, args=("short", HI)),
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -102,36 +108,42 @@ def test_a_refused_request_does_not_fail_its_batch():
     assert policy.calls == [(1, 8)]
 
 
-@pytest.mark.parametrize("extra, words", [
-    ({"temperature": -0.5}, ["temperature", ">= 0"]),
-    ({"temperature": "hot"}, ["temperature", "finite number"]),
-    ({"top_p": 0}, ["top_p", "(0, 1]"]),
-    ({"top_p": 1.5}, ["top_p", "(0, 1]"]),
-    ({"n": 2}, ["n = 1"]),
-    ({"n": 0}, ["n = 1"]),
-    ({"n": True}, ["n = 1"]),
-    ({"max_tokens": 0}, ["max_tokens", ">= 1"]),
-    ({"max_tokens": -3}, ["max_tokens", ">= 1"]),
-    ({"max_tokens": 1.5}, ["max_tokens", "integer"]),
-    ({"seed": "x"}, ["seed", "integer"]),
-    ({"stream": "yes"}, ["stream"]),
-    ({"stop": [1]}, ["stop"]),
-    ({"messages": [{"role": "robot", "content": "hi"}]}, ["messages[0].role", "robot"]),
-    ({"messages": [{"role": "user", "content": 5}]}, ["messages[0]", "text parts"]),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, ["messages[0]"]),
-    ({"messages": "hi"}, ["messages"]),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ({"temperature": -0.5}, ["temperature", ">= 0"]),
+        ({"temperature": "hot"}, ["temperature", "finite number"]),
+        ({"top_p": 0}, ["top_p", "(0, 1]"]),
+        ({"top_p": 1.5}, ["top_p", "(0, 1]"]),
+        ({"n": 2}, ["n = 1"]),
+        ({"n": 0}, ["n = 1"]),
+        ({"n": True}, ["n = 1"]),
+        ({"max_tokens": 0}, ["max_tokens", ">= 1"]),
+        ({"max_tokens": -3}, ["max_tokens", ">= 1"]),
+        ({"max_tokens": 1.5}, ["max_tokens", "integer"]),
+        ({"seed": "x"}, ["seed", "integer"]),
+        ({"stream": "yes"}, ["stream"]),
+        ({"stop": [1]}, ["stop"]),
+        ({"messages": [{"role": "robot", "content": "hi"}]}, ["messages[0].role", "robot"]),
+        ({"messages": [{"role": "user", "content": 5}]}, ["messages[0]", "text parts"]),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, ["messages[0]"]),
+        ({"messages": "hi"}, ["messages"]),
+    ],
+)
 def test_out_of_range_and_malformed_fields_get_400(server, extra, words):
     assert_refused(post(server, {"messages": HI, **extra}), 400, *words)
     assert server.policy.calls == []
 
 
-@pytest.mark.parametrize("raw, word", [
-    (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', "temperature"),
-    (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": Infinity}', "temperature"),
-    (b'{"messages": [{"role": "user", "content": "hi"}], "top_p": -Infinity}', "top_p"),
-    (b"[" * 100_000 + b"]" * 100_000, "JSON"),
-])
+@pytest.mark.parametrize(
+    "raw, word",
+    [
+        (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', "temperature"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": Infinity}', "temperature"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "top_p": -Infinity}', "top_p"),
+        (b"[" * 100_000 + b"]" * 100_000, "JSON"),
+    ],
+)
 def test_non_finite_numbers_and_absurd_nesting_get_400(server, raw, word):
     response = httpx.post(f"{server.url}/chat/completions", content=raw, timeout=10)
     assert_refused(response, 400, word)
@@ -175,7 +187,8 @@ def test_health_reports_the_queue(server):
 
 
 def test_parse_chat_request_directly():
-    request, params = parse_chat_request({"messages": HI, "temperature": 0, "top_p": 1, "n": 1, "seed": 3,
-                                          "stream": False}, max_tokens_limit=100)
+    request, params = parse_chat_request(
+        {"messages": HI, "temperature": 0, "top_p": 1, "n": 1, "seed": 3, "stream": False}, max_tokens_limit=100
+    )
     assert request.messages == HI and request.seed == 3
     assert (params.temperature, params.top_p, params.max_new_tokens) == (0.0, 1.0, 100)

@@ -22,21 +22,30 @@ def session_of(task_id: str) -> int:
 
 def eto_record(run, *, record_id=None, prefix="Observation:\n"):
     """ETO's SFT record: instruction -> OK handshake, observations labelled, no final observation."""
-    conversations = [{"from": "human", "value": ETO_INSTRUCTION}, {"from": "gpt", "value": "OK"},
-                     {"from": "human", "value": prefix + run.first_observation}]
+    conversations = [
+        {"from": "human", "value": ETO_INSTRUCTION},
+        {"from": "gpt", "value": "OK"},
+        {"from": "human", "value": prefix + run.first_observation},
+    ]
     for i, turn in enumerate(run.turns):
         conversations.append({"from": "gpt", "value": turn.text})
         if i + 1 < len(run.turns):
             conversations.append({"from": "human", "value": prefix + turn.observation})
-    return {"id": session_of(run.task_id) if record_id is None else record_id, "conversations": conversations,
-            "reward": run.reward, "source": "gpt4"}
+    return {
+        "id": session_of(run.task_id) if record_id is None else record_id,
+        "conversations": conversations,
+        "reward": run.reward,
+        "source": "gpt4",
+    }
 
 
 def agentgym_record(run, item_id=None):
     """AgentGym's AgentTraj record: per-message loss flags, ``{env}_{index}`` item id, no reward."""
-    conversations = [{"from": "human", "loss": None, "value": ETO_INSTRUCTION},
-                     {"from": "gpt", "loss": False, "value": "Ok."},
-                     {"from": "human", "loss": None, "value": run.first_observation}]
+    conversations = [
+        {"from": "human", "loss": None, "value": ETO_INSTRUCTION},
+        {"from": "gpt", "loss": False, "value": "Ok."},
+        {"from": "human", "loss": None, "value": run.first_observation},
+    ]
     for i, turn in enumerate(run.turns):
         conversations.append({"from": "gpt", "loss": True, "value": turn.text})
         if i + 1 < len(run.turns):
@@ -51,8 +60,11 @@ def eef_expert_record(run, record_id=None, model="gpt-4-0613"):
         conversations.append({"role": "assistant", "content": turn.text})
         if i + 1 < len(run.turns):
             conversations.append({"role": "user", "content": f"Observation: {turn.observation}"})
-    return {"id": session_of(run.task_id) if record_id is None else record_id, "conversations": conversations,
-            "info": {"reward": run.reward, "llm_name": model, "agent_arch": "react"}}
+    return {
+        "id": session_of(run.task_id) if record_id is None else record_id,
+        "conversations": conversations,
+        "info": {"reward": run.reward, "llm_name": model, "agent_arch": "react"},
+    }
 
 
 def write_array(path, records):

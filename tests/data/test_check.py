@@ -20,8 +20,9 @@ def test_recorded_episodes_replay_faithfully(shop_env, expert_runs):
 
 
 def test_imported_eto_files_replay_faithfully(tmp_path, shop_env, expert_runs):
-    imported = import_file(write_array(tmp_path / "f.json", [eto_record(r) for r in expert_runs]), "eto",
-                           shop_env).trajectories
+    imported = import_file(
+        write_array(tmp_path / "f.json", [eto_record(r) for r in expert_runs]), "eto", shop_env
+    ).trajectories
     assert all(check_trajectory(shop_env, t).ok for t in imported)  # the unrecorded last page is not compared
 
 
@@ -37,8 +38,12 @@ def test_a_changed_observation_is_flagged_at_its_step(shop_env, expert_runs):
 def test_a_different_reward_is_flagged(shop_env, expert_runs):
     failure = next(r for r in expert_runs if not r.success)
     check = check_trajectory(shop_env, replace(failure, reward=1.0, success=True))
-    assert (check.ok, check.reason, check.recorded_reward, check.replayed_reward) == (False, "reward", 1.0,
-                                                                                        failure.reward)
+    assert (check.ok, check.reason, check.recorded_reward, check.replayed_reward) == (
+        False,
+        "reward",
+        1.0,
+        failure.reward,
+    )
 
 
 def test_an_episode_that_ends_before_the_record_is_flagged(shop_env, expert_runs):
@@ -60,8 +65,13 @@ def test_checked_copies_carry_the_flag_and_the_summary_counts(shop_env, expert_r
     checked = list(check_trajectories(shop_env, runs, summary))
     assert [t.meta["replay"]["ok"] for t in checked] == [True, False, False]
     assert [restorable(t) for t in checked] == [True, False, False] and restorable(expert_runs[3])
-    assert summary.as_dict() == {"checked": 3, "ok": 1, "flagged": 2, "reasons": {"observation": 1, "reward": 1},
-                                 "divergence_steps": {"0": 1}}
+    assert summary.as_dict() == {
+        "checked": 3,
+        "ok": 1,
+        "flagged": 2,
+        "reasons": {"observation": 1, "reward": 1},
+        "divergence_steps": {"0": 1},
+    }
 
 
 def test_webshop_records_resolve_and_replay_on_the_real_data(tmp_path, webshop_env):
@@ -75,8 +85,9 @@ def test_webshop_records_resolve_and_replay_on_the_real_data(tmp_path, webshop_e
     records = [eto_record(runs[0]), eto_record(runs[1], record_id="page")]
     imported = import_file(write_array(tmp_path / "eto.json", records), "eto", webshop_env).trajectories
     assert [t.meta["import"]["resolved_by"] for t in imported] == ["session", "instruction"]
-    lclan = import_file(write_array(tmp_path / "gpt4.json", [eef_expert_record(runs[2])]), "eef-expert",
-                        webshop_env).trajectories
+    lclan = import_file(
+        write_array(tmp_path / "gpt4.json", [eef_expert_record(runs[2])]), "eef-expert", webshop_env
+    ).trajectories
     assert [t.task_id for t in imported + lclan] == [r.task_id for r in runs]
     summary = CheckSummary()
     assert all(t.meta["replay"]["ok"] for t in check_trajectories(webshop_env, imported + lclan, summary))

@@ -29,8 +29,10 @@ def test_hub_set_lands_in_its_directory_with_a_manifest(tmp_path):
     target = fetch("eto", tmp_path, hub=downloads.hub, drive=downloads.drive)
     assert target == tmp_path / "eto" and downloads.calls == [("hub", "agent-eto/eto-sft-trajectory")]
     manifest = json.loads((target / MANIFEST).read_text())
-    assert list(manifest["files"]) == ["data/webshop_sft.json"] and len(manifest["files"]["data/webshop_sft.json"]
-                                                                        ["sha256"]) == 64
+    assert (
+        list(manifest["files"]) == ["data/webshop_sft.json"]
+        and len(manifest["files"]["data/webshop_sft.json"]["sha256"]) == 64
+    )
     assert verify(target) == []
 
 
@@ -38,7 +40,8 @@ def test_an_intact_copy_is_not_downloaded_again_and_a_damaged_one_is(tmp_path):
     downloads = FakeDownloads()
     target = fetch("webshop-1k", tmp_path, hub=downloads.hub, drive=downloads.drive)
     assert sorted(p.name for p in target.iterdir()) == sorted(
-        ["MANIFEST.json", "items_shuffle_1000.json", "items_ins_v2_1000.json", "items_human_ins.json"])
+        ["MANIFEST.json", "items_shuffle_1000.json", "items_ins_v2_1000.json", "items_human_ins.json"]
+    )
     fetch("webshop-1k", tmp_path, hub=downloads.hub, drive=downloads.drive)
     assert len(downloads.calls) == 3
     (target / "items_ins_v2_1000.json").write_text("damaged")

@@ -17,8 +17,9 @@ def test_usage_meter_counts_per_conversation():
 
     meter = UsageMeter(Shopper())
     page = [{"role": "user", "content": "WebShop [SEP] Instruction: [SEP] find a red wool scarf now [SEP] Search"}]
-    meter.generate([GenerationRequest(page, conversation="a"), GenerationRequest(page, conversation="b")],
-                   SamplingParams())
+    meter.generate(
+        [GenerationRequest(page, conversation="a"), GenerationRequest(page, conversation="b")], SamplingParams()
+    )
     meter.generate([GenerationRequest(page, conversation="a")], SamplingParams())
     first = meter.take("a")
     assert first["model_calls"] == 2 and first["prompt_tokens"] == 2 * 12 and first["completion_tokens"] > 0
@@ -31,8 +32,9 @@ def test_every_episode_is_kept_with_usage_and_a_rerun_skips_finished_tasks(tmp_p
     tasks = shop_env.task_ids("train")[:5]
     out = tmp_path / "experts.jsonl"
     policy = Shopper()
-    first = generate_with_policy(clone_envs(shop_env, 3), policy, tasks[:3], prompt, out, config, rollouts=2,
-                                 prices=Prices(1.0, 4.0))
+    first = generate_with_policy(
+        clone_envs(shop_env, 3), policy, tasks[:3], prompt, out, config, rollouts=2, prices=Prices(1.0, 4.0)
+    )
     trajectories = read_trajectories(out)
     assert (first.new, first.episodes) == (6, 6) and len({t.id for t in trajectories}) == 6
     assert sum(t.meta["usage"]["prompt_tokens"] for t in trajectories) == policy.prompt_tokens
@@ -46,11 +48,16 @@ def test_every_episode_is_kept_with_usage_and_a_rerun_skips_finished_tasks(tmp_p
     again = generate_with_policy(clone_envs(shop_env, 3), policy, tasks, prompt, out, config, rollouts=2)
     assert (again.new, again.episodes, again.cost) == (4, 10, None)  # four episodes have no price
     assert policy.calls > calls and len(read_trajectories(out)) == 10
-    later = generate_with_policy(clone_envs(shop_env, 3), policy, tasks, prompt, out, config, rollouts=2,
-                                 prices=Prices(2.0, 8.0))
+    later = generate_with_policy(
+        clone_envs(shop_env, 3), policy, tasks, prompt, out, config, rollouts=2, prices=Prices(2.0, 8.0)
+    )
     unpriced = [t.meta["usage"] for t in read_trajectories(out)[6:]]
-    assert later.new == 0 and later.cost == pytest.approx(first.cost + sum(  # the first six keep their prices
-        Prices(2.0, 8.0).cost(u["prompt_tokens"], u["completion_tokens"]) for u in unpriced))
+    assert later.new == 0 and later.cost == pytest.approx(
+        first.cost
+        + sum(  # the first six keep their prices
+            Prices(2.0, 8.0).cost(u["prompt_tokens"], u["completion_tokens"]) for u in unpriced
+        )
+    )
 
 
 def test_program_experts_resume_too(tmp_path, shop_env):

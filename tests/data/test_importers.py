@@ -79,8 +79,9 @@ def test_agentgym_file(tmp_path, shop_env, expert_runs):
 def test_eef_expert_file(tmp_path, shop_env, expert_runs):
     # The EEF set names WebShop; here the same rows go to an environment registered as `webshop`.
     records = [eef_expert_record(r) for r in expert_runs[:4]]
-    result = import_file(write_array(tmp_path / "webshop_gpt4_0613.json", records), "eef-expert",
-                         _Renamed(shop_env, "webshop"))
+    result = import_file(
+        write_array(tmp_path / "webshop_gpt4_0613.json", records), "eef-expert", _Renamed(shop_env, "webshop")
+    )
     assert not result.unresolved
     for imported, run in zip(result.trajectories, expert_runs):
         assert imported.task_id == run.task_id.replace("shop_", "webshop_")
@@ -88,18 +89,26 @@ def test_eef_expert_file(tmp_path, shop_env, expert_runs):
         assert imported.meta["import"]["info"]["agent_arch"] == "react"
         assert imported.prompt == () and imported.reward == run.reward
         assert [t.observation for t in imported.turns[:-1]] == [t.observation for t in run.turns[:-1]]
-    with pytest.raises(DataError, match=r"nothing to import: all 4 records are skipped, this first one because the "
-                                        r"record is for environment 'webshop', not 'shop'") as info:
+    with pytest.raises(
+        DataError,
+        match=r"nothing to import: all 4 records are skipped, this first one because the "
+        r"record is for environment 'webshop', not 'shop'",
+    ) as info:
         import_file(tmp_path / "webshop_gpt4_0613.json", "eef-expert", shop_env)
     assert info.value.line == 2
 
 
 def test_eef_expert_scienceworld_rows(tmp_path):
-    record = {"id": 7, "info": {"reward": 75, "task_name": "task-1-boil", "var_num": 3, "llm_name": "gpt-4"},
-              "conversations": [{"role": "user", "content": "Task: boil water"},
-                                {"role": "assistant", "content": "Thought: go.\nAction: teleport to kitchen"},
-                                {"role": "user", "content": "Observation: You teleport to the kitchen."},
-                                {"role": "assistant", "content": "Action: focus on water"}]}
+    record = {
+        "id": 7,
+        "info": {"reward": 75, "task_name": "task-1-boil", "var_num": 3, "llm_name": "gpt-4"},
+        "conversations": [
+            {"role": "user", "content": "Task: boil water"},
+            {"role": "assistant", "content": "Thought: go.\nAction: teleport to kitchen"},
+            {"role": "user", "content": "Observation: You teleport to the kitchen."},
+            {"role": "assistant", "content": "Action: focus on water"},
+        ],
+    }
     result = import_file(write_array(tmp_path / "sciworld_gpt4.json", [record]), "eef-expert", _SciWorld())
     (imported,) = result.trajectories
     assert imported.task_id == "boil/3" and imported.reward == 0.75 and not imported.success
@@ -108,10 +117,15 @@ def test_eef_expert_scienceworld_rows(tmp_path):
 
 
 def test_eto_scienceworld_ids(tmp_path):
-    record = {"id": "0_3", "conversations": [
-        {"from": "human", "value": "You are a helpful assistant to do some scientific experiment."},
-        {"from": "gpt", "value": "OK"}, {"from": "human", "value": "Your task is to boil water."},
-        {"from": "gpt", "value": "Thought: x\nAction: look around"}]}
+    record = {
+        "id": "0_3",
+        "conversations": [
+            {"from": "human", "value": "You are a helpful assistant to do some scientific experiment."},
+            {"from": "gpt", "value": "OK"},
+            {"from": "human", "value": "Your task is to boil water."},
+            {"from": "gpt", "value": "Thought: x\nAction: look around"},
+        ],
+    }
     (imported,) = import_file(write_array(tmp_path / "sciworld_sft.json", [record]), "eto", _SciWorld()).trajectories
     assert imported.task_id == "boil/3" and imported.reward == 1.0 and imported.meta["import"]["reward_assumed"]
 
@@ -123,10 +137,15 @@ def test_openai_and_own_exports_round_trip(tmp_path, shop_env, expert_runs):
     assert result.trajectories[0].turns == expert_runs[0].turns
     assert result.trajectories[0].meta["import"]["resolved_by"] == "task id"
     shared = write_lines(tmp_path / "own.sharegpt.jsonl", [to_sharegpt(r) for r in expert_runs[:2]])
-    assert [t.turns for t in import_file(shared, "agentgym", shop_env).trajectories] == \
-        [r.turns for r in expert_runs[:2]]
-    bare = {"messages": [{"role": "user", "content": expert_runs[1].first_observation},
-                         {"role": "assistant", "content": expert_runs[1].turns[0].text}]}
+    assert [t.turns for t in import_file(shared, "agentgym", shop_env).trajectories] == [
+        r.turns for r in expert_runs[:2]
+    ]
+    bare = {
+        "messages": [
+            {"role": "user", "content": expert_runs[1].first_observation},
+            {"role": "assistant", "content": expert_runs[1].turns[0].text},
+        ]
+    }
     (by_page,) = import_file(write_lines(tmp_path / "bare.jsonl", [bare]), "openai", shop_env).trajectories
     assert by_page.task_id == expert_runs[1].task_id and by_page.id == "openai/1"
 
@@ -221,14 +240,25 @@ def _write_with_reward(path, format, run, raw):
     return path
 
 
-@pytest.mark.parametrize("raw, shown", [("NaN", "nan"), ("Infinity", "inf"), ("-Infinity", "-inf"), ("1e300", "1e+300"),
-                                        ("-5", "-5"), ("1.5", "1.5"), ("1" + "0" * 400, "inf")])
+@pytest.mark.parametrize(
+    "raw, shown",
+    [
+        ("NaN", "nan"),
+        ("Infinity", "inf"),
+        ("-Infinity", "-inf"),
+        ("1e300", "1e+300"),
+        ("-5", "-5"),
+        ("1.5", "1.5"),
+        ("1" + "0" * 400, "inf"),
+    ],
+)
 @pytest.mark.parametrize("format", sorted(_RECORDS))
 def test_a_reward_outside_0_1_names_file_line_and_field(tmp_path, shop_env, expert_runs, format, raw, shown):
     path = _write_with_reward(tmp_path / "experts.jsonl", format, expert_runs[0], raw)
     field = "info.reward" if format == "eef-expert" else "reward"
-    with pytest.raises(DataError, match=re.escape(f"experts.jsonl:2: field '{field}': must be a finite number in "
-                                                  f"[0, 1], got {shown}")):
+    with pytest.raises(
+        DataError, match=re.escape(f"experts.jsonl:2: field '{field}': must be a finite number in [0, 1], got {shown}")
+    ):
         import_file(path, format, shop_env)
 
 
@@ -243,15 +273,21 @@ def test_rewards_at_the_ends_of_the_range_import(tmp_path, shop_env, expert_runs
 
 def test_scienceworld_scores_are_checked_in_0_100_then_scaled(tmp_path):
     def record(score):
-        return {"id": 7, "info": {"reward": score, "task_name": "task-1-boil", "var_num": 3},
-                "conversations": [{"role": "user", "content": "Task: boil water"},
-                                  {"role": "assistant", "content": "Action: look around"}]}
+        return {
+            "id": 7,
+            "info": {"reward": score, "task_name": "task-1-boil", "var_num": 3},
+            "conversations": [
+                {"role": "user", "content": "Task: boil water"},
+                {"role": "assistant", "content": "Action: look around"},
+            ],
+        }
 
     (full,) = import_file(write_array(tmp_path / "ok.json", [record(100)]), "eef-expert", _SciWorld()).trajectories
     assert (full.reward, full.success) == (1.0, True)
     for score, shown in ((150, "150"), (-100, "-100")):
-        with pytest.raises(DataError, match=re.escape(f"field 'info.reward': must be a finite number in [0, 100], "
-                                                      f"got {shown}")):
+        with pytest.raises(
+            DataError, match=re.escape(f"field 'info.reward': must be a finite number in [0, 100], got {shown}")
+        ):
             import_file(write_array(tmp_path / "bad.json", [record(score)]), "eef-expert", _SciWorld())
 
 
@@ -273,8 +309,11 @@ def test_a_file_without_records_is_an_error(tmp_path, shop_env, text):
 def test_a_file_whose_every_record_is_skipped_is_an_error(tmp_path, shop_env, expert_runs):
     silent = eto_record(expert_runs[0])
     silent["conversations"] = silent["conversations"][:3]
-    with pytest.raises(DataError, match=r"f\.jsonl:1: nothing to import: its only record is skipped, this first "
-                                        r"one because the conversation has no assistant turn"):
+    with pytest.raises(
+        DataError,
+        match=r"f\.jsonl:1: nothing to import: its only record is skipped, this first "
+        r"one because the conversation has no assistant turn",
+    ):
         import_file(write_lines(tmp_path / "f.jsonl", [silent]), "eto", shop_env)
 
 
@@ -301,8 +340,12 @@ def test_malformed_bytes_and_json_name_file_and_line(tmp_path, shop_env, expert_
         "digits.json": ("[" + good + ',\n{"id": ' + "7" * 5000 + "}]").encode(),
         "torn.jsonl": (good + "\n" + good[:100]).encode(),
     }
-    reasons = {"utf8": "not valid UTF-8", "deep": "nested too deeply to read",
-               "digits": "a number has too many digits to read", "torn": "as if cut short"}
+    reasons = {
+        "utf8": "not valid UTF-8",
+        "deep": "nested too deeply to read",
+        "digits": "a number has too many digits to read",
+        "torn": "as if cut short",
+    }
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
         with pytest.raises(DataError) as info:

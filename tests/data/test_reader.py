@@ -25,13 +25,16 @@ def test_json_lines_and_an_empty_array(tmp_path):
     assert list(iter_records(empty)) == []
 
 
-@pytest.mark.parametrize("text, line", [
-    ('[\n {"id": 1},\n {"id": 2,,}\n]', 3),
-    ('[\n {"id": 1}\n {"id": 2}\n]', 3),
-    ('[\n {"id": 1}\n', 3),
-    ('[\n {"id": 1}\n]\n junk', 4),
-    ('{"id": 1}\n{"id": \n', 2),
-])
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ('[\n {"id": 1},\n {"id": 2,,}\n]', 3),
+        ('[\n {"id": 1}\n {"id": 2}\n]', 3),
+        ('[\n {"id": 1}\n', 3),
+        ('[\n {"id": 1}\n]\n junk', 4),
+        ('{"id": 1}\n{"id": \n', 2),
+    ],
+)
 def test_bad_json_names_file_and_line(tmp_path, text, line):
     path = tmp_path / "bad.json"
     path.write_text(text)
@@ -45,13 +48,16 @@ def test_a_missing_file_is_named(tmp_path):
         list(iter_records(tmp_path / "absent.json"))
 
 
-@pytest.mark.parametrize("data, line, reason", [
-    (b'[\n {"id": 1},\n {"id": "\xff"}\n]', 3, "not valid UTF-8"),
-    (b'[\n {"id": 1},\n ' + b"[" * 100000 + b"]" * 100000 + b"\n]", 3, "nested too deeply to read"),
-    (b'[\n {"id": 1},\n {"id": ' + b"1" * 5000 + b"}\n]", 3, "a number has too many digits to read"),
-    (b'{"id": 1}\n{"id": ' + b"1" * 5000 + b"}\n", 2, "a number has too many digits to read"),
-    (b'{"id": 1}\n{"id": 2', 2, "as if cut short"),
-])
+@pytest.mark.parametrize(
+    "data, line, reason",
+    [
+        (b'[\n {"id": 1},\n {"id": "\xff"}\n]', 3, "not valid UTF-8"),
+        (b'[\n {"id": 1},\n ' + b"[" * 100000 + b"]" * 100000 + b"\n]", 3, "nested too deeply to read"),
+        (b'[\n {"id": 1},\n {"id": ' + b"1" * 5000 + b"}\n]", 3, "a number has too many digits to read"),
+        (b'{"id": 1}\n{"id": ' + b"1" * 5000 + b"}\n", 2, "a number has too many digits to read"),
+        (b'{"id": 1}\n{"id": 2', 2, "as if cut short"),
+    ],
+)
 def test_unreadable_records_name_file_and_line(tmp_path, data, line, reason):
     path = tmp_path / "bad.json"
     path.write_bytes(data)

@@ -11,17 +11,20 @@ from eef.data.resolve import (
 )
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("task-1-boil", "boil"),
-    ("task-2a-test-conductivity-of-unknown-substances", "test-conductivity-of-unknown-substances"),
-    ("task-5-chemistry-mix-paint-(secondary-color)", "chemistry-mix-paint-secondary-color"),
-    ("task-9-mendellian-genetics-(unknown-plant)", "mendelian-genetics-unknown-plant"),
-    ("use-thermometer", "use-thermometer"),
-    (6, "use-thermometer"),
-    (29, "mendelian-genetics-unknown-plant"),
-    (5, None),
-    ("task-99-juggling", None),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("task-1-boil", "boil"),
+        ("task-2a-test-conductivity-of-unknown-substances", "test-conductivity-of-unknown-substances"),
+        ("task-5-chemistry-mix-paint-(secondary-color)", "chemistry-mix-paint-secondary-color"),
+        ("task-9-mendellian-genetics-(unknown-plant)", "mendelian-genetics-unknown-plant"),
+        ("use-thermometer", "use-thermometer"),
+        (6, "use-thermometer"),
+        (29, "mendelian-genetics-unknown-plant"),
+        (5, None),
+        ("task-99-juggling", None),
+    ],
+)
 def test_scienceworld_names_in_every_spelling(name, expected):
     assert scienceworld_task_name(name) == expected
 
@@ -79,15 +82,22 @@ def test_instruction_without_price(resolver, shop_env):
     assert without_price(shop_env.instruction().lower()) == without_price(instruction_in(page))
 
 
-@pytest.mark.parametrize("hints, page, reason", [
-    (TaskHints(env="alfworld"), "x", "environment 'alfworld'"),
-    (TaskHints(task_id="shop_99999"), "x", "no task 'shop_99999'"),
-    (TaskHints(session=99999), "no page", "no task 'shop_99999'"),
-    (TaskHints(), "WebShop [SEP] Instruction: [SEP] buy a unicorn [SEP] Search", "no shop task has the instruction"),
-    (TaskHints(), "nothing", "no session index and no instruction"),
-    (TaskHints(scienceworld=("boil", 3)), "x", "no task 'boil/3'"),
-    (TaskHints(unresolvable="because"), "x", "because"),
-])
+@pytest.mark.parametrize(
+    "hints, page, reason",
+    [
+        (TaskHints(env="alfworld"), "x", "environment 'alfworld'"),
+        (TaskHints(task_id="shop_99999"), "x", "no task 'shop_99999'"),
+        (TaskHints(session=99999), "no page", "no task 'shop_99999'"),
+        (
+            TaskHints(),
+            "WebShop [SEP] Instruction: [SEP] buy a unicorn [SEP] Search",
+            "no shop task has the instruction",
+        ),
+        (TaskHints(), "nothing", "no session index and no instruction"),
+        (TaskHints(scienceworld=("boil", 3)), "x", "no task 'boil/3'"),
+        (TaskHints(unresolvable="because"), "x", "because"),
+    ],
+)
 def test_unresolved_records_say_why(resolver, hints, page, reason):
     resolution = resolver.resolve(hints, page)
     assert resolution.task_id is None and reason in resolution.reason

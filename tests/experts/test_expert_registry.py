@@ -22,8 +22,10 @@ def _dicts(trajectories):
 def test_scripted_expert_plays_as_the_scripted_shopper_with_the_goals_tier(shop_env, settings):
     tasks = shop_env.task_ids("train")[:60]
     played = expert_trajectories("scripted", shop_env, tasks, PROMPT, settings)
-    direct = [scripted_trajectory(shop_env, t, PROMPT, settings.scripted or ScriptedExpertConfig(), settings.seed)
-              for t in tasks]
+    direct = [
+        scripted_trajectory(shop_env, t, PROMPT, settings.scripted or ScriptedExpertConfig(), settings.seed)
+        for t in tasks
+    ]
     assert _dicts(played) == _dicts(direct)
     catalog = shop_env.catalog
     assert [t.meta for t in played] == [{"tier": catalog.goals[catalog.goal_index(t)].tier} for t in tasks]
@@ -37,7 +39,8 @@ def test_per_task_and_batch_paths_give_the_same_trajectories(shop_env):
         settings = ExpertSettings(seed=2)
         play = expert_program(name, settings)
         assert _dicts(play(shop_env, t, PROMPT) for t in tasks) == _dicts(
-            expert_trajectories(name, shop_env, tasks, PROMPT, settings))
+            expert_trajectories(name, shop_env, tasks, PROMPT, settings)
+        )
     oracle = expert_trajectories("oracle", shop_env, tasks, PROMPT)
     assert _dicts(oracle) == _dicts(oracle_trajectory(shop_env, t, PROMPT) for t in tasks)
     assert all(t.success for t in oracle)
@@ -56,9 +59,19 @@ def test_a_registered_expert_plays_with_its_settings(shop_env, monkeypatch):
     def first_search(env, task_id, prompt, settings):
         first = env.reset(task_id)
         step = env.step(f"search[try {settings.seed}]")
-        return Trajectory(id=f"mine/{task_id}", env=env.name, task_id=task_id, prompt=prompt, first_observation=first,
-                          turns=(), reward=step.reward, success=False, terminated=step.terminated,
-                          provenance=Provenance(source="mine", model="mine"), meta={"seed": settings.seed})
+        return Trajectory(
+            id=f"mine/{task_id}",
+            env=env.name,
+            task_id=task_id,
+            prompt=prompt,
+            first_observation=first,
+            turns=(),
+            reward=step.reward,
+            success=False,
+            terminated=step.terminated,
+            provenance=Provenance(source="mine", model="mine"),
+            meta={"seed": settings.seed},
+        )
 
     register_expert("mine", first_search)
     assert "mine" in expert_names()

@@ -30,9 +30,16 @@ def target_reached_at(env: ShopEnv, trajectory: Trajectory) -> int | None:
     the results page while the expert still had a step left, or None."""
     asin = env.catalog.goals[env.catalog.goal_index(trajectory.task_id)].asin
     turns = trajectory.turns
-    return next((i for i in key_actions(trajectory)
-                 if (turns[i].action == "click[Next >]" or turns[i].action.startswith("search["))
-                 and i + 1 < len(turns) and asin in _ASIN.findall(turns[i].observation)), None)
+    return next(
+        (
+            i
+            for i in key_actions(trajectory)
+            if (turns[i].action == "click[Next >]" or turns[i].action.startswith("search["))
+            and i + 1 < len(turns)
+            and asin in _ASIN.findall(turns[i].observation)
+        ),
+        None,
+    )
 
 
 def tier_report(env: ShopEnv, trajectories: Sequence[Trajectory]) -> dict[str, dict[str, float]]:
@@ -49,8 +56,10 @@ def tier_report(env: ShopEnv, trajectories: Sequence[Trajectory]) -> dict[str, d
         failed = [t for t in group if not t.success]
         successes = len(group) - len(failed)
         report[tier] = {
-            "episodes": len(group), "successes": successes,
-            "success_rate": successes / len(group) if group else 0.0, "failed": len(failed),
+            "episodes": len(group),
+            "successes": successes,
+            "success_rate": successes / len(group) if group else 0.0,
+            "failed": len(failed),
             "failed_with_key_action": sum(bool(key_actions(t)) for t in failed),
             "failed_reaching_target": sum(target_reached_at(env, t) is not None for t in failed),
         }
@@ -149,8 +158,13 @@ def test_the_first_query_is_the_instructions_words_at_each_tiers_rate(shop_env):
     def first_queries(rates):
         played = scripted_trajectories(shop_env, tasks, PROMPT, ScriptedExpertConfig(naive_query=rates))
         goals = shop_env.catalog.goals
-        return [(_tier(shop_env, t), t.actions[0] == f"search[{naive_query(goals[shop_env.catalog.goal_index(t.task_id)].instruction)}]")
-                for t in played]
+        return [
+            (
+                _tier(shop_env, t),
+                t.actions[0] == f"search[{naive_query(goals[shop_env.catalog.goal_index(t.task_id)].instruction)}]",
+            )
+            for t in played
+        ]
 
     always, never = first_queries((1.0, 1.0, 1.0)), first_queries((0.0, 0.0, 0.0))
     assert {tier for tier, _ in always} == {"easy", "medium", "hard"} and all(naive for _, naive in always)
@@ -170,7 +184,6 @@ def test_an_overlooked_target_is_found_again_after_paging(shop_env):
         else:
             assert t.actions[1:3] == ["click[Next >]", "click[< Prev]"] and t.actions[3:] == p.actions[1:]
             assert t.success and p.success
-
 
 
 def test_an_overlook_pages_back_once_and_later_paging_is_the_experts_own(shop_env):

@@ -22,10 +22,22 @@ M = 3
 
 
 def _trajectory(id, task, actions, success, start=0, parent=None, source="self", iteration=0):
-    turns = tuple(Turn(f"Action: {a}", a, f"obs after {a}", 1.0 if success and i == len(actions) - 1 else 0.0,
-                       i >= start) for i, a in enumerate(actions))
-    return Trajectory(id, "shop", task, (Message("system", "sys"),), "obs0", turns, 1.0 if success else 0.0,
-                      success, True, Provenance(source, iteration, start, parent))
+    turns = tuple(
+        Turn(f"Action: {a}", a, f"obs after {a}", 1.0 if success and i == len(actions) - 1 else 0.0, i >= start)
+        for i, a in enumerate(actions)
+    )
+    return Trajectory(
+        id,
+        "shop",
+        task,
+        (Message("system", "sys"),),
+        "obs0",
+        turns,
+        1.0 if success else 0.0,
+        success,
+        True,
+        Provenance(source, iteration, start, parent),
+    )
 
 
 def _expert(n=8, task="shop_1"):
@@ -37,8 +49,11 @@ def _simulations(expert, outcomes, agent_len=3):
     sims = []
     for position, ok in zip(state_positions(expert, M), outcomes):
         actions = [t.action for t in expert.turns[:position]] + [f"a{position}.{i}" for i in range(agent_len)]
-        sims.append(_trajectory(f"sim@{position}", expert.task_id, actions, ok, start=position,
-                                parent=expert.id if position else None))
+        sims.append(
+            _trajectory(
+                f"sim@{position}", expert.task_id, actions, ok, start=position, parent=expert.id if position else None
+            )
+        )
     return sims
 
 
@@ -126,8 +141,9 @@ def test_selection_prefers_fewest_actions_then_the_newest_iteration():
     tie_old = self_solutions([_trajectory("r3", "shop_1", ["y"] * 4, True)], iteration=1)
     chosen = select(long_self + tie_old + short_self)["shop_1@s0"]
     assert chosen.actions == 4 and chosen.iteration == 2
-    newest = select(long_self + short_self + self_solutions([_trajectory("r4", "shop_1", ["z"] * 7, True)], 3),
-                    rule="newest")["shop_1@s0"]
+    newest = select(
+        long_self + short_self + self_solutions([_trajectory("r4", "shop_1", ["z"] * 7, True)], 3), rule="newest"
+    )["shop_1@s0"]
     assert newest.iteration == 3
     assert select([], "fewest") == {}
     with pytest.raises(ValueError, match="unknown selection rule"):
@@ -136,8 +152,14 @@ def test_selection_prefers_fewest_actions_then_the_newest_iteration():
 
 def test_the_repository_accumulates_one_solution_per_state_over_iterations():
     repository = PositiveRepository()
-    assert repository.add(self_solutions([_trajectory("a", "shop_1", ["x"] * 5, True),
-                                          _trajectory("b", "shop_2", ["x"] * 3, False)], 1)) == 1
+    assert (
+        repository.add(
+            self_solutions(
+                [_trajectory("a", "shop_1", ["x"] * 5, True), _trajectory("b", "shop_2", ["x"] * 3, False)], 1
+            )
+        )
+        == 1
+    )
     assert repository.add(self_solutions([_trajectory("c", "shop_1", ["x"] * 6, True)], 2)) == 0  # longer: kept old
     assert repository.add(self_solutions([_trajectory("d", "shop_1", ["x"] * 3, True)], 3)) == 1
     (only,) = repository.trajectories()

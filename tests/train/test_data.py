@@ -38,9 +38,13 @@ CONVERSATION = [
 
 
 def _with_template(tokenizer, template: str, end: str, extra: tuple[str, ...]) -> PreTrainedTokenizerFast:
-    other = PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend_tokenizer.__class__.from_str(
-        tokenizer.backend_tokenizer.to_str()), bos_token="<|begin|>", eos_token=end, pad_token="<|pad|>",
-        additional_special_tokens=list(extra))
+    other = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer.backend_tokenizer.__class__.from_str(tokenizer.backend_tokenizer.to_str()),
+        bos_token="<|begin|>",
+        eos_token=end,
+        pad_token="<|pad|>",
+        additional_special_tokens=list(extra),
+    )
     other.chat_template = template
     return other
 
@@ -52,10 +56,16 @@ def _trained_text(tokenizer, example) -> str:
 def _templates(tiny_tokenizer):
     return {
         "eef tiny": (tiny_tokenizer, "<|end|>"),
-        "llama-3 style": (_with_template(tiny_tokenizer, LLAMA3_STYLE, "<|eot_id|>",
-                                         ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")), "<|eot_id|>"),
-        "chatml style": (_with_template(tiny_tokenizer, CHATML_STYLE, "<|im_end|>",
-                                        ("<|im_start|>", "<|im_end|>")), "<|im_end|>"),
+        "llama-3 style": (
+            _with_template(
+                tiny_tokenizer, LLAMA3_STYLE, "<|eot_id|>", ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
+            ),
+            "<|eot_id|>",
+        ),
+        "chatml style": (
+            _with_template(tiny_tokenizer, CHATML_STYLE, "<|im_end|>", ("<|im_start|>", "<|im_end|>")),
+            "<|im_end|>",
+        ),
     }
 
 
@@ -90,13 +100,26 @@ def test_a_turn_cut_by_max_length_loses_its_labels(tiny_tokenizer):
 
 def _trajectory(texts_and_masks, task="shop_1"):
     turns = tuple(Turn(text, "a", f"observation {i}", 0.0, mask) for i, (text, mask) in enumerate(texts_and_masks))
-    return Trajectory(f"t-{task}", "shop", task, (Message("system", "sys"),), "first observation", turns,
-                      0.0, False, True, Provenance("test"))
+    return Trajectory(
+        f"t-{task}",
+        "shop",
+        task,
+        (Message("system", "sys"),),
+        "first observation",
+        turns,
+        0.0,
+        False,
+        True,
+        Provenance("test"),
+    )
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.text(alphabet="abc xyz[]:.\n0123", min_size=1, max_size=30), st.booleans()),
-                min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.tuples(st.text(alphabet="abc xyz[]:.\n0123", min_size=1, max_size=30), st.booleans()), min_size=1, max_size=6
+    )
+)
 def test_labels_are_exactly_the_trainable_turns_for_any_mask_pattern(tiny_tokenizer, turns):
     example, _ = tokenize_conversation(_trajectory(turns).messages(), tiny_tokenizer, 10_000)
     expected = "".join(text + "<|end|>" for text, mask in turns if mask)
@@ -116,12 +139,16 @@ def test_tokenize_trajectories_counts_dropped_examples(tiny_tokenizer):
 
 
 def test_packing_keeps_every_example_once_within_the_row_length(tiny_tokenizer):
-    examples = [tokenize_conversation(_trajectory([("Action: " + "x" * n, True)], f"shop_{n}").messages(),
-                                      tiny_tokenizer, 10_000)[0] for n in range(1, 30)]
+    examples = [
+        tokenize_conversation(
+            _trajectory([("Action: " + "x" * n, True)], f"shop_{n}").messages(), tiny_tokenizer, 10_000
+        )[0]
+        for n in range(1, 30)
+    ]
     rows = pack_examples(examples, 64)
     assert all(len(r.input_ids) <= 64 for r in rows)
     assert len(rows) < len(examples)
-    pieces = sorted(tuple(r.input_ids[i:i + n]) for r in rows for i, n in _segments(r.position_ids))
+    pieces = sorted(tuple(r.input_ids[i : i + n]) for r in rows for i, n in _segments(r.position_ids))
     assert pieces == sorted(tuple(e.input_ids) for e in examples)
 
 
@@ -136,12 +163,14 @@ def test_packed_examples_do_not_attend_to_each_other(tiny_model_dir, tiny_tokeni
     from eef.train.trainer import collate, forward_logits
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    examples = [tokenize_conversation(_trajectory([(text, True)], f"shop_{i}").messages(), tiny_tokenizer, 10_000)[0]
-                for i, text in enumerate(["Action: search[red]", "Thought: long one.\nAction: click[Buy Now]"])]
+    examples = [
+        tokenize_conversation(_trajectory([(text, True)], f"shop_{i}").messages(), tiny_tokenizer, 10_000)[0]
+        for i, text in enumerate(["Action: search[red]", "Thought: long one.\nAction: click[Buy Now]"])
+    ]
     row = pack_examples(examples, 512)[0]
     assert len(_segments(row.position_ids)) == 2
     with torch.no_grad():
         packed = forward_logits(model, collate([row], tiny_tokenizer.pad_token_id))[0]
         for i, n in _segments(row.position_ids):
-            alone = model(input_ids=torch.tensor([row.input_ids[i:i + n]])).logits[0]
-            torch.testing.assert_close(packed[i:i + n], alone, atol=1e-4, rtol=1e-4)
+            alone = model(input_ids=torch.tensor([row.input_ids[i : i + n]])).logits[0]
+            torch.testing.assert_close(packed[i : i + n], alone, atol=1e-4, rtol=1e-4)

@@ -17,15 +17,18 @@ CONFIG = TrainConfig(epochs=3, learning_rate=5e-3, rows_per_step=2, micro_batch_
 @pytest.fixture(scope="module")
 def data(shop_env, tiny_tokenizer):
     prompt = build_prompt("shop")
-    train_set = tokenize_trajectories(oracle_trajectories(shop_env, shop_env.task_ids("train")[:40], prompt),
-                                      tiny_tokenizer, 2048)[0]
-    heldout = tokenize_trajectories(oracle_trajectories(shop_env, shop_env.task_ids("dev")[:10], prompt),
-                                    tiny_tokenizer, 2048)[0]
+    train_set = tokenize_trajectories(
+        oracle_trajectories(shop_env, shop_env.task_ids("train")[:40], prompt), tiny_tokenizer, 2048
+    )[0]
+    heldout = tokenize_trajectories(
+        oracle_trajectories(shop_env, shop_env.task_ids("dev")[:10], prompt), tiny_tokenizer, 2048
+    )[0]
     return train_set, heldout
 
 
-def test_training_lowers_the_heldout_loss_and_saves_a_loadable_checkpoint(tiny_model_dir, tiny_tokenizer, data,
-                                                                          tmp_path):
+def test_training_lowers_the_heldout_loss_and_saves_a_loadable_checkpoint(
+    tiny_model_dir, tiny_tokenizer, data, tmp_path
+):
     train_set, heldout = data
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     before = evaluate_loss(model, heldout, tiny_tokenizer.pad_token_id)
@@ -44,17 +47,26 @@ def test_training_lowers_the_heldout_loss_and_saves_a_loadable_checkpoint(tiny_m
 def test_the_same_seed_trains_the_same_weights(tiny_model_dir, tiny_tokenizer, data, tmp_path):
     train_set = data[0][:8]
     small = TrainConfig(epochs=1, learning_rate=3e-3, rows_per_step=2, micro_batch_rows=1, max_length=2048)
-    losses = [train(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tiny_tokenizer, train_set,
-                    tmp_path / f"run{i}", small).losses for i in range(2)]
+    losses = [
+        train(
+            AutoModelForCausalLM.from_pretrained(tiny_model_dir), tiny_tokenizer, train_set, tmp_path / f"run{i}", small
+        ).losses
+        for i in range(2)
+    ]
     assert losses[0] == losses[1]
 
 
 def test_lora_trains_adapters_and_saves_merged_weights(tiny_model_dir, tiny_tokenizer, data, tmp_path):
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    config = TrainConfig(epochs=1, learning_rate=1e-2, rows_per_step=2, micro_batch_rows=2, max_length=2048,
-                         lora=LoraSettings(r=4, alpha=8, dropout=0.0))
-    train(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tiny_tokenizer, data[0][:8], tmp_path / "lora",
-          config)
+    config = TrainConfig(
+        epochs=1,
+        learning_rate=1e-2,
+        rows_per_step=2,
+        micro_batch_rows=2,
+        max_length=2048,
+        lora=LoraSettings(r=4, alpha=8, dropout=0.0),
+    )
+    train(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tiny_tokenizer, data[0][:8], tmp_path / "lora", config)
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "lora")  # plain transformers, no PEFT needed
     base_weights, merged_weights = base.state_dict(), merged.state_dict()
     changed = [k for k in base_weights if not torch.equal(base_weights[k], merged_weights[k])]
@@ -73,8 +85,12 @@ def test_the_loss_over_kept_positions_equals_the_loss_over_full_logits(tiny_mode
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     batch = collate(rows_for(data[0][:3], TrainConfig(packing=False)), tiny_tokenizer.pad_token_id)
     targets = batch["labels"][:, 1:]
-    full = torch.nn.functional.cross_entropy(forward_logits(model, batch)[:, :-1].flatten(0, 1), targets.flatten(),
-                                             ignore_index=IGNORE_INDEX, reduction="sum")
+    full = torch.nn.functional.cross_entropy(
+        forward_logits(model, batch)[:, :-1].flatten(0, 1),
+        targets.flatten(),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
     loss, count = token_loss_sum(model, batch)
     assert count == int((targets != IGNORE_INDEX).sum()) > 0
     assert torch.allclose(loss, full, rtol=1e-5), (loss, full)
@@ -97,10 +113,18 @@ def test_length_grouped_batches_take_every_row_once_per_pass_with_little_padding
 
 
 def test_grouped_training_sees_every_token_each_epoch(tiny_model_dir, tiny_tokenizer, data, tmp_path):
-    config = TrainConfig(epochs=2, learning_rate=3e-3, rows_per_step=4, micro_batch_rows=2, max_length=2048,
-                         packing=False, group_by_length=True)
-    result = train(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tiny_tokenizer, data[0][:12],
-                   tmp_path / "grouped", config)
+    config = TrainConfig(
+        epochs=2,
+        learning_rate=3e-3,
+        rows_per_step=4,
+        micro_batch_rows=2,
+        max_length=2048,
+        packing=False,
+        group_by_length=True,
+    )
+    result = train(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), tiny_tokenizer, data[0][:12], tmp_path / "grouped", config
+    )
     assert result.steps == 6 and result.tokens == 2 * sum(len(e.input_ids) for e in data[0][:12])
 
 

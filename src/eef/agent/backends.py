@@ -21,14 +21,30 @@ def _hf(model: str, *, device: str, dtype: str, max_batch_size: int, **_: object
     return HFPolicy.from_pretrained(model, device=device, dtype=dtype, max_batch_size=max_batch_size)
 
 
-def _openai(model: str, *, base_url: str | None, concurrency: int, api_key_env: str, timeout_s: float,
-            max_retries: int, max_backoff_s: float, **_: object) -> Policy:
+def _openai(
+    model: str,
+    *,
+    base_url: str | None,
+    concurrency: int,
+    api_key_env: str,
+    timeout_s: float,
+    max_retries: int,
+    max_backoff_s: float,
+    **_: object,
+) -> Policy:
     from eef.agent.openai_policy import OpenAIPolicy
 
     if not base_url:
         raise EefError("the openai backend needs a server URL: --base-url http://localhost:8000/v1")
-    return OpenAIPolicy(base_url, model, api_key_env=api_key_env, concurrency=concurrency,
-                        timeout_s=timeout_s, max_retries=max_retries, max_backoff_s=max_backoff_s)
+    return OpenAIPolicy(
+        base_url,
+        model,
+        api_key_env=api_key_env,
+        concurrency=concurrency,
+        timeout_s=timeout_s,
+        max_retries=max_retries,
+        max_backoff_s=max_backoff_s,
+    )
 
 
 def _vllm(model: str, *, dtype: str, **_: object) -> Policy:
@@ -52,10 +68,20 @@ def backend_names() -> list[str]:
     return list(_BACKENDS)
 
 
-def build_policy(backend: str, model: str, *, base_url: str | None = None, device: str = "auto",
-                 dtype: str = "auto", max_batch_size: int = 64, concurrency: int = 16,
-                 api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 60.0, max_retries: int = 5,
-                 max_backoff_s: float = 60.0) -> Policy:
+def build_policy(
+    backend: str,
+    model: str,
+    *,
+    base_url: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    max_batch_size: int = 64,
+    concurrency: int = 16,
+    api_key_env: str = "OPENAI_API_KEY",
+    timeout_s: float = 60.0,
+    max_retries: int = 5,
+    max_backoff_s: float = 60.0,
+) -> Policy:
     """The policy for ``model`` (a checkpoint directory, hub id or served model name).
 
     Args:
@@ -73,9 +99,18 @@ def build_policy(backend: str, model: str, *, base_url: str | None = None, devic
     """
     if backend not in _BACKENDS:
         raise UnknownNameError("backend", backend, backend_names())
-    return _BACKENDS[backend](model, base_url=base_url, device=device, dtype=dtype, max_batch_size=max_batch_size,
-                              concurrency=concurrency, api_key_env=api_key_env, timeout_s=timeout_s,
-                              max_retries=max_retries, max_backoff_s=max_backoff_s)
+    return _BACKENDS[backend](
+        model,
+        base_url=base_url,
+        device=device,
+        dtype=dtype,
+        max_batch_size=max_batch_size,
+        concurrency=concurrency,
+        api_key_env=api_key_env,
+        timeout_s=timeout_s,
+        max_retries=max_retries,
+        max_backoff_s=max_backoff_s,
+    )
 
 
 def _require_directory(model: str) -> None:

@@ -31,19 +31,32 @@ def register() -> str:
     return NAME
 
 
-def grouped_sdpa(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                 attention_mask: torch.Tensor | None, row_spans: Sequence[tuple[int, int, int, int]] | None = None,
-                 **kwargs: Any) -> tuple[torch.Tensor, None]:
+def grouped_sdpa(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    row_spans: Sequence[tuple[int, int, int, int]] | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """SDPA attention; a one-token step with ``row_spans`` (row from, row to, column from, column
     to) attends each group of rows to its own columns only."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if row_spans is None or query.shape[2] != 1:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    outputs = [sdpa_attention_forward(module, query[r0:r1], key[r0:r1, :, c0:c1], value[r0:r1, :, c0:c1],
-                                      None if attention_mask is None else attention_mask[r0:r1, ..., c0:c1],
-                                      **kwargs)[0]
-               for r0, r1, c0, c1 in row_spans]
+    outputs = [
+        sdpa_attention_forward(
+            module,
+            query[r0:r1],
+            key[r0:r1, :, c0:c1],
+            value[r0:r1, :, c0:c1],
+            None if attention_mask is None else attention_mask[r0:r1, ..., c0:c1],
+            **kwargs,
+        )[0]
+        for r0, r1, c0, c1 in row_spans
+    ]
     return torch.cat(outputs), None
 
 
@@ -68,6 +81,6 @@ def row_groups(lengths: Sequence[int], call_cost: int = CALL_COST_IN_COLUMNS) ->
                 best[j], cut[j] = cost, i
     groups, j = [], n
     while j > 0:
-        groups.append((cut[j], j, max(lengths[cut[j]:j])))
+        groups.append((cut[j], j, max(lengths[cut[j] : j])))
         j = cut[j]
     return groups[::-1]

@@ -100,8 +100,16 @@ class HFPolicy(Policy):
             separate forwards (see :func:`prefill_groups`); None reads every row in one.
     """
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, name: str = "hf",
-                 max_batch_size: int = 64, prefix_cache_entries: int | None = None, prefill_spread: int | None = 3):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        name: str = "hf",
+        max_batch_size: int = 64,
+        prefix_cache_entries: int | None = None,
+        prefill_spread: int | None = 3,
+    ):
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.max_batch_size = max_batch_size
         self.prefill_spread = prefill_spread
@@ -119,13 +127,26 @@ class HFPolicy(Policy):
             model.set_attn_implementation(grouped_attention.register())
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, device: str = "auto", dtype: str = "auto",
-                        max_batch_size: int = 64, prefix_cache_entries: int | None = None,
-                        prefill_spread: int | None = 3) -> HFPolicy:
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        max_batch_size: int = 64,
+        prefix_cache_entries: int | None = None,
+        prefill_spread: int | None = 3,
+    ) -> HFPolicy:
         """Load a checkpoint directory (or hub id) and wrap it."""
         model, tokenizer = load_model_and_tokenizer(path, device, dtype)
-        return cls(model, tokenizer, name=str(path), max_batch_size=max_batch_size,
-                   prefix_cache_entries=prefix_cache_entries, prefill_spread=prefill_spread)
+        return cls(
+            model,
+            tokenizer,
+            name=str(path),
+            max_batch_size=max_batch_size,
+            prefix_cache_entries=prefix_cache_entries,
+            prefill_spread=prefill_spread,
+        )
 
     @property
     def context_length(self) -> int | None:
@@ -144,9 +165,13 @@ class HFPolicy(Policy):
         order = sorted(range(len(requests)), key=lambda i: -len(prompts[i]))
         results: dict[int, Completion] = {}
         for start in range(0, len(order), self.max_batch_size):
-            chunk = order[start:start + self.max_batch_size]
-            texts = self._decode([prompts[i] for i in chunk], [requests[i].seed for i in chunk],
-                                 [requests[i].conversation for i in chunk], params)
+            chunk = order[start : start + self.max_batch_size]
+            texts = self._decode(
+                [prompts[i] for i in chunk],
+                [requests[i].seed for i in chunk],
+                [requests[i].conversation for i in chunk],
+                params,
+            )
             results.update(zip(chunk, texts))
         return [results[i] for i in range(len(requests))]
 
@@ -161,11 +186,14 @@ class HFPolicy(Policy):
             self.prefix_cache.clear()
 
     @torch.inference_mode()
-    def _decode(self, prompts: list[list[int]], seeds: list[int], conversations: list[str | None],
-                params: SamplingParams) -> list[Completion]:
+    def _decode(
+        self, prompts: list[list[int]], seeds: list[int], conversations: list[str | None], params: SamplingParams
+    ) -> list[Completion]:
         batch = len(prompts)
-        reused = [self.prefix_cache.lookup(c, p) if self.prefix_cache is not None else (None, 0)
-                  for c, p in zip(conversations, prompts)]
+        reused = [
+            self.prefix_cache.lookup(c, p) if self.prefix_cache is not None else (None, 0)
+            for c, p in zip(conversations, prompts)
+        ]
         cache, attention, positions, logits = self._prefill(prompts, reused, params.max_new_tokens)
         if self.grouped:
             cache, attention = self._right_align(cache, attention, params.max_new_tokens)
@@ -178,8 +206,9 @@ class HFPolicy(Policy):
         live = list(range(batch))  # cache slots still decoding
         feed = torch.full((batch, 1), self.pad_id, dtype=torch.long, device=self.device)
         for _ in range(params.max_new_tokens):
-            tokens = self._sample(logits[live] if len(live) < len(rows) else logits,
-                                  [noise[rows[slot]] for slot in live], params)
+            tokens = self._sample(
+                logits[live] if len(live) < len(rows) else logits, [noise[rows[slot]] for slot in live], params
+            )
             still, still_tokens = [], []
             for slot, token in zip(live, tokens.tolist()):
                 row = rows[slot]
@@ -196,8 +225,14 @@ class HFPolicy(Policy):
                 break
             if len(still) < len(live):
                 ended = sorted(set(live) - set(still))
-                self._remember(cache, attention[:, :filled], [(slot, rows[slot]) for slot in ended],
-                               prompts, generated, conversations)
+                self._remember(
+                    cache,
+                    attention[:, :filled],
+                    [(slot, rows[slot]) for slot in ended],
+                    prompts,
+                    generated,
+                    conversations,
+                )
             feed[still, 0] = torch.tensor(still_tokens, device=self.device)
             if len(still) <= COMPACT_AT * len(rows):  # drop finished rows from the cache and the masks
                 attention, positions, feed = self._keep_slots(cache, still, attention, positions, feed)
@@ -208,15 +243,25 @@ class HFPolicy(Policy):
             filled += 1
             positions = positions + 1
             grouping = {} if spans is None else {"row_spans": [(r0, r1, c0, filled) for r0, r1, c0 in spans]}
-            logits = self.model(input_ids=feed, attention_mask=attention, position_ids=positions,
-                                past_key_values=cache, use_cache=True, **grouping).logits[:, -1, :]
-        self._remember(cache, attention[:, :filled], [(slot, rows[slot]) for slot in live], prompts, generated,
-                       conversations)
+            logits = self.model(
+                input_ids=feed,
+                attention_mask=attention,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+                **grouping,
+            ).logits[:, -1, :]
+        self._remember(
+            cache, attention[:, :filled], [(slot, rows[slot]) for slot in live], prompts, generated, conversations
+        )
         completions = []
         for row in range(batch):
             text, _ = apply_stop(self._text(generated[row]), params.stop)
-            completions.append(Completion(text.strip(), len(prompts[row]), len(generated[row]), finish[row],
-                                          {"cached_tokens": reused[row][1]}))
+            completions.append(
+                Completion(
+                    text.strip(), len(prompts[row]), len(generated[row]), finish[row], {"cached_tokens": reused[row][1]}
+                )
+            )
         return completions
 
     def _row_spans(self, attention: torch.Tensor, filled: int) -> list[tuple[int, int, int]] | None:
@@ -227,8 +272,9 @@ class HFPolicy(Policy):
         lengths = attention[:, :filled].sum(dim=1).tolist()
         return [(r0, r1, filled - longest) for r0, r1, longest in grouped_attention.row_groups(lengths)]
 
-    def _right_align(self, cache: StaticCache, attention: torch.Tensor,
-                     max_new_tokens: int) -> tuple[StaticCache, torch.Tensor]:
+    def _right_align(
+        self, cache: StaticCache, attention: torch.Tensor, max_new_tokens: int
+    ) -> tuple[StaticCache, torch.Tensor]:
         """Move each row's cached tokens, in order, to the right end of a cache as wide as the
         longest row (plus room for the completion): one copy of the cache, after which a row's
         padding is all on its left, which :func:`_row_spans` skips, and no row reads another's width.
@@ -238,7 +284,7 @@ class HFPolicy(Policy):
         valid = attention[:, :filled].bool()
         width = int(valid.sum(dim=1).max())
         # a stable sort puts each row's padding columns first and its tokens after them, in order
-        index = torch.sort(valid.to(torch.uint8), dim=1, stable=True).indices[:, filled - width:]
+        index = torch.sort(valid.to(torch.uint8), dim=1, stable=True).indices[:, filled - width :]
         aligned = torch.zeros((len(attention), width + max_new_tokens), dtype=attention.dtype, device=self.device)
         aligned[:, :width] = valid.gather(1, index)
         moved = StaticCache(config=self.model.config, max_cache_len=aligned.shape[1])
@@ -267,7 +313,7 @@ class HFPolicy(Policy):
         string spans at most as many tokens as it has characters, plus one partial token)."""
         if not stop:
             return False
-        return apply_stop(self._text(tokens[-(max(map(len, stop)) + 1):]), stop)[1]
+        return apply_stop(self._text(tokens[-(max(map(len, stop)) + 1) :]), stop)[1]
 
     def _text(self, tokens: list[int]) -> str:
         """The text of generated tokens, without special tokens."""
@@ -275,8 +321,9 @@ class HFPolicy(Policy):
         assert isinstance(text, str), "one sequence of ids decodes to one string"
         return text
 
-    def _prefill(self, prompts: list[list[int]], reused: list[tuple[CacheEntry | None, int]],
-                 max_new_tokens: int) -> tuple[StaticCache, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _prefill(
+        self, prompts: list[list[int]], reused: list[tuple[CacheEntry | None, int]], max_new_tokens: int
+    ) -> tuple[StaticCache, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Read every row's uncached tokens; returns the cache (with room for the completion), the
         attention mask, each row's last position and its next-token logits.
 
@@ -291,7 +338,8 @@ class HFPolicy(Policy):
         parts = []
         for rows in groups:
             cache, input_ids, attention, positions = self._prefill_inputs(
-                [prompts[r] for r in rows], [reused[r] for r in rows], 0)
+                [prompts[r] for r in rows], [reused[r] for r in rows], 0
+            )
             logits = self._first_logits(cache, input_ids, attention, positions)
             parts.append((torch.tensor(rows, device=self.device), cache, attention, positions[:, -1:], logits))
         width, batch = max(part[2].shape[1] for part in parts), len(prompts)
@@ -302,8 +350,9 @@ class HFPolicy(Policy):
         layers = static_layers(cache)
         for layer, sample in zip(layers, static_layers(parts[0][1])):
             sample_keys, sample_values = keys_values(sample)
-            layer.lazy_initialization(sample_keys[:1].expand(batch, -1, -1, -1),
-                                      sample_values[:1].expand(batch, -1, -1, -1))
+            layer.lazy_initialization(
+                sample_keys[:1].expand(batch, -1, -1, -1), sample_values[:1].expand(batch, -1, -1, -1)
+            )
             layer.cumulative_length.fill_(width)
         for part_rows, part, part_attention, part_positions, part_logits in parts:
             offset = width - part_attention.shape[1]
@@ -315,13 +364,21 @@ class HFPolicy(Policy):
                 values[part_rows, :, offset:width] = part_values
         return cache, attention, positions, logits
 
-    def _first_logits(self, cache: StaticCache, input_ids: torch.Tensor, attention: torch.Tensor,
-                      positions: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                          past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
+    def _first_logits(
+        self, cache: StaticCache, input_ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor
+    ) -> torch.Tensor:
+        return self.model(
+            input_ids=input_ids,
+            attention_mask=attention,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1, :]
 
-    def _prefill_inputs(self, prompts: list[list[int]], reused: list[tuple[CacheEntry | None, int]],
-                        max_new_tokens: int) -> tuple[StaticCache, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _prefill_inputs(
+        self, prompts: list[list[int]], reused: list[tuple[CacheEntry | None, int]], max_new_tokens: int
+    ) -> tuple[StaticCache, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The cache and tensors of the first forward.
 
         Per row the cache holds ``[pad | reused KV][pad | new tokens][room for the completion]``:
@@ -338,27 +395,36 @@ class HFPolicy(Policy):
         attention = torch.zeros((batch, width_cached + width_new + max_new_tokens), dtype=torch.long)
         positions = torch.zeros((batch, width_new), dtype=torch.long)
         for row, (c, tokens) in enumerate(zip(cached, fresh)):
-            input_ids[row, width_new - len(tokens):] = torch.tensor(tokens)
-            attention[row, width_cached - c:width_cached] = 1
-            attention[row, width_cached + width_new - len(tokens):width_cached + width_new] = 1
-            positions[row, width_new - len(tokens):] = torch.arange(c, c + len(tokens))
+            input_ids[row, width_new - len(tokens) :] = torch.tensor(tokens)
+            attention[row, width_cached - c : width_cached] = 1
+            attention[row, width_cached + width_new - len(tokens) : width_cached + width_new] = 1
+            positions[row, width_new - len(tokens) :] = torch.arange(c, c + len(tokens))
         cache = StaticCache(config=self.model.config, max_cache_len=attention.shape[1])
         if width_cached:
             some = next(entry for entry, _ in reused if entry is not None)
             for index, layer in enumerate(static_layers(cache)):
                 some_keys, some_values = some.layers[index]
-                layer.lazy_initialization(some_keys.new_zeros((batch, *some_keys.shape[1:])),
-                                          some_values.new_zeros((batch, *some_values.shape[1:])))
+                layer.lazy_initialization(
+                    some_keys.new_zeros((batch, *some_keys.shape[1:])),
+                    some_values.new_zeros((batch, *some_values.shape[1:])),
+                )
                 keys, values = keys_values(layer)
                 for row, (entry, c) in enumerate(reused):
                     if entry is not None and c:  # a lookup covers no token exactly when it returns no entry
-                        keys[row, :, width_cached - c:width_cached] = entry.layers[index][0][0, :, :c]
-                        values[row, :, width_cached - c:width_cached] = entry.layers[index][1][0, :, :c]
+                        keys[row, :, width_cached - c : width_cached] = entry.layers[index][0][0, :, :c]
+                        values[row, :, width_cached - c : width_cached] = entry.layers[index][1][0, :, :c]
                 layer.cumulative_length.fill_(width_cached)
         return cache, input_ids.to(self.device), attention.to(self.device), positions.to(self.device)
 
-    def _remember(self, cache: StaticCache, attention: torch.Tensor, slots_rows: list[tuple[int, int]],
-                  prompts: list[list[int]], generated: list[list[int]], conversations: list[str | None]) -> None:
+    def _remember(
+        self,
+        cache: StaticCache,
+        attention: torch.Tensor,
+        slots_rows: list[tuple[int, int]],
+        prompts: list[list[int]],
+        generated: list[list[int]],
+        conversations: list[str | None],
+    ) -> None:
         """Keep finished rows' KV (the tokens actually fed) for the conversation's next turn."""
         if self.prefix_cache is None:
             return
@@ -369,8 +435,10 @@ class HFPolicy(Policy):
                 continue
             mask = attention[slot].bool()
             fed = (prompts[row] + generated[row])[: int(mask.sum())]
-            layers = [(keys[slot:slot + 1, :, :width][:, :, mask], values[slot:slot + 1, :, :width][:, :, mask])
-                      for keys, values in map(keys_values, static_layers(cache))]
+            layers = [
+                (keys[slot : slot + 1, :, :width][:, :, mask], values[slot : slot + 1, :, :width][:, :, mask])
+                for keys, values in map(keys_values, static_layers(cache))
+            ]
             self.prefix_cache.put(conversation, CacheEntry(fed, layers))
 
     @staticmethod

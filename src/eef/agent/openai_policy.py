@@ -76,11 +76,26 @@ class OpenAIPolicy(Policy):
             ``usage_unknown`` (replies whose token counts were unreadable, counted as 0).
     """
 
-    def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY",
-                 concurrency: int = 16, timeout_s: float = 60, max_retries: int = 5,
-                 backoff_s: float = 1.0, max_backoff_s: float = 60.0, extra_body: dict[str, Any] | None = None):
-        check_settings(concurrency=concurrency, timeout_s=timeout_s, max_retries=max_retries,
-                       backoff_s=backoff_s, max_backoff_s=max_backoff_s)
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 16,
+        timeout_s: float = 60,
+        max_retries: int = 5,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+        extra_body: dict[str, Any] | None = None,
+    ):
+        check_settings(
+            concurrency=concurrency,
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            backoff_s=backoff_s,
+            max_backoff_s=max_backoff_s,
+        )
         self.name = model
         self.base_url = base_url.rstrip("/")
         self.timeout_s, self.max_retries = float(timeout_s), max_retries
@@ -92,8 +107,10 @@ class OpenAIPolicy(Policy):
         api_key = os.environ.get(api_key_env, "")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
-            headers=headers, timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency))
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
         self._semaphore = asyncio.Semaphore(concurrency)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="eef-openai-policy", daemon=True)
@@ -138,9 +155,13 @@ class OpenAIPolicy(Policy):
 
     async def _complete(self, request: GenerationRequest, params: SamplingParams) -> Completion:
         body: dict[str, Any] = {
-            "model": self.name, "messages": [dict(m) for m in request.messages],
-            "temperature": params.temperature, "top_p": params.top_p, "max_tokens": params.max_new_tokens,
-            "seed": request.seed, **self.extra_body,
+            "model": self.name,
+            "messages": [dict(m) for m in request.messages],
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_new_tokens,
+            "seed": request.seed,
+            **self.extra_body,
         }
         if params.stop:
             body["stop"] = list(params.stop)
@@ -157,9 +178,13 @@ class OpenAIPolicy(Policy):
         if reply.usage_unknown:
             self.metrics["usage_unknown"] += 1
             extra["usage_unknown"] = True
-        return Completion(text.strip(),  # stripped as HFPolicy does, so backends agree
-                          reply.prompt_tokens or 0, reply.completion_tokens or 0,
-                          "stop" if stopped else reply.finish_reason or "stop", extra)
+        return Completion(
+            text.strip(),  # stripped as HFPolicy does, so backends agree
+            reply.prompt_tokens or 0,
+            reply.completion_tokens or 0,
+            "stop" if stopped else reply.finish_reason or "stop",
+            extra,
+        )
 
     async def _post(self, body: dict[str, Any]) -> Reply:
         url = f"{self.base_url}/chat/completions"
@@ -198,13 +223,17 @@ class OpenAIPolicy(Policy):
                 return read_reply(response.json())
             except (ValueError, RecursionError) as error:  # not JSON (or nested past reading), or a MalformedReply
                 self.metrics["malformed_replies"] += 1
-                problem = str(error) if isinstance(error, MalformedReply) else \
-                    f"the reply is not JSON: {response.text[:200]!r}"
+                problem = (
+                    str(error)
+                    if isinstance(error, MalformedReply)
+                    else f"the reply is not JSON: {response.text[:200]!r}"
+                )
                 raise _Transient(one_line(self._redact(problem))) from None
         message = one_line(self._redact(error_message(response)))
         if response.status_code == 429 or response.status_code >= 500:
-            raise _Transient(f"HTTP {response.status_code}: {message}",
-                             parse_retry_after(response.headers.get("retry-after")))
+            raise _Transient(
+                f"HTTP {response.status_code}: {message}", parse_retry_after(response.headers.get("retry-after"))
+            )
         raise EefError(f"{url}: HTTP {response.status_code}: {message}")
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
@@ -226,8 +255,14 @@ def check_settings(**settings: float) -> None:
         EefError: every bad setting, named.
     """
     try:
-        check_fields(SimpleNamespace(**settings), concurrency=at_least(1), timeout_s=above(0),
-                     max_retries=at_least(0), backoff_s=at_least(0), max_backoff_s=at_least(0))
+        check_fields(
+            SimpleNamespace(**settings),
+            concurrency=at_least(1),
+            timeout_s=above(0),
+            max_retries=at_least(0),
+            backoff_s=at_least(0),
+            max_backoff_s=at_least(0),
+        )
     except FieldErrors as e:
         raise EefError(f"openai backend: {e}") from None
 
@@ -265,8 +300,7 @@ def read_reply(data: Any) -> Reply:
         raise MalformedReply("choices[0].message", f"expected an object, got {_shown(message)}")
     content = message_text(message.get("content"), "choices[0].message.content")
     finish_reason = choice.get("finish_reason")
-    return Reply(content, finish_reason if isinstance(finish_reason, str) else None,
-                 **read_usage(data.get("usage")))
+    return Reply(content, finish_reason if isinstance(finish_reason, str) else None, **read_usage(data.get("usage")))
 
 
 def message_text(content: Any, field: str) -> str:
@@ -302,13 +336,16 @@ def read_usage(usage: Any) -> dict[str, Any]:
     if not isinstance(usage, dict):
         return {"usage_unknown": True}
     details = usage.get("prompt_tokens_details")
-    counts = {"prompt_tokens": _count(usage.get("prompt_tokens")),
-              "completion_tokens": _count(usage.get("completion_tokens")),
-              "cached_tokens": _count(details.get("cached_tokens")) if isinstance(details, dict) else None}
-    unknown = (any(counts[k] is None and usage.get(k) is not None for k in ("prompt_tokens", "completion_tokens"))
-               or (details is not None and not isinstance(details, dict))
-               or (isinstance(details, dict) and counts["cached_tokens"] is None
-                   and details.get("cached_tokens") is not None))
+    counts = {
+        "prompt_tokens": _count(usage.get("prompt_tokens")),
+        "completion_tokens": _count(usage.get("completion_tokens")),
+        "cached_tokens": _count(details.get("cached_tokens")) if isinstance(details, dict) else None,
+    }
+    unknown = (
+        any(counts[k] is None and usage.get(k) is not None for k in ("prompt_tokens", "completion_tokens"))
+        or (details is not None and not isinstance(details, dict))
+        or (isinstance(details, dict) and counts["cached_tokens"] is None and details.get("cached_tokens") is not None)
+    )
     return {**counts, "usage_unknown": unknown}
 
 

@@ -49,7 +49,7 @@ def parse_turn(text: object) -> ParsedTurn:
         return ParsedTurn("", "", False)
     marker = _last_marker(text)
     if marker:
-        head, tail, has_marker = text[: marker.start()], text[marker.end():], True
+        head, tail, has_marker = text[: marker.start()], text[marker.end() :], True
     else:
         head, tail, has_marker = "", _last_line(text), False
     action = _normalise(_first_line(tail))

@@ -101,7 +101,6 @@ class Policy(Closable, Protocol):
         return None  # a body, so that the default is not abstract
 
 
-
 def apply_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """Cut ``text`` at the first stop string; returns the text and whether one was found."""
     cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)

@@ -34,17 +34,26 @@ _GENERIC_INSTRUCTION = (
 # (observation, thought, action) exchanges shown before the task; the example shop is not any
 # environment's catalog, so it teaches the format without leaking answers.
 _WEB_EXAMPLE = (
-    ("WebShop [SEP] Instruction: [SEP] i need a blue wool scarf for winter, and price lower than "
-     "30.00 dollars [SEP] Search",
-     "I should search for a blue wool scarf.", "search[blue wool scarf]"),
-    ("Instruction: [SEP] i need a blue wool scarf for winter, and price lower than 30.00 dollars "
-     "[SEP] Back to Search [SEP] Page 1 (Total results: 50) [SEP] Next > [SEP] X0001 [SEP] wool "
-     "scarf, knitted [SEP] $24.00 [SEP] X0002 [SEP] cotton scarf [SEP] $9.00",
-     "X0001 is a wool scarf under 30 dollars.", "click[X0001]"),
-    ("Instruction: [SEP] i need a blue wool scarf for winter, and price lower than 30.00 dollars "
-     "[SEP] Back to Search [SEP] < Prev [SEP] color [SEP] blue [SEP] grey [SEP] wool scarf, knitted "
-     "[SEP] Price: $24.00 [SEP] Rating: N.A. [SEP] Description [SEP] Features [SEP] Reviews [SEP] Buy Now",
-     "The instruction asks for blue.", "click[blue]"),
+    (
+        "WebShop [SEP] Instruction: [SEP] i need a blue wool scarf for winter, and price lower than "
+        "30.00 dollars [SEP] Search",
+        "I should search for a blue wool scarf.",
+        "search[blue wool scarf]",
+    ),
+    (
+        "Instruction: [SEP] i need a blue wool scarf for winter, and price lower than 30.00 dollars "
+        "[SEP] Back to Search [SEP] Page 1 (Total results: 50) [SEP] Next > [SEP] X0001 [SEP] wool "
+        "scarf, knitted [SEP] $24.00 [SEP] X0002 [SEP] cotton scarf [SEP] $9.00",
+        "X0001 is a wool scarf under 30 dollars.",
+        "click[X0001]",
+    ),
+    (
+        "Instruction: [SEP] i need a blue wool scarf for winter, and price lower than 30.00 dollars "
+        "[SEP] Back to Search [SEP] < Prev [SEP] color [SEP] blue [SEP] grey [SEP] wool scarf, knitted "
+        "[SEP] Price: $24.00 [SEP] Rating: N.A. [SEP] Description [SEP] Features [SEP] Reviews [SEP] Buy Now",
+        "The instruction asks for blue.",
+        "click[blue]",
+    ),
     ("You have clicked blue.", "The item matches; buy it.", "click[Buy Now]"),
 )
 
@@ -71,15 +80,21 @@ class PromptConfig:
 DEFAULT_PROMPT = PromptConfig()
 
 
-def build_prompt(env_name: str, config: PromptConfig = DEFAULT_PROMPT, env: TextEnv | None = None,
-                 ) -> tuple[Message, ...]:
+def build_prompt(
+    env_name: str,
+    config: PromptConfig = DEFAULT_PROMPT,
+    env: TextEnv | None = None,
+) -> tuple[Message, ...]:
     """The messages before the first observation.
 
     An environment brings its own text through its ``agent_instruction`` and ``agent_example``
     (see :class:`eef.envs.protocol.TextEnv`); ``config.instruction`` overrides the instruction.
     """
-    instruction = (config.instruction or (env.agent_instruction if env is not None else None)
-                   or INSTRUCTIONS.get(env_name, _GENERIC_INSTRUCTION))
+    instruction = (
+        config.instruction
+        or (env.agent_instruction if env is not None else None)
+        or INSTRUCTIONS.get(env_name, _GENERIC_INSTRUCTION)
+    )
     if config.system_role:
         messages = [Message("system", instruction)]
     else:

@@ -50,8 +50,9 @@ class BadRequest(ValueError):
     """A request body the server cannot serve (answered with 400)."""
 
 
-def parse_chat_request(body: Any, *, max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT
-                       ) -> tuple[GenerationRequest, SamplingParams]:
+def parse_chat_request(
+    body: Any, *, max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT
+) -> tuple[GenerationRequest, SamplingParams]:
     """The generation request and sampling settings of a chat completion request body.
 
     Args:
@@ -104,10 +105,12 @@ def _content(content: Any, i: int) -> str:
     if isinstance(content, str):
         return content
     parts_ok = isinstance(content, list) and all(
-        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content)
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content
+    )
     if not parts_ok:
-        raise BadRequest(f"messages[{i}] must be an object with string 'role' and 'content' "
-                         "(a string or a list of text parts)")
+        raise BadRequest(
+            f"messages[{i}] must be an object with string 'role' and 'content' (a string or a list of text parts)"
+        )
     return "".join(part["text"] for part in content)
 
 
@@ -173,8 +176,10 @@ def context_check(policy: Policy) -> Check | None:
         except Exception as error:  # the template refused the conversation: the client's to fix
             raise BadRequest(f"the conversation cannot be rendered: {type(error).__name__}: {error}") from None
         if tokens + params.max_new_tokens > context:
-            raise BadRequest(f"the conversation has {tokens} tokens; with 'max_tokens' {params.max_new_tokens} "
-                             f"it exceeds the model's context of {context}")
+            raise BadRequest(
+                f"the conversation has {tokens} tokens; with 'max_tokens' {params.max_new_tokens} "
+                f"it exceeds the model's context of {context}"
+            )
 
     return check
 
@@ -182,12 +187,23 @@ def context_check(policy: Policy) -> Check | None:
 def chat_completion(completion: Completion, model: str) -> dict[str, Any]:
     """A completion in the shape of an OpenAI ``chat.completion`` object."""
     return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": completion.text},
-                     "logprobs": None, "finish_reason": completion.finish_reason}],
-        "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
-                  "total_tokens": completion.prompt_tokens + completion.completion_tokens},
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": completion.text},
+                "logprobs": None,
+                "finish_reason": completion.finish_reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+            "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+        },
     }
 
 
@@ -211,8 +227,9 @@ class Batcher:
             need not be thread-safe); what it raises goes to that request's client alone.
     """
 
-    def __init__(self, policy: Policy, *, batch_window_s: float = 0.01, max_batch: int = 32,
-                 check: Check | None = None):
+    def __init__(
+        self, policy: Policy, *, batch_window_s: float = 0.01, max_batch: int = 32, check: Check | None = None
+    ):
         self.policy, self.batch_window_s, self.max_batch = policy, batch_window_s, max_batch
         self.check = check
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
@@ -244,8 +261,10 @@ class Batcher:
     def load(self) -> dict[str, Any]:
         """Requests waiting and how long the current ``generate`` call has run (for ``/health``)."""
         busy_since = self._busy_since
-        return {"queued": self._queue.qsize(),
-                "generating_s": round(time.monotonic() - busy_since, 3) if busy_since is not None else 0.0}
+        return {
+            "queued": self._queue.qsize(),
+            "generating_s": round(time.monotonic() - busy_since, 3) if busy_since is not None else 0.0,
+        }
 
     def close(self) -> None:
         """Refuse new requests, serve those already queued and stop the worker."""
@@ -308,8 +327,9 @@ class Batcher:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], batcher: Batcher, model: str, *, max_tokens_limit: int,
-                 max_body_bytes: int):
+    def __init__(
+        self, address: tuple[str, int], batcher: Batcher, model: str, *, max_tokens_limit: int, max_body_bytes: int
+    ):
         super().__init__(address, _Handler)
         self.batcher, self.model = batcher, model
         self.max_tokens_limit, self.max_body_bytes = max_tokens_limit, max_body_bytes
@@ -331,8 +351,13 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/health":
             self._send(200, {"status": "ok", **self.server.batcher.load()})
         elif path == "/v1/models":
-            self._send(200, {"object": "list", "data": [
-                {"id": self.server.model, "object": "model", "created": 0, "owned_by": "eef"}]})
+            self._send(
+                200,
+                {
+                    "object": "list",
+                    "data": [{"id": self.server.model, "object": "model", "created": 0, "owned_by": "eef"}],
+                },
+            )
         else:
             self._error(404, f"no such endpoint: GET {self.path}", "not_found_error")
 
@@ -373,8 +398,11 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if len(length) > 15 or int(length) > self.server.max_body_bytes:
             self.close_connection = True
-            self._error(413, f"the body has {length[:40]} bytes, above this server's limit of "
-                        f"{self.server.max_body_bytes}", "invalid_request_error")
+            self._error(
+                413,
+                f"the body has {length[:40]} bytes, above this server's limit of {self.server.max_body_bytes}",
+                "invalid_request_error",
+            )
             return None
         return self.rfile.read(int(length))
 
@@ -421,24 +449,41 @@ class ServerHandle:
         self.close()
 
 
-def _make_server(policy: Policy, host: str, port: int, batch_window_s: float, max_batch: int,
-                 model_name: str | None, max_tokens_limit: int | None, max_body_bytes: int) -> _Server:
+def _make_server(
+    policy: Policy,
+    host: str,
+    port: int,
+    batch_window_s: float,
+    max_batch: int,
+    model_name: str | None,
+    max_tokens_limit: int | None,
+    max_body_bytes: int,
+) -> _Server:
     limit = max_tokens_limit if max_tokens_limit is not None else context_length(policy) or DEFAULT_MAX_TOKENS_LIMIT
     for name, value in (("max_tokens_limit", limit), ("max_body_bytes", max_body_bytes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise EefError(f"{name} must be an integer >= 1, got {value!r}")
     batcher = Batcher(policy, batch_window_s=batch_window_s, max_batch=max_batch, check=context_check(policy))
     try:
-        return _Server((host, port), batcher, model_name or policy.name, max_tokens_limit=limit,
-                       max_body_bytes=max_body_bytes)
+        return _Server(
+            (host, port), batcher, model_name or policy.name, max_tokens_limit=limit, max_body_bytes=max_body_bytes
+        )
     except (OSError, OverflowError) as e:  # the port is taken, or no port at all (70000)
         batcher.close()
         raise EefError(f"cannot serve on {host}:{port}: {getattr(e, 'strerror', None) or e}") from None
 
 
-def serve(policy: Policy, host: str = "127.0.0.1", port: int = 0, *, batch_window_s: float = 0.01,
-          max_batch: int = 32, model_name: str | None = None, max_tokens_limit: int | None = None,
-          max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> ServerHandle:
+def serve(
+    policy: Policy,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    batch_window_s: float = 0.01,
+    max_batch: int = 32,
+    model_name: str | None = None,
+    max_tokens_limit: int | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> ServerHandle:
     """Serve ``policy`` on a background thread.
 
     Args:
@@ -456,20 +501,31 @@ def serve(policy: Policy, host: str = "127.0.0.1", port: int = 0, *, batch_windo
     Returns:
         The running server's handle; close it (or use it as a context manager) to stop it.
     """
-    return ServerHandle(_make_server(policy, host, port, batch_window_s, max_batch, model_name,
-                                     max_tokens_limit, max_body_bytes))
+    return ServerHandle(
+        _make_server(policy, host, port, batch_window_s, max_batch, model_name, max_tokens_limit, max_body_bytes)
+    )
 
 
-def run_server(model_path: str | Path, host: str = "127.0.0.1", port: int = 8000, *, device: str = "auto",
-               dtype: str = "auto", batch_window_s: float = 0.01, max_batch: int = 32,
-               max_tokens_limit: int | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+def run_server(
+    model_path: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    batch_window_s: float = 0.01,
+    max_batch: int = 32,
+    max_tokens_limit: int | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> None:
     """Load a checkpoint with :class:`~eef.agent.hf_policy.HFPolicy` and serve it until interrupted
     (``max_tokens_limit`` and ``max_body_bytes`` as in :func:`serve`)."""
     from eef.agent.hf_policy import HFPolicy
 
     # Requests name no conversation, so a prefix cache would never be hit.
-    policy = HFPolicy.from_pretrained(model_path, device=device, dtype=dtype, max_batch_size=max_batch,
-                                      prefix_cache_entries=0)
+    policy = HFPolicy.from_pretrained(
+        model_path, device=device, dtype=dtype, max_batch_size=max_batch, prefix_cache_entries=0
+    )
     try:
         server = _make_server(policy, host, port, batch_window_s, max_batch, None, max_tokens_limit, max_body_bytes)
     except EefError:

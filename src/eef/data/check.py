@@ -59,13 +59,20 @@ class ReplayCheck:
 
     def as_meta(self) -> dict[str, Any]:
         """The ``meta["replay"]`` dict."""
-        return {"ok": self.ok, "reason": self.reason, "divergence_step": self.divergence_step,
-                "expected": self.expected, "seen": self.seen, "recorded_reward": self.recorded_reward,
-                "replayed_reward": self.replayed_reward}
+        return {
+            "ok": self.ok,
+            "reason": self.reason,
+            "divergence_step": self.divergence_step,
+            "expected": self.expected,
+            "seen": self.seen,
+            "recorded_reward": self.recorded_reward,
+            "replayed_reward": self.replayed_reward,
+        }
 
 
-def check_trajectory(env: TextEnv, trajectory: Trajectory, *,
-                     reward_tolerance: float = REWARD_TOLERANCE) -> ReplayCheck:
+def check_trajectory(
+    env: TextEnv, trajectory: Trajectory, *, reward_tolerance: float = REWARD_TOLERANCE
+) -> ReplayCheck:
     """Replay ``trajectory`` in ``env`` and compare observations and reward with the record."""
     recorded = trajectory.reward
     if trajectory.env != env.name:
@@ -73,15 +80,21 @@ def check_trajectory(env: TextEnv, trajectory: Trajectory, *,
     turns = trajectory.turns
     expected = [t.observation for t in turns]
     try:
-        result = replay(env, trajectory.task_id, [t.action for t in turns], expected,
-                        expected_first=trajectory.first_observation)
+        result = replay(
+            env, trajectory.task_id, [t.action for t in turns], expected, expected_first=trajectory.first_observation
+        )
     except UnknownNameError as e:  # a task id the environment does not have; other failures (a JVM that
         # keeps dying) stop the check instead of flagging every trajectory
         return ReplayCheck(False, "task", expected=trajectory.task_id, seen=str(e), recorded_reward=recorded)
     divergence = result.divergence
     # ``turns`` first: with no turns, step -1 is the page after reset, which is always compared.
-    unrecorded_end = (divergence is not None and bool(turns) and divergence.step == len(turns) - 1
-                      and not expected[-1] and result.steps == len(turns))
+    unrecorded_end = (
+        divergence is not None
+        and bool(turns)
+        and divergence.step == len(turns) - 1
+        and not expected[-1]
+        and result.steps == len(turns)
+    )
     if divergence is not None and not unrecorded_end:
         reason = "ended early" if divergence.seen == "(episode ended)" else "observation"
         return ReplayCheck(False, reason, divergence.step, divergence.expected, divergence.seen, recorded)
@@ -124,12 +137,22 @@ class CheckSummary:
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"checked": self.checked, "ok": self.ok, "flagged": self.flagged, "reasons": dict(self.reasons),
-                "divergence_steps": {str(k): v for k, v in sorted(self.by_step.items())}}
+        return {
+            "checked": self.checked,
+            "ok": self.ok,
+            "flagged": self.flagged,
+            "reasons": dict(self.reasons),
+            "divergence_steps": {str(k): v for k, v in sorted(self.by_step.items())},
+        }
 
 
-def check_trajectories(env: TextEnv, trajectories: Iterable[Trajectory], summary: CheckSummary,
-                       *, reward_tolerance: float = REWARD_TOLERANCE) -> Iterator[Trajectory]:
+def check_trajectories(
+    env: TextEnv,
+    trajectories: Iterable[Trajectory],
+    summary: CheckSummary,
+    *,
+    reward_tolerance: float = REWARD_TOLERANCE,
+) -> Iterator[Trajectory]:
     """Each trajectory with ``meta["replay"]`` set, counting outcomes into ``summary`` as it goes."""
     for trajectory in trajectories:
         check = check_trajectory(env, trajectory, reward_tolerance=reward_tolerance)

@@ -40,19 +40,40 @@ class Source:
 
 
 _HUMAN_GOALS = ("14Kb5SPBk_jfdLZ_CDBNitW98QLDlKR5O", "items_human_ins.json")
-SOURCES = {s.name: s for s in (
-    Source("eef-expert", "the EEF authors' GPT-4 / GPT-3.5 WebShop and ScienceWorld trajectories (--format eef-expert)",
-           hub_dataset="lclan/webshop_expert_trajectories"),
-    Source("eto", "ETO's SFT trajectories for WebShop, ScienceWorld and ALFWorld (--format eto)",
-           hub_dataset="agent-eto/eto-sft-trajectory"),
-    Source("agenttraj-l", "AgentGym's AgentTraj-L (--format agentgym)", hub_dataset="AgentGym/AgentTraj-L"),
-    Source("webshop-1k", "WebShop's 1,000 products, synthetic and human goals (option data_dir=)",
-           drive_files=(("1EgHdxQ_YxqIQlvvq5iKlCrkEKR6-j0Ib", "items_shuffle_1000.json"),
-                        ("1IduG0xl544V_A_jv3tHXC0kyFi7PnyBu", "items_ins_v2_1000.json"), _HUMAN_GOALS)),
-    Source("webshop-full", "WebShop's 1.18M products (about 5 GB), synthetic and human goals (option data_dir=)",
-           drive_files=(("1A2whVgOO0euk5O13n2iYDM0bQRkkRduB", "items_shuffle.json"),
-                        ("1s2j6NgHljiZzQNL3veZaAiyW_qDEgBNi", "items_ins_v2.json"), _HUMAN_GOALS)),
-)}
+SOURCES = {
+    s.name: s
+    for s in (
+        Source(
+            "eef-expert",
+            "the EEF authors' GPT-4 / GPT-3.5 WebShop and ScienceWorld trajectories (--format eef-expert)",
+            hub_dataset="lclan/webshop_expert_trajectories",
+        ),
+        Source(
+            "eto",
+            "ETO's SFT trajectories for WebShop, ScienceWorld and ALFWorld (--format eto)",
+            hub_dataset="agent-eto/eto-sft-trajectory",
+        ),
+        Source("agenttraj-l", "AgentGym's AgentTraj-L (--format agentgym)", hub_dataset="AgentGym/AgentTraj-L"),
+        Source(
+            "webshop-1k",
+            "WebShop's 1,000 products, synthetic and human goals (option data_dir=)",
+            drive_files=(
+                ("1EgHdxQ_YxqIQlvvq5iKlCrkEKR6-j0Ib", "items_shuffle_1000.json"),
+                ("1IduG0xl544V_A_jv3tHXC0kyFi7PnyBu", "items_ins_v2_1000.json"),
+                _HUMAN_GOALS,
+            ),
+        ),
+        Source(
+            "webshop-full",
+            "WebShop's 1.18M products (about 5 GB), synthetic and human goals (option data_dir=)",
+            drive_files=(
+                ("1A2whVgOO0euk5O13n2iYDM0bQRkkRduB", "items_shuffle.json"),
+                ("1s2j6NgHljiZzQNL3veZaAiyW_qDEgBNi", "items_ins_v2.json"),
+                _HUMAN_GOALS,
+            ),
+        ),
+    )
+}
 
 HubDownload = Callable[[str, Path], None]
 DriveDownload = Callable[[str, Path], None]
@@ -63,8 +84,9 @@ def download_hub_dataset(repo_id: str, target: Path) -> None:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        raise EefError("fetching from the Hugging Face hub needs huggingface_hub: "
-                       "pip install huggingface_hub") from None
+        raise EefError(
+            "fetching from the Hugging Face hub needs huggingface_hub: pip install huggingface_hub"
+        ) from None
     try:
         snapshot_download(repo_id=repo_id, repo_type="dataset", local_dir=str(target))
     except Exception as e:  # network, authentication, a missing repository: the hub's own error types vary
@@ -76,8 +98,10 @@ def download_drive_file(file_id: str, target: Path) -> None:
     try:
         import gdown
     except ImportError:
-        raise EefError("fetching from Google Drive needs gdown: pip install gdown "
-                       f"(or download https://drive.google.com/uc?id={file_id} to {target} yourself)") from None
+        raise EefError(
+            "fetching from Google Drive needs gdown: pip install gdown "
+            f"(or download https://drive.google.com/uc?id={file_id} to {target} yourself)"
+        ) from None
     try:
         saved = gdown.download(id=file_id, output=str(target), quiet=False)
     except Exception as e:  # gdown raises its own and requests' errors
@@ -114,13 +138,22 @@ def verify(directory: str | Path) -> list[str]:
         return [f"{manifest_path}: unreadable ({type(e).__name__}: {e})"]
     present = file_digests(directory)
     problems = [f"{name}: missing" for name in recorded if name not in present]
-    problems += [f"{name}: sha256 differs from the manifest" for name in recorded
-                 if name in present and present[name]["sha256"] != recorded[name]["sha256"]]
+    problems += [
+        f"{name}: sha256 differs from the manifest"
+        for name in recorded
+        if name in present and present[name]["sha256"] != recorded[name]["sha256"]
+    ]
     return problems
 
 
-def fetch(name: str, data_dir: str | Path, *, force: bool = False, hub: HubDownload = download_hub_dataset,
-          drive: DriveDownload = download_drive_file) -> Path:
+def fetch(
+    name: str,
+    data_dir: str | Path,
+    *,
+    force: bool = False,
+    hub: HubDownload = download_hub_dataset,
+    drive: DriveDownload = download_drive_file,
+) -> Path:
     """Download ``name`` into ``data_dir/name`` and write its manifest.
 
     Args:
@@ -148,7 +181,11 @@ def fetch(name: str, data_dir: str | Path, *, force: bool = False, hub: HubDownl
         hub(source.hub_dataset, target)
     for file_id, filename in source.drive_files:
         drive(file_id, target / filename)
-    manifest = {"source": name, "hub_dataset": source.hub_dataset,
-                "drive_files": [{"id": i, "file": f} for i, f in source.drive_files], "files": file_digests(target)}
+    manifest = {
+        "source": name,
+        "hub_dataset": source.hub_dataset,
+        "drive_files": [{"id": i, "file": f} for i, f in source.drive_files],
+        "files": file_digests(target),
+    }
     write_text_atomic(target / MANIFEST, json.dumps(manifest, indent=2, allow_nan=False) + "\n")
     return target

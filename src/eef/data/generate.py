@@ -57,8 +57,9 @@ class UsageMeter(Policy):
         """The inner policy's completions; their token counts are added to each conversation's."""
         completions = self.policy.generate(requests, params)
         for request, completion in zip(requests, completions):
-            usage = self._usage.setdefault(request.conversation,
-                                           {"prompt_tokens": 0, "completion_tokens": 0, "model_calls": 0})
+            usage = self._usage.setdefault(
+                request.conversation, {"prompt_tokens": 0, "completion_tokens": 0, "model_calls": 0}
+            )
             usage["prompt_tokens"] += completion.prompt_tokens
             usage["completion_tokens"] += completion.completion_tokens
             usage["model_calls"] += 1
@@ -105,9 +106,18 @@ class GenerationReport:
         return dict(self.__dict__)
 
 
-def generate_with_policy(envs: Sequence[TextEnv], policy: Policy, task_ids: Sequence[str],
-                         prompt: tuple[Message, ...], out: Path, config: RolloutConfig, *, rollouts: int = 1,
-                         prices: Prices | None = None, progress: bool = False) -> GenerationReport:
+def generate_with_policy(
+    envs: Sequence[TextEnv],
+    policy: Policy,
+    task_ids: Sequence[str],
+    prompt: tuple[Message, ...],
+    out: Path,
+    config: RolloutConfig,
+    *,
+    rollouts: int = 1,
+    prices: Prices | None = None,
+    progress: bool = False,
+) -> GenerationReport:
     """Play every task ``rollouts`` times with a model and append the episodes to ``out``.
 
     Args:
@@ -139,9 +149,16 @@ def generate_with_policy(envs: Sequence[TextEnv], policy: Policy, task_ids: Sequ
     return _report(out, len(todo), prices, time.perf_counter() - began)
 
 
-def generate_with_program(env: TextEnv, expert: Callable[[TextEnv, str, tuple[Message, ...]], Trajectory],
-                          task_ids: Sequence[str], prompt: tuple[Message, ...], out: Path, *, source: str,
-                          progress: bool = False) -> GenerationReport:
+def generate_with_program(
+    env: TextEnv,
+    expert: Callable[[TextEnv, str, tuple[Message, ...]], Trajectory],
+    task_ids: Sequence[str],
+    prompt: tuple[Message, ...],
+    out: Path,
+    *,
+    source: str,
+    progress: bool = False,
+) -> GenerationReport:
     """Play every task with a program expert (ids ``{source}/{task}``) and append to ``out``.
 
     Args:
@@ -159,8 +176,10 @@ def generate_with_program(env: TextEnv, expert: Callable[[TextEnv, str, tuple[Me
     bar = progress_bar(len(todo), DESCRIPTION, "ep", progress)
     for task_id in todo:
         trajectory = expert(env, task_id, prompt)
-        append_trajectories(out, [replace(trajectory, id=f"{source}/{task_id}",
-                                          provenance=replace(trajectory.provenance, source=source))])
+        append_trajectories(
+            out,
+            [replace(trajectory, id=f"{source}/{task_id}", provenance=replace(trajectory.provenance, source=source))],
+        )
         bar.update(1)
     bar.close()
     return _report(out, len(todo), None, time.perf_counter() - began)
@@ -171,10 +190,14 @@ def _report(out: Path, new: int, prices: Prices | None, seconds: float) -> Gener
     usage = [t.meta.get(USAGE_KEY, {}) for t in trajectories]
     costs = [_episode_cost(u, prices) for u in usage]
     return GenerationReport(
-        episodes=len(trajectories), new=new, successes=sum(t.success for t in trajectories),
+        episodes=len(trajectories),
+        new=new,
+        successes=sum(t.success for t in trajectories),
         prompt_tokens=sum(u.get("prompt_tokens", 0) for u in usage),
         completion_tokens=sum(u.get("completion_tokens", 0) for u in usage),
-        cost=None if None in costs else sum(c for c in costs if c is not None), seconds=seconds)
+        cost=None if None in costs else sum(c for c in costs if c is not None),
+        seconds=seconds,
+    )
 
 
 def _episode_cost(usage: dict[str, Any], prices: Prices | None) -> float | None:

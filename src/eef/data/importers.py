@@ -94,8 +94,9 @@ class ImportResult:
     unresolved: list[Unresolved] = field(default_factory=list)
 
 
-def _conversation(record: dict, key: str, path: Path, line: int, env: str, item_id: str, reward: float,
-                  source: str) -> Trajectory:
+def _conversation(
+    record: dict, key: str, path: Path, line: int, env: str, item_id: str, reward: float, source: str
+) -> Trajectory:
     """The trajectory of a message list in either layout: ``{from, value}`` or ``{role, content}``."""
     messages = require_field(record, key, list, path, line)
     sharegpt = not messages or not isinstance(messages[0], dict) or "from" in messages[0]
@@ -127,14 +128,16 @@ def read_eto(record: Any, path: Path, line: int, env: str) -> Candidate:
     """An ETO SFT record (see the module docstring)."""
     record = _object(record, path, line)
     if "game_file" in record:  # ALFWorld, whether or not the record also has an id
-        original = (_record_id(record, "id", path, line) if "id" in record
-                    else str(require_field(record, "game_file", str, path, line)))
+        original = (
+            _record_id(record, "id", path, line)
+            if "id" in record
+            else str(require_field(record, "game_file", str, path, line))
+        )
         hints = TaskHints(env="alfworld")
     else:
         original = _record_id(record, "id", path, line)
         scienceworld = parse_eto_scienceworld_id(original)
-        hints = (TaskHints(scienceworld=scienceworld) if scienceworld
-                 else TaskHints(session=_session(original)))
+        hints = TaskHints(scienceworld=scienceworld) if scienceworld else TaskHints(session=_session(original))
     source = str(require_field(record, "source", str, path, line)) if "source" in record else "eto"
     reward = _reward(record, path, line)
     trajectory = _conversation(record, "conversations", path, line, env, original, _or_success(reward), source)
@@ -157,8 +160,12 @@ def read_agentgym(record: Any, path: Path, line: int, env: str) -> Candidate:
 
 
 def _own(trajectory: Trajectory) -> Candidate:
-    return Candidate(trajectory.id, trajectory, TaskHints(env=trajectory.env, task_id=trajectory.task_id),
-                     trajectory.provenance.source)
+    return Candidate(
+        trajectory.id,
+        trajectory,
+        TaskHints(env=trajectory.env, task_id=trajectory.task_id),
+        trajectory.provenance.source,
+    )
 
 
 def _item_hints(item_id: str) -> TaskHints:
@@ -168,8 +175,10 @@ def _item_hints(item_id: str) -> TaskHints:
     if not prefix:
         return TaskHints()
     if canonical_env(prefix) == "scienceworld":
-        return TaskHints(env=prefix, unresolvable="AgentGym numbers ScienceWorld items in its own task list, "
-                                                  "which records no task or variation")
+        return TaskHints(
+            env=prefix,
+            unresolvable="AgentGym numbers ScienceWorld items in its own task list, which records no task or variation",
+        )
     return TaskHints(env=prefix, session=_session(number))
 
 
@@ -269,15 +278,28 @@ def import_file(path: str | Path, format: str, env: TextEnv, *, resolver: TaskRe
             result.unresolved.append(Unresolved(str(path), line, candidate.original_id, resolution.reason))
             continue
         base = candidate.id_base
-        trajectory_id = next(i for i in itertools.chain([base], (f"{base}#{k}" for k in itertools.count(2)))
-                             if i not in seen)
+        trajectory_id = next(
+            i for i in itertools.chain([base], (f"{base}#{k}" for k in itertools.count(2))) if i not in seen
+        )
         seen.add(trajectory_id)
-        imported = {"format": format, "file": str(path), "line": line, "id": candidate.original_id,
-                    "resolved_by": resolution.how, **candidate.extra}
-        result.trajectories.append(replace(
-            trajectory, id=trajectory_id, env=env.name, task_id=resolution.task_id,
-            provenance=replace(trajectory.provenance, source=candidate.source),
-            meta={**trajectory.meta, "import": imported}))
+        imported = {
+            "format": format,
+            "file": str(path),
+            "line": line,
+            "id": candidate.original_id,
+            "resolved_by": resolution.how,
+            **candidate.extra,
+        }
+        result.trajectories.append(
+            replace(
+                trajectory,
+                id=trajectory_id,
+                env=env.name,
+                task_id=resolution.task_id,
+                provenance=replace(trajectory.provenance, source=candidate.source),
+                meta={**trajectory.meta, "import": imported},
+            )
+        )
     _require_some(result, records, path)
     return result
 
@@ -289,5 +311,6 @@ def _require_some(result: ImportResult, records: int, path: Path) -> None:
     if not result.trajectories:
         first = result.unresolved[0]
         which = "its only record is" if records == 1 else f"all {records} records are"
-        raise DataError(path, f"nothing to import: {which} skipped, this first one because {first.reason}",
-                        line=first.line)
+        raise DataError(
+            path, f"nothing to import: {which} skipped, this first one because {first.reason}", line=first.line
+        )

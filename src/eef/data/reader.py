@@ -69,8 +69,9 @@ def _array_elements(path: Path, text: str) -> Iterator[tuple[int, Any]]:
         if char == "]" and (first or not expect_element):
             trailing = _skip_space(text, start + 1)
             if trailing < len(text):
-                raise DataError(path, "not valid JSON (text after the closing ']')",
-                                line=line + text.count("\n", start, trailing))
+                raise DataError(
+                    path, "not valid JSON (text after the closing ']')", line=line + text.count("\n", start, trailing)
+                )
             return
         if not expect_element:
             if char != ",":
@@ -92,4 +93,3 @@ def _skip_space(text: str, position: int) -> int:
     while position < len(text) and text[position] in " \t\r\n":
         position += 1
     return position
-

@@ -28,16 +28,44 @@ from eef.errors import UnknownNameError
 
 # ETO's ScienceWorld task numbers (``eval_agent/data/sciworld/taskname2id.json``), as the
 # scienceworld package names the tasks; ETO's table has no task 5.
-ETO_SCIENCEWORLD_TASKS: dict[int, str] = {number: name for number, name in enumerate((
-    "boil", "change-the-state-of-matter-of", "freeze", "melt", "measure-melting-point-known-substance", None,
-    "use-thermometer", "power-component", "power-component-renewable-vs-nonrenewable-energy", "test-conductivity",
-    "test-conductivity-of-unknown-substances", "find-animal", "find-living-thing", "find-non-living-thing",
-    "find-plant", "grow-fruit", "grow-plant", "chemistry-mix", "chemistry-mix-paint-secondary-color",
-    "chemistry-mix-paint-tertiary-color", "lifespan-longest-lived", "lifespan-longest-lived-then-shortest-lived",
-    "lifespan-shortest-lived", "identify-life-stages-1", "identify-life-stages-2", "inclined-plane-determine-angle",
-    "inclined-plane-friction-named-surfaces", "inclined-plane-friction-unnamed-surfaces",
-    "mendelian-genetics-known-plant", "mendelian-genetics-unknown-plant",
-)) if name}
+ETO_SCIENCEWORLD_TASKS: dict[int, str] = {
+    number: name
+    for number, name in enumerate(
+        (
+            "boil",
+            "change-the-state-of-matter-of",
+            "freeze",
+            "melt",
+            "measure-melting-point-known-substance",
+            None,
+            "use-thermometer",
+            "power-component",
+            "power-component-renewable-vs-nonrenewable-energy",
+            "test-conductivity",
+            "test-conductivity-of-unknown-substances",
+            "find-animal",
+            "find-living-thing",
+            "find-non-living-thing",
+            "find-plant",
+            "grow-fruit",
+            "grow-plant",
+            "chemistry-mix",
+            "chemistry-mix-paint-secondary-color",
+            "chemistry-mix-paint-tertiary-color",
+            "lifespan-longest-lived",
+            "lifespan-longest-lived-then-shortest-lived",
+            "lifespan-shortest-lived",
+            "identify-life-stages-1",
+            "identify-life-stages-2",
+            "inclined-plane-determine-angle",
+            "inclined-plane-friction-named-surfaces",
+            "inclined-plane-friction-unnamed-surfaces",
+            "mendelian-genetics-known-plant",
+            "mendelian-genetics-unknown-plant",
+        )
+    )
+    if name
+}
 # Other projects' names of eef environments.
 ENV_ALIASES = {"sciworld": "scienceworld"}
 
@@ -168,12 +196,14 @@ class TaskResolver:
             task_id = f"{name}_{hints.session}"
             # The price clause is left out of the comparison: its threshold differs between
             # WebShop processes, and the session index is the better evidence of the two.
-            if task_id in self._known and (instruction is None or without_price(self._instruction_of(task_id))
-                                           == without_price(instruction)):
+            if task_id in self._known and (
+                instruction is None or without_price(self._instruction_of(task_id)) == without_price(instruction)
+            ):
                 return Resolution(task_id, "session")
             if instruction is None:
-                return Resolution(None, reason=f"{name} has no task {task_id!r} and the first observation "
-                                               "shows no instruction")
+                return Resolution(
+                    None, reason=f"{name} has no task {task_id!r} and the first observation shows no instruction"
+                )
         if instruction is None:
             return Resolution(None, reason="no session index and no instruction in the first observation")
         return self._by_instruction(instruction)

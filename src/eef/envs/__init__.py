@@ -9,5 +9,4 @@ register("shop", make_shop)
 register("webshop", make_webshop)
 register("scienceworld", make_scienceworld)
 
-__all__ = ["Divergence", "EnvSpec", "ReplayResult", "StepResult", "TextEnv", "make", "register",
-           "registered", "replay"]
+__all__ = ["Divergence", "EnvSpec", "ReplayResult", "StepResult", "TextEnv", "make", "register", "registered", "replay"]

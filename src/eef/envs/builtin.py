@@ -49,8 +49,9 @@ def make_webshop(
         raise EefError(
             f"webshop needs its data directory: option data_dir=PATH or the {WEBSHOP_DATA_ENV} environment variable"
         )
-    catalog = load_webshop(data_dir, goals=goals, seed=seed, num_products=num_products,
-                           split_files=split_files, nouns=nouns)
+    catalog = load_webshop(
+        data_dir, goals=goals, seed=seed, num_products=num_products, split_files=split_files, nouns=nouns
+    )
     return ShopEnv(catalog, name="webshop", max_steps=max_steps, reward_mode=reward_mode)
 
 
@@ -69,5 +70,11 @@ def make_scienceworld(
     from eef.envs.scienceworld import JvmPool, ScienceWorldEnv
 
     pool = JvmPool(java=java, heap_mb=heap_mb, envs_per_jvm=envs_per_jvm, call_timeout_s=call_timeout_s)
-    return ScienceWorldEnv(pool, tasks=tasks, simplifications=simplifications, max_steps=max_steps,
-                           step_limits=step_limits, split_files=split_files)
+    return ScienceWorldEnv(
+        pool,
+        tasks=tasks,
+        simplifications=simplifications,
+        max_steps=max_steps,
+        step_limits=step_limits,
+        split_files=split_files,
+    )

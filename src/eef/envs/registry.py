@@ -79,7 +79,9 @@ def make(name: str, **options: object) -> TextEnv:
         accepted = env_spec.options()
         unknown = sorted(set(options) - set(accepted))
         if unknown:
-            raise EefError(f"environment {name!r} has no option {', '.join(unknown)}; options: {', '.join(accepted) or '(none)'}")
+            raise EefError(
+                f"environment {name!r} has no option {', '.join(unknown)}; options: {', '.join(accepted) or '(none)'}"
+            )
     try:
         return env_spec.factory(**options)
     except (TypeError, ValueError) as e:  # a bad option value, reported with the environment's name

@@ -86,8 +86,11 @@ def replay(
         last = env.step(action)
         observation = last.observation
         steps += 1
-        if (expected_observations is not None and divergence is None
-                and not env.observations_match(expected_observations[i], last.observation)):
+        if (
+            expected_observations is not None
+            and divergence is None
+            and not env.observations_match(expected_observations[i], last.observation)
+        ):
             divergence = Divergence(i, expected_observations[i], last.observation)
             if stop_at_divergence:
                 break

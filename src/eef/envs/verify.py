@@ -36,9 +36,14 @@ class VerifyReport:
         return self.successes / self.episodes if self.episodes else 0.0
 
     def as_dict(self) -> dict:
-        return {"episodes": self.episodes, "success_rate": self.success_rate, "mean_reward": self.mean_reward,
-                "successes": self.successes, "capped_by_quirk": self.capped_by_quirk,
-                "unfinished": self.unfinished}
+        return {
+            "episodes": self.episodes,
+            "success_rate": self.success_rate,
+            "mean_reward": self.mean_reward,
+            "successes": self.successes,
+            "capped_by_quirk": self.capped_by_quirk,
+            "unfinished": self.unfinished,
+        }
 
 
 def verify(env: TextEnv, task_ids: Iterable[str], *, progress: bool = False) -> VerifyReport:

@@ -9,8 +9,13 @@ from eef.envs.protocol import TextEnv
 from eef.trajectory import Message, Provenance, Trajectory, Turn
 
 
-def play_episode(env: TextEnv, task_id: str, prompt: tuple[Message, ...], act: Callable[[str], tuple[str, str]],
-                 provenance: Provenance) -> Trajectory:
+def play_episode(
+    env: TextEnv,
+    task_id: str,
+    prompt: tuple[Message, ...],
+    act: Callable[[str], tuple[str, str]],
+    provenance: Provenance,
+) -> Trajectory:
     """Reset ``task_id`` and let ``act(observation) -> (thought, action)`` play to the end.
 
     Every turn is trainable; the trajectory id is ``{provenance.source}/{task_id}``.
@@ -25,7 +30,14 @@ def play_episode(env: TextEnv, task_id: str, prompt: tuple[Message, ...], act: C
         if step.done:
             break
     return Trajectory(
-        id=f"{provenance.source}/{task_id}", env=env.name, task_id=task_id, prompt=prompt, first_observation=first,
-        turns=tuple(turns), reward=step.reward, success=step.terminated and env.is_success(step.reward),
-        terminated=step.terminated, provenance=provenance,
+        id=f"{provenance.source}/{task_id}",
+        env=env.name,
+        task_id=task_id,
+        prompt=prompt,
+        first_observation=first,
+        turns=tuple(turns),
+        reward=step.reward,
+        success=step.terminated and env.is_success(step.reward),
+        terminated=step.terminated,
+        provenance=provenance,
     )

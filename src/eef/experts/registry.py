@@ -83,8 +83,13 @@ def expert_program(name: str, settings: ExpertSettings = ExpertSettings()) -> Ex
     return play
 
 
-def expert_trajectories(name: str, env: TextEnv, task_ids: Sequence[str], prompt: tuple[Message, ...],
-                        settings: ExpertSettings = ExpertSettings()) -> list[Trajectory]:
+def expert_trajectories(
+    name: str,
+    env: TextEnv,
+    task_ids: Sequence[str],
+    prompt: tuple[Message, ...],
+    settings: ExpertSettings = ExpertSettings(),
+) -> list[Trajectory]:
     """One episode of the expert ``name`` per task, in the order of ``task_ids``.
 
     Raises:

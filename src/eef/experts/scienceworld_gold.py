@@ -109,15 +109,21 @@ def perturb(actions: Sequence[str], key_steps: Sequence[int], kind: str, rng: ra
     if kind == "skip":
         later_keys = [i for i in key_steps if i >= at]
         at = rng.choice(later_keys) if later_keys else at
-        return actions[:at] + actions[at + 1:], at
+        return actions[:at] + actions[at + 1 :], at
     if kind == "swap" and at + 1 < len(actions):
         actions[at], actions[at + 1] = actions[at + 1], actions[at]
         return actions, at
-    return actions[:at] + actions[at - 1:], at  # repeat the action before ``at`` (also: swap at the last action)
+    return actions[:at] + actions[at - 1 :], at  # repeat the action before ``at`` (also: swap at the last action)
 
 
-def _play(env: ScienceWorldEnv, task_id: str, prompt: tuple[Message, ...], actions: Sequence[str],
-          provenance: Provenance, meta: dict) -> tuple[Trajectory, list[int]]:
+def _play(
+    env: ScienceWorldEnv,
+    task_id: str,
+    prompt: tuple[Message, ...],
+    actions: Sequence[str],
+    provenance: Provenance,
+    meta: dict,
+) -> tuple[Trajectory, list[int]]:
     """Play ``actions`` from reset until the episode ends or they run out; also returns the
     score after each step."""
     first = env.reset(task_id)
@@ -134,9 +140,16 @@ def _play(env: ScienceWorldEnv, task_id: str, prompt: tuple[Message, ...], actio
     terminated = end is not None and end.terminated
     name = parse_task_id(task_id)[0]
     trajectory = Trajectory(
-        id=f"{provenance.source}/{task_id}", env=env.name, task_id=task_id, prompt=prompt, first_observation=first,
-        turns=tuple(turns), reward=reward, success=terminated and env.is_success(reward),
-        terminated=terminated, provenance=provenance,
+        id=f"{provenance.source}/{task_id}",
+        env=env.name,
+        task_id=task_id,
+        prompt=prompt,
+        first_observation=first,
+        turns=tuple(turns),
+        reward=reward,
+        success=terminated and env.is_success(reward),
+        terminated=terminated,
+        provenance=provenance,
         meta={**meta, "score": scores[-1] if scores else 0, "stochastic": name in STOCHASTIC_TASKS},
     )
     return trajectory, scores
@@ -155,8 +168,9 @@ def gold_trajectory(env: TextEnv, task_id: str, prompt: tuple[Message, ...]) -> 
     return _play(env, task_id, prompt, gold, Provenance(source="gold", model=MODEL), {"gold_length": len(gold)})[0]
 
 
-def perturbed_trajectory(env: TextEnv, task_id: str, prompt: tuple[Message, ...],
-                         config: PerturbConfig = PerturbConfig()) -> Trajectory:
+def perturbed_trajectory(
+    env: TextEnv, task_id: str, prompt: tuple[Message, ...], config: PerturbConfig = PerturbConfig()
+) -> Trajectory:
     """One episode of the fallible gold expert (see the module docstring); ``meta`` records the
     perturbation (``none`` for an unchanged gold sequence), where it starts and the key steps."""
     env = _require_scienceworld(env)

@@ -164,6 +164,7 @@ class _Shopper:
     def _decoy(self, products: Sequence[Product], strict: bool = False) -> Product | None:
         """The first unvisited non-target item of the right kind on the page that shares most words
         with the wanted ones (all of them when ``strict``), or None."""
+
         def shared(p: Product) -> int:
             return len(self.wanted & set(p.title.split()))
 
@@ -198,7 +199,9 @@ class _Shopper:
             if not values or draw < self.config.skip_option:
                 continue
             others = [v for v in values if v != wanted]
-            if wanted not in values or (others and draw < self.config.skip_option + self.config.wrong_option[self.tier]):
+            if wanted not in values or (
+                others and draw < self.config.skip_option + self.config.wrong_option[self.tier]
+            ):
                 plan.append((name, self.rng.choice(others)))
             else:
                 plan.append((name, wanted))
@@ -225,8 +228,13 @@ def _goal_tier(env: ShopEnv, task_id: str) -> str:
     return tier
 
 
-def scripted_trajectory(env: TextEnv, task_id: str, prompt: tuple[Message, ...],
-                        config: ScriptedExpertConfig = ScriptedExpertConfig(), seed: int = 0) -> Trajectory:
+def scripted_trajectory(
+    env: TextEnv,
+    task_id: str,
+    prompt: tuple[Message, ...],
+    config: ScriptedExpertConfig = ScriptedExpertConfig(),
+    seed: int = 0,
+) -> Trajectory:
     """One scripted episode of ``task_id`` from reset, every turn trainable; ``meta["tier"]`` is
     the goal's tier.
 
@@ -245,13 +253,22 @@ def scripted_trajectory(env: TextEnv, task_id: str, prompt: tuple[Message, ...],
     tier = _goal_tier(env, task_id)
     env.reset(task_id)
     shopper = _Shopper(env, config, random.Random(f"{seed}/{task_id}"))
-    trajectory = play_episode(env, task_id, prompt, shopper.act,
-                              Provenance(source="scripted", model=MODEL, sampling={"seed": seed, **asdict(config)}))
+    trajectory = play_episode(
+        env,
+        task_id,
+        prompt,
+        shopper.act,
+        Provenance(source="scripted", model=MODEL, sampling={"seed": seed, **asdict(config)}),
+    )
     return replace(trajectory, meta={**trajectory.meta, "tier": tier})
 
 
-def scripted_trajectories(env: TextEnv, task_ids: Sequence[str], prompt: tuple[Message, ...],
-                          config: ScriptedExpertConfig = ScriptedExpertConfig(), seed: int = 0) -> list[Trajectory]:
+def scripted_trajectories(
+    env: TextEnv,
+    task_ids: Sequence[str],
+    prompt: tuple[Message, ...],
+    config: ScriptedExpertConfig = ScriptedExpertConfig(),
+    seed: int = 0,
+) -> list[Trajectory]:
     """:func:`scripted_trajectory` for each task."""
     return [scripted_trajectory(env, t, prompt, config, seed) for t in task_ids]
-

@@ -11,8 +11,9 @@ from eef.methods.solutions import Solution, analyse_all, eef_solutions
 from eef.trajectory import Trajectory
 
 
-def eef_candidates(explored: Sequence[Trajectory], rollouts: Iterable[Trajectory], iteration: int, m: int,
-                   neutral: str) -> tuple[list[Solution], dict[str, int]]:
+def eef_candidates(
+    explored: Sequence[Trajectory], rollouts: Iterable[Trajectory], iteration: int, m: int, neutral: str
+) -> tuple[list[Solution], dict[str, int]]:
     """EEF's solutions from the simulations of the ``explored`` expert trajectories (before
     selection), and counts of segment labels, recovery states and experts skipped because a state
     could not be simulated."""
@@ -24,8 +25,9 @@ def eef_candidates(explored: Sequence[Trajectory], rollouts: Iterable[Trajectory
         else:
             first_s0.setdefault(t.task_id, t)
     analysed, skipped = analyse_all(explored, simulations, first_s0, m)
-    counts = Counter({"beneficial": 0, "harmful": 0, "neutral": 0, "recovery_states": 0,
-                      "skipped_experts": len(skipped)})
+    counts = Counter(
+        {"beneficial": 0, "harmful": 0, "neutral": 0, "recovery_states": 0, "skipped_experts": len(skipped)}
+    )
     candidates: list[Solution] = []
     for analysis, sims in analysed:
         counts.update(analysis.labels)
@@ -34,8 +36,9 @@ def eef_candidates(explored: Sequence[Trajectory], rollouts: Iterable[Trajectory
     return candidates, dict(counts)
 
 
-def solved_tasks(cloned: Sequence[Trajectory], solutions: Sequence[Solution],
-                 experts: Sequence[Trajectory]) -> dict[str, Any]:
+def solved_tasks(
+    cloned: Sequence[Trajectory], solutions: Sequence[Solution], experts: Sequence[Trajectory]
+) -> dict[str, Any]:
     """The training tasks solved, each counted once by the first source that solves it (the
     cloned expert successes, then the agent from ``s0``, then EEF), and what each teacher
     contributed: its cloned successes plus the EEF solutions that started from its trajectories."""
@@ -50,6 +53,8 @@ def solved_tasks(cloned: Sequence[Trajectory], solutions: Sequence[Solution],
         if s.trajectory.task_id in eef_solved:
             eef_teacher.setdefault(s.trajectory.task_id, teacher_of.get(s.trajectory.provenance.parent_id or "", "?"))
     by_teacher.update(eef_teacher.values())
-    return {"solved_by_source": {"expert": len(expert_solved), "self_s0": len(self_solved), "eef": len(eef_solved)},
-            "solved_by_teacher": dict(sorted(by_teacher.items())),
-            "train_solved": len(expert_solved) + len(self_solved) + len(eef_solved)}
+    return {
+        "solved_by_source": {"expert": len(expert_solved), "self_s0": len(self_solved), "eef": len(eef_solved)},
+        "solved_by_teacher": dict(sorted(by_teacher.items())),
+        "train_solved": len(expert_solved) + len(self_solved) + len(eef_solved),
+    }

@@ -41,8 +41,10 @@ def segment_labels(succ: Sequence[bool]) -> list[str]:
     >>> segment_labels([False, True, False, True])
     ['beneficial', 'harmful', 'beneficial']
     """
-    return [BENEFICIAL if not before and after else HARMFUL if before and not after else NEUTRAL
-            for before, after in zip(succ, succ[1:])]
+    return [
+        BENEFICIAL if not before and after else HARMFUL if before and not after else NEUTRAL
+        for before, after in zip(succ, succ[1:])
+    ]
 
 
 def recovery_states(positions: Sequence[int], labels: Sequence[str]) -> list[int]:
@@ -58,8 +60,9 @@ def recovery_states(positions: Sequence[int], labels: Sequence[str]) -> list[int
     return [positions[k + 1] for k, label in enumerate(labels) if label == HARMFUL]
 
 
-def solution_masks(num_turns: int, positions: Sequence[int], labels: Sequence[str], start: int, join: int,
-                   neutral: str = "mask") -> list[bool]:
+def solution_masks(
+    num_turns: int, positions: Sequence[int], labels: Sequence[str], start: int, join: int, neutral: str = "mask"
+) -> list[bool]:
     """Per-turn trainable flags of a solution from important state ``start``.
 
     The solution follows the expert from ``start`` to the simulated state ``join`` and the agent

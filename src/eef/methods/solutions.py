@@ -78,12 +78,17 @@ def analyse(expert: Trajectory, simulations: Sequence[Trajectory], m: int) -> An
         raise ValueError(f"{expert.id}: {len(simulations)} simulations for {len(positions)} states")
     succ = tuple(s.success for s in simulations)
     labels = segment_labels(succ)
-    return Analysis(expert.id, expert.task_id, tuple(positions), succ, tuple(labels),
-                    tuple(recovery_states(positions, labels)))
+    return Analysis(
+        expert.id, expert.task_id, tuple(positions), succ, tuple(labels), tuple(recovery_states(positions, labels))
+    )
 
 
-def analyse_all(experts: Iterable[Trajectory], simulations: dict[tuple[str, int], Trajectory],
-                from_s0: dict[str, Trajectory], m: int) -> tuple[list[tuple[Analysis, list[Trajectory]]], list[str]]:
+def analyse_all(
+    experts: Iterable[Trajectory],
+    simulations: dict[tuple[str, int], Trajectory],
+    from_s0: dict[str, Trajectory],
+    m: int,
+) -> tuple[list[tuple[Analysis, list[Trajectory]]], list[str]]:
     """Analyse every explored expert trajectory whose simulations are all there.
 
     Args:
@@ -108,8 +113,9 @@ def analyse_all(experts: Iterable[Trajectory], simulations: dict[tuple[str, int]
     return analysed, skipped
 
 
-def eef_solutions(analysis: Analysis, simulations: Sequence[Trajectory], iteration: int,
-                  neutral: str = "mask") -> list[Solution]:
+def eef_solutions(
+    analysis: Analysis, simulations: Sequence[Trajectory], iteration: int, neutral: str = "mask"
+) -> list[Solution]:
     """Every solution of every important state along one expert trajectory (before selection).
 
     From an important state at position ``p_i``, each later simulated state ``p_j`` (``j >= i``)
@@ -127,17 +133,27 @@ def eef_solutions(analysis: Analysis, simulations: Sequence[Trajectory], iterati
             join, rollout = analysis.positions[j], simulations[j]
             masks = solution_masks(len(rollout.turns), analysis.positions, analysis.labels, start, join, neutral)
             trajectory = replace(rollout.with_masks(masks), id=f"solution/{key}/it{iteration}/via{join}")
-            out.append(Solution(key, trajectory, len(rollout.turns) - start, iteration,
-                                "self" if join == start else "expert+self"))
+            out.append(
+                Solution(
+                    key, trajectory, len(rollout.turns) - start, iteration, "self" if join == start else "expert+self"
+                )
+            )
     return out
 
 
 def self_solutions(rollouts: Iterable[Trajectory], iteration: int) -> list[Solution]:
     """The agent's own successes from ``s0`` (RFT's data), every turn trainable."""
-    return [Solution(f"{t.task_id}@s0", replace(t.with_masks([True] * len(t.turns)),
-                                                id=f"solution/{t.task_id}@s0/it{iteration}/{t.id}"),
-                     len(t.turns), iteration, "self")
-            for t in rollouts if t.success]
+    return [
+        Solution(
+            f"{t.task_id}@s0",
+            replace(t.with_masks([True] * len(t.turns)), id=f"solution/{t.task_id}@s0/it{iteration}/{t.id}"),
+            len(t.turns),
+            iteration,
+            "self",
+        )
+        for t in rollouts
+        if t.success
+    ]
 
 
 def select(candidates: Iterable[Solution], rule: str = "fewest", seed: int = 0) -> dict[str, Solution]:

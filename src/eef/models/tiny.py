@@ -71,9 +71,17 @@ class TinyModelConfig:
         return self.kv_heads or self.heads
 
     def __post_init__(self) -> None:
-        check_fields(self, vocab_size=at_least(MIN_VOCAB_SIZE), hidden_size=at_least(1), layers=at_least(1),
-                     heads=at_least(1), kv_heads=at_least(1), intermediate_size=at_least(1),
-                     max_positions=at_least(64), corpus_tasks=at_least(1))
+        check_fields(
+            self,
+            vocab_size=at_least(MIN_VOCAB_SIZE),
+            hidden_size=at_least(1),
+            layers=at_least(1),
+            heads=at_least(1),
+            kv_heads=at_least(1),
+            intermediate_size=at_least(1),
+            max_positions=at_least(64),
+            corpus_tasks=at_least(1),
+        )
         if self.hidden_size % self.heads:
             raise FieldErrors([("hidden_size", f"{self.hidden_size} is not a multiple of heads ({self.heads})")])
         if self.heads % self.key_value_heads:  # grouped-query attention shares each key/value head evenly
@@ -119,12 +127,22 @@ def train_tokenizer(texts: Iterator[str], vocab_size: int, whole_tokens: tuple[s
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     specials = [PAD, BOS, END, *ROLE_TOKENS]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     core.train_from_iterator(texts, trainer=trainer)
     core.add_tokens([AddedToken(t, normalized=False) for t in whole_tokens])
-    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token=BOS, eos_token=END, pad_token=PAD,
-                                   additional_special_tokens=list(ROLE_TOKENS), chat_template=CHAT_TEMPLATE)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token=BOS,
+        eos_token=END,
+        pad_token=PAD,
+        additional_special_tokens=list(ROLE_TOKENS),
+        chat_template=CHAT_TEMPLATE,
+    )
 
 
 def create_tiny_model(env: TextEnv, out_dir: str | Path, config: TinyModelConfig = TinyModelConfig()) -> Path:
@@ -137,13 +155,20 @@ def create_tiny_model(env: TextEnv, out_dir: str | Path, config: TinyModelConfig
     from transformers import LlamaConfig, LlamaForCausalLM
 
     out = Path(out_dir)
-    tokenizer = train_tokenizer(environment_text(env, config.corpus_tasks, config.seed), config.vocab_size,
-                                config.whole_tokens)
+    tokenizer = train_tokenizer(
+        environment_text(env, config.corpus_tasks, config.seed), config.vocab_size, config.whole_tokens
+    )
     model_config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
-        num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=config.key_value_heads,
-        max_position_embeddings=config.max_positions, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.layers,
+        num_attention_heads=config.heads,
+        num_key_value_heads=config.key_value_heads,
+        max_position_embeddings=config.max_positions,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(config.seed)
@@ -152,7 +177,18 @@ def create_tiny_model(env: TextEnv, out_dir: str | Path, config: TinyModelConfig
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / "eef_tiny_model.json").write_text(json.dumps(
-        {"env": env.name, "env_info": dict(env.info), **asdict(config), "tokens": len(tokenizer),
-         "parameters": sum(p.numel() for p in model.parameters())}, indent=2, default=str) + "\n")
+    (out / "eef_tiny_model.json").write_text(
+        json.dumps(
+            {
+                "env": env.name,
+                "env_info": dict(env.info),
+                **asdict(config),
+                "tokens": len(tokenizer),
+                "parameters": sum(p.numel() for p in model.parameters()),
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
     return out

@@ -17,8 +17,18 @@ from eef.rollout.serial import rollout_in_process
 from eef.rollout.workers import can_fork, rollout_in_workers
 from eef.trajectory import Message, Trajectory
 
-__all__ = ["RolloutConfig", "RolloutResult", "Start", "clone_envs", "cloned_envs", "pending", "request_seed",
-           "rollout", "rollout_mismatch", "trajectory_id"]
+__all__ = [
+    "RolloutConfig",
+    "RolloutResult",
+    "Start",
+    "clone_envs",
+    "cloned_envs",
+    "pending",
+    "request_seed",
+    "rollout",
+    "rollout_mismatch",
+    "trajectory_id",
+]
 
 
 def rollout(
@@ -55,7 +65,18 @@ def rollout(
     """
     workers = min(workers, len(envs), len(starts))
     if workers > 1 and can_fork(envs, policy):
-        return rollout_in_workers(workers, envs, policy, starts, prompt, config, on_trajectory=on_trajectory,
-                                  progress=progress, description=description, silence_timeout_s=worker_timeout_s)
-    return rollout_in_process(envs, policy, starts, prompt, config, on_trajectory=on_trajectory, progress=progress,
-                              description=description)
+        return rollout_in_workers(
+            workers,
+            envs,
+            policy,
+            starts,
+            prompt,
+            config,
+            on_trajectory=on_trajectory,
+            progress=progress,
+            description=description,
+            silence_timeout_s=worker_timeout_s,
+        )
+    return rollout_in_process(
+        envs, policy, starts, prompt, config, on_trajectory=on_trajectory, progress=progress, description=description
+    )

@@ -92,8 +92,9 @@ def trajectory_id(config: RolloutConfig, start: Start) -> str:
     return f"{config.source}/it{config.iteration}/{start.key}"
 
 
-def pending(path: Path, starts: Sequence[Start], config: RolloutConfig,
-            model: str | None = None) -> tuple[list[Trajectory], list[Start]]:
+def pending(
+    path: Path, starts: Sequence[Start], config: RolloutConfig, model: str | None = None
+) -> tuple[list[Trajectory], list[Start]]:
     """Resuming into ``path``: the episodes it already holds and the starts still to run.
 
     A torn last line (a crash mid-append) is ignored; the next append cuts it.
@@ -132,6 +133,7 @@ def request_seed(seed: int, iteration: int, start: Start, step: int) -> int:
     at ``s_k`` of an earlier rollout draws the same noise from step ``k`` on, so it repeats it
     (and simulations of one task from different expert states share noise at equal steps).
     """
-    digest = hashlib.blake2b(f"{seed}|{iteration}|{start.task_id}|{start.index}|{step}".encode(),
-                             digest_size=8).digest()
+    digest = hashlib.blake2b(
+        f"{seed}|{iteration}|{start.task_id}|{start.index}|{step}".encode(), digest_size=8
+    ).digest()
     return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF

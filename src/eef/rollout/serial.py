@@ -36,10 +36,17 @@ def _begin(env: TextEnv, start: Start, prompt: tuple[Message, ...]) -> _Episode 
         return _Episode(start, prompt, env.reset(start.task_id), [])
     prefix = start.prefix
     if prefix.task_id != start.task_id or not 0 <= start.start_step <= len(prefix.turns):
-        raise ValueError(f"start {start.key}: state {start.start_step} is not a state of {prefix.id} ({prefix.task_id})")
+        raise ValueError(
+            f"start {start.key}: state {start.start_step} is not a state of {prefix.id} ({prefix.task_id})"
+        )
     kept = prefix.turns[: start.start_step]
-    replayed = replay(env, start.task_id, [t.action for t in kept], [t.observation for t in kept],
-                      expected_first=prefix.first_observation)
+    replayed = replay(
+        env,
+        start.task_id,
+        [t.action for t in kept],
+        [t.observation for t in kept],
+        expected_first=prefix.first_observation,
+    )
     if replayed.divergence is not None:
         return replayed.divergence
     if replayed.last is not None and replayed.last.done:  # e.g. a longer step limit when it was recorded
@@ -52,10 +59,17 @@ def _messages(episode: _Episode) -> list[dict[str, str]]:
     return [m.as_chat() for m in conversation(episode.prompt, episode.first_observation, episode.turns)]
 
 
-def rollout_in_process(envs: Sequence[TextEnv], policy: Policy, starts: Sequence[Start],
-                       prompt: tuple[Message, ...], config: RolloutConfig, *,
-                       on_trajectory: Callable[[Trajectory], object] | None = None, progress: bool = False,
-                       description: str = "rollout") -> RolloutResult:
+def rollout_in_process(
+    envs: Sequence[TextEnv],
+    policy: Policy,
+    starts: Sequence[Start],
+    prompt: tuple[Message, ...],
+    config: RolloutConfig,
+    *,
+    on_trajectory: Callable[[Trajectory], object] | None = None,
+    progress: bool = False,
+    description: str = "rollout",
+) -> RolloutResult:
     """:func:`eef.rollout.rollout` in this process, ``len(envs)`` episodes at a time."""
     began = time.perf_counter()
     result = RolloutResult()
@@ -90,10 +104,14 @@ def rollout_in_process(envs: Sequence[TextEnv], policy: Policy, starts: Sequence
         fill(slot)
     while any(slots):
         live = [(s, occupant) for s, occupant in enumerate(slots) if occupant is not None]
-        requests = [GenerationRequest(_messages(episode),
-                                      request_seed(config.seed, config.iteration, episode.start, len(episode.turns)),
-                                      conversation=f"{description}:{number}")
-                    for _, (number, episode) in live]
+        requests = [
+            GenerationRequest(
+                _messages(episode),
+                request_seed(config.seed, config.iteration, episode.start, len(episode.turns)),
+                conversation=f"{description}:{number}",
+            )
+            for _, (number, episode) in live
+        ]
         completions = policy.generate(requests, config.sampling)
         result.model_calls += 1
         for (slot, (_, episode)), completion in zip(live, completions):
@@ -119,17 +137,27 @@ def _env_counters(envs: Sequence[TextEnv]) -> Counter:
     return total
 
 
-def _trajectory(env: TextEnv, episode: _Episode, reward: float, terminated: bool, model: str,
-                config: RolloutConfig) -> Trajectory:
+def _trajectory(
+    env: TextEnv, episode: _Episode, reward: float, terminated: bool, model: str, config: RolloutConfig
+) -> Trajectory:
     start = episode.start
     provenance = Provenance(
-        source=config.source, iteration=config.iteration, start_step=start.start_step,
-        parent_id=start.prefix.id if start.prefix is not None else None, model=model,
+        source=config.source,
+        iteration=config.iteration,
+        start_step=start.start_step,
+        parent_id=start.prefix.id if start.prefix is not None else None,
+        model=model,
         sampling=config.sampling_record(),
     )
     return Trajectory(
-        id=trajectory_id(config, start), env=env.name, task_id=start.task_id,
-        prompt=episode.prompt, first_observation=episode.first_observation, turns=tuple(episode.turns),
-        reward=reward, success=terminated and env.is_success(reward), terminated=terminated,
+        id=trajectory_id(config, start),
+        env=env.name,
+        task_id=start.task_id,
+        prompt=episode.prompt,
+        first_observation=episode.first_observation,
+        turns=tuple(episode.turns),
+        reward=reward,
+        success=terminated and env.is_success(reward),
+        terminated=terminated,
         provenance=provenance,
     )

@@ -45,10 +45,19 @@ def can_fork(envs: Sequence[TextEnv], policy: Policy) -> bool:
     return sys.platform.startswith("linux") and policy.process_local and all(env.process_local for env in envs)
 
 
-def rollout_in_workers(workers: int, envs: Sequence[TextEnv], policy: Policy, starts: Sequence[Start],
-                       prompt: tuple[Message, ...], config: RolloutConfig, *,
-                       on_trajectory: Callable[[Trajectory], object] | None, progress: bool,
-                       description: str, silence_timeout_s: float) -> RolloutResult:
+def rollout_in_workers(
+    workers: int,
+    envs: Sequence[TextEnv],
+    policy: Policy,
+    starts: Sequence[Start],
+    prompt: tuple[Message, ...],
+    config: RolloutConfig,
+    *,
+    on_trajectory: Callable[[Trajectory], object] | None,
+    progress: bool,
+    description: str,
+    silence_timeout_s: float,
+) -> RolloutResult:
     """``rollout(..., workers=workers)``: the starts and environments dealt out to forked workers
     (at most one per environment and per start; :func:`can_fork` must hold). ``model_calls`` sums
     the workers' calls.
@@ -70,9 +79,24 @@ def rollout_in_workers(workers: int, envs: Sequence[TextEnv], policy: Policy, st
             # write end: a worker killed mid-message then leaves its pipe at end-of-file
             read_end, write_end = os.pipe()
             pipes.append(read_end)
-            processes.append(context.Process(target=_work, daemon=True, name=f"eef-rollout-{w}",
-                                             args=(w, os.getpid(), envs[w::workers], policy, starts[w::workers],
-                                                   prompt, config, description, write_end)))
+            processes.append(
+                context.Process(
+                    target=_work,
+                    daemon=True,
+                    name=f"eef-rollout-{w}",
+                    args=(
+                        w,
+                        os.getpid(),
+                        envs[w::workers],
+                        policy,
+                        starts[w::workers],
+                        prompt,
+                        config,
+                        description,
+                        write_end,
+                    ),
+                )
+            )
             processes[-1].start()
             os.close(write_end)
             inboxes[read_end] = _Inbox(w, read_end)
@@ -84,9 +108,11 @@ def rollout_in_workers(workers: int, envs: Sequence[TextEnv], policy: Policy, st
                 messages = inbox.read()
                 if messages is None:
                     _stop(processes[inbox.worker], EXIT_GRACE_S)
-                    raise EefError(f"{description}: rollout worker {inbox.worker} "
-                                   f"{_exit_text(processes[inbox.worker].exitcode)} before it finished (the "
-                                   "episodes saved so far are kept; run again to continue)")
+                    raise EefError(
+                        f"{description}: rollout worker {inbox.worker} "
+                        f"{_exit_text(processes[inbox.worker].exitcode)} before it finished (the "
+                        "episodes saved so far are kept; run again to continue)"
+                    )
                 for kind, payload in messages:
                     if kind == "episode":
                         finished[order[payload.id]] = payload
@@ -94,8 +120,9 @@ def rollout_in_workers(workers: int, envs: Sequence[TextEnv], policy: Policy, st
                         if on_trajectory is not None:
                             on_trajectory(payload)
                         bar.update(1)
-                        bar.set_postfix(steps_per_s=f"{result.steps / (time.perf_counter() - began):.1f}",
-                                        refresh=False)
+                        bar.set_postfix(
+                            steps_per_s=f"{result.steps / (time.perf_counter() - began):.1f}", refresh=False
+                        )
                     elif kind == "done":
                         result.diverged += payload.diverged
                         result.model_calls += payload.model_calls
@@ -114,8 +141,10 @@ def rollout_in_workers(workers: int, envs: Sequence[TextEnv], policy: Policy, st
         for fd in pipes:
             os.close(fd)
     if len(finished) + len(result.diverged) != len(starts):  # two starts with one key would collapse into one
-        raise EefError(f"{description}: {len(starts)} starts gave {len(finished)} episodes and "
-                       f"{len(result.diverged)} divergences; starts must have distinct keys")
+        raise EefError(
+            f"{description}: {len(starts)} starts gave {len(finished)} episodes and "
+            f"{len(result.diverged)} divergences; starts must have distinct keys"
+        )
     result.trajectories = [finished[n] for n in sorted(finished)]
     result.diverged.sort(key=lambda pair: order[trajectory_id(config, pair[0])])
     result.seconds = time.perf_counter() - began
@@ -142,8 +171,8 @@ class _Inbox:
         self.buffer += chunk
         messages = []
         while len(self.buffer) >= 8 and len(self.buffer) >= 8 + (size := int.from_bytes(self.buffer[:8], "big")):
-            messages.append(pickle.loads(self.buffer[8:8 + size]))
-            del self.buffer[:8 + size]
+            messages.append(pickle.loads(self.buffer[8 : 8 + size]))
+            del self.buffer[: 8 + size]
         return messages
 
 
@@ -151,16 +180,18 @@ def _send(fd: int, message: tuple[str, Any]) -> None:
     data = pickle.dumps(message)
     view = memoryview(len(data).to_bytes(8, "big") + data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _check_silence(inboxes: list[_Inbox], timeout_s: float, description: str) -> None:
     silent = sorted(i.worker for i in inboxes if time.monotonic() - i.heard >= timeout_s)
     if silent:
         names = ("workers " if len(silent) > 1 else "worker ") + ", ".join(map(str, silent))
-        raise EefError(f"{description}: rollout {names} sent nothing for {timeout_s:g} s (stopped or stuck) "
-                       "and was killed (the episodes saved so far are kept; run again to continue, or raise "
-                       "rollout.worker_timeout_s)")
+        raise EefError(
+            f"{description}: rollout {names} sent nothing for {timeout_s:g} s (stopped or stuck) "
+            "and was killed (the episodes saved so far are kept; run again to continue, or raise "
+            "rollout.worker_timeout_s)"
+        )
 
 
 def _exit_text(code: int | None) -> str:
@@ -182,16 +213,32 @@ def _stop(process: Any, grace_s: float) -> None:
         process.join()
 
 
-def _work(worker: int, parent: int, envs: Sequence[TextEnv], policy: Policy, starts: Sequence[Start],
-          prompt: tuple[Message, ...], config: RolloutConfig, description: str, pipe: int) -> None:
+def _work(
+    worker: int,
+    parent: int,
+    envs: Sequence[TextEnv],
+    policy: Policy,
+    starts: Sequence[Start],
+    prompt: tuple[Message, ...],
+    config: RolloutConfig,
+    description: str,
+    pipe: int,
+) -> None:
     """A worker's share; every finished episode, then the worker's totals, go into ``pipe``."""
     try:
         _die_with(parent)
         import torch
 
         torch.set_num_threads(1)  # see the module docstring: more threads hang after a fork
-        done = rollout_in_process(envs, policy, starts, prompt, config, description=description,
-                                  on_trajectory=lambda t: _send(pipe, ("episode", t)))
+        done = rollout_in_process(
+            envs,
+            policy,
+            starts,
+            prompt,
+            config,
+            description=description,
+            on_trajectory=lambda t: _send(pipe, ("episode", t)),
+        )
         done.trajectories = []  # already sent one by one
         _send(pipe, ("done", done))
     except BaseException:

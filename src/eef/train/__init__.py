@@ -9,11 +9,27 @@ from typing import Any
 
 from eef.train.settings import LoraSettings, TrainConfig
 
-_LAZY = {"Example": "data", "TokenizeStats": "data", "pack_examples": "data", "tokenize_conversation": "data",
-         "tokenize_trajectories": "data", "TrainResult": "trainer", "train": "trainer"}
+_LAZY = {
+    "Example": "data",
+    "TokenizeStats": "data",
+    "pack_examples": "data",
+    "tokenize_conversation": "data",
+    "tokenize_trajectories": "data",
+    "TrainResult": "trainer",
+    "train": "trainer",
+}
 
-__all__ = ["Example", "LoraSettings", "TokenizeStats", "TrainConfig", "TrainResult", "pack_examples",
-           "tokenize_conversation", "tokenize_trajectories", "train"]
+__all__ = [
+    "Example",
+    "LoraSettings",
+    "TokenizeStats",
+    "TrainConfig",
+    "TrainResult",
+    "pack_examples",
+    "tokenize_conversation",
+    "tokenize_trajectories",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -95,13 +95,14 @@ def trainable_spans(messages: Sequence[Message], tokenizer: Any, source: str = "
                 "conversation; per-turn masks need a template whose renderings of prefixes are prefixes "
                 "(templates that drop earlier thoughts, as Qwen3's does, need a prefix-stable variant)"
             )
-        end = len(head) + len(upto[len(head):].rstrip())  # the template's trailing newline does not train
+        end = len(head) + len(upto[len(head) :].rstrip())  # the template's trailing newline does not train
         spans.append((len(head), end))
     return text, spans
 
 
-def tokenize_conversation(messages: Sequence[Message], tokenizer: Any, max_length: int,
-                          source: str = "") -> tuple[Example | None, bool]:
+def tokenize_conversation(
+    messages: Sequence[Message], tokenizer: Any, max_length: int, source: str = ""
+) -> tuple[Example | None, bool]:
     """Token ids and labels of one conversation.
 
     Returns:
@@ -128,8 +129,9 @@ def tokenize_conversation(messages: Sequence[Message], tokenizer: Any, max_lengt
     return (example if example.trained_tokens else None), truncated
 
 
-def tokenize_trajectories(trajectories: Iterable[Trajectory], tokenizer: Any,
-                          max_length: int) -> tuple[list[Example], TokenizeStats]:
+def tokenize_trajectories(
+    trajectories: Iterable[Trajectory], tokenizer: Any, max_length: int
+) -> tuple[list[Example], TokenizeStats]:
     """Tokenise trajectories with their per-turn masks (see the module docstring)."""
     examples, stats = [], TokenizeStats()
     for trajectory in trajectories:
@@ -173,5 +175,11 @@ def pack_examples(examples: Sequence[Example], max_length: int, seed: int = 0) -
             rows[slot].append(example)
             room[slot] -= size
     random.Random(seed).shuffle(rows)
-    return [PackedRow([t for e in row for t in e.input_ids], [t for e in row for t in e.labels],
-                      [p for e in row for p in range(len(e.input_ids))]) for row in rows]
+    return [
+        PackedRow(
+            [t for e in row for t in e.input_ids],
+            [t for e in row for t in e.labels],
+            [p for e in row for p in range(len(e.input_ids))],
+        )
+        for row in rows
+    ]

@@ -26,8 +26,9 @@ class LoraSettings:
     merge: bool = True
 
     def __post_init__(self) -> None:
-        check_fields(self, r=at_least(1), alpha=at_least(1), dropout=between(0, 1, open_high=True),
-                     target_modules=not_empty)
+        check_fields(
+            self, r=at_least(1), alpha=at_least(1), dropout=between(0, 1, open_high=True), target_modules=not_empty
+        )
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,25 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_fields(self, epochs=above(0), learning_rate=above(0), warmup_ratio=between(0, 1, open_high=True),
-                     decay_ratio=between(0, 1, open_low=True), weight_decay=at_least(0), rows_per_step=at_least(1),
-                     micro_batch_rows=at_least(1), max_length=at_least(2), max_grad_norm=above(0),
-                     mixed_precision=one_of("auto", "bf16", "fp16", "no"))
+        check_fields(
+            self,
+            epochs=above(0),
+            learning_rate=above(0),
+            warmup_ratio=between(0, 1, open_high=True),
+            decay_ratio=between(0, 1, open_low=True),
+            weight_decay=at_least(0),
+            rows_per_step=at_least(1),
+            micro_batch_rows=at_least(1),
+            max_length=at_least(2),
+            max_grad_norm=above(0),
+            mixed_precision=one_of("auto", "bf16", "fp16", "no"),
+        )
         if self.rows_per_step % self.micro_batch_rows:
-            raise FieldErrors([("rows_per_step", f"{self.rows_per_step} is not a multiple of micro_batch_rows "
-                                                 f"({self.micro_batch_rows})")])
+            raise FieldErrors(
+                [
+                    (
+                        "rows_per_step",
+                        f"{self.rows_per_step} is not a multiple of micro_batch_rows ({self.micro_batch_rows})",
+                    )
+                ]
+            )

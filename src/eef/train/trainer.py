@@ -90,8 +90,8 @@ class LengthGroupedBatches(Sampler[list[int]]):
         order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
         batches = []
         for start in range(0, len(order), self.span):
-            window = sorted(order[start:start + self.span], key=self.lengths.__getitem__, reverse=True)
-            batches += [window[i:i + self.batch_rows] for i in range(0, len(window), self.batch_rows)]
+            window = sorted(order[start : start + self.span], key=self.lengths.__getitem__, reverse=True)
+            batches += [window[i : i + self.batch_rows] for i in range(0, len(window), self.batch_rows)]
         yield from (batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist())
 
     def __len__(self) -> int:
@@ -111,11 +111,18 @@ def collate(rows: Sequence[PackedRow], pad_id: int) -> dict[str, torch.Tensor]:
     positions = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
         n = len(row.input_ids)
-        ids[i, :n], labels[i, :n], positions[i, :n] = (torch.tensor(row.input_ids), torch.tensor(row.labels),
-                                                       torch.tensor(row.position_ids))
+        ids[i, :n], labels[i, :n], positions[i, :n] = (
+            torch.tensor(row.input_ids),
+            torch.tensor(row.labels),
+            torch.tensor(row.position_ids),
+        )
         positions[i, n:] = torch.arange(row.position_ids[-1] + 1, row.position_ids[-1] + 1 + width - n)
-    return {"input_ids": ids, "labels": labels, "position_ids": positions,
-            "num_tokens": torch.tensor(sum(len(r.input_ids) for r in rows))}
+    return {
+        "input_ids": ids,
+        "labels": labels,
+        "position_ids": positions,
+        "num_tokens": torch.tensor(sum(len(r.input_ids) for r in rows)),
+    }
 
 
 def forward_logits(model: Any, batch: dict[str, torch.Tensor], keep: torch.Tensor | None = None) -> torch.Tensor:
@@ -161,16 +168,23 @@ def evaluate_loss(model: Any, examples: Sequence[Example], pad_id: int, batch_ro
     total, count = 0.0, 0
     rows = [PackedRow(e.input_ids, e.labels, list(range(len(e.input_ids)))) for e in examples]
     for start in range(0, len(rows), batch_rows):
-        batch = {k: v.to(device) for k, v in collate(rows[start:start + batch_rows], pad_id).items()}
+        batch = {k: v.to(device) for k, v in collate(rows[start : start + batch_rows], pad_id).items()}
         loss, n = token_loss_sum(model, batch)
         total, count = total + float(loss), count + n
     model.train(was_training)
     return total / max(count, 1)
 
 
-def train(model: Any, tokenizer: Any, examples: Sequence[Example], out_dir: str | Path,
-          config: TrainConfig = DEFAULT_CONFIG, *, progress: bool = False,
-          metadata: dict[str, Any] | None = None) -> TrainResult:
+def train(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    out_dir: str | Path,
+    config: TrainConfig = DEFAULT_CONFIG,
+    *,
+    progress: bool = False,
+    metadata: dict[str, Any] | None = None,
+) -> TrainResult:
     """Fine-tune ``model`` on ``examples`` and save it to ``out_dir``.
 
     Args:
@@ -210,19 +224,23 @@ def train(model: Any, tokenizer: Any, examples: Sequence[Example], out_dir: str 
         sampler = LengthGroupedBatches([len(r.input_ids) for r in rows], config.micro_batch_rows, config.seed)
         loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=lambda batch: collate(batch, pad_id))
     else:
-        loader = DataLoader(dataset, batch_size=config.micro_batch_rows, shuffle=True,
-                            generator=torch.Generator().manual_seed(config.seed),
-                            collate_fn=lambda batch: collate(batch, pad_id))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
+        loader = DataLoader(
+            dataset,
+            batch_size=config.micro_batch_rows,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(config.seed),
+            collate_fn=lambda batch: collate(batch, pad_id),
+        )
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay
+    )
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)  # the loader is sharded per process
     accumulation = _accumulation(config, accelerator)
     total_micro = max(1, math.ceil(len(loader) * config.epochs))  # per process; the last step may be shorter
     total_steps = math.ceil(total_micro / accumulation)
     warmup = int(config.warmup_ratio * total_steps)
     decay = max(1, round(config.decay_ratio * (total_steps - warmup)))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer,
-                                                 lambda step: _lr_factor(step, warmup, total_steps, decay))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, warmup, total_steps, decay))
 
     result = TrainResult(checkpoint=Path(out_dir))
     bar = progress_bar(total_steps, "train", "step", progress and accelerator.is_main_process)
@@ -268,13 +286,17 @@ def _accumulation(config: TrainConfig, accelerator: Any) -> int:
 
     per_pass = config.micro_batch_rows * accelerator.num_processes
     if config.rows_per_step % per_pass:
-        raise EefError(f"rows_per_step ({config.rows_per_step}) must be a multiple of micro_batch_rows x processes "
-                       f"({config.micro_batch_rows} x {accelerator.num_processes} = {per_pass})")
+        raise EefError(
+            f"rows_per_step ({config.rows_per_step}) must be a multiple of micro_batch_rows x processes "
+            f"({config.micro_batch_rows} x {accelerator.num_processes} = {per_pass})"
+        )
     accumulation = config.rows_per_step // per_pass
     if accumulation > 1 and accelerator.distributed_type == DistributedType.DEEPSPEED:
         # DeepSpeed steps its optimizer inside backward() by its own config; ours would double-count
-        raise EefError("with DeepSpeed set micro_batch_rows x processes = rows_per_step (accumulation 1), or "
-                       "set gradient_accumulation_steps in the DeepSpeed config and rows_per_step to match")
+        raise EefError(
+            "with DeepSpeed set micro_batch_rows x processes = rows_per_step (accumulation 1), or "
+            "set gradient_accumulation_steps in the DeepSpeed config and rows_per_step to match"
+        )
     return accumulation
 
 
@@ -299,17 +321,30 @@ def _cycle(loader: Any) -> Iterator[dict[str, torch.Tensor]]:
         epoch += 1
 
 
-def _save(model: Any, tokenizer: Any, out: Path, config: TrainConfig, result: TrainResult,
-          metadata: dict[str, Any], state_dict: dict[str, torch.Tensor] | None) -> None:
+def _save(
+    model: Any,
+    tokenizer: Any,
+    out: Path,
+    config: TrainConfig,
+    result: TrainResult,
+    metadata: dict[str, Any],
+    state_dict: dict[str, torch.Tensor] | None,
+) -> None:
     if config.lora is not None and config.lora.merge:
         model = model.merge_and_unload()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     model.save_pretrained(tmp, state_dict=state_dict)
     tokenizer.save_pretrained(tmp)
-    record = {"config": asdict(config), "steps": result.steps, "tokens": result.tokens,
-              "trained_tokens": result.trained_tokens, "seconds": round(result.seconds, 3),
-              "final_loss": result.losses[-1] if result.losses else None, **metadata}
+    record = {
+        "config": asdict(config),
+        "steps": result.steps,
+        "tokens": result.tokens,
+        "trained_tokens": result.trained_tokens,
+        "seconds": round(result.seconds, 3),
+        "final_loss": result.losses[-1] if result.losses else None,
+        **metadata,
+    }
     (tmp / "eef_train.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     tmp.chmod(0o755)  # mkdtemp makes it private
     if out.exists():  # POSIX cannot swap directories atomically: the old one is kept until the new one is in place

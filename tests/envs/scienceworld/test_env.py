@@ -36,8 +36,11 @@ def test_the_split_table_matches_the_simulator(pool):
             simulator.load(name, 0, "")
             server = simulator._server
             assert server.getTaskMaxVariations(name) == count, name
-            for split, read in (("train", server.getVariationsTrain), ("dev", server.getVariationsDev),
-                                ("test", server.getVariationsTest)):
+            for split, read in (
+                ("train", server.getVariationsTrain),
+                ("dev", server.getVariationsDev),
+                ("test", server.getVariationsTest),
+            ):
                 assert list(read()) == list(variations(name, split)), (name, split)
     finally:
         pool.release(simulator)
@@ -48,8 +51,10 @@ def test_the_environment_keeps_the_protocol(pool):
 
 
 def test_gold_sequences_score_100_on_several_task_types(sw_env):
-    ids = [f"{name}/{variations(name, 'train')[1]}" for name in
-           ("find-animal", "chemistry-mix", "lifespan-longest-lived", "power-component", "melt")]
+    ids = [
+        f"{name}/{variations(name, 'train')[1]}"
+        for name in ("find-animal", "chemistry-mix", "lifespan-longest-lived", "power-component", "melt")
+    ]
     report = verify(sw_env, ids)
     assert report.episodes == 5
     assert report.success_rate == 1.0 and report.mean_reward == 1.0, report.failures
@@ -139,7 +144,7 @@ def test_a_killed_jvm_is_restarted_and_the_episode_goes_on(own_pool):
     before = [env.step(a) for a in gold[:3]]
     os.kill(env._sim.jvm.pid, signal.SIGKILL)
     env._sim.jvm.process.wait()
-    after = [env.step(a) for a in gold[3: len(undisturbed)]]
+    after = [env.step(a) for a in gold[3 : len(undisturbed)]]
     assert all(same_state(a.observation, b.observation) for a, b in zip(before + after, undisturbed))
     assert after[-1].terminated and after[-1].reward == 1.0
     assert env.info["jvm_restarts"] == 1 and env.metrics == {"episode_retries": 1, "restore_divergences": 0}
@@ -165,7 +170,7 @@ def test_a_jvm_killed_during_a_call_is_restarted(own_pool, monkeypatch, method):
     if method in ("reset", "load"):
         env.reset("find-animal/1")
         assert env.step(gold[0]).info["valid"]
-    results = [env.step(a) for a in gold[len(env._episode.actions):]]
+    results = [env.step(a) for a in gold[len(env._episode.actions) :]]
     assert killed and own_pool.restarts == 1 and killed[0] not in [j.pid for j in own_pool.jvms]
     assert results[-1].terminated and results[-1].reward == 1.0
 
@@ -221,7 +226,8 @@ def test_jvm_faults_print_no_py4j_tracebacks():
         "for _ in range(2):\n"
         "    os.kill(env._sim.jvm.pid, signal.SIGKILL)\n"
         "    print(env.step('look around').info['valid'])\n"
-        "pool.close()\n")
+        "pool.close()\n"
+    )
     out = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.split() == ["True", "True"], out.stderr
     assert "Traceback" not in out.stderr and "py4j" not in out.stderr

@@ -13,8 +13,16 @@ from eef.errors import EefError
 from eef.experts.registry import ExpertSettings, expert_program, expert_trajectories
 from eef.experts.scienceworld_gold import PerturbConfig, gold_trajectory, perturbed_trajectory
 
-TASKS = ["find-animal/0", "lifespan-longest-lived/0", "power-component/0", "chemistry-mix/0", "find-animal/1",
-         "lifespan-longest-lived/1", "power-component/1", "chemistry-mix/1"]
+TASKS = [
+    "find-animal/0",
+    "lifespan-longest-lived/0",
+    "power-component/0",
+    "chemistry-mix/0",
+    "find-animal/1",
+    "lifespan-longest-lived/1",
+    "power-component/1",
+    "chemistry-mix/1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +67,27 @@ def test_the_gold_expert_needs_scienceworld(shop_env, prompt):
 
 
 def test_env_verify_replays_gold_sequences_as_json(pool):
-    out = subprocess.run([sys.executable, "-c", "from eef.cli import main; main()", "env", "verify", "scienceworld",
-                          "--limit", "3", "--json", "-o", "tasks=[lifespan-longest-lived,power-component,find-plant]",
-                          "-o", "max_steps=100"], check=False, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from eef.cli import main; main()",
+            "env",
+            "verify",
+            "scienceworld",
+            "--limit",
+            "3",
+            "--json",
+            "-o",
+            "tasks=[lifespan-longest-lived,power-component,find-plant]",
+            "-o",
+            "max_steps=100",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     assert figures["episodes"] == 3 and figures["success_rate"] == 1.0 and figures["mean_reward"] == 1.0

@@ -82,7 +82,7 @@ def test_missing_java_says_how_to_install_it():
 
 def test_too_old_java_is_refused(tmp_path):
     fake = tmp_path / "java"
-    fake.write_text('#!/bin/sh\necho \'java version "1.7.0_80"\' >&2\n')
+    fake.write_text("#!/bin/sh\necho 'java version \"1.7.0_80\"' >&2\n")
     fake.chmod(0o755)
     with pytest.raises(JavaNotFoundError, match="Java 8 or newer, but .* is Java 7; install Java 17"):
         find_java(str(fake))
@@ -105,17 +105,25 @@ def test_observations_match_up_to_line_order_only():
 
 
 # Lines as the simulator printed them, in two orders that the same state produced on two runs.
-CUPBOARD = ("\ta large cupboard. The large cupboard door is open. In the large cupboard is: a drawer, a wood cup "
-            "(containing yellow paint), a wood cup (containing blue paint), a wood cup (containing nothing).")
-CUPBOARD_AGAIN = ("\ta large cupboard. The large cupboard door is open. In the large cupboard is: a wood cup "
-                  "(containing blue paint), a drawer, a wood cup (containing nothing), a wood cup (containing yellow "
-                  "paint).")
+CUPBOARD = (
+    "\ta large cupboard. The large cupboard door is open. In the large cupboard is: a drawer, a wood cup "
+    "(containing yellow paint), a wood cup (containing blue paint), a wood cup (containing nothing)."
+)
+CUPBOARD_AGAIN = (
+    "\ta large cupboard. The large cupboard door is open. In the large cupboard is: a wood cup "
+    "(containing blue paint), a drawer, a wood cup (containing nothing), a wood cup (containing yellow "
+    "paint)."
+)
 SEED_JAR = "\ta seed jar (containing a round green pea seed, a wrinkly orange pea seed)"
 SEED_JAR_AGAIN = "\ta seed jar (containing a wrinkly orange pea seed, a round green pea seed)"
-POT = ("\ta flower pot 4 (containing a pea plant in the reproducing stage with a tall height. On the pea plant you "
-       "see: a adult bee, a round green pea seed, a wilting purple flower. , soil)")
-POT_AGAIN = ("\ta flower pot 4 (containing soil, a pea plant in the reproducing stage with a tall height. On the pea "
-             "plant you see: a wilting purple flower, a adult bee, a round green pea seed. )")
+POT = (
+    "\ta flower pot 4 (containing a pea plant in the reproducing stage with a tall height. On the pea plant you "
+    "see: a adult bee, a round green pea seed, a wilting purple flower. , soil)"
+)
+POT_AGAIN = (
+    "\ta flower pot 4 (containing soil, a pea plant in the reproducing stage with a tall height. On the pea "
+    "plant you see: a wilting purple flower, a adult bee, a round green pea seed. )"
+)
 
 
 @pytest.mark.parametrize("first, second", [(CUPBOARD, CUPBOARD_AGAIN), (SEED_JAR, SEED_JAR_AGAIN), (POT, POT_AGAIN)])
@@ -129,16 +137,19 @@ def test_lists_inside_a_line_still_tell_other_states_apart():
     # paint in another cup, a seed fewer, a seed moved out of the jar, an item moved between nested lists
     assert not same_state(CUPBOARD, CUPBOARD.replace("(containing nothing)", "(containing red paint)"))
     assert not same_state(SEED_JAR, "\ta seed jar (containing a round green pea seed)")
-    assert not same_state(SEED_JAR + "\n\ta bee", "\ta seed jar (containing a round green pea seed)\n\ta bee, "
-                                                 "a wrinkly orange pea seed")
+    assert not same_state(
+        SEED_JAR + "\n\ta bee", "\ta seed jar (containing a round green pea seed)\n\ta bee, a wrinkly orange pea seed"
+    )
     assert not same_state(POT, POT.replace("a adult bee, ", "").replace(", soil)", ", a adult bee, soil)"))
-    assert not same_state("a box (containing a cup (containing water), a pen)",
-                          "a box (containing a cup, a pen (containing water))")
+    assert not same_state(
+        "a box (containing a cup (containing water), a pen)", "a box (containing a cup, a pen (containing water))"
+    )
 
 
 def test_canonical_lines_sort_every_depth_and_survive_unbalanced_parentheses():
     assert canonical_line("In the cupboard is: a drawer, a cup (containing water, soil).") == (
-        "In the cupboard is: a cup (containing soil, water), a drawer.")
+        "In the cupboard is: a cup (containing soil, water), a drawer."
+    )
     assert canonical_line("reads 3.5 degrees") == "reads 3.5 degrees"  # a decimal point ends no list
     assert canonical_line("a jar (containing b, a") == "a jar (containing a, b"
     assert canonical_line("a) b, c") == "a) b, c"
@@ -159,7 +170,7 @@ def test_perturbations_break_the_sequence_after_a_key_action(seed):
         if kind == "stop":
             assert actions == GOLD[:at]
         if kind == "skip":
-            assert at in KEYS and actions == GOLD[:at] + GOLD[at + 1:]
+            assert at in KEYS and actions == GOLD[:at] + GOLD[at + 1 :]
         if kind == "repeat":
             assert actions[at] == GOLD[at - 1] and len(actions) == len(GOLD) + 1
 

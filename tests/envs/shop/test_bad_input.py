@@ -8,8 +8,19 @@ import pytest
 from eef.envs.shop.webshop_data import load_webshop
 from eef.errors import DataError, UnknownNameError
 
-GOOD = {"asin": "B000000001", "lucene_docno": 0, "Title": "t", "Description": "", "BulletPoints": [],
-        "pricing": [5.0], "options": {}, "Attributes": [], "query": "q", "category": "c", "product_category": ""}
+GOOD = {
+    "asin": "B000000001",
+    "lucene_docno": 0,
+    "Title": "t",
+    "Description": "",
+    "BulletPoints": [],
+    "pricing": [5.0],
+    "options": {},
+    "Attributes": [],
+    "query": "q",
+    "category": "c",
+    "product_category": "",
+}
 
 
 def _write(tmp_path, lines, ins=None):
@@ -54,9 +65,20 @@ def test_truncated_gzip_is_reported(tmp_path):
 
 
 def test_original_layout_is_read_and_its_errors_name_the_record(tmp_path):
-    raw = [{"asin": "B000000001", "name": "Red Shirt", "full_description": "soft", "small_description": ["a"],
-            "pricing": "$10.00 - $12.50", "customization_options": {"Color": [{"value": "Navy/Blue"}]},
-            "query": " Shirts ", "category": "fashion", "product_category": "a › b", "images": ["x"]}]
+    raw = [
+        {
+            "asin": "B000000001",
+            "name": "Red Shirt",
+            "full_description": "soft",
+            "small_description": ["a"],
+            "pricing": "$10.00 - $12.50",
+            "customization_options": {"Color": [{"value": "Navy/Blue"}]},
+            "query": " Shirts ",
+            "category": "fashion",
+            "product_category": "a › b",
+            "images": ["x"],
+        }
+    ]
     (tmp_path / "items_shuffle_1000.json").write_text(json.dumps(raw))
     ins = {"B000000001": {"attributes": ["soft"], "instruction": "i want a shirt", "instruction_attributes": ["soft"]}}
     (tmp_path / "items_ins_v2_1000.json").write_text(json.dumps(ins))

@@ -8,10 +8,21 @@ from eef.envs.shop.webshop_data import indexed_text
 
 
 def _product(n: int, title: str, options: dict, price: float = 20.0) -> Product:
-    return Product(asin=f"B{n:04d}", title=title, price_text=f"${price}", price=price, options=options,
-                   description=f"about {title}", bullets=["first bullet", "  ", "second"], attributes=["soft"],
-                   query="shirt", product_category="a › b › c", category="c",
-                   search_text=indexed_text(title, "", [], options), title_nouns=("shirt",))
+    return Product(
+        asin=f"B{n:04d}",
+        title=title,
+        price_text=f"${price}",
+        price=price,
+        options=options,
+        description=f"about {title}",
+        bullets=["first bullet", "  ", "second"],
+        attributes=["soft"],
+        query="shirt",
+        product_category="a › b › c",
+        category="c",
+        search_text=indexed_text(title, "", [], options),
+        title_nouns=("shirt",),
+    )
 
 
 @pytest.fixture
@@ -24,7 +35,9 @@ def env() -> ShopEnv:
 
 
 def test_start_page(env):
-    assert env.reset("t_0") == "WebShop [SEP] Instruction: [SEP] i want a red shirt special with color: green [SEP] Search"
+    assert (
+        env.reset("t_0") == "WebShop [SEP] Instruction: [SEP] i want a red shirt special with color: green [SEP] Search"
+    )
     assert env.available_actions() == ["search[<keywords>]"]
 
 
@@ -47,8 +60,10 @@ def test_item_page_options_subpages_and_prev(env):
     results = env.step("search[special]").observation
     assert "B0023" in results
     item = env.step("click[b0023]").observation
-    assert item.endswith("color [SEP] blue [SEP] green [SEP] trim [SEP] blue [SEP] gold [SEP] red shirt special "
-                         "[SEP] Price: $15.0 [SEP] Rating: N.A. [SEP] Description [SEP] Features [SEP] Reviews [SEP] Buy Now")
+    assert item.endswith(
+        "color [SEP] blue [SEP] green [SEP] trim [SEP] blue [SEP] gold [SEP] red shirt special "
+        "[SEP] Price: $15.0 [SEP] Rating: N.A. [SEP] Description [SEP] Features [SEP] Reviews [SEP] Buy Now"
+    )
     assert env.step("click[green]").observation == item  # text mode does not mark the choice
     assert env.step("click[features]").observation.endswith("< Prev [SEP] first bullet [SEP] second")
     assert env.step("click[< prev]").observation == item  # options kept
@@ -82,8 +97,21 @@ def test_wrong_option_lowers_the_reward(env):
     assert env.step("click[buy now]").reward == pytest.approx(2 / 3)
 
 
-@pytest.mark.parametrize("action", ["click[buy now]", "click[nothing]", "search[]", "buy it", "", "click[search]x",
-                                    "click[ b0023 ]", None, 123, "search[ s ]"])
+@pytest.mark.parametrize(
+    "action",
+    [
+        "click[buy now]",
+        "click[nothing]",
+        "search[]",
+        "buy it",
+        "",
+        "click[search]x",
+        "click[ b0023 ]",
+        None,
+        123,
+        "search[ s ]",
+    ],
+)
 def test_invalid_actions_keep_the_page(env, action):
     env.reset("t_0")
     before = env.step("search[special]").observation

@@ -34,7 +34,9 @@ def test_goal_order_is_stable_and_price_draws_follow_the_seed(webshop_1k_dir, ca
 def test_indexed_text_rebuilds_the_lucene_contents(webshop_1k_dir):
     with gzip.open(webshop_1k_dir / "products.jsonl.gz", "rt", encoding="utf-8") as f:
         records = [json.loads(line) for line in f]
-    assert all(indexed_text(r["Title"], r["Description"], r["BulletPoints"], r["options"]) == r["contents"] for r in records)
+    assert all(
+        indexed_text(r["Title"], r["Description"], r["BulletPoints"], r["options"]) == r["contents"] for r in records
+    )
 
 
 def test_oracle_reproduces_webshop_reward_split_on_all_6910_goals(catalog):

@@ -51,8 +51,14 @@ from eef.errors import EefError, UnknownNameError
 
 T = TypeVar("T")
 NO_MATCH = "No known action matches that input."
-SIMPLIFICATIONS = ("easy", "teleportAction", "openDoors", "openContainers", "selfWateringFlowerPots",
-                   "noElectricalAction")
+SIMPLIFICATIONS = (
+    "easy",
+    "teleportAction",
+    "openDoors",
+    "openContainers",
+    "selfWateringFlowerPots",
+    "noElectricalAction",
+)
 ELECTRICAL_TASKS = ("power-component", "conductivity")
 LOOK = "look around"
 # A JVM that fails this many times in a row during one call is not transient.
@@ -70,13 +76,19 @@ INSTRUCTION = (
 )
 # An invented episode (no ScienceWorld task's answer): it shows the format and the focus rule.
 EXAMPLE = (
-    ("Task Description:\nYour task is to find a(n) insect. First, focus on the thing. Then, move it to the "
-     "green box in the bathroom.\n\nThis room is called the hallway. In it, you see:\n\tthe agent\n\ta "
-     "substance called air\nYou also see:\n\tA door to the garden (that is open)",
-     "Insects live outside; I go to the garden.", "teleport to garden"),
+    (
+        "Task Description:\nYour task is to find a(n) insect. First, focus on the thing. Then, move it to the "
+        "green box in the bathroom.\n\nThis room is called the hallway. In it, you see:\n\tthe agent\n\ta "
+        "substance called air\nYou also see:\n\tA door to the garden (that is open)",
+        "Insects live outside; I go to the garden.",
+        "teleport to garden",
+    ),
     ("You teleport to the garden.", "I look for an insect here.", LOOK),
-    ("This room is called the garden. In it, you see:\n\tthe agent\n\ta beetle\n\ta rock",
-     "The beetle is an insect, so I focus on it.", "focus on beetle"),
+    (
+        "This room is called the garden. In it, you see:\n\tthe agent\n\ta beetle\n\ta rock",
+        "The beetle is an insect, so I focus on it.",
+        "focus on beetle",
+    ),
     ("You focus on the beetle.", "I take it with me.", "pick up beetle"),
     ("You move the beetle to the inventory.", "The green box is in the bathroom.", "teleport to bathroom"),
     ("You teleport to the bathroom.", "I put the beetle in the green box.", "move beetle to green box"),
@@ -130,9 +142,16 @@ class ScienceWorldEnv(TextEnv):
     agent_example = EXAMPLE
     metrics: dict[str, int]
 
-    def __init__(self, pool: JvmPool, *, tasks: Sequence[str] | str | None = None, simplifications: str = "easy",
-                 max_steps: int | None = None, step_limits: Mapping[str, int] | None = None,
-                 split_files: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        pool: JvmPool,
+        *,
+        tasks: Sequence[str] | str | None = None,
+        simplifications: str = "easy",
+        max_steps: int | None = None,
+        step_limits: Mapping[str, int] | None = None,
+        split_files: Mapping[str, str] | None = None,
+    ):
         if isinstance(tasks, str):
             tasks = tasks.split(",")
         chosen = {task_name(t) for t in tasks} if tasks else set(TASK_ORDER)
@@ -146,8 +165,10 @@ class ScienceWorldEnv(TextEnv):
         self._max_steps = max_steps
         self._step_limits = {task_name(t): int(n) for t, n in (step_limits or {}).items()}
         if split_files:
-            self._splits = {split: [t for t in read_index_file(path) if parse_task_id(t)[0] in chosen]
-                            for split, path in split_files.items()}
+            self._splits = {
+                split: [t for t in read_index_file(path) if parse_task_id(t)[0] in chosen]
+                for split, path in split_files.items()
+            }
         else:
             self._splits = {split: split_task_ids(self.tasks, split) for split in SPLITS}
         self._shared = _Shared(pool)
@@ -189,10 +210,16 @@ class ScienceWorldEnv(TextEnv):
     @property
     def info(self) -> dict[str, Any]:  # type: ignore[override]  # read-only: computed from the pool's health
         """Settings and health figures (printed by ``eef env verify``)."""
-        return {"simplifications": self.simplifications, "tasks": len(self.tasks),
-                "step_limits": "eto" if self._max_steps is None else self._max_steps,
-                "stochastic_tasks": sorted(STOCHASTIC_TASKS & set(self.tasks)), "jvms": len(self._pool.jvms),
-                "heap_mb": self._pool.heap_mb, "jvm_restarts": self._pool.restarts, **self.metrics}
+        return {
+            "simplifications": self.simplifications,
+            "tasks": len(self.tasks),
+            "step_limits": "eto" if self._max_steps is None else self._max_steps,
+            "stochastic_tasks": sorted(STOCHASTIC_TASKS & set(self.tasks)),
+            "jvms": len(self._pool.jvms),
+            "heap_mb": self._pool.heap_mb,
+            "jvm_restarts": self._pool.restarts,
+            **self.metrics,
+        }
 
     # -- episode -----------------------------------------------------------------------------
     def reset(self, task_id: str) -> str:
@@ -265,6 +292,7 @@ class ScienceWorldEnv(TextEnv):
         name, variation = parse_task_id(task_id)
         key = f"{name}/{variation}"
         if key not in self._shared.gold:
+
             def compute(sim: Simulator) -> list[str]:
                 self._stale = self._episode is not None
                 sim.load(name, variation, self._simplifications_for(name), gold=True)

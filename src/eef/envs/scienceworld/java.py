@@ -56,9 +56,12 @@ def find_java(java: str = "java") -> str:
         raise JavaNotFoundError(f"ScienceWorld needs Java, but {path} -version failed ({e}); {INSTALL_HINT}") from e
     major = java_major(done.stderr + done.stdout)
     if major is None:
-        raise JavaNotFoundError(f"ScienceWorld needs Java, but {path} -version printed no version "
-                                f"({(done.stderr or done.stdout).strip()[:200]!r}); {INSTALL_HINT}")
+        raise JavaNotFoundError(
+            f"ScienceWorld needs Java, but {path} -version printed no version "
+            f"({(done.stderr or done.stdout).strip()[:200]!r}); {INSTALL_HINT}"
+        )
     if major < MIN_JAVA:
-        raise JavaNotFoundError(f"ScienceWorld needs Java {MIN_JAVA} or newer, but {path} is Java {major}; "
-                                f"{INSTALL_HINT}")
+        raise JavaNotFoundError(
+            f"ScienceWorld needs Java {MIN_JAVA} or newer, but {path} is Java {major}; {INSTALL_HINT}"
+        )
     return path

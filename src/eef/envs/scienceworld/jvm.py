@@ -92,7 +92,8 @@ class Jvm:
         # The socket timeout only backs up the watchdog, for py4j's own calls (freeing Java objects).
         self.gateway = JavaGateway(
             gateway_parameters=GatewayParameters(port=port, auto_field=True, read_timeout=2 * timeout_s),
-            java_process=self.process)
+            java_process=self.process,
+        )
         self.simulators = 0
         logger.info("ScienceWorld JVM %d started (heap %d MB)", self.pid, heap_mb)
 
@@ -136,11 +137,20 @@ def _launch(java: str, heap_mb: int) -> subprocess.Popen:
     """Start the jar's py4j gateway server (py4j's ``launch_gateway``, without its unbounded wait)."""
     classpath = os.pathsep.join((find_jar_path(), JAR_PATH))
     # --die-on-broken-pipe: the JVM ends when this Python process does, even if it is killed.
-    command = [java, "-classpath", classpath, f"-Xmx{heap_mb}m", *JVM_OPTIONS, "py4j.GatewayServer",
-               "--die-on-broken-pipe", "0"]
+    command = [
+        java,
+        "-classpath",
+        classpath,
+        f"-Xmx{heap_mb}m",
+        *JVM_OPTIONS,
+        "py4j.GatewayServer",
+        "--die-on-broken-pipe",
+        "0",
+    ]
     try:
-        return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, cwd=BASEPATH)
+        return subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=BASEPATH
+        )
     except OSError as e:
         raise EefError(f"could not start ScienceWorld's JVM ({java} -jar {JAR_PATH}): {e}") from e
 
@@ -255,6 +265,7 @@ class Simulator:
     def invoke(self, method: str, *args: Any) -> Any:
         """The simulator's ``method(*args)``; Java lists come back as Python lists (reading a
         Java list calls into the JVM too, so it happens inside :meth:`call`)."""
+
         def run() -> Any:
             result = getattr(self._server, method)(*args)
             return list(result) if isinstance(result, JavaList) else result
@@ -314,16 +325,19 @@ class JvmPool:
         EefError: ``heap_mb`` is too small for ``envs_per_jvm`` simulators.
     """
 
-    def __init__(self, java: str = "java", heap_mb: int = 256, envs_per_jvm: int = 16,
-                 call_timeout_s: float = CALL_TIMEOUT_S):
+    def __init__(
+        self, java: str = "java", heap_mb: int = 256, envs_per_jvm: int = 16, call_timeout_s: float = CALL_TIMEOUT_S
+    ):
         if envs_per_jvm < 1:
             raise EefError(f"envs_per_jvm must be at least 1, not {envs_per_jvm}")
         if call_timeout_s <= 0:
             raise EefError(f"call_timeout_s must be positive, not {call_timeout_s}")
         needed = BASE_HEAP_MB + HEAP_PER_ENV_MB * envs_per_jvm
         if heap_mb < needed:
-            raise EefError(f"heap_mb={heap_mb} is too small for envs_per_jvm={envs_per_jvm}: each simulator "
-                           f"holds about {HEAP_PER_ENV_MB} MB, so use heap_mb >= {needed} or fewer envs_per_jvm")
+            raise EefError(
+                f"heap_mb={heap_mb} is too small for envs_per_jvm={envs_per_jvm}: each simulator "
+                f"holds about {HEAP_PER_ENV_MB} MB, so use heap_mb >= {needed} or fewer envs_per_jvm"
+            )
         self.java = find_java(java)
         self.heap_mb = heap_mb
         self.envs_per_jvm = envs_per_jvm
@@ -360,8 +374,9 @@ class JvmPool:
             self.jvms.remove(dead)
             dead.kill()
             self.restarts += 1
-            logger.warning("%s; starting another (restart %d)", reason or f"ScienceWorld's JVM {dead.pid} failed",
-                           self.restarts)
+            logger.warning(
+                "%s; starting another (restart %d)", reason or f"ScienceWorld's JVM {dead.pid} failed", self.restarts
+            )
 
     def rss_mb(self) -> list[float]:
         """Resident memory of each live JVM, in MB."""

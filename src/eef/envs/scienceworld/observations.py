@@ -32,7 +32,7 @@ def _canonical_level(text: str) -> str:
     if len(items) == 1:
         return items[0]
     head = "containing " if items[0].startswith("containing ") else ""  # (containing soil, water)
-    items[0] = items[0][len(head):]
+    items[0] = items[0][len(head) :]
     return head + ", ".join(sorted(items))
 
 

@@ -57,19 +57,36 @@ SPLITS = ("train", "dev", "test")
 # values are eef's choice, in line with the nearest ETO task (measurement: 120) and with what later
 # ScienceWorld agent work used (inclined plane 40, genetics 50).
 STEP_LIMITS: dict[str, int] = {
-    "boil": 100, "melt": 80, "freeze": 80, "change-the-state-of-matter-of": 80,
-    "use-thermometer": 30, "measure-melting-point-known-substance": 120,
-    "power-component": 20, "power-component-renewable-vs-nonrenewable-energy": 30,
-    "test-conductivity": 30, "test-conductivity-of-unknown-substances": 30,
-    "find-living-thing": 15, "find-non-living-thing": 15, "find-plant": 15, "find-animal": 15,
-    "grow-plant": 30, "grow-fruit": 60,
-    "chemistry-mix": 60, "chemistry-mix-paint-secondary-color": 15, "chemistry-mix-paint-tertiary-color": 30,
-    "lifespan-longest-lived": 10, "lifespan-shortest-lived": 10, "lifespan-longest-lived-then-shortest-lived": 12,
-    "identify-life-stages-1": 30, "identify-life-stages-2": 30,
+    "boil": 100,
+    "melt": 80,
+    "freeze": 80,
+    "change-the-state-of-matter-of": 80,
+    "use-thermometer": 30,
+    "measure-melting-point-known-substance": 120,
+    "power-component": 20,
+    "power-component-renewable-vs-nonrenewable-energy": 30,
+    "test-conductivity": 30,
+    "test-conductivity-of-unknown-substances": 30,
+    "find-living-thing": 15,
+    "find-non-living-thing": 15,
+    "find-plant": 15,
+    "find-animal": 15,
+    "grow-plant": 30,
+    "grow-fruit": 60,
+    "chemistry-mix": 60,
+    "chemistry-mix-paint-secondary-color": 15,
+    "chemistry-mix-paint-tertiary-color": 30,
+    "lifespan-longest-lived": 10,
+    "lifespan-shortest-lived": 10,
+    "lifespan-longest-lived-then-shortest-lived": 12,
+    "identify-life-stages-1": 30,
+    "identify-life-stages-2": 30,
     "measure-melting-point-unknown-substance": 120,
-    "inclined-plane-determine-angle": 40, "inclined-plane-friction-named-surfaces": 40,
+    "inclined-plane-determine-angle": 40,
+    "inclined-plane-friction-named-surfaces": 40,
     "inclined-plane-friction-unnamed-surfaces": 40,
-    "mendelian-genetics-known-plant": 50, "mendelian-genetics-unknown-plant": 50,
+    "mendelian-genetics-known-plant": 50,
+    "mendelian-genetics-unknown-plant": 50,
 }
 
 # Tasks whose runs depend on the JVM's identity hashes (plant growth, pollination, heat flow and
@@ -78,11 +95,22 @@ STEP_LIMITS: dict[str, int] = {
 # eef's JVMs fix the hashes (see :mod:`eef.envs.scienceworld.jvm`), so its own records replay
 # exactly; a trajectory recorded by another runner (the package's env, ETO's data) may not, and
 # its replay can reach a state that differs before any observation shows it.
-STOCHASTIC_TASKS = frozenset({
-    "boil", "melt", "freeze", "change-the-state-of-matter-of", "use-thermometer",
-    "measure-melting-point-known-substance", "measure-melting-point-unknown-substance",
-    "power-component", "power-component-renewable-vs-nonrenewable-energy",
-    "grow-fruit", "mendelian-genetics-known-plant", "mendelian-genetics-unknown-plant"})
+STOCHASTIC_TASKS = frozenset(
+    {
+        "boil",
+        "melt",
+        "freeze",
+        "change-the-state-of-matter-of",
+        "use-thermometer",
+        "measure-melting-point-known-substance",
+        "measure-melting-point-unknown-substance",
+        "power-component",
+        "power-component-renewable-vs-nonrenewable-energy",
+        "grow-fruit",
+        "mendelian-genetics-known-plant",
+        "mendelian-genetics-unknown-plant",
+    }
+)
 
 # The package's task order (1-1 boil ... 10-2 mendelian), used to interleave tasks in a split.
 TASK_ORDER: tuple[str, ...] = tuple(infer_task(name) for name in ID2TASK.values())
@@ -158,8 +186,13 @@ def read_index_file(path: str | Path) -> list[str]:
         raise DataError(path, "expected a JSON list of [task name, variation] pairs")
     ids = []
     for i, entry in enumerate(entries):
-        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
-                and isinstance(entry[1], int) and not isinstance(entry[1], bool)):
+        if not (
+            isinstance(entry, list)
+            and len(entry) == 2
+            and isinstance(entry[0], str)
+            and isinstance(entry[1], int)
+            and not isinstance(entry[1], bool)
+        ):
             raise DataError(path, f"expected [task name, variation], got {entry!r}", field=f"[{i}]")
         try:
             ids.append(task_id(*parse_task_id(f"{entry[0]}/{entry[1]}")))

@@ -104,9 +104,7 @@ class Catalog:
     def goal_index(self, task_id: str) -> int:
         head, _, tail = task_id.rpartition("_")
         if head != self.prefix or not re.fullmatch(r"0|[1-9][0-9]*", tail) or int(tail) >= len(self.goals):
-            raise UnknownNameError(
-                "task id", task_id, [f"{self.prefix}_0 .. {self.prefix}_{len(self.goals) - 1}"]
-            )
+            raise UnknownNameError("task id", task_id, [f"{self.prefix}_0 .. {self.prefix}_{len(self.goals) - 1}"])
         return int(tail)
 
     def task_ids(self, split: str) -> list[str]:

@@ -72,8 +72,15 @@ class ShopEnv(TextEnv):
     supports_snapshot = True
     process_local = True  # pure Python: forked rollout workers can step copies
 
-    def __init__(self, catalog: Catalog, *, name: str = "shop", max_steps: int = 10, reward_mode: str = "faithful",
-                 view: str = "webshop"):
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        name: str = "shop",
+        max_steps: int = 10,
+        reward_mode: str = "faithful",
+        view: str = "webshop",
+    ):
         if reward_mode not in REWARD_MODES:
             raise ValueError(f"unknown reward_mode {reward_mode!r}; known: {', '.join(REWARD_MODES)}")
         if view not in VIEWS:
@@ -86,10 +93,16 @@ class ShopEnv(TextEnv):
         self.index = SearchIndex([p.search_text for p in catalog.products])
         self.nouns = {p.asin: p.title_nouns or () for p in catalog.products}
         # Option value -> its group, per product; a value in two groups belongs to the later one (as WebShop).
-        self._option_group = {p.asin: {v: name for name, values in p.options.items() for v in values}
-                              for p in catalog.products}
-        self.info = {**catalog.info, "reward_mode": reward_mode, "search": BACKEND, "max_steps": max_steps,
-                     "view": view}
+        self._option_group = {
+            p.asin: {v: name for name, values in p.options.items() for v in values} for p in catalog.products
+        }
+        self.info = {
+            **catalog.info,
+            "reward_mode": reward_mode,
+            "search": BACKEND,
+            "max_steps": max_steps,
+            "view": view,
+        }
         self._goal_index: int | None = None
         self._state = _State()
 
@@ -296,7 +309,13 @@ class ShopEnv(TextEnv):
             # back on every item page, not hundreds after a long navigation (a tiny model trained
             # on short episodes copies badly from distances it has not seen).
             product = self.item
-            parts = ["Instruction:", self.goal.instruction, "Back to Search", "< Prev", f"{product.title} {product.price_text}"]
+            parts = [
+                "Instruction:",
+                self.goal.instruction,
+                "Back to Search",
+                "< Prev",
+                f"{product.title} {product.price_text}",
+            ]
             parts += [f"{name}: {' '.join(values)}" for name, values in product.options.items()]
             parts.append("Buy Now")
         return SEP.join(parts)
@@ -312,5 +331,12 @@ class ShopEnv(TextEnv):
         parts = []
         for name, values in product.options.items():
             parts += [name, *values]
-        return parts + [product.title, f"Price: {product.price_text}", "Rating: N.A.",
-                        "Description", "Features", "Reviews", "Buy Now"]
+        return parts + [
+            product.title,
+            f"Price: {product.price_text}",
+            "Rating: N.A.",
+            "Description",
+            "Features",
+            "Reviews",
+            "Buy Now",
+        ]

@@ -36,16 +36,37 @@ TIERS = ("easy", "medium", "hard")
 BRANDS = ["acme", "zolo", "nova", "kiro", "vela", "orbi", "lumo", "tarn", "pico", "dune", "brio", "sola"]
 MATERIALS = ["cotton", "wool", "leather", "canvas", "linen", "bamboo"]
 KINDS = {  # kind -> category
-    "shirt": "clothing", "scarf": "clothing", "jacket": "clothing", "hat": "clothing",
-    "bag": "bags", "wallet": "bags", "backpack": "bags", "pillow": "home", "blanket": "home",
+    "shirt": "clothing",
+    "scarf": "clothing",
+    "jacket": "clothing",
+    "hat": "clothing",
+    "bag": "bags",
+    "wallet": "bags",
+    "backpack": "bags",
+    "pillow": "home",
+    "blanket": "home",
 }
 # Title word -> the instruction's phrase for it; the phrase never appears in product text.
-VARIANTS = {"junior": "for kids", "sport": "for the gym", "outdoor": "for camping",
-            "deluxe": "of premium quality", "classic": "in a vintage style", "travel": "for trips"}
+VARIANTS = {
+    "junior": "for kids",
+    "sport": "for the gym",
+    "outdoor": "for camping",
+    "deluxe": "of premium quality",
+    "classic": "in a vintage style",
+    "travel": "for trips",
+}
 COLORS = ["red", "blue", "green", "black", "white", "grey", "pink", "yellow"]
 SIZES = ["small", "medium", "large"]
-ATTRIBUTES = ("machine washable", "water resistant", "eco friendly", "easy to clean",
-              "long lasting", "lightweight", "hand made", "quick drying")
+ATTRIBUTES = (
+    "machine washable",
+    "water resistant",
+    "eco friendly",
+    "easy to clean",
+    "long lasting",
+    "lightweight",
+    "hand made",
+    "quick drying",
+)
 OPENERS = ("i need", "i am looking for", "find me", "i want")
 
 
@@ -88,7 +109,9 @@ def _make_products(cfg: GeneratorConfig, rng: random.Random) -> list[Product]:
     return products
 
 
-def _make_product(number: int, variant: str | None, brand: str, material: str, kind: str, rng: random.Random) -> Product:
+def _make_product(
+    number: int, variant: str | None, brand: str, material: str, kind: str, rng: random.Random
+) -> Product:
     title = " ".join(w for w in (variant, brand, material, kind) if w)
     options = {"color": sorted(rng.sample(COLORS, rng.randint(2, 4)), key=COLORS.index), "size": list(SIZES)}
     attributes = rng.sample(ATTRIBUTES, 2)
@@ -131,7 +154,9 @@ def described_thing(title: str, tier: str) -> str:
     return f"{named} {VARIANTS[variant]}" if variant else named
 
 
-def _instruction(product: Product, tier: str, attribute: str, options: list[tuple[str, str]], limit: float, rng: random.Random) -> str:
+def _instruction(
+    product: Product, tier: str, attribute: str, options: list[tuple[str, str]], limit: float, rng: random.Random
+) -> str:
     thing = described_thing(product.title, tier)
     article = "an" if thing[0] in "aeiou" else "a"
     text = f"{rng.choice(OPENERS)} {article} {thing} that is {attribute}"
@@ -173,13 +198,19 @@ def generate_catalog(cfg: GeneratorConfig = GeneratorConfig()) -> Catalog:
             wanted[tier] -= 1
     rng.shuffle(goals)  # tiers are drawn at different rates; every split should mix them alike
     splits = split_by_position(len(goals), (("test", cfg.test), ("dev", cfg.dev)), "train")
-    info = {"source": "generated", "seed": cfg.seed, "products": len(products), "goals": len(goals),
-            "tiers": {t: sum(g.tier == t for g in goals) for t in TIERS}}
+    info = {
+        "source": "generated",
+        "seed": cfg.seed,
+        "products": len(products),
+        "goals": len(goals),
+        "tiers": {t: sum(g.tier == t for g in goals) for t in TIERS},
+    }
     return Catalog(products, goals, splits, prefix="shop", info=info)
 
 
-def _try_goal(products: list[Product], index: SearchIndex, same_variant: Counter, tier: str,
-              rng: random.Random) -> Goal | None:
+def _try_goal(
+    products: list[Product], index: SearchIndex, same_variant: Counter, tier: str, rng: random.Random
+) -> Goal | None:
     """A goal of ``tier`` on a random product, or None when the product cannot make one."""
     product = rng.choice(products)
     variant, _, material, kind = title_parts(product.title)

@@ -25,17 +25,63 @@ NOUN_PREFERENCES = ("auto", "spacy", "heuristic")
 _WORD = re.compile(r"\w+")
 # spaCy's small English model tags most words of a title-cased product name as PROPN or NOUN;
 # what it leaves out are mainly function words and numbers, which the heuristic drops too.
-_FUNCTION_WORDS = frozenset((
-    "a", "an", "and", "or", "of", "for", "with", "without", "to", "in", "on", "at", "by", "from", "the", "this",
-    "that", "these", "those", "is", "are", "be", "it", "its", "as", "into", "up", "out", "over", "under", "your",
-    "you", "our", "my", "their", "not", "no", "nor", "but", "so", "if", "all", "each"
-))
+_FUNCTION_WORDS = frozenset(
+    (
+        "a",
+        "an",
+        "and",
+        "or",
+        "of",
+        "for",
+        "with",
+        "without",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "from",
+        "the",
+        "this",
+        "that",
+        "these",
+        "those",
+        "is",
+        "are",
+        "be",
+        "it",
+        "its",
+        "as",
+        "into",
+        "up",
+        "out",
+        "over",
+        "under",
+        "your",
+        "you",
+        "our",
+        "my",
+        "their",
+        "not",
+        "no",
+        "nor",
+        "but",
+        "so",
+        "if",
+        "all",
+        "each",
+    )
+)
 
 
 def heuristic_nouns(titles: Sequence[str]) -> list[tuple[str, ...]]:
     """Title words that contain a letter, minus function words (possessive 's dropped)."""
     return [
-        tuple(w for w in _WORD.findall(t.lower().replace("'s ", " ")) if w not in _FUNCTION_WORDS and any(c.isalpha() for c in w))
+        tuple(
+            w
+            for w in _WORD.findall(t.lower().replace("'s ", " "))
+            if w not in _FUNCTION_WORDS and any(c.isalpha() for c in w)
+        )
         for t in titles
     ]
 

@@ -18,11 +18,43 @@ import numpy as np
 import Stemmer
 
 # Lucene's EnglishAnalyzer stop set.
-LUCENE_STOP_WORDS = frozenset((
-    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not",
-    "of", "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "will",
-    "with"
-))
+LUCENE_STOP_WORDS = frozenset(
+    (
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "no",
+        "not",
+        "of",
+        "on",
+        "or",
+        "such",
+        "that",
+        "the",
+        "their",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "was",
+        "will",
+        "with",
+    )
+)
 # Words, numbers with inner dots or commas (4.25, 1,000) and inner apostrophes, like Lucene's
 # standard tokenizer for the text WebShop holds.
 _TOKEN = re.compile(r"\w+(?:[.,']\w+)*")

@@ -114,9 +114,19 @@ def _processed_options(raw: Any, path: Path, where: str) -> dict[str, list[str]]
 def _load_processed(path: Path) -> list[tuple[dict, int]]:
     rows = []
     for line, r in _read_jsonl(path):
-        for name, kind in (("asin", str), ("Title", str), ("Description", str), ("BulletPoints", list),
-                           ("pricing", list), ("options", dict), ("Attributes", list), ("query", str),
-                           ("category", str), ("product_category", str), ("lucene_docno", int)):
+        for name, kind in (
+            ("asin", str),
+            ("Title", str),
+            ("Description", str),
+            ("BulletPoints", list),
+            ("pricing", list),
+            ("options", dict),
+            ("Attributes", list),
+            ("query", str),
+            ("category", str),
+            ("product_category", str),
+            ("lucene_docno", int),
+        ):
             _field(r, name, kind, path, line)
         if not r["pricing"] or not all(isinstance(p, (int, float)) for p in r["pricing"]):
             raise DataError(path, "expected 1 or 2 numbers", line=line, field="pricing")
@@ -150,21 +160,23 @@ def _load_original(path: Path, attributes: dict, limit: int | None) -> list[tupl
         bullets = p.get("small_description", [])
         pricing_raw = p.get("pricing")
         pricing = _parse_price_string(pricing_raw) if isinstance(pricing_raw, str) and pricing_raw else []
-        rows.append((
-            {
-                "asin": asin,
-                "Title": _field(p, "name", str, path, None, where),
-                "Description": _field(p, "full_description", str, path, None, where),
-                "BulletPoints": bullets if isinstance(bullets, list) else [bullets],
-                "pricing": pricing or [100.0],
-                "options": _processed_options(p.get("customization_options"), path, where),
-                "Attributes": attributes.get(asin, {}).get("attributes", ["DUMMY_ATTR"]),
-                "query": _field(p, "query", str, path, None, where).lower().strip(),
-                "category": _field(p, "category", str, path, None, where),
-                "product_category": _field(p, "product_category", str, path, None, where),
-            },
-            None,
-        ))
+        rows.append(
+            (
+                {
+                    "asin": asin,
+                    "Title": _field(p, "name", str, path, None, where),
+                    "Description": _field(p, "full_description", str, path, None, where),
+                    "BulletPoints": bullets if isinstance(bullets, list) else [bullets],
+                    "pricing": pricing or [100.0],
+                    "options": _processed_options(p.get("customization_options"), path, where),
+                    "Attributes": attributes.get(asin, {}).get("attributes", ["DUMMY_ATTR"]),
+                    "query": _field(p, "query", str, path, None, where).lower().strip(),
+                    "category": _field(p, "category", str, path, None, where),
+                    "product_category": _field(p, "product_category", str, path, None, where),
+                },
+                None,
+            )
+        )
     return rows
 
 
@@ -208,7 +220,9 @@ def load_webshop(
     elif original is not None:
         rows, source = _load_original(original, instructions, num_products), original
     else:
-        raise DataError(data_dir / "products.jsonl.gz", "missing (nor items_shuffle.json nor items_shuffle_1000.json found)")
+        raise DataError(
+            data_dir / "products.jsonl.gz", "missing (nor items_shuffle.json nor items_shuffle_1000.json found)"
+        )
 
     rng = random.Random(seed)
     prices = []
@@ -230,7 +244,8 @@ def load_webshop(
             query=r["query"],
             product_category=r["product_category"],
             category=r["category"],
-            search_text=r.get("contents") or indexed_text(r["Title"], r["Description"], r["BulletPoints"], r["options"]),
+            search_text=r.get("contents")
+            or indexed_text(r["Title"], r["Description"], r["BulletPoints"], r["options"]),
             title_nouns=noun_map[r["asin"]],
         )
         for (r, _), price in zip(rows, prices)
@@ -246,8 +261,14 @@ def load_webshop(
         splits = {name: _read_index_file(Path(p), len(goal_list)) for name, p in split_files.items()}
     else:
         splits = split_by_position(len(goal_list), DEFAULT_SPLITS, "train")
-    info = {"source": str(source), "goals": goals, "seed": seed, "products": len(products),
-            "title_nouns": taggers, "goal_shuffle_seed": GOAL_SHUFFLE_SEED}
+    info = {
+        "source": str(source),
+        "goals": goals,
+        "seed": seed,
+        "products": len(products),
+        "title_nouns": taggers,
+        "goal_shuffle_seed": GOAL_SHUFFLE_SEED,
+    }
     return Catalog(products, goal_list, splits, prefix="webshop", info=info)
 
 
@@ -260,7 +281,9 @@ def _synthetic_goals(products: list[Product], instructions: dict, ins_path: Path
         text = entry["instruction"]
         attributes = entry.get("instruction_attributes")
         if not isinstance(text, str) or not isinstance(attributes, list) or not attributes:
-            raise DataError(ins_path, "synthetic instruction needs a non-empty list", field=f"{product.asin}.instruction_attributes")
+            raise DataError(
+                ins_path, "synthetic instruction needs a non-empty list", field=f"{product.asin}.instruction_attributes"
+            )
         limit = price_limit(product.price, rng)
         names = sorted(product.options)
         for combination in itertools.product(*(product.options[n] for n in names)):
@@ -273,14 +296,21 @@ def _synthetic_goals(products: list[Product], instructions: dict, ins_path: Path
         for attribute in draft[2]:
             counts[attribute] += 1
     return [
-        Goal(asin, instruction, attributes, pairs, limit,
-             weight=sum(1.0 / counts[a] for a in attributes) / len(attributes))
+        Goal(
+            asin,
+            instruction,
+            attributes,
+            pairs,
+            limit,
+            weight=sum(1.0 / counts[a] for a in attributes) / len(attributes),
+        )
         for asin, instruction, attributes, pairs, limit in drafts
     ]
 
 
-def _human_goals(products: list[Product], rows: Sequence[tuple[dict, int | None]], data_dir: Path,
-                 rng: random.Random) -> list[Goal]:
+def _human_goals(
+    products: list[Product], rows: Sequence[tuple[dict, int | None]], data_dir: Path, rng: random.Random
+) -> list[Goal]:
     human_path = data_dir / "items_human_ins.json"
     if human_path.is_file():
         by_asin = _read_json(human_path)
@@ -300,8 +330,15 @@ def _human_goals(products: list[Product], rows: Sequence[tuple[dict, int | None]
             if not isinstance(text, str):
                 raise DataError(human_path, "missing", field=f"{product.asin}[{i}].instruction")
             limit = price_limit(product.price, rng)
-            goal_list.append(Goal(product.asin, text.strip(".") + price_clause(limit), tuple(attributes),
-                                  tuple(entry.get("instruction_options") or ()), limit))
+            goal_list.append(
+                Goal(
+                    product.asin,
+                    text.strip(".") + price_clause(limit),
+                    tuple(attributes),
+                    tuple(entry.get("instruction_options") or ()),
+                    limit,
+                )
+            )
     return goal_list
 
 
