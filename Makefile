@@ -5,8 +5,10 @@ PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
+# A second environment with every direct dependency at its declared floor (torch: the build above).
+LOWEST := .venv-lowest
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-lowest lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +25,18 @@ run: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest
 
+$(LOWEST)/bin/.installed: pyproject.toml .ci/lowest_constraints.py
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/pip install --quiet --upgrade pip
+	$(LOWEST)/bin/pip install --quiet '$(TORCH_SPEC)'
+	$(PYTHON) .ci/lowest_constraints.py > $(LOWEST)/constraints.txt
+	$(LOWEST)/bin/pip install --quiet -c $(LOWEST)/constraints.txt -e '.[dev]'
+	touch $@
+
+# The declared floors are true: the suite on the lowest allowed versions (CI runs it after `make test`).
+test-lowest: $(LOWEST)/bin/.installed
+	$(LOWEST)/bin/python -m pytest
+
 # The guardrails CI runs before the tests: lint, format and types (configured in pyproject.toml).
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
@@ -36,4 +50,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/sft.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(LOWEST) build *.egg-info src/*.egg-info .pytest_cache

@@ -59,6 +59,8 @@ def test_explore_train_eval_on_files(tmp_path):
         "6",
         "--num-envs",
         "4",
+        "--instruction",
+        "Shop with care.",
     ]
     assert "explored 6 episodes" in _ok(explore)
     assert "6 already in" in _ok(explore)  # a rerun repeats no finished start
@@ -104,12 +106,14 @@ def test_explore_train_eval_on_files(tmp_path):
             str(restored),
         ]
     )
-    assert "held-out loss after" in out and (checkpoint / "eef_train.json").is_file()
+    assert "held-out loss after" in out
+    record = json.loads((checkpoint / "eef_train.json").read_text())
+    assert record["agent"]["env"] == "shop" and record["agent"]["prompt"][0]["content"] == "Shop with care."
+    assert any(r.startswith("transformers") for r in record["requires"]) and "transformers" in record["versions"]
 
-    out = _ok(
+    out = _ok(  # no ENV, no prompt options: the checkpoint's own
         [
             "eval",
-            "shop",
             "--model",
             str(checkpoint),
             "--out",
@@ -124,6 +128,15 @@ def test_explore_train_eval_on_files(tmp_path):
     figures = json.loads(out.strip().splitlines()[-1])
     assert figures["episodes"] == 2 and 0.0 <= figures["win_rate"] <= 1.0
     assert (tmp_path / "eval" / "tasks.tsv").is_file()
+    assert {t.prompt[0].content for t in read_trajectories(tmp_path / "eval" / "trajectories.jsonl")} == {
+        "Shop with care."
+    }
+    told = runner.invoke(
+        app,
+        ["eval", "shop", "--model", str(checkpoint), "--out", str(tmp_path / "eval2"), "--limit", "1"]
+        + ["--max-new-tokens", "2", "--one-shot"],
+    )
+    assert told.exit_code == 0 and "trained with another prompt" in told.output
 
 
 def test_an_unknown_split_is_a_clear_error(tmp_path):

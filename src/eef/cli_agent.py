@@ -20,6 +20,7 @@ from eef.cli_options import (
     Concurrency,
     Device,
     Dtype,
+    EnvName,
     EnvOptions,
     Force,
     Instruction,
@@ -32,6 +33,7 @@ from eef.cli_options import (
     SystemRole,
     Workers,
     WorkerTimeout,
+    agent_setup,
     env_and_options,
     model_section,
     refuse_overwrite_dir,
@@ -77,9 +79,9 @@ def model_init(
 
 
 def explore(
-    env_name: Annotated[str, typer.Argument(metavar="ENV")],
     model: Annotated[str, typer.Option(help="Checkpoint directory, hub id or served model name.")],
     out: Annotated[Path, typer.Option(help="Trajectories JSONL to append to (a rerun skips finished starts).")],
+    env_name: EnvName = None,
     split: str = "train",
     limit: Limit = None,
     rollouts: Annotated[int, typer.Option(min=1, help="Rollouts per start state (RFT xK).")] = 1,
@@ -97,8 +99,8 @@ def explore(
     worker_timeout: WorkerTimeout = 1800.0,
     backend: Backend = "hf",
     base_url: BaseUrl = None,
-    one_shot: OneShot = False,
-    system_role: SystemRole = True,
+    one_shot: OneShot = None,
+    system_role: SystemRole = None,
     instruction: Instruction = None,
     device: Device = "auto",
     dtype: Dtype = "auto",
@@ -113,7 +115,7 @@ def explore(
 
     Diverged replays are listed in OUT with the suffix .diverged.jsonl.
     """
-    from eef.agent import PromptConfig, SamplingParams, build_prompt
+    from eef.agent import SamplingParams
     from eef.atomic import write_jsonl_atomic
     from eef.rollout import RolloutConfig, Start, pending
     from eef.stages import Parallelism
@@ -124,7 +126,7 @@ def explore(
     runner = model_section(
         backend, base_url, device, dtype, max_batch_size, concurrency, api_key_env, request_timeout, max_retries
     )
-    env, options = env_and_options(env_name, option)
+    env, options, prompt = agent_setup(env_name, option, model, (one_shot, system_role, instruction), _warn, base_url)
     if from_file is None:
         starts = [Start(t, index=k) for t in task_ids(env, split, limit) for k in range(rollouts)]
     else:
@@ -139,7 +141,6 @@ def explore(
     typer.echo(f"{len(starts)} starts, {len(starts) - len(todo)} already in {out}", err=True)
     if not todo:
         return
-    prompt = build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env)
     result = explore_into(
         env, options, runner, model, starts, prompt, config, out, Parallelism(num_envs, workers, worker_timeout)
     )
@@ -153,6 +154,10 @@ def explore(
         f"explored {len(result.trajectories)} episodes: {wins} successes, {len(result.diverged)} starts "
         f"diverged on replay, {result.steps} steps in {result.seconds:.1f} s -> {out}"
     )
+
+
+def _warn(line: str) -> None:
+    typer.echo(line, err=True)
 
 
 def _states(spec: str, length: int) -> list[int]:
@@ -206,9 +211,13 @@ def train_command(
             "master weights under bf16 autocast), float32, bfloat16."
         ),
     ] = "auto",
+    device: Annotated[str, typer.Option(help="auto (each process's accelerator where there is one) or cpu.")] = "auto",
     force: Annotated[bool, typer.Option(help="Replace an existing checkpoint at --out.")] = False,
 ) -> None:
-    """Masked multi-turn SFT of a checkpoint on trajectory files."""
+    """Masked multi-turn SFT of a checkpoint on trajectory files.
+
+    The checkpoint records the environment and prompt its data shares, which ``eef eval`` and
+    ``eef explore`` then use by default."""
     from eef.stages import train_checkpoint
     from eef.train import LoraSettings, TrainConfig
     from eef.trajectory_files import read_trajectories
@@ -252,6 +261,7 @@ def train_command(
             trajectories,
             out,
             config,
+            device=device,
             dtype=dtype,
             metadata={"base_model": model, "data": [str(p) for p in data]},
             heldout=read_trajectories(heldout) if heldout else (),
@@ -266,9 +276,9 @@ def train_command(
 
 
 def eval_command(
-    env_name: Annotated[str, typer.Argument(metavar="ENV")],
     model: Annotated[str, typer.Option(help="Checkpoint directory, hub id or served model name.")],
     out: Annotated[Path, typer.Option(help="Directory for trajectories.jsonl, report.json and tasks.tsv.")],
+    env_name: EnvName = None,
     split: str = "test",
     limit: Limit = None,
     max_new_tokens: int = 128,
@@ -279,8 +289,8 @@ def eval_command(
     worker_timeout: WorkerTimeout = 1800.0,
     backend: Backend = "hf",
     base_url: BaseUrl = None,
-    one_shot: OneShot = False,
-    system_role: SystemRole = True,
+    one_shot: OneShot = None,
+    system_role: SystemRole = None,
     instruction: Instruction = None,
     device: Device = "auto",
     dtype: Dtype = "auto",
@@ -293,16 +303,15 @@ def eval_command(
     option: EnvOptions = None,
 ) -> None:
     """Greedy evaluation on a split: win rate, score, per-task table, trajectories."""
-    from eef.agent import PromptConfig, SamplingParams, build_prompt
+    from eef.agent import SamplingParams
     from eef.stages import Parallelism, evaluate_checkpoint
 
     settings(SamplingParams, temperature=temperature, max_new_tokens=max_new_tokens)  # checked before any loading
     runner = model_section(
         backend, base_url, device, dtype, max_batch_size, concurrency, api_key_env, request_timeout, max_retries
     )
-    env, options = env_and_options(env_name, option)
+    env, options, prompt = agent_setup(env_name, option, model, (one_shot, system_role, instruction), _warn, base_url)
     tasks = task_ids(env, split, limit)
-    prompt = build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env)
     report = evaluate_checkpoint(
         env,
         options,

@@ -29,6 +29,7 @@ from eef.cli_options import (
     SystemRole,
     env_and_options,
     model_section,
+    prompt_config,
     refuse_overwrite,
     settings,
     task_ids,
@@ -159,8 +160,8 @@ def expert_command(
     price_out: Annotated[Optional[float], typer.Option(help="Dollars per million completion tokens.")] = None,
     num_envs: NumEnvs = 16,
     base_url: BaseUrl = None,
-    one_shot: OneShot = False,
-    system_role: SystemRole = True,
+    one_shot: OneShot = None,
+    system_role: SystemRole = None,
     instruction: Instruction = None,
     device: Device = "auto",
     dtype: Dtype = "auto",
@@ -173,13 +174,13 @@ def expert_command(
     option: EnvOptions = None,
 ) -> None:
     """Record every episode of an expert on a split, failures included, with tokens and cost."""
-    from eef.agent import PromptConfig, SamplingParams, build_prompt
+    from eef.agent import SamplingParams, build_prompt
     from eef.data.generate import Prices, generate_with_policy, generate_with_program
     from eef.experts.registry import ExpertSettings, expert_names, expert_program
 
     env, options = env_and_options(env_name, option)
     tasks = task_ids(env, split, limit)
-    prompt = build_prompt(env.name, PromptConfig(instruction, one_shot, system_role), env)
+    prompt = build_prompt(env.name, prompt_config(one_shot, system_role, instruction), env)
     if policy in expert_names():
         if rollouts != 1 or temperature != 0.0 or top_p != 1.0:
             raise EefError(

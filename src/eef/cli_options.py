@@ -7,18 +7,22 @@ settings objects check their own fields, and :func:`settings` names the option o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 
+from eef.agent.card import read_agent_card, served_agent_card
 from eef.checks import FieldErrors
 from eef.config import ModelSection, read_yaml
 from eef.errors import EefError, UnknownNameError
+from eef.train.settings import TRAIN_RECORD
 
 if TYPE_CHECKING:
+    from eef.agent.prompt import PromptConfig
     from eef.envs.protocol import TextEnv
+    from eef.trajectory import Message
 
 T = TypeVar("T")
 
@@ -50,15 +54,27 @@ WorkerTimeout = Annotated[
         "episode before it is killed and the command fails naming it.",
     ),
 ]
-OneShot = Annotated[bool, typer.Option(help="Show a worked example episode before each task.")]
-SystemRole = Annotated[
-    bool,
+EnvName = Annotated[
+    Optional[str],
+    typer.Argument(metavar="[ENV]", help="Environment name (default: the one the checkpoint was trained on)."),
+]
+OneShot = Annotated[
+    Optional[bool],
     typer.Option(
-        help="Instruction in a system message; --no-system-role: a first user "
-        "message answered by OK (templates without a system role)."
+        help="Show a worked example episode before each task (default: as the checkpoint was trained, else no)."
     ),
 ]
-Instruction = Annotated[Optional[str], typer.Option(help="Replace the environment's agent instruction.")]
+SystemRole = Annotated[
+    Optional[bool],
+    typer.Option(
+        help="Instruction in a system message; --no-system-role: a first user "
+        "message answered by OK (templates without a system role). Default: as the checkpoint was trained, else a system message."
+    ),
+]
+Instruction = Annotated[
+    Optional[str],
+    typer.Option(help="Replace the agent instruction (default: the checkpoint's, else the environment's)."),
+]
 Device = Annotated[str, typer.Option(help="hf backend: auto, cpu or cuda.")]
 Dtype = Annotated[str, typer.Option(help="hf/vllm backends: auto, float32, bfloat16 or float16.")]
 MaxBatch = Annotated[int, typer.Option(min=1, help="hf backend: conversations per forward pass.")]
@@ -94,6 +110,60 @@ def env_and_options(name: str, options: list[str] | None) -> tuple[TextEnv, dict
 
     parsed = parse_options(options)
     return make(name, **parsed), parsed
+
+
+def prompt_config(one_shot: bool | None, system_role: bool | None, instruction: str | None) -> PromptConfig:
+    """The prompt the options ask for, an option left out taking the prompt's default."""
+    from eef.agent import PromptConfig
+
+    return PromptConfig(instruction, bool(one_shot), system_role is not False)
+
+
+def agent_setup(
+    env_name: str | None,
+    options: list[str] | None,
+    checkpoint: str,
+    prompt_options: tuple[bool | None, bool | None, str | None],
+    warn: Callable[[str], None],
+    base_url: str | None = None,
+) -> tuple[TextEnv, dict[str, Any], tuple[Message, ...]]:
+    """The environment, its options and the prompt a command runs ``checkpoint`` with.
+
+    What the user gave wins; what they left out comes from the checkpoint's
+    :class:`~eef.agent.card.AgentCard` (its environment, options and prompt), so a checkpoint runs
+    as it was trained. ``prompt_options`` are ``--one-shot``, ``--system-role`` and
+    ``--instruction`` (None where not given); each departure from the card is a warning. A
+    served model's card is read from ``base_url``'s model list (``eef serve`` lists it).
+    """
+    from eef.agent import build_prompt
+    from eef.envs import make
+
+    if Path(checkpoint).is_dir():
+        card = read_agent_card(checkpoint)
+    else:
+        card = served_agent_card(base_url, checkpoint) if base_url else None
+    name = env_name or (card.env if card is not None else None)
+    if name is None:
+        raise EefError(f"ENV: name the environment ({checkpoint} records none)")
+    same = card is not None and card.env == name
+    if card is not None and not same:
+        warn(f"warning: {checkpoint} was trained on {card.env}, not {name}")
+    parsed = parse_options(options)
+    if same and card is not None and card.env_options is not None:
+        if options is None:
+            parsed = dict(card.env_options)
+        elif parsed != card.env_options:
+            warn(f"warning: {checkpoint} was trained with the options {card.env_options}, not {parsed}")
+    env = make(name, **parsed)
+    if same and card is not None and all(value is None for value in prompt_options):
+        return env, parsed, card.prompt
+    messages = build_prompt(env.name, prompt_config(*prompt_options), env)
+    if same and card is not None and messages != card.prompt:
+        warn(
+            f"warning: {checkpoint} was trained with another prompt; leave out --instruction, --one-shot "
+            "and --system-role to use it"
+        )
+    return env, parsed, messages
 
 
 def task_ids(env: TextEnv, split: str, limit: int | None) -> list[str]:
@@ -152,7 +222,7 @@ def model_section(
     )
 
 
-CHECKPOINT_MARKERS = ("eef_train.json", "eef_tiny_model.json")  # what eef writes into every model directory
+CHECKPOINT_MARKERS = (TRAIN_RECORD, "eef_tiny_model.json")  # what eef writes into every model directory
 
 
 def refuse_overwrite_dir(out: Path, *, force: bool, inputs: Sequence[Path | None] = ()) -> None:

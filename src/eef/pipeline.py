@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from eef.agent import PromptConfig, SamplingParams, build_prompt
+from eef.agent.card import AgentCard
 from eef.atomic import write_text_atomic
 from eef.config import ExpertSource, RunConfig, saved_config
 from eef.data.check import restorable
@@ -148,13 +149,14 @@ def _run_stages(config: RunConfig, env: TextEnv, rd: RunDir) -> dict[str, Any]:
     prompt = build_prompt(
         env.name, PromptConfig(config.prompt.instruction, config.prompt.one_shot, config.prompt.system_role), env
     )
+    card = AgentCard(env.name, prompt, dict(config.env.options))
     base = base_model(config, env, root)
     experts = collect_experts(config, env, prompt, rd)
     cloned = expert_demonstrations(t for t in experts if t.meta.get("role") == "clone")
 
     summary: dict[str, Any] = {}
     sft_pos = root / "sft_pos"
-    train_stage(config, rd, sft_pos, "sft_pos", 0, base, cloned)
+    train_stage(config, rd, sft_pos, "sft_pos", 0, base, cloned, card)
     summary["sft_pos"] = _summary_entry([evaluate_stage(config, rd, env, prompt, sft_pos, "sft_pos", 0)], [])
     for method in (m for m in config.methods.run if m != "sft_pos"):
         repository = PositiveRepository(config.methods.selection, config.seed)
@@ -164,7 +166,7 @@ def _run_stages(config: RunConfig, env: TextEnv, rd: RunDir) -> dict[str, Any]:
             rollouts = explore_stage(config, rd, env, prompt, stage, method, iteration, current, experts)
             data, label = label_stage(config, rd, stage, method, iteration, rollouts, experts, cloned, repository)
             start = base if config.methods.train_from == "base" else current
-            train_stage(config, rd, stage, method, iteration, start, data)
+            train_stage(config, rd, stage, method, iteration, start, data, card)
             evals.append(evaluate_stage(config, rd, env, prompt, stage, method, iteration))
             solved.append(label["train_solved"])
             current = stage / "checkpoint"
@@ -426,9 +428,16 @@ def _solution(t: Trajectory) -> Solution:
 
 
 def train_stage(
-    config: RunConfig, rd: RunDir, stage: Path, method: str, iteration: int, start: str | Path, data: list[Trajectory]
+    config: RunConfig,
+    rd: RunDir,
+    stage: Path,
+    method: str,
+    iteration: int,
+    start: str | Path,
+    data: list[Trajectory],
+    card: AgentCard,
 ) -> None:
-    """Masked SFT of ``start`` on ``data`` into ``stage/checkpoint``."""
+    """Masked SFT of ``start`` on ``data`` into ``stage/checkpoint``, which records ``card``."""
     if rd.done(stage / "train"):
         return
     began = time.perf_counter()
@@ -441,7 +450,9 @@ def train_stage(
         data,
         stage / "checkpoint",
         train_config,
+        device=config.model.device,
         dtype=config.model.dtype,
+        card=card,
         metadata={"base_model": str(start), "method": method, "iteration": iteration},
     )
     rd.finish(

@@ -8,10 +8,11 @@ model, cloning environments and closing what was opened.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eef.agent.card import AgentCard, card_of_trajectories, read_agent_card
 from eef.agent.policy import Policy
 from eef.config import ModelSection
 from eef.envs.protocol import TextEnv
@@ -127,14 +128,14 @@ def evaluate_checkpoint(
         )
 
 
-def training_dtype(dtype: str, lora: bool) -> str:
+def training_dtype(dtype: str, lora: bool, device: str = "auto") -> str:
     """The weights' dtype for training: ``auto`` is bfloat16 for LoRA on CUDA (the frozen base in half
     precision), otherwise float32 master weights (mixed precision autocasts the compute)."""
     if dtype != "auto":
         return dtype
-    import torch
+    from eef.models.loading import pick_device
 
-    return "bfloat16" if lora and torch.cuda.is_available() else "float32"
+    return "bfloat16" if lora and pick_device(device).type == "cuda" else "float32"
 
 
 def train_checkpoint(
@@ -143,13 +144,18 @@ def train_checkpoint(
     out: Path,
     config: TrainConfig,
     *,
+    device: str = "auto",
     dtype: str = "auto",
+    card: AgentCard | None = None,
     metadata: Mapping[str, Any] | None = None,
     heldout: Sequence[Trajectory] = (),
     log: Callable[[str], None] | None = None,
 ) -> tuple[TrainResult, TokenizeStats]:
     """Masked SFT of ``start`` on ``data`` into the checkpoint ``out``; returns what training did
     and what tokenization did.
+
+    The checkpoint records ``card`` (by default the environment and prompt most of ``data``
+    shares, with the environment options of ``start``'s card where it has one for that environment).
 
     ``log`` receives the tokenization's figures and, with ``heldout`` trajectories, their loss
     before and after training.
@@ -165,7 +171,7 @@ def train_checkpoint(
     say = log or (lambda line: None)
     # loaded on the CPU: accelerate places the model on each process's device
     model, tokenizer = load_model_and_tokenizer(
-        str(start), device="cpu", dtype=training_dtype(dtype, config.lora is not None)
+        str(start), device="cpu", dtype=training_dtype(dtype, config.lora is not None, device)
     )
     examples, stats = tokenize_trajectories(list(data), tokenizer, config.max_length)
     say(
@@ -174,6 +180,11 @@ def train_checkpoint(
     )
     if not examples:
         raise EefError(f"no turn of the {len(data)} trajectories to train on is trainable")
+    if card is None:
+        inherited = read_agent_card(start)
+        card = card_of_trajectories(data)
+        if inherited is not None and inherited.env == card.env:
+            card = replace(card, env_options=inherited.env_options)
     held = tokenize_trajectories(list(heldout), tokenizer, config.max_length)[0] if heldout else []
     if held:
         say(f"held-out loss before: {evaluate_loss(model, held, pad_token_id(tokenizer)):.4f}")
@@ -184,7 +195,8 @@ def train_checkpoint(
         out,
         config,
         progress=True,
-        metadata={**(metadata or {}), "tokenize": stats.__dict__},
+        metadata={**(metadata or {}), "agent": card.to_dict(), "tokenize": stats.__dict__},
+        device=device,
     )
     if held:
         say(f"held-out loss after: {evaluate_loss(model, held, pad_token_id(tokenizer)):.4f}")

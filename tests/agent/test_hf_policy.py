@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from eef.agent.hf_policy import HFPolicy, prefill_groups
+from eef.agent.hf_policy import HFPolicy, cache_keyword, prefill_groups
 from eef.agent.policy import GenerationRequest, Policy, SamplingParams
 from eef.errors import EefError
 from eef.models.loading import load_model_and_tokenizer
@@ -181,3 +181,13 @@ def test_a_policy_on_the_cpu_is_process_local_and_knows_its_context(policy):
 def test_loading_what_is_not_a_model_is_one_line_error(tmp_path):
     with pytest.raises(EefError, match="cannot load a model and tokenizer"):
         load_model_and_tokenizer(tmp_path, device="cpu")
+
+
+def test_the_cache_goes_to_the_argument_the_model_takes():
+    class Newer:
+        def forward(self, input_ids=None, cache=None, past_key_values=None): ...
+
+    class Older:
+        def forward(self, input_ids=None, past_key_values=None): ...
+
+    assert (cache_keyword(Newer()), cache_keyword(Older())) == ("cache", "past_key_values")

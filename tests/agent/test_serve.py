@@ -192,3 +192,20 @@ def test_parse_chat_request_directly():
     )
     assert request.messages == HI and request.seed == 3
     assert (params.temperature, params.top_p, params.max_new_tokens) == (0.0, 1.0, 100)
+
+
+def test_the_model_list_carries_the_agent_card_clients_run_the_model_with():
+    from eef.agent.card import AgentCard, served_agent_card
+    from eef.cli_options import agent_setup
+    from eef.trajectory import Message
+
+    card = AgentCard("shop", (Message("system", "Shop with care."),), {"seed": 1})
+    with serve(CountingPolicy(), model_name="agent", card=card) as server:
+        assert httpx.get(f"{server.url}/models", timeout=10).json()["data"][0]["eef_agent"]["env"] == "shop"
+        assert served_agent_card(server.url, "agent") == card
+        assert served_agent_card(server.url, "another") is None
+        env, options, prompt = agent_setup(None, None, "agent", (None, None, None), print, server.url)
+        assert (env.name, options, prompt) == ("shop", {"seed": 1}, card.prompt)
+    with serve(CountingPolicy(), model_name="agent") as plain:
+        assert "eef_agent" not in httpx.get(f"{plain.url}/models", timeout=10).json()["data"][0]
+        assert served_agent_card(plain.url, "agent") is None

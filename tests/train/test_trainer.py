@@ -9,7 +9,8 @@ from transformers import AutoModelForCausalLM
 from eef.agent.prompt import build_prompt
 from eef.experts.oracle import oracle_trajectories
 from eef.train import LoraSettings, TrainConfig, tokenize_trajectories, train
-from eef.train.trainer import evaluate_loss
+from eef.train.data import PackedRow
+from eef.train.trainer import collate, evaluate_loss, forward_logits
 
 CONFIG = TrainConfig(epochs=3, learning_rate=5e-3, rows_per_step=2, micro_batch_rows=2, max_length=1024)
 
@@ -137,3 +138,14 @@ def test_padding_continues_its_rows_positions():
     assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 6, 0]]
     assert batch["position_ids"].tolist() == [[0, 1, 2], [0, 1, 2]]  # one causal sequence per row: no mask
     assert batch["labels"][1, 2] == IGNORE_INDEX and int(batch["num_tokens"]) == 5
+
+
+def test_kept_positions_get_the_logits_the_whole_batch_has_there(tiny_model_dir, tiny_tokenizer, data):
+    # rows keep different positions: the output layer runs on their union, then each row's are picked
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    rows = [PackedRow(e.input_ids, e.labels, list(range(len(e.input_ids)))) for e in data[0][:3]]
+    batch = collate(rows, tiny_tokenizer.pad_token_id)
+    keep = torch.zeros_like(batch["input_ids"], dtype=torch.bool)
+    keep[0, 2] = keep[1, 5] = keep[2, 0] = keep[2, 7] = True
+    with torch.no_grad():
+        torch.testing.assert_close(forward_logits(model, batch, keep), forward_logits(model, batch)[keep])

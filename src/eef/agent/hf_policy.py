@@ -8,6 +8,7 @@ Loading checkpoints is :mod:`eef.models.loading`'s.
 
 from __future__ import annotations
 
+import inspect
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,6 +65,12 @@ def prefill_groups(fresh: Sequence[int], spread: int = 3, slack: int = 64) -> li
     return groups
 
 
+def cache_keyword(model: PreTrainedModel) -> str:
+    """The forward argument that takes the KV cache: ``cache`` in newer transformers, which
+    deprecates ``past_key_values`` (removed in 5.40), and ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def static_layers(cache: StaticCache) -> list[StaticLayer]:
     """The layers of a static cache, each holding keys and values.
 
@@ -116,6 +123,7 @@ class HFPolicy(Policy):
         entries = 2 * max_batch_size if prefix_cache_entries is None else prefix_cache_entries
         self.prefix_cache = PrefixCache(entries) if entries > 0 else None
         self.device = next(model.parameters()).device
+        self.cache_keyword = cache_keyword(model)
         self.process_local = self.device.type == "cpu"
         self.stop_ids = stop_token_ids(tokenizer, model)
         if tokenizer.pad_token_id is None and not self.stop_ids:
@@ -247,8 +255,8 @@ class HFPolicy(Policy):
                 input_ids=feed,
                 attention_mask=attention,
                 position_ids=positions,
-                past_key_values=cache,
                 use_cache=True,
+                **{self.cache_keyword: cache},
                 **grouping,
             ).logits[:, -1, :]
         self._remember(
@@ -371,9 +379,9 @@ class HFPolicy(Policy):
             input_ids=input_ids,
             attention_mask=attention,
             position_ids=positions,
-            past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
+            **{self.cache_keyword: cache},
         ).logits[:, -1, :]
 
     def _prefill_inputs(

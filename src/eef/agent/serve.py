@@ -32,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from eef.agent.card import AgentCard, read_agent_card
 from eef.agent.policy import Completion, GenerationRequest, Policy, SamplingParams
 from eef.errors import EefError
 
@@ -328,10 +329,17 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], batcher: Batcher, model: str, *, max_tokens_limit: int, max_body_bytes: int
+        self,
+        address: tuple[str, int],
+        batcher: Batcher,
+        model: str,
+        *,
+        max_tokens_limit: int,
+        max_body_bytes: int,
+        card: AgentCard | None = None,
     ):
         super().__init__(address, _Handler)
-        self.batcher, self.model = batcher, model
+        self.batcher, self.model, self.card = batcher, model, card
         self.max_tokens_limit, self.max_body_bytes = max_tokens_limit, max_body_bytes
 
     @property
@@ -351,13 +359,10 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/health":
             self._send(200, {"status": "ok", **self.server.batcher.load()})
         elif path == "/v1/models":
-            self._send(
-                200,
-                {
-                    "object": "list",
-                    "data": [{"id": self.server.model, "object": "model", "created": 0, "owned_by": "eef"}],
-                },
-            )
+            entry: dict[str, Any] = {"id": self.server.model, "object": "model", "created": 0, "owned_by": "eef"}
+            if self.server.card is not None:  # clients run the model with the prompt it was trained with
+                entry["eef_agent"] = self.server.card.to_dict()
+            self._send(200, {"object": "list", "data": [entry]})
         else:
             self._error(404, f"no such endpoint: GET {self.path}", "not_found_error")
 
@@ -458,6 +463,7 @@ def _make_server(
     model_name: str | None,
     max_tokens_limit: int | None,
     max_body_bytes: int,
+    card: AgentCard | None = None,
 ) -> _Server:
     limit = max_tokens_limit if max_tokens_limit is not None else context_length(policy) or DEFAULT_MAX_TOKENS_LIMIT
     for name, value in (("max_tokens_limit", limit), ("max_body_bytes", max_body_bytes)):
@@ -466,7 +472,12 @@ def _make_server(
     batcher = Batcher(policy, batch_window_s=batch_window_s, max_batch=max_batch, check=context_check(policy))
     try:
         return _Server(
-            (host, port), batcher, model_name or policy.name, max_tokens_limit=limit, max_body_bytes=max_body_bytes
+            (host, port),
+            batcher,
+            model_name or policy.name,
+            max_tokens_limit=limit,
+            max_body_bytes=max_body_bytes,
+            card=card,
         )
     except (OSError, OverflowError) as e:  # the port is taken, or no port at all (70000)
         batcher.close()
@@ -483,6 +494,7 @@ def serve(
     model_name: str | None = None,
     max_tokens_limit: int | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    card: AgentCard | None = None,
 ) -> ServerHandle:
     """Serve ``policy`` on a background thread.
 
@@ -497,12 +509,13 @@ def serve(
             400); defaults to the model's context length where the policy knows it, else
             ``DEFAULT_MAX_TOKENS_LIMIT``.
         max_body_bytes: the largest request body read (larger ones get a 413).
+        card: the model's agent card, listed by ``/v1/models`` under ``eef_agent``.
 
     Returns:
         The running server's handle; close it (or use it as a context manager) to stop it.
     """
     return ServerHandle(
-        _make_server(policy, host, port, batch_window_s, max_batch, model_name, max_tokens_limit, max_body_bytes)
+        _make_server(policy, host, port, batch_window_s, max_batch, model_name, max_tokens_limit, max_body_bytes, card)
     )
 
 
@@ -526,12 +539,16 @@ def run_server(
     policy = HFPolicy.from_pretrained(
         model_path, device=device, dtype=dtype, max_batch_size=max_batch, prefix_cache_entries=0
     )
+    card = read_agent_card(model_path) if Path(model_path).is_dir() else None
     try:
-        server = _make_server(policy, host, port, batch_window_s, max_batch, None, max_tokens_limit, max_body_bytes)
+        server = _make_server(
+            policy, host, port, batch_window_s, max_batch, None, max_tokens_limit, max_body_bytes, card
+        )
     except EefError:
         policy.close()
         raise
-    print(f"serving {policy.name} at {server.url}", file=sys.stderr, flush=True)
+    trained = "" if card is None else f" (trained on {card.env}: its prompt is listed by GET /v1/models)"
+    print(f"serving {policy.name} at {server.url}{trained}", file=sys.stderr, flush=True)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()

@@ -6,12 +6,15 @@ available, bfloat16 there and float32 on the CPU). LoRA adapters are added with 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from eef.errors import EefError, UnknownNameError
+from eef.models.requirements import check_requirements
+from eef.train.settings import TRAIN_RECORD
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -23,9 +26,15 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU."""
+    """``auto`` picks CUDA when available, else the CPU.
+
+    Raises:
+        EefError: CUDA asked for where torch has none.
+    """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EefError(f"device {device!r}: this torch sees no CUDA device (use auto or cpu, or a CUDA build of torch)")
     return torch.device(device)
 
 
@@ -42,6 +51,23 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return DTYPES[dtype]
 
 
+def check_checkpoint_requirements(checkpoint: Path) -> None:
+    """Refuse a checkpoint whose training record asks for package versions other than the installed ones.
+
+    Raises:
+        EefError: naming the record, the package and both versions.
+    """
+    record = checkpoint / TRAIN_RECORD
+    if not record.is_file():
+        return
+    try:
+        facts = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EefError(f"{record}: not readable ({e})") from None
+    if isinstance(facts, dict) and "requires" in facts:  # checkpoints written before it was recorded have none
+        check_requirements(facts["requires"], record)
+
+
 def load_model_and_tokenizer(
     path: str | Path, device: str = "auto", dtype: str = "auto"
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -54,6 +80,11 @@ def load_model_and_tokenizer(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     target = pick_device(device)
+    if Path(path).is_dir():
+        if not (Path(path) / "config.json").is_file():
+            # transformers' own error for a folder without a model differs by version (some raise ImportError)
+            raise EefError(f"{path}: cannot load a model and tokenizer (no config.json: not a model directory)")
+        check_checkpoint_requirements(Path(path))
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         if tokenizer.chat_template is None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from eef.checks import FieldErrors, above, at_least, between, check_fields, not_empty, one_of
 
+TRAIN_RECORD = "eef_train.json"  # what training writes beside the weights: settings, figures, agent card
+
 
 @dataclass(frozen=True)
 class LoraSettings:

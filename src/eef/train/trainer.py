@@ -27,10 +27,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from eef.errors import EefError
-from eef.models.loading import add_lora
+from eef.models.loading import add_lora, pick_device
+from eef.models.requirements import checkpoint_requirements, installed_versions
 from eef.progress import progress_bar
 from eef.train.data import IGNORE_INDEX, Example, PackedRow, pack_examples
-from eef.train.settings import TrainConfig
+from eef.train.settings import TRAIN_RECORD, TrainConfig
 
 DEFAULT_CONFIG = TrainConfig()
 
@@ -127,14 +128,20 @@ def collate(rows: Sequence[PackedRow], pad_id: int) -> dict[str, torch.Tensor]:
 
 def forward_logits(model: Any, batch: dict[str, torch.Tensor], keep: torch.Tensor | None = None) -> torch.Tensor:
     """Logits of a (packed) batch: ``(rows, length, vocabulary)``, or ``(kept positions,
-    vocabulary)`` for the positions a boolean ``keep`` mask marks.
+    vocabulary)`` for the positions a boolean ``keep`` mask of shape ``(rows, length)`` marks.
 
     No attention mask and no KV cache: transformers then reads the restarts of ``position_ids``
     as sequence boundaries (with a cache it silently falls back to one causal mask per row, and
     packed examples would attend to each other).
     """
-    extra = {} if keep is None else {"logits_to_keep": keep}
-    return model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False, **extra).logits
+    inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "use_cache": False}
+    if keep is None:
+        return model(**inputs).logits
+    # every transformers version takes a 1-D index of columns (a 2-D mask only from 5.21): the
+    # output layer runs on the columns any row keeps, then each row's own positions are picked
+    columns = keep.any(dim=0).nonzero().squeeze(1)
+    logits = model(**inputs, logits_to_keep=columns).logits
+    return logits[keep[:, columns]]
 
 
 def token_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
@@ -184,6 +191,7 @@ def train(
     *,
     progress: bool = False,
     metadata: dict[str, Any] | None = None,
+    device: str = "auto",
 ) -> TrainResult:
     """Fine-tune ``model`` on ``examples`` and save it to ``out_dir``.
 
@@ -195,6 +203,7 @@ def train(
         config: the training settings.
         progress: show a progress bar.
         metadata: extra facts recorded in ``eef_train.json`` beside the weights.
+        device: ``auto`` trains on each process's accelerator where there is one, ``cpu`` on the CPU.
 
     Returns:
         A :class:`TrainResult`.
@@ -206,8 +215,8 @@ def train(
         raise ValueError("no training examples (every conversation was dropped or none was given)")
     precision = config.mixed_precision
     if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() else "no"
-    accelerator = Accelerator(mixed_precision=precision)
+        precision = "bf16" if pick_device(device).type == "cuda" else "no"
+    accelerator = Accelerator(mixed_precision=precision, cpu=pick_device(device).type == "cpu")
     set_seed(config.seed)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -337,6 +346,8 @@ def _save(
     model.save_pretrained(tmp, state_dict=state_dict)
     tokenizer.save_pretrained(tmp)
     record = {
+        "requires": checkpoint_requirements(),
+        "versions": installed_versions(),
         "config": asdict(config),
         "steps": result.steps,
         "tokens": result.tokens,
@@ -345,7 +356,7 @@ def _save(
         "final_loss": result.losses[-1] if result.losses else None,
         **metadata,
     }
-    (tmp / "eef_train.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    (tmp / TRAIN_RECORD).write_text(json.dumps(record, indent=2, default=str) + "\n")
     tmp.chmod(0o755)  # mkdtemp makes it private
     if out.exists():  # POSIX cannot swap directories atomically: the old one is kept until the new one is in place
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
