@@ -4,7 +4,8 @@
 
 Each run is ``python -m pytest -x -q PYTEST_ARGS`` in a fresh process (its own per-test timeout
 applies too); one that has not ended after ``--hang-after`` seconds is killed and counted as a
-hang. With --json the last line is one JSON object.
+hang. The whole output of a run that fails or hangs is kept in ``--keep`` (run-N.log) and its
+failing tests are named. With --json the last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
 def main() -> None:
@@ -21,9 +23,10 @@ def main() -> None:
     parser.add_argument("--times", type=int, default=20)
     parser.add_argument("--hang-after", type=float, default=1800.0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keep", type=Path, default=Path("suite_repeat_logs"), help="Folder for failed runs' output.")
     args, pytest_args = parser.parse_known_args()
     outcomes = {"passed": 0, "failed": 0, "hang": 0}
-    seconds = []
+    seconds, failures = [], []
     for n in range(args.times):
         began = time.monotonic()
         try:
@@ -33,10 +36,15 @@ def main() -> None:
                 text=True,
                 timeout=args.hang_after,
             )
-            outcome = "passed" if done.returncode == 0 else "failed"
-            tail = [line for line in done.stdout.splitlines() if " passed" in line or " failed" in line][-1:]
-        except subprocess.TimeoutExpired:
-            outcome, tail = "hang", []
+            outcome, output = ("passed" if done.returncode == 0 else "failed"), done.stdout + done.stderr
+        except subprocess.TimeoutExpired as e:
+            outcome, output = "hang", _text(e.stdout) + _text(e.stderr)
+        lines = output.splitlines()
+        tail = [line for line in lines if line.startswith(("FAILED ", "ERROR "))] or lines[-1:]
+        if outcome != "passed":
+            args.keep.mkdir(parents=True, exist_ok=True)
+            (args.keep / f"run-{n + 1}.log").write_text(output)
+            failures.append({"run": n + 1, "outcome": outcome, "tests": tail})
         seconds.append(round(time.monotonic() - began, 1))
         outcomes[outcome] += 1
         print(f"run {n + 1}/{args.times}: {outcome} in {seconds[-1]} s {' '.join(tail)}", file=sys.stderr)
@@ -45,8 +53,13 @@ def main() -> None:
         "selection": pytest_args or ["(whole suite)"],
         **outcomes,
         "max_seconds": max(seconds, default=0.0),
+        "failures": failures,
     }
     print(json.dumps(figures) if args.json else figures)
+
+
+def _text(captured: bytes | str | None) -> str:
+    return captured.decode(errors="replace") if isinstance(captured, bytes) else captured or ""
 
 
 if __name__ == "__main__":

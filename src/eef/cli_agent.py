@@ -218,6 +218,7 @@ def train_command(
 
     The checkpoint records the environment and prompt its data shares, which ``eef eval`` and
     ``eef explore`` then use by default."""
+    from eef.distributed import process_rank
     from eef.stages import train_checkpoint
     from eef.train import LoraSettings, TrainConfig
     from eef.trajectory_files import read_trajectories
@@ -265,10 +266,12 @@ def train_command(
             dtype=dtype,
             metadata={"base_model": model, "data": [str(p) for p in data]},
             heldout=read_trajectories(heldout) if heldout else (),
-            log=typer.echo,
+            log=typer.echo if process_rank()[0] == 0 else None,  # launched on several processes: the first reports
         )
     except EefError as e:
         raise EefError(f"--data {', '.join(map(str, data))}: {e}") from None
+    if process_rank()[0] != 0:
+        return
     typer.echo(
         f"trained {result.steps} steps, loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}, "
         f"{result.tokens_per_s:,.0f} tokens/s -> {out}"

@@ -36,6 +36,7 @@ from eef.agent.card import AgentCard
 from eef.atomic import write_text_atomic
 from eef.config import ExpertSource, RunConfig, saved_config
 from eef.data.check import restorable
+from eef.distributed import TrainingGroup
 from eef.envs import make
 from eef.envs.protocol import TextEnv
 from eef.errors import EefError
@@ -44,16 +45,17 @@ from eef.experts.registry import ExpertSettings, expert_trajectories
 from eef.methods import PositiveRepository, Solution, expert_demonstrations, self_solutions, state_positions
 from eef.methods.accounting import eef_candidates, solved_tasks
 from eef.rollout import RolloutConfig, Start, rollout_mismatch, trajectory_id
-from eef.stages import Parallelism, evaluate_checkpoint, explore, train_checkpoint
+from eef.stages import Parallelism, evaluate_checkpoint, explore
 from eef.trajectory import Message, Trajectory
 from eef.trajectory_files import read_trajectories, write_trajectories
 
 
 class RunDir:
-    """The run directory: stage markers, the metrics log and the saved configuration."""
+    """The run directory: stage markers, the metrics log and the saved configuration; ``trainer``
+    runs a training stage (on every process of the run)."""
 
-    def __init__(self, root: Path, log: Callable[[str], None]):
-        self.root, self.log = root, log
+    def __init__(self, root: Path, log: Callable[[str], None], trainer: TrainingGroup | None = None):
+        self.root, self.log, self.trainer = root, log, trainer or TrainingGroup()
 
     def done(self, stage: Path) -> dict[str, Any] | None:
         """The metrics of a finished stage, or None.
@@ -123,13 +125,34 @@ def prepare_run_dir(config: RunConfig, root: Path, resume: bool) -> None:
 
 
 def run(config: RunConfig, *, resume: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every stage the configuration names; returns the summary (also ``summary.json``)."""
-    root = Path(config.run_dir or f"runs/{config.name}")
-    env = make(config.env.name, **config.env.options)
-    check_against_env(config, env)
-    with run_lock(root):
-        prepare_run_dir(config, root, resume)
-        return _run_stages(config, env, RunDir(root, log))
+    """Run every stage the configuration names; returns the summary (also ``summary.json``).
+
+    Launched on several processes, the first runs the stages and the others join each training
+    stage (:mod:`eef.distributed`); they return an empty summary.
+    """
+    group = TrainingGroup()
+    if not group.main:
+        group.follow()
+        return {}
+    with group:
+        root = Path(config.run_dir or f"runs/{config.name}")
+        check_processes(config, group.size)
+        env = make(config.env.name, **config.env.options)
+        check_against_env(config, env)
+        with run_lock(root):
+            prepare_run_dir(config, root, resume)
+            return _run_stages(config, env, RunDir(root, log, group))
+
+
+def check_processes(config: RunConfig, processes: int) -> None:
+    """What the configuration can only be checked against once the number of processes is known."""
+    per_pass = config.train.micro_batch_rows * processes
+    if config.train.rows_per_step % per_pass:
+        raise EefError(
+            f"train.rows_per_step: {config.train.rows_per_step} is not a multiple of train.micro_batch_rows x "
+            f"processes ({config.train.micro_batch_rows} x {processes}); set train.micro_batch_rows to "
+            f"{config.train.rows_per_step // processes} or a divisor of it"
+        )
 
 
 def check_against_env(config: RunConfig, env: TextEnv) -> None:
@@ -445,11 +468,11 @@ def train_stage(
         write_trajectories(stage / "train.jsonl", data)
     epochs = config.train.epochs if method == "sft_pos" else config.methods.iteration_epochs or config.train.epochs
     train_config = replace(config.train, epochs=epochs, seed=config.seed + iteration)
-    result, stats = train_checkpoint(
-        start,
-        data,
-        stage / "checkpoint",
-        train_config,
+    result, stats = rd.trainer.train(
+        start=start,
+        data=data,
+        out=stage / "checkpoint",
+        config=train_config,
         device=config.model.device,
         dtype=config.model.dtype,
         card=card,

@@ -243,10 +243,13 @@ def train(
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)  # the loader is sharded per process
+    model, optimizer = accelerator.prepare(model, optimizer)
     accumulation = _accumulation(config, accelerator)
-    total_micro = max(1, math.ceil(len(loader) * config.epochs))  # per process; the last step may be shorter
-    total_steps = math.ceil(total_micro / accumulation)
+    # every process draws the same global sequence of micro-batches and trains its share of each step,
+    # so N processes take the steps one process takes (same rows per step, same number of steps)
+    per_step = accumulation * accelerator.num_processes
+    total_micro = max(1, math.ceil(len(loader) * config.epochs))  # the last step may be shorter
+    total_steps = math.ceil(total_micro / per_step)
     warmup = int(config.warmup_ratio * total_steps)
     decay = max(1, round(config.decay_ratio * (total_steps - warmup)))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, warmup, total_steps, decay))
@@ -256,19 +259,21 @@ def train(
     stream = _cycle(loader)
     began = time.perf_counter()
     for step in range(total_steps):
-        micro_batches = [next(stream) for _ in range(min(accumulation, total_micro - step * accumulation))]
+        step_batches = [next(stream) for _ in range(min(per_step, total_micro - step * per_step))]
+        micro_batches = _share(step_batches, accelerator.process_index, accelerator.num_processes)
         # every trainable token of the step weighs the same, whichever micro-batch and process holds
         # it: divide by the step's count over all processes, times the processes that DDP averages over
-        local_count = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro_batches)
+        local_count = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b, weight in micro_batches if weight)
         step_count = int(accelerator.reduce(torch.tensor(local_count, device=accelerator.device), "sum"))
         scale = accelerator.num_processes / max(step_count, 1)
         step_loss = torch.zeros((), device=accelerator.device)
-        for j, batch in enumerate(micro_batches):
+        for j, (cpu_batch, weight) in enumerate(micro_batches):
+            batch = {key: value.to(accelerator.device) for key, value in cpu_batch.items()}
             with accelerator.no_sync(model) if j + 1 < len(micro_batches) else contextlib.nullcontext():
                 loss_sum, _ = token_loss_sum(model, batch)
-                accelerator.backward(loss_sum * scale)
-            step_loss += loss_sum.detach()
-            result.tokens += int(batch["num_tokens"])
+                accelerator.backward(loss_sum * (scale * weight))
+            step_loss += loss_sum.detach() * weight
+            result.tokens += int(batch["num_tokens"]) * weight
         accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         optimizer.step()
         schedule.step()
@@ -322,12 +327,22 @@ def _lr_factor(step: int, warmup: int, total: int, decay: int) -> float:
 
 
 def _cycle(loader: Any) -> Iterator[dict[str, torch.Tensor]]:
-    epoch = 0
     while True:
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)
-        yield from loader
-        epoch += 1
+        yield from loader  # each pass reshuffles: the sampler's generator goes on
+
+
+def _share(
+    batches: list[dict[str, torch.Tensor]], rank: int, processes: int
+) -> list[tuple[dict[str, torch.Tensor], int]]:
+    """Process ``rank``'s micro-batches of a step, each with its weight: every ``processes``-th one
+    from ``rank`` on, and where a short last step leaves this process fewer than the others, a
+    weight-0 copy so that it still takes part in the gradients' reduction.
+
+    >>> [(b["i"], w) for b, w in _share([{"i": 0}, {"i": 1}, {"i": 2}], 1, 2)]
+    [(1, 1), (0, 0)]
+    """
+    mine = [(batch, 1) for batch in batches[rank::processes]]
+    return mine + [(batches[0], 0)] * (math.ceil(len(batches) / processes) - len(mine))
 
 
 def _save(
@@ -354,6 +369,7 @@ def _save(
         "trained_tokens": result.trained_tokens,
         "seconds": round(result.seconds, 3),
         "final_loss": result.losses[-1] if result.losses else None,
+        "losses": result.losses,  # per optimizer step, averaged over the step's trainable tokens
         **metadata,
     }
     (tmp / TRAIN_RECORD).write_text(json.dumps(record, indent=2, default=str) + "\n")

@@ -1,0 +1,93 @@
+"""``eef run`` launched on several processes (``accelerate launch``, ``torchrun``): the first process
+runs the pipeline, every process trains.
+
+Expert data, exploration, labelling, evaluation and the report are the first process's (rank 0:
+one copy of the environments, one run lock, one writer of the run directory). At each training
+stage it sends the stage's arguments to the other processes, and all of them train together as
+accelerate's configuration says (DDP, FSDP, DeepSpeed). In between, the others wait for the next
+stage; a launcher ends every process when one fails.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eef.train.data import TokenizeStats
+    from eef.train.trainer import TrainResult
+
+# a process waits for the next training stage through a whole exploration stage
+STAGE_WAIT = timedelta(days=7)
+
+
+def process_rank() -> tuple[int, int]:
+    """This process's rank and the number of processes, as the launcher set them (0 and 1 alone)."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+class TrainingGroup:
+    """The processes of one run: the first orchestrates and hands each training stage to all.
+
+    Alone (no launcher) it is a plain call of :func:`eef.stages.train_checkpoint`.
+    """
+
+    def __init__(self) -> None:
+        self.rank, self.size = process_rank()
+        self._control: Any = None
+        if self.size > 1:
+            import torch
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                if torch.cuda.is_available():
+                    torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+                dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=STAGE_WAIT)
+            # stage arguments travel as pickled objects over gloo, which waits as long as told on any hardware
+            self._control = dist.new_group(backend="gloo", timeout=STAGE_WAIT)
+
+    @property
+    def main(self) -> bool:
+        """Whether this process orchestrates the run."""
+        return self.rank == 0
+
+    def train(self, **stage: Any) -> tuple[TrainResult, TokenizeStats]:
+        """Run a training stage on every process (called by the first process); ``stage`` holds
+        :func:`eef.stages.train_checkpoint`'s arguments."""
+        from eef.stages import train_checkpoint
+
+        self._send({key: value for key, value in stage.items() if key != "log"})  # a callback stays here
+        return train_checkpoint(**stage)
+
+    def follow(self) -> None:
+        """Train each stage the first process sends until it says the run is over (the other processes)."""
+        from eef.stages import train_checkpoint
+
+        while (stage := self._receive()) is not None:
+            train_checkpoint(**{**stage, "log": None})
+
+    def close(self) -> None:
+        """Tell the other processes the run is over (the first process)."""
+        if self.size > 1 and self.main:
+            self._send(None)
+
+    def __enter__(self) -> TrainingGroup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, stage: Mapping[str, Any] | None) -> None:
+        if self.size > 1:
+            import torch.distributed as dist
+
+            dist.broadcast_object_list([stage], src=0, group=self._control)
+
+    def _receive(self) -> dict[str, Any] | None:
+        import torch.distributed as dist
+
+        box: list[Any] = [None]
+        dist.broadcast_object_list(box, src=0, group=self._control)
+        return box[0]

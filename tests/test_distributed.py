@@ -1,0 +1,83 @@
+"""Runs launched on two processes (torchrun, gloo on the CPU): training takes the steps one process
+takes, and `eef run` completes with one process orchestrating."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from eef.config import load_config
+from eef.errors import EefError
+from eef.pipeline import check_processes
+from test_pipeline import TINY
+
+STAGES = ("sft_pos", "rft/iter-1", "eef/iter-1")
+TOLERANCE = 1e-5  # relative, per step: DDP sums gradients in another order than accumulation does
+
+
+def _eef(*args, processes=1, cwd):
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    command = [*launch, "-m", "eef.cli", *args] if processes > 1 else [sys.executable, "-m", "eef.cli", *args]
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def model_and_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("distributed")
+    _eef(
+        "model",
+        "init",
+        "--out",
+        "m",
+        "--layers",
+        "1",
+        "--hidden-size",
+        "32",
+        "--heads",
+        "2",
+        "--vocab-size",
+        "600",
+        cwd=root,
+    )
+    _eef("expert", "shop", "--policy", "oracle", "--out", "d.jsonl", "--limit", "14", cwd=root)
+    return root
+
+
+def _losses(checkpoint):
+    return json.loads((checkpoint / "eef_train.json").read_text())["losses"]
+
+
+def test_two_processes_train_the_steps_of_one_with_the_same_losses(model_and_data):
+    root = model_and_data
+    args = ["--model", "m", "--data", "d.jsonl", "--epochs", "2.5", "--rows-per-step", "4"]
+    args += ["--micro-batch-rows", "1", "--learning-rate", "1e-3", "--max-length", "1024", "--no-packing"]
+    _eef("train", *args, "--out", "one", cwd=root)
+    two = _eef("train", *args, "--out", "two", processes=2, cwd=root)
+    assert two.stdout.count("trained ") == 1  # the first process reports
+    one_losses, two_losses = _losses(root / "one"), _losses(root / "two")
+    assert len(one_losses) == len(two_losses) == 9  # 35 rows in steps of 4: the last step is short
+    assert two_losses == pytest.approx(one_losses, rel=TOLERANCE)
+
+
+def test_a_run_on_two_processes_completes_with_the_losses_of_one(tmp_path):
+    sets = [arg for pair in (("-s", s) for s in [*TINY, "train.micro_batch_rows=4"]) for arg in pair]
+    one = _eef("run", *sets, "-s", f"run_dir={tmp_path / 'one'}", cwd=tmp_path)
+    two = _eef("run", *sets, "-s", f"run_dir={tmp_path / 'two'}", processes=2, cwd=tmp_path)
+    assert two.stdout.count("best win rate") == one.stdout.count("best win rate") == 3  # printed once
+    assert (tmp_path / "two" / "report" / "index.html").is_file()
+    assert all((tmp_path / "two" / stage / "checkpoint" / "model.safetensors").is_file() for stage in STAGES)
+    # later stages train on episodes sampled from these weights, which differ in the last bits
+    sft_pos = [_losses(tmp_path / run / "sft_pos" / "checkpoint") for run in ("one", "two")]
+    assert sft_pos[1] == pytest.approx(sft_pos[0], rel=TOLERANCE)
+
+
+def test_rows_per_step_must_divide_among_the_processes():
+    config = load_config(None, ["train.rows_per_step=8", "train.micro_batch_rows=8"])
+    check_processes(config, 1)
+    with pytest.raises(
+        EefError, match=r"train.rows_per_step: 8 is not a multiple of train.micro_batch_rows x processes"
+    ):
+        check_processes(config, 2)
