@@ -40,7 +40,8 @@ def main() -> None:
         except subprocess.TimeoutExpired as e:
             outcome, output = "hang", _text(e.stdout) + _text(e.stderr)
         lines = output.splitlines()
-        tail = [line for line in lines if line.startswith(("FAILED ", "ERROR "))] or lines[-1:]
+        named = ("FAILED ", "ERROR ") if outcome != "passed" else ()
+        tail = [line for line in lines if line.startswith(named) or " passed" in line][-3:] or lines[-1:]
         if outcome != "passed":
             args.keep.mkdir(parents=True, exist_ok=True)
             (args.keep / f"run-{n + 1}.log").write_text(output)

@@ -2,8 +2,10 @@
 takes, and `eef run` completes with one process orchestrating."""
 
 import json
+import shlex
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -13,7 +15,8 @@ from eef.pipeline import check_processes
 from test_pipeline import TINY
 
 STAGES = ("sft_pos", "rft/iter-1", "eef/iter-1")
-TOLERANCE = 1e-5  # relative, per step: DDP sums gradients in another order than accumulation does
+TOLERANCE = 1e-5
+EEF_SERVE = f"{shlex.quote(sys.executable)} -m eef.cli serve {{checkpoint}} --port {{port}}"  # relative, per step: DDP sums gradients in another order than accumulation does
 
 
 def _eef(*args, processes=1, cwd):
@@ -64,8 +67,18 @@ def test_two_processes_train_the_steps_of_one_with_the_same_losses(model_and_dat
 
 def test_a_run_on_two_processes_completes_with_the_losses_of_one(tmp_path):
     sets = [arg for pair in (("-s", s) for s in [*TINY, "train.micro_batch_rows=4"]) for arg in pair]
+    # two processes generate through a server the first one starts per checkpoint, as on GPUs with vLLM
+    served = ["model.backend=served", f"model.server_command={EEF_SERVE}", "rollout.workers=1"]
     one = _eef("run", *sets, "-s", f"run_dir={tmp_path / 'one'}", cwd=tmp_path)
-    two = _eef("run", *sets, "-s", f"run_dir={tmp_path / 'two'}", processes=2, cwd=tmp_path)
+    two = _eef(
+        "run",
+        *sets,
+        *(arg for s in served for arg in ("-s", s)),
+        "-s",
+        f"run_dir={tmp_path / 'two'}",
+        processes=2,
+        cwd=tmp_path,
+    )
     assert two.stdout.count("best win rate") == one.stdout.count("best win rate") == 3  # printed once
     assert (tmp_path / "two" / "report" / "index.html").is_file()
     assert all((tmp_path / "two" / stage / "checkpoint" / "model.safetensors").is_file() for stage in STAGES)
@@ -74,10 +87,12 @@ def test_a_run_on_two_processes_completes_with_the_losses_of_one(tmp_path):
     assert sft_pos[1] == pytest.approx(sft_pos[0], rel=TOLERANCE)
 
 
-def test_rows_per_step_must_divide_among_the_processes():
-    config = load_config(None, ["train.rows_per_step=8", "train.micro_batch_rows=8"])
+def test_what_cannot_be_shared_among_processes_is_refused_by_its_key():
+    config = load_config(None, ["train.rows_per_step=8", "train.micro_batch_rows=8", "model.backend=vllm"])
     check_processes(config, 1)
     with pytest.raises(
         EefError, match=r"train.rows_per_step: 8 is not a multiple of train.micro_batch_rows x processes"
     ):
+        check_processes(replace(config, model=replace(config.model, backend="hf")), 2)
+    with pytest.raises(EefError, match=r"model.backend: vllm .* cannot share a launch of 2 processes"):
         check_processes(config, 2)

@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from eef.agent.backends import DEFAULT_SERVER_COMMAND
 from eef.cli_options import (
     ApiKeyEnv,
     Backend,
@@ -30,6 +31,7 @@ from eef.cli_options import (
     NumEnvs,
     OneShot,
     RequestTimeout,
+    ServerCommand,
     SystemRole,
     Workers,
     WorkerTimeout,
@@ -109,6 +111,7 @@ def explore(
     api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
     request_timeout: RequestTimeout = 60.0,
     max_retries: MaxRetries = 5,
+    server_command: ServerCommand = DEFAULT_SERVER_COMMAND,
     option: EnvOptions = None,
 ) -> None:
     """Roll out a policy from s0 of a split's tasks, or from states of recorded trajectories.
@@ -124,7 +127,16 @@ def explore(
 
     sampling = settings(SamplingParams, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
     runner = model_section(
-        backend, base_url, device, dtype, max_batch_size, concurrency, api_key_env, request_timeout, max_retries
+        backend,
+        base_url,
+        device,
+        dtype,
+        max_batch_size,
+        concurrency,
+        api_key_env,
+        request_timeout,
+        max_retries,
+        server_command,
     )
     env, options, prompt = agent_setup(env_name, option, model, (one_shot, system_role, instruction), _warn, base_url)
     if from_file is None:
@@ -302,6 +314,7 @@ def eval_command(
     api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
     request_timeout: RequestTimeout = 60.0,
     max_retries: MaxRetries = 5,
+    server_command: ServerCommand = DEFAULT_SERVER_COMMAND,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
     option: EnvOptions = None,
 ) -> None:
@@ -311,7 +324,16 @@ def eval_command(
 
     settings(SamplingParams, temperature=temperature, max_new_tokens=max_new_tokens)  # checked before any loading
     runner = model_section(
-        backend, base_url, device, dtype, max_batch_size, concurrency, api_key_env, request_timeout, max_retries
+        backend,
+        base_url,
+        device,
+        dtype,
+        max_batch_size,
+        concurrency,
+        api_key_env,
+        request_timeout,
+        max_retries,
+        server_command,
     )
     env, options, prompt = agent_setup(env_name, option, model, (one_shot, system_role, instruction), _warn, base_url)
     tasks = task_ids(env, split, limit)

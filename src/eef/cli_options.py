@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 
+from eef.agent.backends import DEFAULT_SERVER_COMMAND
 from eef.agent.card import read_agent_card, served_agent_card
 from eef.checks import FieldErrors
 from eef.config import ModelSection, read_yaml
@@ -87,6 +88,13 @@ MaxRetries = Annotated[
     int,
     typer.Option(
         min=0, help="openai backend: further attempts after a transient failure (timeout, 429, 5xx, malformed reply)."
+    ),
+]
+ServerCommand = Annotated[
+    str,
+    typer.Option(
+        help="--backend served: the command that serves the model, with {checkpoint}, {port} and {gpus} "
+        "(started for this command, stopped after)."
     ),
 ]
 Force = Annotated[bool, typer.Option(help="Overwrite an existing output.")]
@@ -205,6 +213,7 @@ def model_section(
     api_key_env: str,
     request_timeout: float,
     max_retries: int,
+    server_command: str = DEFAULT_SERVER_COMMAND,
 ) -> ModelSection:
     """How the command runs its model, as a run's ``model`` section (checked the same way)."""
     return settings(
@@ -219,6 +228,7 @@ def model_section(
         api_key_env=api_key_env,
         request_timeout_s=request_timeout,
         max_retries=max_retries,
+        server_command=server_command,
     )
 
 

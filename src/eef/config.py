@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from eef.agent.backends import backend_names
+from eef.agent.backends import DEFAULT_SERVER_COMMAND, backend_names
 from eef.checks import FieldErrors, above, at_least, between, check_fields, not_empty, one_of
 from eef.errors import EefError
 from eef.experts.registry import expert_names
@@ -52,7 +52,9 @@ class ModelSection:
     requests in flight, the API key read from the variable ``api_key_env``, and
     ``request_timeout_s``, ``max_retries`` and ``max_backoff_s`` bounding each call: the
     wall-clock deadline of one attempt, further attempts after a transient failure, the longest
-    wait between them.
+    wait between them. The ``served`` backend starts ``server_command`` for each checkpoint it
+    explores or evaluates (placeholders ``{checkpoint}``, ``{port}``, ``{gpus}``; ``vllm serve`` by
+    default), waits up to ``server_start_timeout_s`` for it and stops it afterwards.
     """
 
     base: str | None = None
@@ -67,11 +69,15 @@ class ModelSection:
     request_timeout_s: float = 60.0
     max_retries: int = 5
     max_backoff_s: float = 60.0
+    server_command: str = DEFAULT_SERVER_COMMAND
+    server_start_timeout_s: float = 1200.0
 
     def __post_init__(self) -> None:
         check_fields(
             self,
             backend=one_of(*backend_names()),
+            server_command=not_empty,
+            server_start_timeout_s=above(0),
             max_batch_size=at_least(1),
             concurrency=at_least(1),
             base=not_empty,

@@ -59,7 +59,10 @@ class TrainingGroup:
         from eef.stages import train_checkpoint
 
         self._send({key: value for key, value in stage.items() if key != "log"})  # a callback stays here
-        return train_checkpoint(**stage)
+        try:
+            return train_checkpoint(**stage)
+        finally:
+            release_accelerator_memory()
 
     def follow(self) -> None:
         """Train each stage the first process sends until it says the run is over (the other processes)."""
@@ -67,6 +70,7 @@ class TrainingGroup:
 
         while (stage := self._receive()) is not None:
             train_checkpoint(**{**stage, "log": None})
+            release_accelerator_memory()
 
     def close(self) -> None:
         """Tell the other processes the run is over (the first process)."""
@@ -91,3 +95,15 @@ class TrainingGroup:
         box: list[Any] = [None]
         dist.broadcast_object_list(box, src=0, group=self._control)
         return box[0]
+
+
+def release_accelerator_memory() -> None:
+    """Return the memory a finished training stage cached on the GPU, so that a model server
+    started for the next stage can take it."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

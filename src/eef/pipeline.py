@@ -146,6 +146,12 @@ def run(config: RunConfig, *, resume: bool = False, log: Callable[[str], None] =
 
 def check_processes(config: RunConfig, processes: int) -> None:
     """What the configuration can only be checked against once the number of processes is known."""
+    if processes > 1 and config.model.backend == "vllm":
+        raise EefError(
+            f"model.backend: vllm runs its engine inside this process, which cannot share a launch of "
+            f"{processes} processes (the engine sets up a process group of its own); use model.backend: served "
+            "(eef starts `vllm serve` for each checkpoint, on every GPU) or launch one process"
+        )
     per_pass = config.train.micro_batch_rows * processes
     if config.train.rows_per_step % per_pass:
         raise EefError(

@@ -54,6 +54,8 @@ def open_policy(model: ModelSection, checkpoint: str | Path) -> Policy:
         timeout_s=model.request_timeout_s,
         max_retries=model.max_retries,
         max_backoff_s=model.max_backoff_s,
+        server_command=model.server_command,
+        server_start_timeout_s=model.server_start_timeout_s,
     )
 
 

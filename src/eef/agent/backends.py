@@ -1,5 +1,6 @@
-"""Policies by backend name: ``hf`` (transformers), ``openai`` (any compatible server) and
-``vllm`` (offline engine, extra ``gpu``) are built in; :func:`register_backend` adds one."""
+"""Policies by backend name: ``hf`` (transformers), ``openai`` (any compatible server), ``vllm``
+(offline engine, extra ``gpu``) and ``served`` (a server eef starts per checkpoint, ``vllm serve``
+by default) are built in; :func:`register_backend` adds one."""
 
 from __future__ import annotations
 
@@ -10,8 +11,16 @@ from eef.agent.policy import Policy
 from eef.errors import EefError, UnknownNameError
 
 # (model, *, base_url, device, dtype, max_batch_size, concurrency, api_key_env, timeout_s, max_retries,
-# max_backoff_s) -> Policy; a backend takes the settings it uses and ignores the rest
+# max_backoff_s, server_command, server_start_timeout_s) -> Policy; a backend takes the settings it
+# uses and ignores the rest
 BackendFactory = Callable[..., Policy]
+
+# the ``served`` backend's command: {checkpoint} is the model to serve and the name requests use,
+# {port} a free port, {gpus} the machine's CUDA devices (at least 1)
+DEFAULT_SERVER_COMMAND = (
+    "vllm serve {checkpoint} --host 127.0.0.1 --port {port} --served-model-name {checkpoint} "
+    "--tensor-parallel-size {gpus} --seed 0"
+)
 
 
 def _hf(model: str, *, device: str, dtype: str, max_batch_size: int, **_: object) -> Policy:
@@ -47,6 +56,29 @@ def _openai(
     )
 
 
+def _served(
+    model: str,
+    *,
+    server_command: str,
+    server_start_timeout_s: float,
+    concurrency: int,
+    api_key_env: str,
+    timeout_s: float,
+    max_retries: int,
+    max_backoff_s: float,
+    **_: object,
+) -> Policy:
+    from eef.agent.served import ServedPolicy
+
+    client = {"concurrency": concurrency, "api_key_env": api_key_env, "timeout_s": timeout_s}
+    return ServedPolicy(
+        model,
+        server_command,
+        start_timeout_s=server_start_timeout_s,
+        client={**client, "max_retries": max_retries, "max_backoff_s": max_backoff_s},
+    )
+
+
 def _vllm(model: str, *, dtype: str, **_: object) -> Policy:
     _require_directory(model)
     from eef.agent.vllm_policy import VLLMPolicy
@@ -54,7 +86,7 @@ def _vllm(model: str, *, dtype: str, **_: object) -> Policy:
     return VLLMPolicy.from_pretrained(model, dtype=dtype)
 
 
-_BACKENDS: dict[str, BackendFactory] = {"hf": _hf, "openai": _openai, "vllm": _vllm}
+_BACKENDS: dict[str, BackendFactory] = {"hf": _hf, "openai": _openai, "vllm": _vllm, "served": _served}
 
 
 def register_backend(name: str, factory: BackendFactory) -> None:
@@ -81,6 +113,8 @@ def build_policy(
     timeout_s: float = 60.0,
     max_retries: int = 5,
     max_backoff_s: float = 60.0,
+    server_command: str = DEFAULT_SERVER_COMMAND,
+    server_start_timeout_s: float = 1200.0,
 ) -> Policy:
     """The policy for ``model`` (a checkpoint directory, hub id or served model name).
 
@@ -91,11 +125,13 @@ def build_policy(
         device: ``auto``, ``cpu`` or ``cuda`` (``hf`` only).
         dtype: ``auto``, ``float32``, ``bfloat16`` or ``float16`` (``hf``, ``vllm``).
         max_batch_size: conversations per forward pass (``hf`` only).
-        concurrency: requests in flight (``openai`` only).
-        api_key_env: the environment variable holding the API key (``openai`` only).
-        timeout_s: the wall-clock deadline of one request attempt (``openai`` only).
-        max_retries: further attempts after a transient failure (``openai`` only).
-        max_backoff_s: the longest wait between attempts, ``Retry-After`` included (``openai`` only).
+        concurrency: requests in flight (``openai``, ``served``).
+        api_key_env: the environment variable holding the API key (``openai``, ``served``).
+        timeout_s: the wall-clock deadline of one request attempt (``openai``, ``served``).
+        max_retries: further attempts after a transient failure (``openai``, ``served``).
+        max_backoff_s: the longest wait between attempts, ``Retry-After`` included (``openai``, ``served``).
+        server_command: the command that serves ``model`` (``served`` only; see :mod:`eef.agent.served`).
+        server_start_timeout_s: how long that server may take to start (``served`` only).
     """
     if backend not in _BACKENDS:
         raise UnknownNameError("backend", backend, backend_names())
@@ -110,6 +146,8 @@ def build_policy(
         timeout_s=timeout_s,
         max_retries=max_retries,
         max_backoff_s=max_backoff_s,
+        server_command=server_command,
+        server_start_timeout_s=server_start_timeout_s,
     )
 
 

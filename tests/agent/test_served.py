@@ -1,0 +1,45 @@
+"""The served backend starts a server for its checkpoint, talks to it and stops it."""
+
+import shlex
+import sys
+
+import pytest
+
+from eef.agent.backends import build_policy
+from eef.agent.policy import GenerationRequest, SamplingParams
+from eef.agent.served import ServedPolicy, server_argv
+from eef.errors import EefError
+
+EEF_SERVE = f"{shlex.quote(sys.executable)} -m eef.cli serve {{checkpoint}} --port {{port}}"
+
+
+def _python(code):
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
+
+
+def test_a_served_checkpoint_answers_and_its_server_stops_on_close(tiny_model_dir):
+    policy = build_policy("served", str(tiny_model_dir), server_command=EEF_SERVE, server_start_timeout_s=120)
+    with policy:
+        completions = policy.generate(
+            [GenerationRequest(({"role": "user", "content": "hello"},), seed=1)], SamplingParams(max_new_tokens=4)
+        )
+        assert len(completions) == 1 and completions[0].completion_tokens >= 1
+        process = policy.process
+    assert process.poll() is not None  # stopped with the policy
+
+
+def test_a_server_that_exits_at_once_is_named_with_its_output():
+    with pytest.raises(EefError, match=r"exited with code 3 before serving ckpt .*: boom"):
+        ServedPolicy("ckpt", _python("import sys; print('boom'); sys.exit(3)"), start_timeout_s=30)
+
+
+def test_a_server_that_never_lists_its_model_is_stopped_after_the_timeout():
+    with pytest.raises(EefError, match=r"did not list ckpt within 1 s \(model.server_start_timeout_s"):
+        ServedPolicy("ckpt", _python("import time; time.sleep(600)"), start_timeout_s=1)
+
+
+def test_a_bad_command_template_is_named_by_its_key():
+    with pytest.raises(EefError, match=r"model.server_command: .* placeholders \{checkpoint\}, \{port\}, \{gpus\}"):
+        server_argv("vllm serve {model}", "ckpt", 1, 1)
+    with pytest.raises(EefError, match="model.server_command: cannot start 'no-such-server-eef'"):
+        ServedPolicy("ckpt", "no-such-server-eef {checkpoint}", start_timeout_s=1)
