@@ -4,7 +4,13 @@ from pathlib import Path
 import pytest
 
 # Modules whose tests train models or run the pipeline: minutes, not seconds (marked slow).
-SLOW_MODULES = {"test_pipeline.py", "test_cli_agent.py", "test_trainer.py", "test_distributed.py"}
+SLOW_MODULES = {
+    "test_pipeline.py",
+    "test_cli_agent.py",
+    "test_trainer.py",
+    "test_distributed.py",
+    "test_method_registry.py",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -236,20 +236,20 @@ def test_kill_9_during_exploration_loses_no_finished_episode(finished, tmp_path)
 def test_experts_flagged_by_the_replay_check_are_never_explored(finished):
     from dataclasses import replace
 
-    from eef.pipeline import explored_experts
+    from eef.methods.registry import explored_experts
 
     root, _, _ = finished
     experts = read_trajectories(root / "expert" / "trajectories.jsonl")
     failed = [e for e in experts if not e.success]
     flagged = replace(failed[0], meta={**failed[0].meta, "replay": {"ok": False, "reason": "observation"}})
     config = _config(root)
-    explored = explored_experts(config, [flagged, *failed[1:]])
+    explored = explored_experts([flagged, *failed[1:]], config.methods)
     assert flagged.id not in {e.id for e in explored} and len(explored) == len(failed) - 1
 
 
 def test_the_scripted_experts_rates_from_the_config_reach_the_expert(tmp_path):
     from eef.envs.registry import make
-    from eef.pipeline import _expert_source
+    from eef.pipeline import expert_source
 
     env = make("shop")
     tasks = env.task_ids("train")[:60]
@@ -266,12 +266,12 @@ def test_the_scripted_experts_rates_from_the_config_reach_the_expert(tmp_path):
     ).expert.sources
     with_options = [
         t
-        for t in _expert_source(careless, env, tasks, ())
+        for t in expert_source(careless, env, tasks, ())
         if env.catalog.goals[env.catalog.goal_index(t.task_id)].options
     ]
     assert with_options and not any(t.success for t in with_options)  # every option set wrong
     assert all(t.provenance.sampling["seed"] == 4 for t in with_options)
-    easy = [t for t in _expert_source(flawless, env, tasks, ()) if t.meta["tier"] == "easy"]
+    easy = [t for t in expert_source(flawless, env, tasks, ()) if t.meta["tier"] == "easy"]
     assert easy and all(t.success for t in easy)
 
 

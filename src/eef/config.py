@@ -22,6 +22,7 @@ from eef.errors import EefError
 from eef.experts.registry import expert_names
 from eef.experts.scripted_shop import ScriptedExpertConfig
 from eef.methods import METHODS, NEUTRAL_MODES, SELECTION_RULES
+from eef.methods.registry import method_names
 from eef.models.tiny import TinyModelConfig
 from eef.train.settings import TrainConfig
 
@@ -464,8 +465,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 def _cross_checks(config: RunConfig, base: Path) -> list[str]:
     problems = []
     for i, method in enumerate(config.methods.run):
-        if method not in METHODS:
-            problems.append(f"methods.run[{i}]: {method!r} is not one of {', '.join(METHODS)}")
+        if method not in method_names():
+            problems.append(f"methods.run[{i}]: {method!r} is not one of {', '.join(method_names())}")
     for i, source in enumerate(config.expert.sources):
         if source.kind == "file" and (source.path is None or not (base / source.path).is_file()):
             problems.append(f"expert.sources[{i}].path: {source.path!r} is not a file")

@@ -35,16 +35,17 @@ from eef.agent import PromptConfig, SamplingParams, build_prompt
 from eef.agent.card import AgentCard
 from eef.atomic import write_text_atomic
 from eef.config import ExpertSource, RunConfig, saved_config
-from eef.data.check import restorable
 from eef.distributed import TrainingGroup
 from eef.envs import make
 from eef.envs.protocol import TextEnv
 from eef.errors import EefError
 from eef.evaluate import best_iteration
 from eef.experts.registry import ExpertSettings, expert_trajectories
-from eef.methods import PositiveRepository, Solution, expert_demonstrations, self_solutions, state_positions
-from eef.methods.accounting import eef_candidates, solved_tasks
-from eef.rollout import RolloutConfig, Start, rollout_mismatch, trajectory_id
+from eef.methods import PositiveRepository, expert_demonstrations
+from eef.methods.accounting import solved_tasks
+from eef.methods.registry import method as method_named
+from eef.rollout import RolloutConfig, rollout_mismatch, trajectory_id
+from eef.solution_files import read_solutions, write_solutions
 from eef.stages import Parallelism, evaluate_checkpoint, explore
 from eef.trajectory import Message, Trajectory
 from eef.trajectory_files import read_trajectories, write_trajectories
@@ -233,7 +234,7 @@ def collect_experts(config: RunConfig, env: TextEnv, prompt: tuple[Message, ...]
     tasks = env.task_ids(config.expert.split)[: config.expert.limit]
     experts: list[Trajectory] = []
     for source in config.expert.sources:
-        for t in _expert_source(source, env, tasks, prompt):
+        for t in expert_source(source, env, tasks, prompt):
             experts.append(
                 replace(
                     t,
@@ -260,7 +261,7 @@ def collect_experts(config: RunConfig, env: TextEnv, prompt: tuple[Message, ...]
     return experts
 
 
-def _expert_source(
+def expert_source(
     source: ExpertSource, env: TextEnv, tasks: list[str], prompt: tuple[Message, ...]
 ) -> list[Trajectory]:
     if source.kind == "file":
@@ -292,21 +293,12 @@ def explore_stage(
     model: Path,
     experts: list[Trajectory],
 ) -> list[Trajectory]:
-    """Roll out the current model from s0 of every training task (K times for RFT xK) and, for
-    EEF, from the states of the explored expert trajectories."""
+    """Roll out the current model from the method's starts (:mod:`eef.methods.registry`): s0 of
+    every training task (K times for RFT xK) and, for EEF, the states of the explored experts."""
     path = stage / "rollouts.jsonl"
     began = time.perf_counter()
-    eef = config.methods.eef
-    rollouts_per_task = (config.methods.rft_k or 1 + eef.m) if method == "rft_k" else 1
     tasks = env.task_ids(config.expert.split)[: config.expert.limit]
-    starts = [Start(t, index=i) for t in tasks for i in range(rollouts_per_task)]
-    if method == "eef":
-        starts += [
-            Start(e.task_id, e, p, i)
-            for e in explored_experts(config, experts)
-            for p in state_positions(e, eef.m)[1:]
-            for i in range(config.methods.rollouts_per_state)
-        ]
+    starts = method_named(method).starts(tasks, experts, config.methods)
     rollout_config = RolloutConfig(
         SamplingParams(config.rollout.temperature, config.rollout.top_p, config.rollout.max_new_tokens),
         seed=config.seed,
@@ -384,16 +376,6 @@ def other_methods_rollouts(
     return found
 
 
-def explored_experts(config: RunConfig, experts: list[Trajectory]) -> list[Trajectory]:
-    """The expert trajectories EEF explores: failures (or all), and everything of explore-only
-    teachers; never one that ``eef data check`` flagged (its states are not the recorded ones)."""
-    return [
-        e
-        for e in experts
-        if restorable(e) and (config.methods.eef.explore == "all" or not e.success or e.meta.get("role") == "explore")
-    ]
-
-
 def label_stage(
     config: RunConfig,
     rd: RunDir,
@@ -409,20 +391,13 @@ def label_stage(
     repository_path, train_path = stage / "repository.jsonl", stage / "train.jsonl"
     done = rd.done(stage / "label")
     if done:
-        repository.solutions = {t.meta["state"]: _solution(t) for t in read_trajectories(repository_path)}
+        repository.solutions = {s.state_key: s for s in read_solutions(repository_path)}
         return read_trajectories(train_path), done
     began = time.perf_counter()
-    from_s0 = [t for t in rollouts if not t.provenance.parent_id]
-    candidates = self_solutions(from_s0, iteration)
-    counts = {"beneficial": 0, "harmful": 0, "neutral": 0, "recovery_states": 0, "skipped_experts": 0}
-    if method == "eef":
-        found, counts = eef_candidates(
-            explored_experts(config, experts), rollouts, iteration, config.methods.eef.m, config.methods.eef.neutral
-        )
-        candidates += found
-        counts["flagged_experts"] = sum(not restorable(e) for e in experts)
+    candidates, found = method_named(method).label(rollouts, experts, iteration, config.methods)
+    counts = {"beneficial": 0, "harmful": 0, "neutral": 0, "recovery_states": 0, "skipped_experts": 0, **found}
     repository.add(candidates)
-    write_trajectories(repository_path, [_tagged(s) for s in repository.solutions.values()])
+    write_solutions(repository_path, repository.solutions.values())
     data = cloned + repository.trajectories()
     write_trajectories(train_path, data)
     solutions = list(repository.solutions.values())
@@ -437,23 +412,6 @@ def label_stage(
         "seconds": round(time.perf_counter() - began, 2),
     }
     return data, rd.finish(stage / "label", record)
-
-
-def _tagged(solution: Solution) -> Trajectory:
-    return replace(
-        solution.trajectory,
-        meta={
-            **solution.trajectory.meta,
-            "state": solution.state_key,
-            "actions": solution.actions,
-            "iteration": solution.iteration,
-            "kind": solution.kind,
-        },
-    )
-
-
-def _solution(t: Trajectory) -> Solution:
-    return Solution(t.meta["state"], t, t.meta["actions"], t.meta["iteration"], t.meta["kind"])
 
 
 def train_stage(

@@ -1,7 +1,6 @@
 import pytest
 
-from eef.envs import make, register, registered
-from eef.envs.registry import _REGISTRY
+from eef.envs import make, register, registered, unregister
 from eef.errors import EefError, UnknownNameError
 
 
@@ -20,9 +19,17 @@ def test_user_environment_registers_and_builds(shop_env):
         with pytest.raises(ValueError, match="already registered"):
             register("mine-test", make_mine)
     finally:
-        _REGISTRY.pop("mine-test")
+        unregister("mine-test")
 
 
 def test_unknown_environment_lists_the_known_ones():
     with pytest.raises(UnknownNameError, match="unknown environment 'nope'; known: .*shop"):
         make("nope")
+
+
+def test_an_unregistered_environment_is_gone_and_cannot_go_twice(shop_env):
+    register("gone-test", lambda: shop_env)
+    unregister("gone-test")
+    assert "gone-test" not in [s.name for s in registered()]
+    with pytest.raises(UnknownNameError, match="unknown environment 'gone-test'"):
+        unregister("gone-test")

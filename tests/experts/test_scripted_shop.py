@@ -189,13 +189,13 @@ def test_an_overlooked_target_is_found_again_after_paging(shop_env):
 def test_an_overlook_pages_back_once_and_later_paging_is_the_experts_own(shop_env):
     import random
 
-    from eef.experts.scripted_shop import _Shopper
+    from eef.experts.scripted_shop import ScriptedShopper
 
     env = shop_env.fork()
     goals = shop_env.catalog.goals
     task = next(t for t in shop_env.task_ids("train") if goals[shop_env.catalog.goal_index(t)].tier == "easy")
     observation = env.reset(task)
-    shopper = _Shopper(env, ScriptedExpertConfig(overlook=(1.0, 1.0, 1.0), prev_page=0.0), random.Random(0))
+    shopper = ScriptedShopper(env, ScriptedExpertConfig(overlook=(1.0, 1.0, 1.0), prev_page=0.0), random.Random(0))
     actions = []
     for _ in range(3):  # search, overlook the target (Next >), page back (< Prev)
         actions.append(shopper.act(observation)[1])

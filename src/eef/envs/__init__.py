@@ -2,11 +2,22 @@
 
 from eef.envs.builtin import make_scienceworld, make_shop, make_webshop
 from eef.envs.protocol import StepResult, TextEnv
-from eef.envs.registry import EnvSpec, make, register, registered
+from eef.envs.registry import EnvSpec, make, register, registered, unregister
 from eef.envs.replay import Divergence, ReplayResult, replay
 
 register("shop", make_shop)
 register("webshop", make_webshop)
 register("scienceworld", make_scienceworld)
 
-__all__ = ["Divergence", "EnvSpec", "ReplayResult", "StepResult", "TextEnv", "make", "register", "registered", "replay"]
+__all__ = [
+    "Divergence",
+    "EnvSpec",
+    "ReplayResult",
+    "StepResult",
+    "TextEnv",
+    "make",
+    "register",
+    "registered",
+    "replay",
+    "unregister",
+]

@@ -52,6 +52,17 @@ def register(name: str, factory: Callable[..., TextEnv], description: str = "", 
     _REGISTRY[name] = EnvSpec(name, factory, description or (inspect.getdoc(factory) or "").split("\n")[0])
 
 
+def unregister(name: str) -> None:
+    """Forget the environment ``name`` (one registered for a test or a notebook session).
+
+    Raises:
+        UnknownNameError: no environment of that name is registered.
+    """
+    if name not in _REGISTRY:
+        raise UnknownNameError("environment", name, sorted(_REGISTRY))
+    del _REGISTRY[name]
+
+
 def _load_entry_points() -> None:
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if entry.name not in _REGISTRY:

@@ -75,7 +75,7 @@ class ScriptedExpertConfig:
                 raise ValueError(f"{f.name}: rates must lie in [0, 1], got {value}")
 
 
-class _Shopper:
+class ScriptedShopper:
     """One episode's decisions: reads the page, the hidden goal and its own random stream."""
 
     def __init__(self, env: ShopEnv, config: ScriptedExpertConfig, rng: random.Random):
@@ -252,7 +252,7 @@ def scripted_trajectory(
         raise EefError(f"the scripted expert needs the built-in shop, not {env.name!r}")
     tier = _goal_tier(env, task_id)
     env.reset(task_id)
-    shopper = _Shopper(env, config, random.Random(f"{seed}/{task_id}"))
+    shopper = ScriptedShopper(env, config, random.Random(f"{seed}/{task_id}"))
     trajectory = play_episode(
         env,
         task_id,

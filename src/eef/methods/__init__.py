@@ -24,7 +24,8 @@ from eef.methods.solutions import (
     state_positions,
 )
 
-METHODS = ("sft_pos", "rft", "rft_k", "eef")  # what ``methods.run`` may name, in the report's order
+# the built-in methods in the report's order (``methods.run``'s default; it may also name registered ones)
+METHODS = ("sft_pos", "rft", "rft_k", "eef")
 
 __all__ = [
     "BENEFICIAL",

@@ -1,0 +1,138 @@
+"""The iterative methods by name (``methods.run``): what each iteration explores and which of its
+episodes become solutions. RFT, RFT xK and EEF are built in; :func:`register_method` adds one.
+
+Every method starts from SFT-POS and shares the rest of an iteration with the others: the
+pipeline rolls out the current model from the method's starts, puts the method's solutions into
+the positive repository (one per important state, by ``methods.selection``), trains on the cloned
+expert successes plus the repository, and evaluates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from eef.data.check import restorable
+from eef.methods.accounting import eef_candidates
+from eef.methods.solutions import Solution, self_solutions, state_positions
+from eef.rollout.plan import Start
+from eef.trajectory import Trajectory
+
+if TYPE_CHECKING:  # the configuration lists the methods this module registers
+    from eef.config import MethodsSection
+
+SFT_POS = "sft_pos"  # the common start of every method, trained once per run
+
+
+class Method(Protocol):
+    """One iterative method.
+
+    ``starts`` are the episodes to roll out from the training ``tasks`` and the expert
+    trajectories; ``label`` turns an iteration's episodes (in start order) into candidate
+    solutions and counts that go to the label stage's record.
+    """
+
+    def starts(self, tasks: Sequence[str], experts: Sequence[Trajectory], settings: MethodsSection) -> list[Start]:
+        """The starts of one iteration."""
+        ...
+
+    def label(
+        self, rollouts: Sequence[Trajectory], experts: Sequence[Trajectory], iteration: int, settings: MethodsSection
+    ) -> tuple[list[Solution], dict[str, int]]:
+        """Candidate solutions found in ``rollouts``, and counts for the record."""
+        ...
+
+
+def s0_solutions(rollouts: Sequence[Trajectory], iteration: int) -> list[Solution]:
+    """The successes of the episodes rolled out from ``s0`` (RFT's positives)."""
+    return self_solutions([t for t in rollouts if not t.provenance.parent_id], iteration)
+
+
+@dataclass(frozen=True)
+class RejectionSampling:
+    """RFT: roll out every training task from ``s0`` (``rollouts_per_task`` times, or as many as
+    EEF's budget, 1 + M, for RFT xK) and keep the successes."""
+
+    matched_budget: bool = False
+
+    def starts(self, tasks: Sequence[str], experts: Sequence[Trajectory], settings: MethodsSection) -> list[Start]:
+        per_task = (settings.rft_k or 1 + settings.eef.m) if self.matched_budget else 1
+        return [Start(t, index=i) for t in tasks for i in range(per_task)]
+
+    def label(
+        self, rollouts: Sequence[Trajectory], experts: Sequence[Trajectory], iteration: int, settings: MethodsSection
+    ) -> tuple[list[Solution], dict[str, int]]:
+        return s0_solutions(rollouts, iteration), {}
+
+
+class ExploringExpertFailures:
+    """EEF: RFT's ``s0`` rollouts plus the agent from M states of each explored expert trajectory
+    (failures, or all; every trajectory of an explore-only teacher; never one ``eef data check``
+    flagged), labelled into beneficial, harmful and neutral segments (:mod:`eef.methods.labels`)."""
+
+    def starts(self, tasks: Sequence[str], experts: Sequence[Trajectory], settings: MethodsSection) -> list[Start]:
+        from_states = [
+            Start(e.task_id, e, p, i)
+            for e in explored_experts(experts, settings)
+            for p in state_positions(e, settings.eef.m)[1:]
+            for i in range(settings.rollouts_per_state)
+        ]
+        return RejectionSampling().starts(tasks, experts, settings) + from_states
+
+    def label(
+        self, rollouts: Sequence[Trajectory], experts: Sequence[Trajectory], iteration: int, settings: MethodsSection
+    ) -> tuple[list[Solution], dict[str, int]]:
+        found, counts = eef_candidates(
+            explored_experts(experts, settings), rollouts, iteration, settings.eef.m, settings.eef.neutral
+        )
+        counts["flagged_experts"] = sum(not restorable(e) for e in experts)
+        return s0_solutions(rollouts, iteration) + found, counts
+
+
+def explored_experts(experts: Sequence[Trajectory], settings: MethodsSection) -> list[Trajectory]:
+    """The expert trajectories EEF explores: failures (or all, ``methods.eef.explore``), and
+    everything of explore-only teachers; never one that ``eef data check`` flagged (its states
+    are not the recorded ones)."""
+    return [
+        e
+        for e in experts
+        if restorable(e) and (settings.eef.explore == "all" or not e.success or e.meta.get("role") == "explore")
+    ]
+
+
+_METHODS: dict[str, Method] = {
+    "rft": RejectionSampling(),
+    "rft_k": RejectionSampling(matched_budget=True),
+    "eef": ExploringExpertFailures(),
+}
+
+
+def register_method(name: str, method: Method) -> None:
+    """Make ``name`` a method ``methods.run`` may list, run as ``method`` says."""
+    if name == SFT_POS:
+        raise ValueError(f"{SFT_POS} is every method's start and cannot be replaced")
+    _METHODS[name] = method
+
+
+def unregister_method(name: str) -> None:
+    """Forget a registered method.
+
+    Raises:
+        KeyError: no method of that name is registered.
+    """
+    del _METHODS[name]
+
+
+def method_names() -> tuple[str, ...]:
+    """What ``methods.run`` may name: SFT-POS, the built-in methods, then registered ones."""
+    return (SFT_POS, *_METHODS)
+
+
+def method(name: str) -> Method:
+    """The method registered as ``name``.
+
+    Raises:
+        KeyError: no such method (the configuration is checked against :func:`method_names` first).
+    """
+    return _METHODS[name]
