@@ -3,8 +3,8 @@
     python .ci/lowest_constraints.py > constraints.txt
     pip install -c constraints.txt -e '.[dev]'
 
-torch is left out: the CPU build on this machine's disk stands in for every torch (a floor from
-PyPI would be a multi-GB CUDA build). A dependency without a floor is an error: every range must
+torch is left out: the build the Makefile installs (``TORCH_SPEC``, the CPU build) stands in for
+every torch (a floor from PyPI would be a multi-GB CUDA build). A dependency without a floor is an error: every range must
 say what it was tested with.
 """
 

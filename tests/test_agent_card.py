@@ -49,7 +49,17 @@ def test_a_command_runs_a_checkpoint_with_its_card_unless_told_otherwise(tmp_pat
 
     env, options, prompt = agent_setup("shop", ["seed=2"], checkpoint, (True, None, None), warnings.append)
     assert options == {"seed": 2} and prompt == build_prompt("shop", PromptConfig(one_shot=True), env)
-    assert len(warnings) == 2 and "options {'seed': 1}" in warnings[0] and "another prompt" in warnings[1]
+    assert len(warnings) == 2 and "options {'seed': 1}, not {'seed': 2}" in warnings[0]
+    assert "another prompt" in warnings[1]
+
+
+def test_an_option_given_replaces_that_option_of_the_card_only(tmp_path):
+    checkpoint = _checkpoint(tmp_path, AgentCard("shop", OWN, {"seed": 1, "max_steps": 7}))
+    warnings = []
+    _, options, _ = agent_setup(None, ["max_steps=9"], checkpoint, (None, None, None), warnings.append)
+    assert options == {"seed": 1, "max_steps": 9} and len(warnings) == 1
+    _, options, _ = agent_setup(None, ["max_steps=7"], checkpoint, (None, None, None), warnings.append)
+    assert options == {"seed": 1, "max_steps": 7} and len(warnings) == 1  # the card's own value: no warning
 
 
 def test_without_a_card_the_environment_must_be_named(tmp_path):
@@ -61,7 +71,8 @@ def test_without_a_card_the_environment_must_be_named(tmp_path):
 
 def test_a_checkpoint_needing_other_package_versions_is_refused_by_name(tiny_model_dir, tmp_path):
     requires = checkpoint_requirements()
-    assert any(r.startswith("transformers") for r in requires) and not any(r.startswith("numpy") for r in requires)
+    assert any(r.startswith("transformers>=") for r in requires) and not any(r.startswith("numpy") for r in requires)
+    assert not any("<" in r for r in requires)  # a newer release reads what an older one wrote
     check_requirements(requires, tmp_path / "eef_train.json")  # this environment meets eef's own ranges
     checkpoint = tmp_path / "ckpt"
     shutil.copytree(tiny_model_dir, checkpoint)

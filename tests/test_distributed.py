@@ -5,6 +5,7 @@ import json
 import shlex
 import subprocess
 import sys
+import time
 from dataclasses import replace
 
 import pytest
@@ -15,8 +16,8 @@ from eef.pipeline import check_processes
 from test_pipeline import TINY
 
 STAGES = ("sft_pos", "rft/iter-1", "eef/iter-1")
-TOLERANCE = 1e-5
-EEF_SERVE = f"{shlex.quote(sys.executable)} -m eef.cli serve {{checkpoint}} --port {{port}}"  # relative, per step: DDP sums gradients in another order than accumulation does
+EEF_SERVE = f"{shlex.quote(sys.executable)} -m eef.cli serve {{checkpoint}} --port {{port}}"
+TOLERANCE = 1e-5  # relative, per step: DDP sums gradients in another order than accumulation does
 
 
 def _eef(*args, processes=1, cwd):
@@ -63,6 +64,8 @@ def test_two_processes_train_the_steps_of_one_with_the_same_losses(model_and_dat
     one_losses, two_losses = _losses(root / "one"), _losses(root / "two")
     assert len(one_losses) == len(two_losses) == 9  # 35 rows in steps of 4: the last step is short
     assert two_losses == pytest.approx(one_losses, rel=TOLERANCE)
+    records = [json.loads((root / run / "eef_train.json").read_text()) for run in ("one", "two")]
+    assert records[0]["tokens"] == records[1]["tokens"]  # counted over both processes
 
 
 def test_a_run_on_two_processes_completes_with_the_losses_of_one(tmp_path):
@@ -85,6 +88,33 @@ def test_a_run_on_two_processes_completes_with_the_losses_of_one(tmp_path):
     # later stages train on episodes sampled from these weights, which differ in the last bits
     sft_pos = [_losses(tmp_path / run / "sft_pos" / "checkpoint") for run in ("one", "two")]
     assert sft_pos[1] == pytest.approx(sft_pos[0], rel=TOLERANCE)
+
+
+FAILING_STAGE = """
+import sys
+from pathlib import Path
+from eef.distributed import TrainingGroup
+from eef.train.settings import TrainConfig
+from eef.trajectory_files import read_trajectories
+
+group = TrainingGroup()
+if not group.main:
+    group.follow()
+    sys.exit(0)
+with group:  # only the first process saves: its failure comes while the other waits for it
+    config = TrainConfig(epochs=1, rows_per_step=2, micro_batch_rows=1, max_length=1024, learning_rate=1e-3)
+    group.train(start="m", data=read_trajectories("d.jsonl"), out=Path("d.jsonl") / "ckpt", config=config)
+"""
+
+
+def test_a_failure_of_the_first_process_inside_a_stage_ends_the_run(model_and_data):
+    script = model_and_data / "failing_stage.py"
+    script.write_text(FAILING_STAGE)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    began = time.monotonic()
+    done = subprocess.run(launch, cwd=model_and_data, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "FileExistsError" in done.stderr
+    assert time.monotonic() - began < 120  # ended by the launcher, not by a collective's timeout
 
 
 def test_what_cannot_be_shared_among_processes_is_refused_by_its_key():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -98,7 +99,12 @@ cli_data.register(app)
 
 def main() -> None:
     """Entry point that turns eef's user errors, and files it cannot read or write, into a
-    one-line message and exit code 2."""
+    one-line message and exit code 2.
+
+    SIGTERM (a launcher ending its processes, a job scheduler) exits like Ctrl-C does, through
+    every ``with`` block: what eef started (a model server, rollout workers) stops with it.
+    """
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         app()  # standalone: usage errors and end of input end with a message, not a traceback
     except EefError as e:
@@ -108,6 +114,10 @@ def main() -> None:
         where = f"{e.filename}: " if e.filename else ""
         typer.echo(f"error: {where}{e.strerror or e}", err=True)
         raise SystemExit(2) from None
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":  # `accelerate launch -m eef.cli train ...`

@@ -158,10 +158,12 @@ def agent_setup(
         warn(f"warning: {checkpoint} was trained on {card.env}, not {name}")
     parsed = parse_options(options)
     if same and card is not None and card.env_options is not None:
-        if options is None:
-            parsed = dict(card.env_options)
-        elif parsed != card.env_options:
-            warn(f"warning: {checkpoint} was trained with the options {card.env_options}, not {parsed}")
+        # what the user gave replaces those options only: the card's others (a data_dir) still hold
+        changed = {key: value for key, value in parsed.items() if card.env_options.get(key, value) != value}
+        if changed:
+            trained = {key: card.env_options[key] for key in changed}
+            warn(f"warning: {checkpoint} was trained with the options {trained}, not {changed}")
+        parsed = {**card.env_options, **parsed}
     env = make(name, **parsed)
     if same and card is not None and all(value is None for value in prompt_options):
         return env, parsed, card.prompt

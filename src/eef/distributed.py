@@ -5,7 +5,8 @@ Expert data, exploration, labelling, evaluation and the report are the first pro
 one copy of the environments, one run lock, one writer of the run directory). At each training
 stage it sends the stage's arguments to the other processes, and all of them train together as
 accelerate's configuration says (DDP, FSDP, DeepSpeed). In between, the others wait for the next
-stage; a launcher ends every process when one fails.
+stage. When a process fails, the others are ended by the launcher (the first process never waits
+for the others after a failure of its own: it exits, and the launcher ends the rest).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class TrainingGroup:
     def __init__(self) -> None:
         self.rank, self.size = process_rank()
         self._control: Any = None
+        self._broken = False  # a stage failed here: the others may be inside it, so send them nothing more
         if self.size > 1:
             import torch
             import torch.distributed as dist
@@ -44,7 +46,8 @@ class TrainingGroup:
             if not dist.is_initialized():
                 if torch.cuda.is_available():
                     torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-                dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=STAGE_WAIT)
+                # training's own collectives keep the backend's timeout: a hang there is an error
+                dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
             # stage arguments travel as pickled objects over gloo, which waits as long as told on any hardware
             self._control = dist.new_group(backend="gloo", timeout=STAGE_WAIT)
 
@@ -58,9 +61,13 @@ class TrainingGroup:
         :func:`eef.stages.train_checkpoint`'s arguments."""
         from eef.stages import train_checkpoint
 
+        release_accelerator_memory()  # what generation left cached
         self._send({key: value for key, value in stage.items() if key != "log"})  # a callback stays here
         try:
             return train_checkpoint(**stage)
+        except BaseException:
+            self._broken = True
+            raise
         finally:
             release_accelerator_memory()
 
@@ -74,7 +81,7 @@ class TrainingGroup:
 
     def close(self) -> None:
         """Tell the other processes the run is over (the first process)."""
-        if self.size > 1 and self.main:
+        if self.size > 1 and self.main and not self._broken:
             self._send(None)
 
     def __enter__(self) -> TrainingGroup:

@@ -182,11 +182,17 @@ def train_checkpoint(
     )
     if not examples:
         raise EefError(f"no turn of the {len(data)} trajectories to train on is trainable")
+    shared = card_of_trajectories(data)
     if card is None:
         inherited = read_agent_card(start)
-        card = card_of_trajectories(data)
+        card = shared
         if inherited is not None and inherited.env == card.env:
             card = replace(card, env_options=inherited.env_options)
+    elif shared.prompt != card.prompt:  # imported expert files keep the prompt they were recorded with
+        say(
+            "warning: most training conversations open with another prompt than the one this checkpoint "
+            "records (and eef eval uses); check the expert files' prompts"
+        )
     held = tokenize_trajectories(list(heldout), tokenizer, config.max_length)[0] if heldout else []
     if held:
         say(f"held-out loss before: {evaluate_loss(model, held, pad_token_id(tokenizer)):.4f}")

@@ -1,7 +1,11 @@
 """The served backend starts a server for its checkpoint, talks to it and stops it."""
 
+import os
 import shlex
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 
@@ -43,3 +47,20 @@ def test_a_bad_command_template_is_named_by_its_key():
         server_argv("vllm serve {model}", "ckpt", 1, 1)
     with pytest.raises(EefError, match="model.server_command: cannot start 'no-such-server-eef'"):
         ServedPolicy("ckpt", "no-such-server-eef {checkpoint}", start_timeout_s=1)
+
+
+def test_sigterm_to_eef_stops_the_server_it_started(tiny_model_dir, tmp_path):
+    # a launcher or a scheduler ends eef with SIGTERM: the server must not outlive it
+    pid_file = tmp_path / "server.pid"
+    server = _python(f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(600)")
+    command = [sys.executable, "-m", "eef.cli", "explore", "shop", "--model", str(tiny_model_dir)]
+    command += ["--out", str(tmp_path / "out.jsonl"), "--limit", "1", "--backend", "served", "--server-command", server]
+    eef = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    eef.send_signal(signal.SIGTERM)
+    assert eef.wait(timeout=60) == 128 + signal.SIGTERM
+    server_pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):  # gone, not even a zombie: its parent reaped it
+        os.kill(server_pid, 0)

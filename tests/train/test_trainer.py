@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM
 
 from eef.agent.prompt import build_prompt
 from eef.experts.oracle import oracle_trajectories
-from eef.train import LoraSettings, TrainConfig, tokenize_trajectories, train
+from eef.train import LoraSettings, TrainConfig, tokenize_trajectories, train, trainer
 from eef.train.data import PackedRow
 from eef.train.trainer import collate, evaluate_loss, forward_logits
 
@@ -140,8 +140,12 @@ def test_padding_continues_its_rows_positions():
     assert batch["labels"][1, 2] == IGNORE_INDEX and int(batch["num_tokens"]) == 5
 
 
-def test_kept_positions_get_the_logits_the_whole_batch_has_there(tiny_model_dir, tiny_tokenizer, data):
-    # rows keep different positions: the output layer runs on their union, then each row's are picked
+@pytest.mark.parametrize("by_mask", [False, True] if trainer.KEEPS_BY_MASK else [False])
+def test_kept_positions_get_the_logits_the_whole_batch_has_there(
+    tiny_model_dir, tiny_tokenizer, data, by_mask, monkeypatch
+):
+    # rows keep different positions; older transformers take columns, newer a mask: both must agree
+    monkeypatch.setattr(trainer, "KEEPS_BY_MASK", by_mask)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     rows = [PackedRow(e.input_ids, e.labels, list(range(len(e.input_ids)))) for e in data[0][:3]]
     batch = collate(rows, tiny_tokenizer.pad_token_id)

@@ -95,6 +95,7 @@ class ServedPolicy(Policy):
             )
         except OSError as e:
             self._log.close()
+            Path(self._log.name).unlink(missing_ok=True)
             raise EefError(f"model.server_command: cannot start {self.argv[0]!r}: {e.strerror or e}") from None
         self._client: OpenAIPolicy | None = None
         try:
@@ -120,13 +121,14 @@ class ServedPolicy(Policy):
         if self._client is not None:
             self._client.close()
             self._client = None
-        if self.process.poll() is None:
+        if self.process.returncode is None:
             signal_group(self.process, signal.SIGTERM)
-            try:
-                self.process.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                signal_group(self.process, signal.SIGKILL)
-                self.process.wait()
+            deadline = time.monotonic() + STOP_GRACE_S
+            while time.monotonic() < deadline and not _ended(self.process.pid):
+                time.sleep(0.1)
+            # unreaped, the server keeps its group's id ours: end what outlived it (its engine's workers)
+            signal_group(self.process, signal.SIGKILL)
+        self.process.wait()
         self._log.close()
         Path(self._log.name).unlink(missing_ok=True)
 
@@ -157,8 +159,13 @@ class ServedPolicy(Policy):
 
 
 def signal_group(process: subprocess.Popen[Any], sig: int) -> None:
-    """Send ``sig`` to ``process``'s group (it started a session of its own), if it still runs."""
+    """Send ``sig`` to ``process``'s group (it started a session of its own), if any of it still runs."""
     try:
         os.killpg(process.pid, sig)
     except ProcessLookupError:
         pass
+
+
+def _ended(pid: int) -> bool:
+    """Whether the child ``pid`` has exited, without reaping it."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None

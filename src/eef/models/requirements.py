@@ -19,9 +19,18 @@ LOADING_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "peft"
 
 
 def checkpoint_requirements() -> list[str]:
-    """eef's declared ranges of the packages that load a checkpoint (``transformers<6,>=5.4``, ...)."""
-    declared = [Requirement(line) for line in metadata.requires("eef") or []]
-    return sorted(str(r) for r in declared if r.marker is None and r.name.lower() in LOADING_PACKAGES)
+    """eef's declared floors of the packages that load a checkpoint (``transformers>=5.4``, ...):
+    an older release may not read it; a newer one reads what it wrote, so no cap is recorded.
+    Empty when eef runs from a source tree without its package metadata."""
+    try:
+        declared = [Requirement(line) for line in metadata.requires("eef") or []]
+    except metadata.PackageNotFoundError:
+        return []
+    floors = []
+    for requirement in declared:
+        if requirement.marker is None and requirement.name.lower() in LOADING_PACKAGES:
+            floors += [f"{requirement.name}>={s.version}" for s in requirement.specifier if s.operator == ">="]
+    return sorted(floors)
 
 
 def installed_versions() -> dict[str, str]:

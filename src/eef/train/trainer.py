@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
+from packaging.version import Version
 from torch.utils.data import DataLoader, Dataset, Sampler
+from transformers import __version__ as transformers_version
 
 from eef.errors import EefError
 from eef.models.loading import add_lora, pick_device
@@ -44,7 +46,7 @@ class TrainResult:
         checkpoint: the saved model directory.
         steps: optimizer steps.
         losses: mean trainable-token loss of each optimizer step.
-        tokens: non-padding tokens processed (all epochs).
+        tokens: non-padding tokens processed (all epochs, all processes).
         trained_tokens: tokens that carried loss (all epochs).
         seconds: wall time of the loop.
     """
@@ -126,6 +128,11 @@ def collate(rows: Sequence[PackedRow], pad_id: int) -> dict[str, torch.Tensor]:
     }
 
 
+# transformers takes a (rows, length) mask as logits_to_keep from 5.21 on: the output layer then runs
+# on exactly the kept positions of each row
+KEEPS_BY_MASK = Version(transformers_version) >= Version("5.21")
+
+
 def forward_logits(model: Any, batch: dict[str, torch.Tensor], keep: torch.Tensor | None = None) -> torch.Tensor:
     """Logits of a (packed) batch: ``(rows, length, vocabulary)``, or ``(kept positions,
     vocabulary)`` for the positions a boolean ``keep`` mask of shape ``(rows, length)`` marks.
@@ -137,8 +144,10 @@ def forward_logits(model: Any, batch: dict[str, torch.Tensor], keep: torch.Tenso
     inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "use_cache": False}
     if keep is None:
         return model(**inputs).logits
-    # every transformers version takes a 1-D index of columns (a 2-D mask only from 5.21): the
-    # output layer runs on the columns any row keeps, then each row's own positions are picked
+    if KEEPS_BY_MASK:
+        return model(**inputs, logits_to_keep=keep).logits
+    # older releases take a 1-D index of columns: the output layer runs on the columns any row
+    # keeps, then each row's own positions are picked
     columns = keep.any(dim=0).nonzero().squeeze(1)
     logits = model(**inputs, logits_to_keep=columns).logits
     return logits[keep[:, columns]]
@@ -243,8 +252,12 @@ def train(
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    model, optimizer = accelerator.prepare(model, optimizer)
     accumulation = _accumulation(config, accelerator)
+    deepspeed = accelerator.state.deepspeed_plugin
+    if deepspeed is not None and deepspeed.is_auto("train_micro_batch_size_per_gpu"):
+        # DeepSpeed reads its micro-batch from a prepared loader, and this loop draws its own
+        deepspeed.deepspeed_config["train_micro_batch_size_per_gpu"] = config.micro_batch_rows
+    model, optimizer = accelerator.prepare(model, optimizer)
     # every process draws the same global sequence of micro-batches and trains its share of each step,
     # so N processes take the steps one process takes (same rows per step, same number of steps)
     per_step = accumulation * accelerator.num_processes
@@ -264,7 +277,11 @@ def train(
         # every trainable token of the step weighs the same, whichever micro-batch and process holds
         # it: divide by the step's count over all processes, times the processes that DDP averages over
         local_count = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b, weight in micro_batches if weight)
-        step_count = int(accelerator.reduce(torch.tensor(local_count, device=accelerator.device), "sum"))
+        local_tokens = sum(int(b["num_tokens"]) for b, weight in micro_batches if weight)
+        step_count, step_tokens = (
+            int(n)
+            for n in accelerator.reduce(torch.tensor([local_count, local_tokens], device=accelerator.device), "sum")
+        )
         scale = accelerator.num_processes / max(step_count, 1)
         step_loss = torch.zeros((), device=accelerator.device)
         for j, (cpu_batch, weight) in enumerate(micro_batches):
@@ -273,13 +290,13 @@ def train(
                 loss_sum, _ = token_loss_sum(model, batch)
                 accelerator.backward(loss_sum * (scale * weight))
             step_loss += loss_sum.detach() * weight
-            result.tokens += int(batch["num_tokens"]) * weight
         accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad()
         result.steps += 1
         result.trained_tokens += step_count
+        result.tokens += step_tokens
         result.losses.append(float(accelerator.reduce(step_loss, "sum")) / max(step_count, 1))
         bar.update(1)
         bar.set_postfix(loss=f"{result.losses[-1]:.3f}", refresh=False)
