@@ -34,8 +34,9 @@ $(LOWEST)/bin/.installed: pyproject.toml .ci/lowest_constraints.py
 	touch $@
 
 # The declared floors are true: the suite on the lowest allowed versions (CI runs it after `make test`).
+# ScienceWorld's tests are left out: its range (>=1.2.3,<1.3) installs the same release in both environments.
 test-lowest: $(LOWEST)/bin/.installed
-	$(LOWEST)/bin/python -m pytest
+	$(LOWEST)/bin/python -m pytest -m "not scienceworld"
 
 # The guardrails CI runs before the tests: lint, format and types (configured in pyproject.toml).
 lint: $(BIN)/.installed
