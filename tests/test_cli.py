@@ -38,3 +38,17 @@ def test_user_errors_exit_2_with_a_message(tmp_path):
     assert out.returncode == 2 and "no option colour" in out.stderr
     out = eef("env", "verify", "shop", "--split", "nope")
     assert out.returncode == 2 and "unknown split 'nope'; known: dev, test, train" in out.stderr
+
+
+def test_version_and_the_resolved_configuration(tmp_path):
+    from importlib import metadata
+
+    from eef.config import load_config
+
+    assert eef("--version").stdout.strip() == f"eef {metadata.version('eef')}"
+    shown = eef("config", "show", "-s", "train.epochs=2", "-s", "methods.run=[sft_pos, eef]")
+    assert shown.returncode == 0, shown.stderr
+    (tmp_path / "shown.yaml").write_text(shown.stdout)  # what is shown runs as it is
+    assert load_config(tmp_path / "shown.yaml") == load_config(None, ["train.epochs=2", "methods.run=[sft_pos, eef]"])
+    refused = eef("config", "show", "-s", "train.epochs=-1")
+    assert refused.returncode == 2 and "train.epochs: must be a finite number above 0" in refused.stderr

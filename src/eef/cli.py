@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -19,6 +20,41 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Agent tuning that learns from expert failures.", no_args_is_help=True)
 env_app = typer.Typer(help="Inspect, check and play environments.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
+config_app = typer.Typer(help="Run configurations.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib import metadata
+
+        typer.echo(f"eef {metadata.version('eef')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print eef's version and exit.")
+    ] = False,
+) -> None:
+    """Agent tuning that learns from expert failures."""
+
+
+@config_app.command("show")
+def config_show(
+    config: Annotated[Optional[Path], typer.Argument(help="YAML configuration (default: the built-in demo).")] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", "-s", help="Override KEY.PATH=VALUE; repeatable.")
+    ] = None,
+) -> None:
+    """Print the resolved configuration (defaults filled in, overrides applied, checked) as YAML:
+    what `eef run` with the same arguments would run and save as config.yaml."""
+    import yaml
+
+    from eef.config import load_config
+
+    typer.echo(yaml.safe_dump(load_config(config, set_).as_dict(), sort_keys=False), nl=False)
 
 
 def _make_env(name: str, options: list[str] | None) -> TextEnv:
