@@ -15,7 +15,7 @@ from eef.agent import SamplingParams
 from eef.cli_agent import DEFAULT_CONFIG
 from eef.config import load_config
 from eef.errors import EefError
-from eef.pipeline import other_methods_rollouts, run
+from eef.pipeline import other_methods_rollouts, run, run_lock
 from eef.rollout import RolloutConfig
 from eef.trajectory_files import read_trajectories
 
@@ -171,6 +171,35 @@ def test_one_run_directory_holds_one_process(finished):
         holder.kill()
         holder.wait()
     assert run(_config(root), resume=True, log=lambda line: None)  # the kernel freed the lock of the killed holder
+
+
+HOLDER_WITH_A_CHILD = """
+import os, sys, time
+from pathlib import Path
+from eef.pipeline import run_lock
+with run_lock(Path(sys.argv[1])):
+    child = os.fork()  # as a rollout worker is: it shares the lock file's descriptor
+    if child == 0:
+        time.sleep(60)
+        os._exit(0)
+    print(child, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_killed_run_frees_its_directory_before_its_workers_end(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER_WITH_A_CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    child = int(holder.stdout.readline())
+    try:
+        holder.kill()
+        holder.wait()
+        os.kill(child, 0)  # the worker still lives
+        with run_lock(tmp_path):  # and the directory is free
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)
 
 
 def test_a_broken_run_directory_is_named_not_a_traceback(finished, tmp_path):

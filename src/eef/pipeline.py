@@ -18,6 +18,7 @@ Layout::
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -89,14 +90,20 @@ class RunDir:
 @contextmanager
 def run_lock(root: Path) -> Iterator[None]:
     """Hold ``root/.lock`` for the block: one process per run directory. The kernel releases the
-    lock when its process ends, however it ends, so a killed run never leaves a stale one."""
+    lock when its process ends, however it ends, so a killed run never leaves a stale one.
+
+    A POSIX record lock, not ``flock``: forked rollout workers do not inherit it, so a run killed
+    with ``kill -9`` frees its directory at once, not when its last worker has died too.
+    """
     if root.exists() and not root.is_dir():
         raise EefError(f"run_dir {root}: exists and is not a directory")
     root.mkdir(parents=True, exist_ok=True)
     with (root / ".lock").open("a+") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EAGAIN):  # held by another process; anything else is a fault
+                raise
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
             raise EefError(
