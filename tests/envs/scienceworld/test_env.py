@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -190,6 +191,15 @@ def test_a_jvm_that_keeps_dying_ends_in_one_clear_error(own_pool, monkeypatch):
     assert "\n" not in str(error.value) and own_pool.restarts == 4
 
 
+def _stop(pid: int) -> None:
+    """SIGSTOP ``pid`` and wait until the kernel shows it stopped (state T in /proc/PID/stat)."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        assert time.monotonic() < deadline, f"process {pid} did not stop"
+        time.sleep(0.01)
+
+
 def test_a_stopped_jvm_times_out_and_is_replaced(caplog):
     pool = JvmPool(heap_mb=128, envs_per_jvm=4, call_timeout_s=60)  # a fresh JVM's first load is slow when busy
     try:
@@ -198,16 +208,17 @@ def test_a_stopped_jvm_times_out_and_is_replaced(caplog):
         before = env.step("teleport to greenhouse").observation
         stopped = env._sim.jvm
         stopped.timeout_s = 1.5
-        os.kill(stopped.pid, signal.SIGSTOP)
+        _stop(stopped.pid)
         began = time.monotonic()
         result = env.step("look around")  # the stuck JVM is killed, the episode replayed in a new one
         assert time.monotonic() - began < 1.5 + 30
-        assert stopped.stuck and stopped.process.returncode == -signal.SIGKILL and pool.restarts == 1
+        facts = (stopped.stuck, stopped.process.returncode, pool.restarts, caplog.text)
+        assert stopped.stuck and stopped.process.returncode == -signal.SIGKILL and pool.restarts == 1, facts
         assert "did not answer within 1.5 s" in caplog.text
         assert result.info["valid"] and "greenhouse" in result.observation and "greenhouse" in before
         simulator = env._sim
         simulator.jvm.timeout_s = 1
-        os.kill(simulator.jvm.pid, signal.SIGSTOP)
+        _stop(simulator.jvm.pid)
         began = time.monotonic()
         with pytest.raises(JvmDied, match="did not answer within 1 s"):
             simulator.valid_actions()
