@@ -32,6 +32,8 @@ from eef.agent.parse import MAX_ACTION_CHARS, format_turn, parse_turn
         ),  # the last marker wins
         ("Thought: t\nAction: search[action: figures]", "search[action: figures]"),  # a marker inside the argument
         ("Thought: t\nAction: click[Buy Now]\nReaction: none", "click[Buy Now]"),  # 'reaction:' is no marker
+        ("Action: click[Buy Now]\u2028I hope this works.", "click[Buy Now]"),  # any Unicode line break ends it
+        ("Action: search[red shirt.\x85]", "search[red shirt]"),  # a break inside the brackets leaves them open
         ("", ""),
         ("Thought: I am not sure what to do.", ""),  # only a thought: nothing to guess from
     ],
@@ -77,7 +79,8 @@ def test_any_text_parses_to_a_short_single_line_action(text):
 
 
 def _one_line(text: str) -> bool:
-    return len(text.splitlines()) <= 1 and not text.endswith(("\n", "\r"))
+    # str.splitlines breaks at \x85, \u2028 and others too, not only at \n and \r.
+    return "".join(text.splitlines()) == text
 
 
 # A query: any single-line text without brackets, sometimes with an action marker inside it.
