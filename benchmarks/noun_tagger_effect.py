@@ -20,22 +20,27 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
+    from dataclasses import replace
+
     from eef.envs.shop.nouns import heuristic_nouns
     from eef.envs.shop.reward import purchase_reward
-    from eef.envs.shop.search import SearchIndex
     from eef.envs.shop.webshop_data import load_webshop
 
     catalog = load_webshop(args.data)
-    table = {p.asin: p.title_nouns for p in catalog.products}
-    heuristic = dict(zip(table, heuristic_nouns([p.title for p in catalog.products])))
-    index = SearchIndex([p.search_text for p in catalog.products])
+    heuristic = dict(zip((p.asin for p in catalog.products), heuristic_nouns([p.title for p in catalog.products])))
+    index = catalog.index
     purchases = reward_changed = win_changed = target_bought = 0
     for goal in catalog.goals:
         target = catalog.by_asin[goal.asin]
         for number in index.search(goal.instruction, 10):
             bought = catalog.products[number]
-            with_table = purchase_reward(goal, bought, target, {}, table).reward
-            with_heuristic = purchase_reward(goal, bought, target, {}, heuristic).reward
+            with_table = purchase_reward(goal, bought, target, {}).reward
+            with_heuristic = purchase_reward(
+                goal,
+                replace(bought, title_nouns=heuristic[bought.asin]),
+                replace(target, title_nouns=heuristic[target.asin]),
+                {},
+            ).reward
             purchases += 1
             target_bought += bought.asin == goal.asin
             reward_changed += abs(with_table - with_heuristic) > 1e-9

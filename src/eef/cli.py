@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from eef import cli_agent, cli_data
-from eef.cli_options import EnvOptions, Limit, env_and_options
+from eef.cli_options import AsJson, EnvOptions, Force, Limit, env_and_options, parse_options
 from eef.errors import EefError
 
 if TYPE_CHECKING:
@@ -97,6 +97,43 @@ def env_verify(
     typer.echo(f"environment: {json.dumps(dict(env.info), default=str)}")
     if as_json:
         typer.echo(json.dumps({"env": name, **report.as_dict()}))
+
+
+@env_app.command("prepare")
+def env_prepare(
+    name: str,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write it (default: <data_dir>/eef-prepared).")] = None,
+    force: Force = False,
+    as_json: AsJson = False,
+    option: EnvOptions = None,
+) -> None:
+    """Prepare an environment's data once so that later processes start in seconds (WebShop's full
+    release: products, search index and goals). A preparation of the same files is kept unless
+    --force; one of changed files is replaced."""
+    import os
+
+    from eef.envs.builtin import WEBSHOP_DATA_ENV
+    from eef.envs.shop.prepared import prepare_webshop
+
+    if name != "webshop":
+        raise EefError(f"environment {name!r} has no data to prepare (only webshop has)")
+    options = parse_options(option)
+    unknown = sorted(set(options) - {"data_dir"})
+    if unknown:
+        raise EefError(f"option {unknown[0]!r}: preparing reads only data_dir (the rest apply when the env is made)")
+    data_dir = options.get("data_dir") or os.environ.get(WEBSHOP_DATA_ENV)
+    if not data_dir:
+        raise EefError(f"name the data: -o data_dir=PATH or the {WEBSHOP_DATA_ENV} environment variable")
+    prepared = prepare_webshop(data_dir, out, force=force, progress=sys.stderr.isatty())
+    manifest = json.loads((prepared / "manifest.json").read_text(encoding="utf-8"))
+    typer.echo(
+        f"{prepared}: {manifest['products']:,} products, goals on {manifest['goal_products']['synthetic']:,} products "
+        f"(synthetic) and {manifest['goal_products']['human'] or 0:,} (human); prepared in {manifest['prepare_seconds']} s"
+    )
+    for reason, count in manifest["skipped_human_instructions"].items():
+        typer.echo(f"skipped {count} human instructions: {reason}")
+    if as_json:
+        typer.echo(json.dumps({"prepared": str(prepared), **manifest}))
 
 
 @env_app.command("play")

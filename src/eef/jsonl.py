@@ -10,7 +10,7 @@ import codecs
 import gzip
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +80,113 @@ def json_line(record: Any, path: str | Path, line: int | None = None) -> str:
         raise DataError(
             path, "a record holds NaN or an infinite number, which JSON cannot store; not written", line=line
         ) from None
+
+
+MAX_ELEMENT_CHARS = 1 << 26  # an array element longer than this that does not parse is reported as invalid
+
+
+def iter_json_array(
+    path: str | Path, *, chunk_chars: int = 1 << 24, on_read: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, Any]]:
+    """``(position, value)`` for each element of a file holding one JSON array, read in pieces.
+
+    For arrays too big to parse whole (WebShop's 5 GB product list): memory stays at one piece
+    plus one element. ``.gz`` files are decompressed. ``on_read`` hears the number of characters
+    read so far after each piece (for progress).
+
+    Raises:
+        DataError: a missing or unreadable file, text that is not UTF-8, not an array, an element
+            that is not valid JSON (its line and position named) or a file cut short.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "no such file")
+    opener = gzip.open if path.suffix == ".gz" else open
+    decoder = json.JSONDecoder()
+    try:
+        with opener(path, "rt", encoding="utf-8-sig") as f:
+            reader = _ArrayText(f, chunk_chars, on_read)
+            if reader.next_char() != "[":
+                raise DataError(path, "expected a JSON array (a file starting with '[')", line=reader.line())
+            reader.pos += 1
+            position = 0
+            if reader.next_char() == "]":
+                return
+            while True:
+                if reader.next_char() == "":
+                    raise DataError(
+                        path, f"the file ends before element [{position}], as if cut short", line=reader.line()
+                    )
+                start_line = reader.line()
+                value = reader.decode(decoder, path, position, start_line)
+                yield position, value
+                position += 1
+                separator = reader.next_char()
+                if separator == "]":
+                    return
+                if separator != ",":
+                    what = "the file ends, as if cut short" if separator == "" else f"found {separator!r}"
+                    raise DataError(
+                        path, f"expected ',' or ']' after element [{position - 1}]; {what}", line=reader.line()
+                    )
+                reader.pos += 1
+    except UnicodeDecodeError:
+        raise DataError(path, "not valid UTF-8") from None
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(path, f"cannot read: {e}") from None
+
+
+class _ArrayText:
+    """A text file read piece by piece, with the line number of the read position."""
+
+    def __init__(self, f: Any, chunk_chars: int, on_read: Callable[[int], None] | None) -> None:
+        self.f, self.chunk_chars, self.on_read = f, chunk_chars, on_read
+        self.chars_read = 0
+        self.buf, self.pos, self.eof = "", 0, False
+        self.lines_before = 0  # newlines in the text dropped before ``buf``
+
+    def more(self) -> bool:
+        if self.eof:
+            return False
+        piece = self.f.read(self.chunk_chars)
+        if not piece:
+            self.eof = True
+            return False
+        self.chars_read += len(piece)
+        if self.on_read is not None:
+            self.on_read(self.chars_read)
+        self.lines_before += self.buf.count("\n", 0, self.pos)
+        self.buf = self.buf[self.pos :] + piece
+        self.pos = 0
+        return True
+
+    def next_char(self) -> str:
+        """The next character that is not whitespace ('' at the end), not consumed."""
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n":
+                self.pos += 1
+            if self.pos < len(self.buf) or not self.more():
+                return self.buf[self.pos : self.pos + 1]
+
+    def line(self) -> int:
+        return self.lines_before + self.buf.count("\n", 0, self.pos) + 1
+
+    def decode(self, decoder: json.JSONDecoder, path: Path, position: int, line: int) -> Any:
+        while True:
+            try:
+                value, end = decoder.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as e:
+                # The element may go on in the next piece: read on, up to a bound on its size.
+                if len(self.buf) - self.pos < MAX_ELEMENT_CHARS and self.more():
+                    continue
+                cut_short = e.pos >= len(self.buf.rstrip()) or e.msg.startswith("Unterminated string")
+                cut = "; the file ends inside it, as if cut short" if self.eof and cut_short else ""
+                raise DataError(
+                    path, f"element [{position}] is not valid JSON ({e.msg}){cut}", line=e.lineno + line - 1
+                ) from None
+            except (ValueError, RecursionError) as e:
+                raise DataError(path, f"element [{position}]: {decode_failure(e)}", line=line) from None
+            if end == len(self.buf) and self.more():  # a number may go on in the next piece
+                continue
+            self.pos = end
+            return value

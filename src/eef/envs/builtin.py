@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eef.envs.shop.engine import ShopEnv
@@ -12,6 +14,7 @@ if TYPE_CHECKING:
     from eef.envs.scienceworld import ScienceWorldEnv
 
 WEBSHOP_DATA_ENV = "EEF_WEBSHOP_DATA"
+PREPARE_ABOVE_BYTES = 64 << 20
 
 
 def make_shop(
@@ -38,20 +41,42 @@ def make_webshop(
     num_products: int | None = None,
     split_files: dict[str, str] | None = None,
     nouns: str = "auto",
+    prepared: bool | str = "auto",
+    prepared_dir: str | None = None,
     max_steps: int = 10,
     reward_mode: str = "faithful",
 ) -> ShopEnv:
-    """WebShop on its real product data (a directory you name, or $EEF_WEBSHOP_DATA)."""
-    from eef.envs.shop.webshop_data import load_webshop
+    """WebShop on its real product data (a directory you name, or $EEF_WEBSHOP_DATA).
+
+    ``prepared``: ``auto`` reads a product file of over 64 MB (the full release) through a
+    one-time preparation saved in ``prepared_dir`` (default ``<data_dir>/eef-prepared``) and
+    reads smaller ones in memory; ``true`` and ``false`` force either way.
+    """
+    from eef.envs.shop.prepared import default_prepared_dir, open_prepared, prepare_webshop
+    from eef.envs.shop.webshop_data import load_webshop, source_files
 
     data_dir = data_dir or os.environ.get(WEBSHOP_DATA_ENV)
     if not data_dir:
         raise EefError(
             f"webshop needs its data directory: option data_dir=PATH or the {WEBSHOP_DATA_ENV} environment variable"
         )
-    catalog = load_webshop(
-        data_dir, goals=goals, seed=seed, num_products=num_products, split_files=split_files, nouns=nouns
-    )
+    if prepared == "auto":
+        prepared = source_files(Path(data_dir))["products"].stat().st_size > PREPARE_ABOVE_BYTES
+        prepared = prepared and num_products is None
+    elif not isinstance(prepared, bool):
+        raise EefError(f"option prepared={prepared!r}: expected auto, true or false")
+    if not prepared:
+        catalog = load_webshop(
+            data_dir, goals=goals, seed=seed, num_products=num_products, split_files=split_files, nouns=nouns
+        )
+    else:
+        if num_products is not None:
+            raise EefError("option num_products reads the first N products in memory: it needs prepared=false")
+        out = Path(prepared_dir) if prepared_dir else default_prepared_dir(data_dir)
+        if not (out / "manifest.json").is_file():  # one already there is used, or refused if stale, never redone
+            print(f"preparing {data_dir} once into {out}; later runs reuse it", file=sys.stderr)
+            prepare_webshop(data_dir, out, progress=sys.stderr.isatty())
+        catalog = open_prepared(out, data_dir, goals=goals, seed=seed, split_files=split_files, nouns=nouns)
     return ShopEnv(catalog, name="webshop", max_steps=max_steps, reward_mode=reward_mode)
 
 

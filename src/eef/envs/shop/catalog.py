@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
+from eef.envs.shop.search import SearchIndex
 from eef.errors import UnknownNameError
 
 # WebShop draws price thresholds from these multiples of 10 (10 .. 990).
@@ -81,22 +82,30 @@ class Goal:
         return [o[1] if isinstance(o, tuple) else o for o in self.options]
 
 
-@dataclass
 class Catalog:
     """Products and goals with their splits, ready for :class:`eef.envs.shop.engine.ShopEnv`.
 
     ``splits`` maps a split name to goal indices; task ids are ``f"{prefix}_{index}"``.
     ``info`` records how the catalog was made (source, seed, goal kind, tagger) for run records.
+    ``products`` may be a list or a lazy sequence over prepared files; ``by_asin`` and the search
+    ``index`` are built from the products unless given (a prepared catalog gives both).
     """
 
-    products: list[Product]
-    goals: list[Goal]
-    splits: dict[str, list[int]]
-    prefix: str
-    info: dict[str, object] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.by_asin = {p.asin: p for p in self.products}
+    def __init__(
+        self,
+        products: Sequence[Product],
+        goals: list[Goal],
+        splits: dict[str, list[int]],
+        prefix: str,
+        info: dict[str, object] | None = None,
+        *,
+        by_asin: Mapping[str, Product] | None = None,
+        index: SearchIndex | None = None,
+    ) -> None:
+        self.products, self.goals, self.splits, self.prefix = products, goals, splits, prefix
+        self.info: dict[str, object] = info if info is not None else {}
+        self.by_asin: Mapping[str, Product] = by_asin if by_asin is not None else {p.asin: p for p in products}
+        self.index = index if index is not None else SearchIndex.of(p.search_text for p in products)
 
     def task_id(self, goal_index: int) -> str:
         return f"{self.prefix}_{goal_index}"

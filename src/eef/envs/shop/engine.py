@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from eef.envs.protocol import StepResult, TextEnv
 from eef.envs.shop.catalog import Catalog, Product
 from eef.envs.shop.reward import REWARD_MODES, purchase_reward
-from eef.envs.shop.search import BACKEND, SearchIndex
+from eef.envs.shop.search import BACKEND
 
 SEP = " [SEP] "
 RESULTS_PER_PAGE = 10
@@ -90,12 +90,6 @@ class ShopEnv(TextEnv):
         self.name = name
         self.max_steps = max_steps
         self.reward_mode = reward_mode
-        self.index = SearchIndex([p.search_text for p in catalog.products])
-        self.nouns = {p.asin: p.title_nouns or () for p in catalog.products}
-        # Option value -> its group, per product; a value in two groups belongs to the later one (as WebShop).
-        self._option_group = {
-            p.asin: {v: name for name, values in p.options.items() for v in values} for p in catalog.products
-        }
         self.info = {
             **catalog.info,
             "reward_mode": reward_mode,
@@ -211,7 +205,7 @@ class ShopEnv(TextEnv):
         verb, arg = parsed
         s = self._state
         if verb == "search":
-            hits = self.index.search(arg, MAX_HITS)
+            hits = self.catalog.index.search(arg, MAX_HITS)
             s.page, s.page_number, s.asin, s.options, s.hits = "results", 1, None, {}, hits
             return True
         if arg not in self._clickables():
@@ -238,7 +232,7 @@ class ShopEnv(TextEnv):
         s = self._state
         bought = self.item
         target = self.catalog.by_asin[self.goal.asin]
-        details = purchase_reward(self.goal, bought, target, s.options, self.nouns, self.reward_mode)
+        details = purchase_reward(self.goal, bought, target, s.options, self.reward_mode)
         s.page, s.reward = "done", details.reward
 
     def _page_hits(self) -> list[Product]:
@@ -250,7 +244,8 @@ class ShopEnv(TextEnv):
         return next(p.asin for p in self._page_hits() if p.asin.lower() == lowered)
 
     def _option_groups(self) -> dict[str, str]:
-        return self._option_group[self._open_asin()]
+        """Option value -> its group on the open item; a value in two groups belongs to the later one (as WebShop)."""
+        return {v: name for name, values in self.item.options.items() for v in values}
 
     def _open_asin(self) -> str:
         if self._state.asin is None:

@@ -178,7 +178,7 @@ def generate_catalog(cfg: GeneratorConfig = GeneratorConfig()) -> Catalog:
     """Build the catalog and its goals under ``cfg.seed`` (same config, same catalog)."""
     rng = random.Random(cfg.seed)
     products = _make_products(cfg, rng)
-    index = SearchIndex([p.search_text for p in products])
+    index = SearchIndex.of(p.search_text for p in products)
     # How many products share each (variant, material, kind): a hard instruction names no brand,
     # so it may only describe a variant product that is the one of its kind.
     same_variant = Counter((v, m, k) for v, _, m, k in (title_parts(p.title) for p in products) if v)
@@ -205,7 +205,7 @@ def generate_catalog(cfg: GeneratorConfig = GeneratorConfig()) -> Catalog:
         "goals": len(goals),
         "tiers": {t: sum(g.tier == t for g in goals) for t in TIERS},
     }
-    return Catalog(products, goals, splits, prefix="shop", info=info)
+    return Catalog(products, goals, splits, prefix="shop", info=info, index=index)
 
 
 def _try_goal(

@@ -208,13 +208,12 @@ def purchase_reward(
     bought: Product,
     target: Product,
     chosen_options: dict[str, str],
-    nouns: dict[str, tuple[str, ...]],
     mode: str = "faithful",
 ) -> RewardDetails:
     """Reward for buying ``bought`` with ``chosen_options`` when ``goal`` (made from ``target``) was asked."""
     if mode not in REWARD_MODES:
         raise ValueError(f"unknown reward mode {mode!r}; known: {', '.join(REWARD_MODES)}")
-    r_type = type_factor(bought, target, nouns[bought.asin], nouns[target.asin])
+    r_type = type_factor(bought, target, bought.title_nouns or (), target.title_nouns or ())
     price_ok = goal.price_upper >= NO_PRICE_LIMIT or bought.price <= goal.price_upper
     n_attr = count_attribute_matches(bought, goal.attributes)
     goal_options = goal.options if mode == "faithful" else goal.option_values()

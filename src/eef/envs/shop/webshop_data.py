@@ -23,7 +23,7 @@ import json
 import random
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from eef.envs.shop.catalog import (
 )
 from eef.envs.shop.nouns import title_nouns
 from eef.errors import DataError
-from eef.jsonl import iter_json_lines
+from eef.jsonl import iter_json_array, iter_json_lines
 
 GOAL_SHUFFLE_SEED = 233  # WebShop's random.seed(233) before shuffling its goals
 GOAL_KINDS = ("synthetic", "human")
@@ -142,42 +142,94 @@ def _load_processed(path: Path) -> list[tuple[dict, int]]:
     return rows
 
 
-def _load_original(path: Path, attributes: dict, limit: int | None) -> list[tuple[dict, None]]:
-    raw = _read_json(path)
-    if not isinstance(raw, list):
-        raise DataError(path, "expected a JSON list of products")
-    if limit is not None:
-        raw = raw[:limit]
-    rows, seen = [], set()
-    for i, p in enumerate(raw):
-        where = f"[{i}]."
-        if not isinstance(p, dict):
-            raise DataError(path, "expected an object", field=f"[{i}]")
-        asin = _field(p, "asin", str, path, None, where)
-        if asin == "nan" or len(asin) > 10 or asin in seen:
-            continue  # WebShop skips these
-        seen.add(asin)
-        bullets = p.get("small_description", [])
-        pricing_raw = p.get("pricing")
-        pricing = _parse_price_string(pricing_raw) if isinstance(pricing_raw, str) and pricing_raw else []
-        rows.append(
-            (
-                {
-                    "asin": asin,
-                    "Title": _field(p, "name", str, path, None, where),
-                    "Description": _field(p, "full_description", str, path, None, where),
-                    "BulletPoints": bullets if isinstance(bullets, list) else [bullets],
-                    "pricing": pricing or [100.0],
-                    "options": _processed_options(p.get("customization_options"), path, where),
-                    "Attributes": attributes.get(asin, {}).get("attributes", ["DUMMY_ATTR"]),
-                    "query": _field(p, "query", str, path, None, where).lower().strip(),
-                    "category": _field(p, "category", str, path, None, where),
-                    "product_category": _field(p, "product_category", str, path, None, where),
-                },
-                None,
-            )
+def _load_original(
+    path: Path, attributes: dict, limit: int | None, on_read: Callable[[int], None] | None = None
+) -> Iterator[dict]:
+    seen: set[str] = set()
+    for i, p in iter_json_array(path, on_read=on_read):
+        if limit is not None and i >= limit:
+            return
+        row = original_product(p, i, attributes, path, seen)
+        if row is not None:
+            yield row
+
+
+def source_files(data_dir: Path) -> dict[str, Path]:
+    """The files of a WebShop data directory: ``products``, ``instructions`` and (when present) ``human``."""
+    if not data_dir.is_dir():
+        raise DataError(data_dir, "WebShop data directory does not exist")
+    ins_path = _first_existing(data_dir, ["items_ins_v2_1000.json", "items_ins_v2.json"])
+    if ins_path is None:
+        raise DataError(data_dir / "items_ins_v2.json", "missing (needed for attributes and synthetic instructions)")
+    products = _first_existing(
+        data_dir, ["products.jsonl.gz", "products.jsonl", "items_shuffle_1000.json", "items_shuffle.json"]
+    )
+    if products is None:
+        raise DataError(
+            data_dir / "products.jsonl.gz", "missing (nor items_shuffle.json nor items_shuffle_1000.json found)"
         )
-    return rows
+    files = {"products": products, "instructions": ins_path}
+    if (data_dir / "items_human_ins.json").is_file():
+        files["human"] = data_dir / "items_human_ins.json"
+    return files
+
+
+def read_instructions(sources: dict[str, Path]) -> tuple[dict, Path]:
+    """``items_ins_v2`` (asin -> attributes and synthetic instruction) and its path."""
+    instructions = _read_json(sources["instructions"])
+    if not isinstance(instructions, dict):
+        raise DataError(sources["instructions"], "expected a JSON object keyed by ASIN")
+    return instructions, sources["instructions"]
+
+
+def load_product_rows(
+    sources: dict[str, Path],
+    instructions: dict,
+    limit: int | None = None,
+    on_read: Callable[[int], None] | None = None,
+) -> Iterator[dict]:
+    """The products as WebShop loads them, in load order (an original list is read piece by
+    piece; ``on_read`` hears how many characters so far)."""
+    path = sources["products"]
+    if path.name.startswith("products.jsonl"):
+        yield from (row for row, _ in _load_processed(path))
+    else:
+        yield from _load_original(path, instructions, limit, on_read)
+
+
+def original_product(p: Any, i: int, attributes: dict, path: Path, seen: set[str]) -> dict | None:
+    """Product ``[i]`` of an original ``items_shuffle`` list as WebShop loads it, or None where WebShop skips it.
+
+    ``seen`` collects the ASINs read so far (a repeated ASIN is skipped, as WebShop does).
+    """
+    where = f"[{i}]."
+    if not isinstance(p, dict):
+        raise DataError(path, "expected an object", field=f"[{i}]")
+    asin = _field(p, "asin", str, path, None, where)
+    if asin == "nan" or len(asin) > 10 or asin in seen:
+        return None  # WebShop skips these
+    seen.add(asin)
+    bullets = p.get("small_description", [])
+    pricing_raw = p.get("pricing")
+    pricing = _parse_price_string(pricing_raw) if isinstance(pricing_raw, str) and pricing_raw else []
+    options = _processed_options(p.get("customization_options"), path, where)
+    title, description = (
+        _field(p, "name", str, path, None, where),
+        _field(p, "full_description", str, path, None, where),
+    )
+    bullets = bullets if isinstance(bullets, list) else [bullets]
+    return {
+        "asin": asin,
+        "Title": title,
+        "Description": description,
+        "BulletPoints": bullets,
+        "pricing": pricing or [100.0],
+        "options": options,
+        "Attributes": attributes.get(asin, {}).get("attributes", ["DUMMY_ATTR"]),
+        "query": _field(p, "query", str, path, None, where).lower().strip(),
+        "category": _field(p, "category", str, path, None, where),
+        "product_category": _field(p, "product_category", str, path, None, where),
+    }
 
 
 def load_webshop(
@@ -203,64 +255,22 @@ def load_webshop(
     if goals not in GOAL_KINDS:
         raise ValueError(f"unknown goal kind {goals!r}; known: {', '.join(GOAL_KINDS)}")
     data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise DataError(data_dir, "WebShop data directory does not exist")
-    ins_path = _first_existing(data_dir, ["items_ins_v2_1000.json", "items_ins_v2.json"])
-    if ins_path is None:
-        raise DataError(data_dir / "items_ins_v2.json", "missing (needed for attributes and synthetic instructions)")
-    instructions = _read_json(ins_path)
-    if not isinstance(instructions, dict):
-        raise DataError(ins_path, "expected a JSON object keyed by ASIN")
-
-    processed = _first_existing(data_dir, ["products.jsonl.gz", "products.jsonl"])
-    original = _first_existing(data_dir, ["items_shuffle_1000.json", "items_shuffle.json"])
-    rows: Sequence[tuple[dict, int | None]]  # the line of each product in a JSON-lines file
-    if processed is not None:
-        rows, source = _load_processed(processed), processed
-    elif original is not None:
-        rows, source = _load_original(original, instructions, num_products), original
-    else:
-        raise DataError(
-            data_dir / "products.jsonl.gz", "missing (nor items_shuffle.json nor items_shuffle_1000.json found)"
-        )
+    sources = source_files(data_dir)
+    instructions, ins_path = read_instructions(sources)
+    source = sources["products"]
+    rows = list(load_product_rows(sources, instructions, num_products))
 
     rng = random.Random(seed)
-    prices = []
-    for r, _ in rows:  # WebShop draws a price inside each range once, at load, in product order
-        pricing = r["pricing"]
-        prices.append(pricing[0] if len(pricing) == 1 else rng.uniform(pricing[0], pricing[1]))
-
-    noun_map, taggers = title_nouns(((r["asin"], r["Title"]) for r, _ in rows), nouns)
+    prices = draw_prices([r["pricing"] for r in rows], rng)
+    noun_map, taggers = title_nouns(((r["asin"], r["Title"]) for r in rows), nouns)
     products = [
-        Product(
-            asin=r["asin"],
-            title=r["Title"],
-            price_text=r.get("Price") or _price_text(r["pricing"]),
-            price=price,
-            options=r["options"],
-            description=r["Description"],
-            bullets=r["BulletPoints"],
-            attributes=r["Attributes"],
-            query=r["query"],
-            product_category=r["product_category"],
-            category=r["category"],
-            search_text=r.get("contents")
-            or indexed_text(r["Title"], r["Description"], r["BulletPoints"], r["options"]),
-            title_nouns=noun_map[r["asin"]],
-        )
-        for (r, _), price in zip(rows, prices)
+        Product(**product_fields(r), price=price, title_nouns=noun_map[r["asin"]]) for r, price in zip(rows, prices)
     ]
-
     if goals == "synthetic":
         goal_list = _synthetic_goals(products, instructions, ins_path, rng)
     else:
         goal_list = _human_goals(products, rows, data_dir, rng)
-    random.Random(GOAL_SHUFFLE_SEED).shuffle(goal_list)
-
-    if split_files:
-        splits = {name: _read_index_file(Path(p), len(goal_list)) for name, p in split_files.items()}
-    else:
-        splits = split_by_position(len(goal_list), DEFAULT_SPLITS, "train")
+    splits = shuffle_and_split(goal_list, split_files)
     info = {
         "source": str(source),
         "goals": goals,
@@ -272,74 +282,138 @@ def load_webshop(
     return Catalog(products, goal_list, splits, prefix="webshop", info=info)
 
 
-def _synthetic_goals(products: list[Product], instructions: dict, ins_path: Path, rng: random.Random) -> list[Goal]:
+# A goal before its price limit: (asin, instruction without the price clause, attributes, options).
+GoalDraft = tuple[str, str, tuple[str, ...], tuple]
+
+
+def synthetic_drafts(asin: str, options: dict[str, list[str]], entry: Any, ins_path: Path) -> list[GoalDraft] | None:
+    """WebShop's synthetic goals of one product: one per combination of its option values.
+
+    None when ``entry`` (the product's ``items_ins_v2`` record) has no instruction; a product
+    with an instruction still draws a price limit even if an empty option group leaves no goal.
+    """
+    if not isinstance(entry, dict) or entry.get("instruction") is None:
+        return None
+    text = entry["instruction"]
+    attributes = entry.get("instruction_attributes")
+    if not isinstance(text, str) or not isinstance(attributes, list) or not attributes:
+        raise DataError(
+            ins_path, "synthetic instruction needs a non-empty list", field=f"{asin}.instruction_attributes"
+        )
+    names = sorted(options)
     drafts = []
-    for product in products:
-        entry = instructions.get(product.asin)
-        if not isinstance(entry, dict) or entry.get("instruction") is None:
-            continue
-        text = entry["instruction"]
+    for combination in itertools.product(*(options[n] for n in names)):
+        pairs = tuple(zip(names, combination))
+        option_text = ", and ".join(f"{n}: {v}" for n, v in pairs)
+        drafts.append((asin, text + (f" with {option_text}" if option_text else ""), tuple(attributes), pairs))
+    return drafts
+
+
+def human_drafts(asin: str, entries: Any, human_path: Path) -> list[GoalDraft]:
+    """WebShop's human goals of one product (instructions without attributes are skipped, as WebShop does)."""
+    if not entries:
+        return []
+    if not isinstance(entries, list):
+        raise DataError(human_path, "expected a list of instructions", field=asin)
+    drafts = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise DataError(human_path, "expected an object", field=f"{asin}[{i}]")
         attributes = entry.get("instruction_attributes")
-        if not isinstance(text, str) or not isinstance(attributes, list) or not attributes:
-            raise DataError(
-                ins_path, "synthetic instruction needs a non-empty list", field=f"{product.asin}.instruction_attributes"
-            )
-        limit = price_limit(product.price, rng)
-        names = sorted(product.options)
-        for combination in itertools.product(*(product.options[n] for n in names)):
-            pairs = tuple(zip(names, combination))
-            option_text = ", and ".join(f"{n}: {v}" for n, v in pairs)
-            instruction = text + (f" with {option_text}" if option_text else "") + price_clause(limit)
-            drafts.append((product.asin, instruction, tuple(attributes), pairs, limit))
+        if not attributes:
+            continue
+        text = entry.get("instruction")
+        if not isinstance(text, str):
+            raise DataError(human_path, "missing", field=f"{asin}[{i}].instruction")
+        drafts.append((asin, text.strip("."), tuple(attributes), tuple(entry.get("instruction_options") or ())))
+    return drafts
+
+
+def make_goals(drafts_by_product: Iterable[tuple[float, list[GoalDraft]]], kind: str, rng: random.Random) -> list[Goal]:
+    """Goals from drafts given per product (in product order, with the product's price).
+
+    Price limits are drawn from ``rng`` as WebShop draws them: one per product for synthetic
+    goals, one per instruction for human goals. Synthetic goals weigh the inverse frequency of
+    their attributes; human goals weigh 1.
+    """
+    priced: list[tuple[GoalDraft, float]] = []
+    for price, drafts in drafts_by_product:
+        if kind == "synthetic":
+            limit = price_limit(price, rng)
+            priced.extend((draft, limit) for draft in drafts)
+        else:
+            priced.extend((draft, price_limit(price, rng)) for draft in drafts)
     counts: dict[str, int] = defaultdict(int)
-    for draft in drafts:
-        for attribute in draft[2]:
-            counts[attribute] += 1
+    if kind == "synthetic":
+        for (_, _, attributes, _), _ in priced:
+            for attribute in attributes:
+                counts[attribute] += 1
     return [
         Goal(
             asin,
-            instruction,
+            text + price_clause(limit),
             attributes,
-            pairs,
+            options,
             limit,
-            weight=sum(1.0 / counts[a] for a in attributes) / len(attributes),
+            weight=sum(1.0 / counts[a] for a in attributes) / len(attributes) if kind == "synthetic" else 1.0,
         )
-        for asin, instruction, attributes, pairs, limit in drafts
+        for (asin, text, attributes, options), limit in priced
     ]
 
 
-def _human_goals(
-    products: list[Product], rows: Sequence[tuple[dict, int | None]], data_dir: Path, rng: random.Random
-) -> list[Goal]:
+def product_fields(r: dict) -> dict[str, Any]:
+    """A loaded product row as :class:`Product` fields, all but the drawn price and the title nouns."""
+    return {
+        "asin": r["asin"],
+        "title": r["Title"],
+        "price_text": r.get("Price") or _price_text(r["pricing"]),
+        "options": r["options"],
+        "description": r["Description"],
+        "bullets": r["BulletPoints"],
+        "attributes": r["Attributes"],
+        "query": r["query"],
+        "product_category": r["product_category"],
+        "category": r["category"],
+        "search_text": r.get("contents") or indexed_text(r["Title"], r["Description"], r["BulletPoints"], r["options"]),
+    }
+
+
+def draw_prices(pricings: Iterable[list[float]], rng: random.Random) -> list[float]:
+    """Each product's price: WebShop draws one inside each range once, at load, in product order."""
+    return [pricing[0] if len(pricing) == 1 else rng.uniform(pricing[0], pricing[1]) for pricing in pricings]
+
+
+def shuffle_and_split(goal_list: list[Goal], split_files: dict[str, str] | None) -> dict[str, list[int]]:
+    """Shuffle the goals in place as WebShop does (goal i = session i); the splits over them."""
+    random.Random(GOAL_SHUFFLE_SEED).shuffle(goal_list)
+    if split_files:
+        return {name: _read_index_file(Path(p), len(goal_list)) for name, p in split_files.items()}
+    return split_by_position(len(goal_list), DEFAULT_SPLITS, "train")
+
+
+def _synthetic_goals(products: list[Product], instructions: dict, ins_path: Path, rng: random.Random) -> list[Goal]:
+    drafted = ((p, synthetic_drafts(p.asin, p.options, instructions.get(p.asin), ins_path)) for p in products)
+    return make_goals(((p.price, d) for p, d in drafted if d is not None), "synthetic", rng)
+
+
+def _human_goals(products: list[Product], rows: list[dict], data_dir: Path, rng: random.Random) -> list[Goal]:
+    human_path, by_asin = human_instructions(data_dir, rows)
+    drafted = ((p.price, human_drafts(p.asin, by_asin[p.asin], human_path)) for p in products if p.asin in by_asin)
+    return make_goals(drafted, "human", rng)
+
+
+def human_instructions(data_dir: Path, rows: Iterable[dict]) -> tuple[Path, dict]:
+    """``items_human_ins.json`` (asin -> instructions), or the instructions the processed layout carries per product."""
     human_path = data_dir / "items_human_ins.json"
     if human_path.is_file():
         by_asin = _read_json(human_path)
         if not isinstance(by_asin, dict):
             raise DataError(human_path, "expected a JSON object keyed by ASIN")
-    else:  # the processed layout carries them per product
-        by_asin = {r["asin"]: r["instructions"] for r, _ in rows if r.get("instructions")}
-        if not by_asin:
-            raise DataError(human_path, "missing: human goals need items_human_ins.json")
-    goal_list = []
-    for product in products:
-        for i, entry in enumerate(by_asin.get(product.asin) or []):
-            attributes = entry.get("instruction_attributes")
-            if not attributes:
-                continue  # WebShop skips instructions without attributes
-            text = entry.get("instruction")
-            if not isinstance(text, str):
-                raise DataError(human_path, "missing", field=f"{product.asin}[{i}].instruction")
-            limit = price_limit(product.price, rng)
-            goal_list.append(
-                Goal(
-                    product.asin,
-                    text.strip(".") + price_clause(limit),
-                    tuple(attributes),
-                    tuple(entry.get("instruction_options") or ()),
-                    limit,
-                )
-            )
-    return goal_list
+        return human_path, by_asin
+    by_asin = {r["asin"]: r["instructions"] for r in rows if r.get("instructions")}
+    if not by_asin:
+        raise DataError(human_path, "missing: human goals need items_human_ins.json")
+    return human_path, by_asin
 
 
 def _read_index_file(path: Path, n_goals: int) -> list[int]:
