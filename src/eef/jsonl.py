@@ -117,8 +117,7 @@ def iter_json_array(
                     raise DataError(
                         path, f"the file ends before element [{position}], as if cut short", line=reader.line()
                     )
-                start_line = reader.line()
-                value = reader.decode(decoder, path, position, start_line)
+                value = reader.decode(decoder, path, position)
                 yield position, value
                 position += 1
                 separator = reader.next_char()
@@ -143,7 +142,7 @@ class _ArrayText:
         self.f, self.chunk_chars, self.on_read = f, chunk_chars, on_read
         self.chars_read = 0
         self.buf, self.pos, self.eof = "", 0, False
-        self.lines_before = 0  # newlines in the text dropped before ``buf``
+        self.lines, self.mark = 0, 0  # newlines read before ``buf[mark]`` (counted once each: files are long)
 
     def more(self) -> bool:
         if self.eof:
@@ -155,9 +154,9 @@ class _ArrayText:
         self.chars_read += len(piece)
         if self.on_read is not None:
             self.on_read(self.chars_read)
-        self.lines_before += self.buf.count("\n", 0, self.pos)
+        self.lines += self.buf.count("\n", self.mark, self.pos)
         self.buf = self.buf[self.pos :] + piece
-        self.pos = 0
+        self.pos = self.mark = 0
         return True
 
     def next_char(self) -> str:
@@ -169,9 +168,12 @@ class _ArrayText:
                 return self.buf[self.pos : self.pos + 1]
 
     def line(self) -> int:
-        return self.lines_before + self.buf.count("\n", 0, self.pos) + 1
+        """The line of the read position."""
+        self.lines += self.buf.count("\n", self.mark, self.pos)
+        self.mark = self.pos
+        return self.lines + 1
 
-    def decode(self, decoder: json.JSONDecoder, path: Path, position: int, line: int) -> Any:
+    def decode(self, decoder: json.JSONDecoder, path: Path, position: int) -> Any:
         while True:
             try:
                 value, end = decoder.raw_decode(self.buf, self.pos)
@@ -182,10 +184,12 @@ class _ArrayText:
                 cut_short = e.pos >= len(self.buf.rstrip()) or e.msg.startswith("Unterminated string")
                 cut = "; the file ends inside it, as if cut short" if self.eof and cut_short else ""
                 raise DataError(
-                    path, f"element [{position}] is not valid JSON ({e.msg}){cut}", line=e.lineno + line - 1
+                    path,
+                    f"element [{position}] is not valid JSON ({e.msg}){cut}",
+                    line=self.line() + self.buf.count("\n", self.pos, e.pos),
                 ) from None
             except (ValueError, RecursionError) as e:
-                raise DataError(path, f"element [{position}]: {decode_failure(e)}", line=line) from None
+                raise DataError(path, f"element [{position}]: {decode_failure(e)}", line=self.line()) from None
             if end == len(self.buf) and self.more():  # a number may go on in the next piece
                 continue
             self.pos = end

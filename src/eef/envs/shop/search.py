@@ -80,17 +80,22 @@ class Analyzer:
         self._stems: dict[str, str] = {}  # word -> stem: a catalog repeats its words millions of times
 
     def __call__(self, text: str) -> list[str]:
-        words = []
-        for word in _TOKEN.findall(text.lower()):
-            token = (word[:-2] if word.endswith("'s") else word).replace("'", "")
-            if token and token not in LUCENE_STOP_WORDS:
-                words.append(token)
+        lowered = text.lower()
+        if "'" in lowered:
+            words = []
+            for word in _TOKEN.findall(lowered):
+                token = (word[:-2] if word.endswith("'s") else word).replace("'", "")
+                if token and token not in LUCENE_STOP_WORDS:
+                    words.append(token)
+        else:  # most text: no possessives or apostrophes to undo
+            words = [word for word in _TOKEN.findall(lowered) if word not in LUCENE_STOP_WORDS]
         stems = self._stems
-        unknown = [w for w in set(words) if w not in stems]
+        unknown = set(words).difference(stems)
         if unknown:
             if len(stems) > 2_000_000:  # bound the cache on endless vocabularies
                 stems.clear()
-            stems.update(zip(unknown, self._stemmer.stemWords(unknown)))
+                unknown = set(words)
+            stems.update(zip(unknown, self._stemmer.stemWords(list(unknown))))
         return [stem for stem in map(stems.__getitem__, words) if stem]  # Porter maps "s" to ""
 
 
@@ -110,9 +115,11 @@ class IndexBuilder:
         terms = self.analyzer(text)
         counts = Counter(terms)
         vocab = self._vocab
-        for term, count in counts.items():
-            self._terms.append(vocab.setdefault(term, len(vocab)))
-            self._counts.append(count)
+        for term in counts:  # ids in order of first use: the same files from the same data
+            if term not in vocab:
+                vocab[term] = len(vocab)
+        self._terms.extend(map(vocab.__getitem__, counts))
+        self._counts.extend(counts.values())
         self._distinct.append(len(counts))
         self._lengths.append(len(terms))
 
