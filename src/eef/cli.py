@@ -124,7 +124,7 @@ def env_prepare(
     data_dir = options.get("data_dir") or os.environ.get(WEBSHOP_DATA_ENV)
     if not data_dir:
         raise EefError(f"name the data: -o data_dir=PATH or the {WEBSHOP_DATA_ENV} environment variable")
-    prepared = prepare_webshop(data_dir, out, force=force, progress=sys.stderr.isatty())
+    prepared = prepare_webshop(data_dir, out, force=force, progress=True)  # off a terminal: a line every 30 s
     manifest = json.loads((prepared / "manifest.json").read_text(encoding="utf-8"))
     typer.echo(
         f"{prepared}: {manifest['products']:,} products, goals on {manifest['goal_products']['synthetic']:,} products "

@@ -75,7 +75,7 @@ def make_webshop(
         out = Path(prepared_dir) if prepared_dir else default_prepared_dir(data_dir)
         if not (out / "manifest.json").is_file():  # one already there is used, or refused if stale, never redone
             print(f"preparing {data_dir} once into {out}; later runs reuse it", file=sys.stderr)
-            prepare_webshop(data_dir, out, progress=sys.stderr.isatty())
+            prepare_webshop(data_dir, out)
         catalog = open_prepared(out, data_dir, goals=goals, seed=seed, split_files=split_files, nouns=nouns)
     return ShopEnv(catalog, name="webshop", max_steps=max_steps, reward_mode=reward_mode)
 

@@ -88,7 +88,11 @@ def prepare_webshop(
         out.parent.mkdir(parents=True, exist_ok=True)
         lock = open(out.parent / f".{out.name}.lock", "a+b")  # noqa: SIM115 (closed by the with below)
     except OSError as e:
-        raise DataError(out, f"cannot write the preparation here ({e.strerror}); name another directory") from None
+        raise DataError(
+            out,
+            f"cannot write the preparation here ({e.strerror}); name another directory "
+            "(eef env prepare --out DIR, then the env option prepared_dir=DIR)",
+        ) from None
     with lock:
         fcntl.lockf(lock, fcntl.LOCK_EX)  # a second process waits here, then finds the first's preparation
         if not force and stale_source(out, sources) is None:
