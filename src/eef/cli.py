@@ -110,9 +110,7 @@ def env_prepare(
     """Prepare an environment's data once so that later processes start in seconds (WebShop's full
     release: products, search index and goals). A preparation of the same files is kept unless
     --force; one of changed files is replaced."""
-    import os
-
-    from eef.envs.builtin import WEBSHOP_DATA_ENV
+    from eef.envs.builtin import webshop_data_dir
     from eef.envs.shop.prepared import prepare_webshop
 
     if name != "webshop":
@@ -121,10 +119,9 @@ def env_prepare(
     unknown = sorted(set(options) - {"data_dir"})
     if unknown:
         raise EefError(f"option {unknown[0]!r}: preparing reads only data_dir (the rest apply when the env is made)")
-    data_dir = options.get("data_dir") or os.environ.get(WEBSHOP_DATA_ENV)
-    if not data_dir:
-        raise EefError(f"name the data: -o data_dir=PATH or the {WEBSHOP_DATA_ENV} environment variable")
-    prepared = prepare_webshop(data_dir, out, force=force, progress=True)  # off a terminal: a line every 30 s
+    prepared = prepare_webshop(
+        webshop_data_dir(options.get("data_dir")), out, force=force, progress=True
+    )  # off a terminal: a line every 30 s
     manifest = json.loads((prepared / "manifest.json").read_text(encoding="utf-8"))
     typer.echo(
         f"{prepared}: {manifest['products']:,} products, goals on {manifest['goal_products']['synthetic']:,} products "

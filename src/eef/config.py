@@ -21,8 +21,8 @@ from eef.checks import FieldErrors, above, at_least, between, check_fields, not_
 from eef.errors import EefError
 from eef.experts.registry import expert_names
 from eef.experts.scripted_shop import ScriptedExpertConfig
-from eef.methods import METHODS, NEUTRAL_MODES, SELECTION_RULES
 from eef.methods.registry import method_names
+from eef.methods.settings import MethodsSection
 from eef.models.tiny import TinyModelConfig
 from eef.train.settings import TrainConfig
 
@@ -176,51 +176,6 @@ class EvalSection:
 
     def __post_init__(self) -> None:
         check_fields(self, limit=at_least(1), max_new_tokens=at_least(1), temperature=at_least(0))
-
-
-@dataclass(frozen=True)
-class EEFSection:
-    """The choices the paper leaves open for EEF (spec table)."""
-
-    m: int = 5
-    explore: str = "failed"
-    neutral: str = "mask"
-
-    def __post_init__(self) -> None:
-        check_fields(self, m=at_least(1))
-
-    CHOICES = {"explore": ("failed", "all"), "neutral": NEUTRAL_MODES}
-
-
-@dataclass(frozen=True)
-class MethodsSection:
-    """Which methods run and how.
-
-    ``rft_k`` null means ``1 + eef.m`` rollouts per ``s0`` (the spec's RFT x(1+M), EEF's budget).
-    ``iteration_epochs`` null means ``train.epochs`` for every iteration's training too; fewer
-    epochs suit ``train_from: previous``, where each iteration continues the last checkpoint.
-    """
-
-    run: tuple[str, ...] = METHODS
-    iterations: int = 3
-    rollouts_per_state: int = 1
-    rft_k: int | None = None
-    selection: str = "fewest"
-    train_from: str = "base"
-    iteration_epochs: int | None = None
-    eef: EEFSection = EEFSection()
-
-    def __post_init__(self) -> None:
-        check_fields(
-            self,
-            iterations=at_least(1),
-            rollouts_per_state=at_least(1),
-            rft_k=at_least(1),
-            iteration_epochs=at_least(1),
-            run=not_empty,
-        )
-
-    CHOICES = {"selection": SELECTION_RULES, "train_from": ("base", "previous")}
 
 
 @dataclass(frozen=True)

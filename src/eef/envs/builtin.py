@@ -55,11 +55,7 @@ def make_webshop(
     from eef.envs.shop.prepared import default_prepared_dir, open_prepared, prepare_webshop
     from eef.envs.shop.webshop_data import load_webshop, source_files
 
-    data_dir = data_dir or os.environ.get(WEBSHOP_DATA_ENV)
-    if not data_dir:
-        raise EefError(
-            f"webshop needs its data directory: option data_dir=PATH or the {WEBSHOP_DATA_ENV} environment variable"
-        )
+    data_dir = webshop_data_dir(data_dir)
     if prepared == "auto":
         prepared = source_files(Path(data_dir))["products"].stat().st_size > PREPARE_ABOVE_BYTES
         prepared = prepared and num_products is None
@@ -78,6 +74,16 @@ def make_webshop(
             prepare_webshop(data_dir, out)
         catalog = open_prepared(out, data_dir, goals=goals, seed=seed, split_files=split_files, nouns=nouns)
     return ShopEnv(catalog, name="webshop", max_steps=max_steps, reward_mode=reward_mode)
+
+
+def webshop_data_dir(data_dir: str | None) -> str:
+    """The WebShop data directory: the option's, else ``$EEF_WEBSHOP_DATA``."""
+    data_dir = data_dir or os.environ.get(WEBSHOP_DATA_ENV)
+    if not data_dir:
+        raise EefError(
+            f"webshop needs its data directory: option data_dir=PATH or the {WEBSHOP_DATA_ENV} environment variable"
+        )
+    return data_dir
 
 
 def make_scienceworld(

@@ -20,7 +20,7 @@ from eef.rollout.plan import Start
 from eef.trajectory import Trajectory
 
 if TYPE_CHECKING:  # the configuration lists the methods this module registers
-    from eef.config import MethodsSection
+    from eef.methods.settings import MethodsSection
 
 SFT_POS = "sft_pos"  # the common start of every method, trained once per run
 

@@ -45,7 +45,9 @@ from eef.envs.shop.search import IndexBuilder, SearchIndex
 from eef.envs.shop.webshop_data import (
     GOAL_KINDS,
     GOAL_SHUFFLE_SEED,
+    HUMAN_FILE,
     GoalDraft,
+    draw_prices,
     human_drafts,
     human_instructions,
     load_product_rows,
@@ -101,7 +103,7 @@ def prepare_webshop(
         shutil.rmtree(temporary, ignore_errors=True)
         try:
             temporary.mkdir()
-            _write_preparation(data_dir, sources, temporary, progress)
+            _write_preparation(sources, temporary, progress)
             if out.exists():
                 old = out.parent / f".{out.name}.old-{os.getpid()}"
                 out.rename(old)
@@ -116,9 +118,9 @@ def prepare_webshop(
     return out
 
 
-def _write_preparation(data_dir: Path, sources: dict[str, Path], out: Path, progress: bool) -> None:
+def _write_preparation(sources: dict[str, Path], out: Path, progress: bool) -> None:
     started = time.monotonic()
-    instructions, ins_path = read_instructions(sources)
+    instructions, ins_path = read_instructions(sources), sources["instructions"]
     builder = IndexBuilder()
     offsets, prices, asins = [0], [], []
     synthetic_lines, human_rows = [], []
@@ -146,7 +148,7 @@ def _write_preparation(data_dir: Path, sources: dict[str, Path], out: Path, prog
                 human_rows.append(row)
     if not asins:
         raise DataError(products_path, "holds no products")
-    human_lines, skipped = _human_lines(data_dir, asins, human_rows)
+    human_lines, skipped = _human_lines(sources, asins, human_rows)
     np.save(out / "products.offsets.npy", np.array(offsets, dtype=np.int64))
     np.save(out / "prices.npy", np.array(prices, dtype=np.float64))
     order = np.argsort(np.array(asins), kind="stable")
@@ -173,15 +175,15 @@ def _drafts_line(number: int, drafts: list[GoalDraft]) -> str:
     return json.dumps({"product": number, "drafts": [list(d) for d in drafts]}, ensure_ascii=False) + "\n"
 
 
-def _human_lines(data_dir: Path, asins: list[str], rows: list[dict]) -> tuple[list[str] | None, dict[str, int]]:
+def _human_lines(
+    sources: dict[str, Path], asins: list[str], rows: list[dict]
+) -> tuple[list[str] | None, dict[str, int]]:
     """Human goal drafts per product in product order (None without human instructions), and
     the instructions skipped because they name no loaded product."""
-    try:
-        human_path, by_asin = human_instructions(data_dir, rows)
-    except DataError:
-        if (data_dir / "items_human_ins.json").is_file():
-            raise
+    human = human_instructions(sources, rows)
+    if human is None:
         return None, {}
+    human_path, by_asin = human
     lines = []
     for number, asin in enumerate(asins):
         if asin in by_asin:
@@ -243,11 +245,12 @@ def open_prepared(
         )
     manifest = json.loads((prepared / "manifest.json").read_text(encoding="utf-8"))
     if goals == "human" and manifest["goal_products"]["human"] is None:
-        raise DataError(data_dir / "items_human_ins.json", "missing: human goals need items_human_ins.json")
+        raise DataError(data_dir / HUMAN_FILE, "missing: human goals need items_human_ins.json")
     try:
         ranges = np.load(prepared / "prices.npy")
         rng = random.Random(seed)
-        products = PreparedProducts(prepared, _drawn_prices(ranges, rng), nouns)
+        pricings = [[low] if math.isnan(high) else [low, high] for low, high in ranges.tolist()]
+        products = PreparedProducts(prepared, draw_prices(pricings, rng), nouns)
         by_asin = PreparedAsins(prepared, products)
         index = SearchIndex.load(prepared)
         drafts = [
@@ -269,16 +272,6 @@ def open_prepared(
     return Catalog(products, goal_list, splits, prefix="webshop", info=info, by_asin=by_asin, index=index)
 
 
-def _drawn_prices(ranges: np.ndarray, rng: random.Random) -> np.ndarray:
-    """Prices as :func:`eef.envs.shop.webshop_data.draw_prices` draws them (same draws, same bits)."""
-    low, high = ranges[:, 0], ranges[:, 1]
-    ranged = np.flatnonzero(~np.isnan(high))
-    prices = low.copy()
-    draws = np.array([rng.random() for _ in range(len(ranged))], dtype=np.float64)
-    prices[ranged] = low[ranged] + (high[ranged] - low[ranged]) * draws  # random.uniform's formula
-    return prices
-
-
 def _read_lines(prepared: Path, goals: str) -> Iterator[dict]:
     with open(prepared / f"goals.{goals}.jsonl", encoding="utf-8") as f:
         for line in f:
@@ -293,7 +286,7 @@ def _draft(stored: list) -> GoalDraft:
 class PreparedProducts(Sequence[Product]):
     """The products of a preparation, each read from its line when asked for (a few kept decoded)."""
 
-    def __init__(self, prepared: Path, prices: np.ndarray, nouns: str) -> None:
+    def __init__(self, prepared: Path, prices: list[float], nouns: str) -> None:
         self._offsets = np.load(prepared / "products.offsets.npy", mmap_mode="r")
         with open(prepared / "products.jsonl", "rb") as f:
             self._lines = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -321,7 +314,7 @@ class PreparedProducts(Sequence[Product]):
         return self._product(number % len(self))
 
     def price(self, number: int) -> float:
-        return float(self._prices[number])
+        return self._prices[number]
 
     def _read(self, number: int) -> Product:
         fields = json.loads(self._lines[self._offsets[number] : self._offsets[number + 1]])
@@ -345,12 +338,6 @@ class PreparedAsins(Mapping[str, Product]):
         if at == len(self._sorted) or self._sorted[at] != asin:
             raise KeyError(asin)
         return self._products[int(self._order[at])]
-
-    def __contains__(self, asin: object) -> bool:
-        if not isinstance(asin, str):
-            return False
-        at = int(np.searchsorted(self._sorted, asin))
-        return at < len(self._sorted) and self._sorted[at] == asin
 
     def __iter__(self) -> Iterator[str]:
         return (str(a) for a in self._sorted)

@@ -128,12 +128,10 @@ class IndexBuilder:
 
     def build(self) -> SearchIndex:
         n_docs, n_terms = len(self._lengths), len(self._vocab)
-        terms = np.frombuffer(self._terms, dtype=np.int32) if self._terms else np.zeros(0, np.int32)
-        counts = (np.frombuffer(self._counts, dtype=np.int32) if self._counts else np.zeros(0, np.int32)).astype(
-            np.float64
-        )
-        lengths = np.frombuffer(self._lengths, dtype=np.int64) if self._lengths else np.zeros(0, np.int64)
-        distinct = np.frombuffer(self._distinct, dtype=np.int32) if self._distinct else np.zeros(0, np.int32)
+        terms = np.asarray(self._terms, dtype=np.int32)
+        counts = np.asarray(self._counts, dtype=np.float64)
+        lengths = np.asarray(self._lengths, dtype=np.int64)
+        distinct = np.asarray(self._distinct, dtype=np.int32)
         doc_of_pair = np.repeat(np.arange(n_docs, dtype=np.int32), distinct)
         doc_freq = np.bincount(terms, minlength=n_terms)
         # idf as Lucene's, ln(1 + (N - df + 0.5) / (df + 0.5)), in double, then kept in float32

@@ -41,6 +41,7 @@ from eef.jsonl import iter_json_array, iter_json_lines
 
 GOAL_SHUFFLE_SEED = 233  # WebShop's random.seed(233) before shuffling its goals
 GOAL_KINDS = ("synthetic", "human")
+HUMAN_FILE = "items_human_ins.json"
 DEFAULT_SPLITS = (("test", 500), ("dev", 1000))  # train = the rest
 
 
@@ -169,17 +170,17 @@ def source_files(data_dir: Path) -> dict[str, Path]:
             data_dir / "products.jsonl.gz", "missing (nor items_shuffle.json nor items_shuffle_1000.json found)"
         )
     files = {"products": products, "instructions": ins_path}
-    if (data_dir / "items_human_ins.json").is_file():
-        files["human"] = data_dir / "items_human_ins.json"
+    if (data_dir / HUMAN_FILE).is_file():
+        files["human"] = data_dir / HUMAN_FILE
     return files
 
 
-def read_instructions(sources: dict[str, Path]) -> tuple[dict, Path]:
-    """``items_ins_v2`` (asin -> attributes and synthetic instruction) and its path."""
+def read_instructions(sources: dict[str, Path]) -> dict:
+    """``items_ins_v2``: asin -> attributes and synthetic instruction."""
     instructions = _read_json(sources["instructions"])
     if not isinstance(instructions, dict):
         raise DataError(sources["instructions"], "expected a JSON object keyed by ASIN")
-    return instructions, sources["instructions"]
+    return instructions
 
 
 def load_product_rows(
@@ -256,8 +257,7 @@ def load_webshop(
         raise ValueError(f"unknown goal kind {goals!r}; known: {', '.join(GOAL_KINDS)}")
     data_dir = Path(data_dir)
     sources = source_files(data_dir)
-    instructions, ins_path = read_instructions(sources)
-    source = sources["products"]
+    instructions = read_instructions(sources)
     rows = list(load_product_rows(sources, instructions, num_products))
 
     rng = random.Random(seed)
@@ -267,12 +267,12 @@ def load_webshop(
         Product(**product_fields(r), price=price, title_nouns=noun_map[r["asin"]]) for r, price in zip(rows, prices)
     ]
     if goals == "synthetic":
-        goal_list = _synthetic_goals(products, instructions, ins_path, rng)
+        goal_list = _synthetic_goals(products, instructions, sources["instructions"], rng)
     else:
-        goal_list = _human_goals(products, rows, data_dir, rng)
+        goal_list = _human_goals(products, rows, sources, rng)
     splits = shuffle_and_split(goal_list, split_files)
     info = {
-        "source": str(source),
+        "source": str(sources["products"]),
         "goals": goals,
         "seed": seed,
         "products": len(products),
@@ -396,24 +396,25 @@ def _synthetic_goals(products: list[Product], instructions: dict, ins_path: Path
     return make_goals(((p.price, d) for p, d in drafted if d is not None), "synthetic", rng)
 
 
-def _human_goals(products: list[Product], rows: list[dict], data_dir: Path, rng: random.Random) -> list[Goal]:
-    human_path, by_asin = human_instructions(data_dir, rows)
+def _human_goals(products: list[Product], rows: list[dict], sources: dict[str, Path], rng: random.Random) -> list[Goal]:
+    human = human_instructions(sources, rows)
+    if human is None:
+        raise DataError(sources["products"].parent / HUMAN_FILE, "missing: human goals need items_human_ins.json")
+    human_path, by_asin = human
     drafted = ((p.price, human_drafts(p.asin, by_asin[p.asin], human_path)) for p in products if p.asin in by_asin)
     return make_goals(drafted, "human", rng)
 
 
-def human_instructions(data_dir: Path, rows: Iterable[dict]) -> tuple[Path, dict]:
-    """``items_human_ins.json`` (asin -> instructions), or the instructions the processed layout carries per product."""
-    human_path = data_dir / "items_human_ins.json"
-    if human_path.is_file():
-        by_asin = _read_json(human_path)
+def human_instructions(sources: dict[str, Path], rows: Iterable[dict]) -> tuple[Path, dict] | None:
+    """Where the human instructions are and asin -> instructions: ``items_human_ins.json``, else
+    the instructions the processed layout carries per product; None when there are none."""
+    if "human" in sources:
+        by_asin = _read_json(sources["human"])
         if not isinstance(by_asin, dict):
-            raise DataError(human_path, "expected a JSON object keyed by ASIN")
-        return human_path, by_asin
+            raise DataError(sources["human"], "expected a JSON object keyed by ASIN")
+        return sources["human"], by_asin
     by_asin = {r["asin"]: r["instructions"] for r in rows if r.get("instructions")}
-    if not by_asin:
-        raise DataError(human_path, "missing: human goals need items_human_ins.json")
-    return human_path, by_asin
+    return (sources["products"].parent / HUMAN_FILE, by_asin) if by_asin else None
 
 
 def _read_index_file(path: Path, n_goals: int) -> list[int]:
