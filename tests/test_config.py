@@ -50,7 +50,7 @@ def test_cross_checks_name_missing_files_and_unknown_methods(tmp_path):
     )
     with pytest.raises(ConfigError) as error:
         load_config(path)
-    assert "methods.run[1]: 'ppo' is not one of sft_pos, rft, rft_k, eef" in error.value.problems
+    assert "methods.run[1]: 'ppo' is not one of sft_pos, rft, rft_k, eef, eto" in error.value.problems
     assert "expert.sources[0].path: 'no.jsonl' is not a file" in error.value.problems
 
 
@@ -60,8 +60,11 @@ def test_overrides_are_typed_and_validated_too():
     assert config.env.options == {"goals": 200}
     with pytest.raises(ConfigError, match="rollout.num_envs: must be at least 1"):
         load_config(None, ["rollout.num_envs=0"])
-    with pytest.raises(ConfigError, match=r"train.decay_ratio: must be a number in \(0, 1\]"):
-        load_config(None, ["train.decay_ratio=0"])
+    with pytest.raises(ConfigError, match=r"train.decay_ratio: must be a number in \[0, 1\]"):
+        load_config(None, ["train.decay_ratio=1.5"])
+    with pytest.raises(ConfigError, match=r"methods.eto.beta: \[1\] must be a finite number above 0, got 0.0"):
+        load_config(None, ["methods.eto.beta=[0.1, 0]"])
+    assert load_config(None, ["methods.eto.beta=[0.2]"]).methods.eto.for_iteration(3) == (0.2, 5e-7)
     with pytest.raises(ConfigError, match=r"model.tiny.kv_heads: must divide heads \(4\), got 3"):
         load_config(None, ["model.tiny.kv_heads=3"])
     assert load_config(None, ["model.tiny.kv_heads=2"]).model.tiny.kv_heads == 2

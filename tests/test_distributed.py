@@ -16,7 +16,9 @@ from eef.pipeline import check_processes
 from test_pipeline import TINY
 
 STAGES = ("sft_pos", "rft/iter-1", "eef/iter-1")
-EEF_SERVE = f"{shlex.quote(sys.executable)} -m eef.cli serve {{checkpoint}} --port {{port}}"
+EEF_SERVE = (
+    f"{shlex.quote(sys.executable)} -m eef.cli serve {{checkpoint}} --served-model-name {{checkpoint}} --port {{port}}"
+)
 TOLERANCE = 1e-5  # relative, per step: DDP sums gradients in another order than accumulation does
 
 

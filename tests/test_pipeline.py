@@ -334,3 +334,41 @@ def test_exploration_returns_episodes_in_start_order_whatever_the_file_order(fin
     in_task_order = env.task_ids(config.expert.split)[: config.expert.limit]  # the starts' order (K = 1)
     assert [t.task_id for t in returned] == in_task_order
     assert sorted(t.id for t in returned) == sorted(t.id for t in saved)
+
+
+def test_eto_pairs_the_agents_failures_with_expert_successes_and_trains_dpo(tmp_path):
+    root = tmp_path / "eto"
+    lines = []
+    config = _config(root, "methods.run=[sft_pos, eto]", "methods.eto.learning_rate=[1e-3]")
+    summary = run(config, log=lines.append)
+    assert set(summary) == {"sft_pos", "eto"} and summary["eto"]["last"]["iteration"] == 1
+    stages = [json.loads(line)["stage"] for line in (root / "metrics.jsonl").read_text().splitlines()]
+    assert stages == ["expert", "train", "eval", "explore", "label", "train", "eval"]
+    label = json.loads((root / "eto" / "iter-1" / "label" / ".done").read_text())
+    assert label["pairs"] == label["agent_worse"] + label["agent_better"] > 0
+    assert label["pairs"] + label["ties"] + label["no_expert"] == 12  # every s0 episode is accounted for
+    train = json.loads((root / "eto" / "iter-1" / "train" / ".done").read_text())
+    assert train["pairs"] == label["pairs"] and train["beta"] == 0.1 and train["learning_rate"] == 1e-3
+    records = read_trajectories(root / "eto" / "iter-1" / "train.jsonl")
+    assert len(records) == 2 * label["pairs"] and [r.meta["preferred"] for r in records[:2]] == [True, False]
+    record = json.loads((root / "eto" / "iter-1" / "checkpoint" / "eef_train.json").read_text())
+    assert record["dpo_beta"] == 0.1 and record["reference_model"] == str(root / "sft_pos" / "checkpoint")
+    assert "Preference pairs (ETO)" in (root / "report" / "report.md").read_text()
+    assert run(config, resume=True, log=lines.append) == summary  # nothing is redone
+    assert len((root / "metrics.jsonl").read_text().splitlines()) == len(stages)
+
+
+def test_eto_without_pairs_keeps_the_model_and_says_so(tmp_path):
+    from eef.agent.card import AgentCard
+    from eef.pipeline import RunDir, preference_train_stage
+
+    start = tmp_path / "sft_pos" / "checkpoint"
+    start.mkdir(parents=True)
+    (start / "config.json").write_text("{}")
+    stage = tmp_path / "eto" / "iter-1"
+    stage.mkdir(parents=True)
+    config = _config(tmp_path)
+    preference_train_stage(config, RunDir(tmp_path, print), stage, "eto", 1, start, [], AgentCard("shop", (), {}))
+    assert (stage / "checkpoint" / "config.json").read_text() == "{}"
+    record = json.loads((stage / "train" / ".done").read_text())
+    assert record["pairs"] == 0 and record["unchanged"] == "no preference pairs"

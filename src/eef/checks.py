@@ -89,6 +89,17 @@ def one_of(*choices: Any) -> Rule:
     return rule
 
 
+def each(rule: Rule) -> Rule:
+    """``rule`` for every element of a non-empty sequence; the first element out of range is named."""
+
+    def check(value: Any) -> str | None:
+        if not len(value):
+            return "must not be empty"
+        return next((f"[{i}] {reason}" for i, v in enumerate(value) if (reason := rule(v))), None)
+
+    return check
+
+
 def not_empty(value: Any) -> str | None:
     """A rule: a string or collection with something in it."""
     return None if len(value) else "must not be empty"

@@ -56,15 +56,15 @@ class TrainingGroup:
         """Whether this process orchestrates the run."""
         return self.rank == 0
 
-    def train(self, **stage: Any) -> tuple[TrainResult, TokenizeStats]:
-        """Run a training stage on every process (called by the first process); ``stage`` holds
-        :func:`eef.stages.train_checkpoint`'s arguments."""
-        from eef.stages import train_checkpoint
+    def train(self, objective: str = "sft", **stage: Any) -> tuple[TrainResult, TokenizeStats]:
+        """Run a training stage on every process (called by the first process): ``objective``
+        names the stage function (:data:`eef.stages.TRAINING`), ``stage`` holds its arguments."""
+        from eef.stages import TRAINING
 
         release_accelerator_memory()  # what generation left cached
-        self._send({key: value for key, value in stage.items() if key != "log"})  # a callback stays here
+        self._send({"objective": objective, **{key: value for key, value in stage.items() if key != "log"}})
         try:
-            return train_checkpoint(**stage)
+            return TRAINING[objective](**stage)
         except BaseException:
             self._broken = True
             raise
@@ -73,10 +73,11 @@ class TrainingGroup:
 
     def follow(self) -> None:
         """Train each stage the first process sends until it says the run is over (the other processes)."""
-        from eef.stages import train_checkpoint
+        from eef.stages import TRAINING
 
         while (stage := self._receive()) is not None:
-            train_checkpoint(**{**stage, "log": None})
+            objective = stage.pop("objective")
+            TRAINING[objective](**{**stage, "log": None})  # a callback stays with the first process
             release_accelerator_memory()
 
     def close(self) -> None:

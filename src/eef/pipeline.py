@@ -14,6 +14,9 @@ Layout::
     runs/<name>/expert/trajectories.jsonl          every expert trajectory, failures included
     runs/<name>/sft_pos/{train.jsonl,checkpoint,eval}
     runs/<name>/<method>/iter-<k>/{rollouts.jsonl,repository.jsonl,train.jsonl,checkpoint,eval}
+
+A preference method (ETO) writes its pairs to ``train.jsonl`` (:mod:`eef.methods.preference`)
+and no ``repository.jsonl``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from eef.evaluate import best_iteration
 from eef.experts.registry import ExpertSettings, expert_trajectories
 from eef.methods import PositiveRepository, expert_demonstrations
 from eef.methods.accounting import solved_tasks
+from eef.methods.preference import Pair, pair_records, pairs_of_records
+from eef.methods.registry import Method, PreferenceMethod, s0_solutions
 from eef.methods.registry import method as method_named
 from eef.rollout import RolloutConfig, rollout_mismatch, trajectory_id
 from eef.solution_files import read_solutions, write_solutions
@@ -201,9 +206,16 @@ def _run_stages(config: RunConfig, env: TextEnv, rd: RunDir) -> dict[str, Any]:
         for iteration in range(1, config.methods.iterations + 1):
             stage = root / method / f"iter-{iteration}"
             rollouts = explore_stage(config, rd, env, prompt, stage, method, iteration, current, experts)
-            data, label = label_stage(config, rd, stage, method, iteration, rollouts, experts, cloned, repository)
-            start = base if config.methods.train_from == "base" else current
-            train_stage(config, rd, stage, method, iteration, start, data, card)
+            kind = method_named(method)
+            if isinstance(kind, PreferenceMethod):  # DPO from the model that explored, its own reference
+                pairs, label = pair_stage(config, rd, stage, kind, method, iteration, rollouts, experts, cloned)
+                preference_train_stage(config, rd, stage, method, iteration, current, pairs, card)
+            else:
+                data, label = label_stage(
+                    config, rd, stage, kind, method, iteration, rollouts, experts, cloned, repository
+                )
+                start = base if config.methods.train_from == "base" else current
+                train_stage(config, rd, stage, method, iteration, start, data, card)
             evals.append(evaluate_stage(config, rd, env, prompt, stage, method, iteration))
             solved.append(label["train_solved"])
             current = stage / "checkpoint"
@@ -387,6 +399,7 @@ def label_stage(
     config: RunConfig,
     rd: RunDir,
     stage: Path,
+    kind: Method,
     method: str,
     iteration: int,
     rollouts: list[Trajectory],
@@ -401,7 +414,7 @@ def label_stage(
         repository.solutions = {s.state_key: s for s in read_solutions(repository_path)}
         return read_trajectories(train_path), done
     began = time.perf_counter()
-    candidates, found = method_named(method).label(rollouts, experts, iteration, config.methods)
+    candidates, found = kind.label(rollouts, experts, iteration, config.methods)
     counts = {"beneficial": 0, "harmful": 0, "neutral": 0, "recovery_states": 0, "skipped_experts": 0, **found}
     repository.add(candidates)
     write_solutions(repository_path, repository.solutions.values())
@@ -419,6 +432,99 @@ def label_stage(
         "seconds": round(time.perf_counter() - began, 2),
     }
     return data, rd.finish(stage / "label", record)
+
+
+def pair_stage(
+    config: RunConfig,
+    rd: RunDir,
+    stage: Path,
+    kind: PreferenceMethod,
+    method: str,
+    iteration: int,
+    rollouts: list[Trajectory],
+    experts: list[Trajectory],
+    cloned: list[Trajectory],
+) -> tuple[list[Pair], dict[str, Any]]:
+    """Pair the iteration's episodes with the expert successes and write the pairs."""
+    train_path = stage / "train.jsonl"
+    done = rd.done(stage / "label")
+    if done:
+        return pairs_of_records(read_trajectories(train_path), str(train_path)), done
+    began = time.perf_counter()
+    pairs, counts = kind.pairs(rollouts, cloned, iteration, config.methods)
+    write_trajectories(train_path, pair_records(pairs))
+    record = {
+        "stage": "label",
+        "method": method,
+        "iteration": iteration,
+        **counts,
+        **solved_tasks(cloned, s0_solutions(rollouts, iteration), experts),
+        "seconds": round(time.perf_counter() - began, 2),
+    }
+    return pairs, rd.finish(stage / "label", record)
+
+
+def preference_train_stage(
+    config: RunConfig,
+    rd: RunDir,
+    stage: Path,
+    method: str,
+    iteration: int,
+    start: Path,
+    pairs: list[Pair],
+    card: AgentCard,
+) -> None:
+    """DPO of ``start`` (also the reference) on ``pairs`` into ``stage/checkpoint``, with
+    ``methods.eto``'s beta, learning rate, epochs and warm-up for this iteration. Without pairs the
+    model stays as it is: the checkpoint is a link to ``start``, and the record says so."""
+    if rd.done(stage / "train"):
+        return
+    began = time.perf_counter()
+    eto = config.methods.eto
+    beta, learning_rate = eto.for_iteration(iteration)
+    record: dict[str, Any] = {"stage": "train", "method": method, "iteration": iteration, "pairs": len(pairs)}
+    if not pairs:
+        link = stage / "checkpoint"
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(os.path.relpath(start, stage), target_is_directory=True)
+        rd.finish(stage / "train", {**record, "unchanged": "no preference pairs", "seconds": 0.0})
+        return
+    train_config = replace(
+        config.train,
+        epochs=eto.epochs,
+        learning_rate=learning_rate,
+        warmup_ratio=eto.warmup_ratio,
+        decay_ratio=0.0,  # ETO's constant rate after the warm-up
+        seed=config.seed + iteration,
+    )
+    result, stats = rd.trainer.train(
+        objective="dpo",
+        start=start,
+        pairs=pairs,
+        out=stage / "checkpoint",
+        config=train_config,
+        beta=beta,
+        device=config.model.device,
+        dtype=config.model.dtype,
+        card=card,
+        metadata={"base_model": str(start), "reference_model": str(start), "method": method, "iteration": iteration},
+    )
+    rd.finish(
+        stage / "train",
+        {
+            **record,
+            "examples": stats.examples,
+            "truncated": stats.truncated,
+            "dropped": stats.dropped,
+            "beta": beta,
+            "learning_rate": learning_rate,
+            "trained_tokens": result.trained_tokens,
+            "final_loss": round(result.losses[-1], 4),
+            "steps": result.steps,
+            "seconds": round(time.perf_counter() - began, 2),
+        },
+    )
 
 
 def train_stage(

@@ -166,15 +166,11 @@ def train_checkpoint(
         EefError: no turn of ``data`` is trainable.
     """
     from eef.errors import EefError
-    from eef.models.loading import load_model_and_tokenizer
     from eef.train import tokenize_trajectories, train
     from eef.train.trainer import evaluate_loss, pad_token_id
 
     say = log or (lambda line: None)
-    # loaded on the CPU: accelerate places the model on each process's device
-    model, tokenizer = load_model_and_tokenizer(
-        str(start), device="cpu", dtype=training_dtype(dtype, config.lora is not None, device)
-    )
+    model, tokenizer = _training_model(start, config, device, dtype)
     examples, stats = tokenize_trajectories(list(data), tokenizer, config.max_length)
     say(
         f"{stats.examples} examples ({stats.trained_tokens:,} of {stats.tokens:,} tokens train); "
@@ -182,17 +178,7 @@ def train_checkpoint(
     )
     if not examples:
         raise EefError(f"no turn of the {len(data)} trajectories to train on is trainable")
-    shared = card_of_trajectories(data)
-    if card is None:
-        inherited = read_agent_card(start)
-        card = shared
-        if inherited is not None and inherited.env == card.env:
-            card = replace(card, env_options=inherited.env_options)
-    elif shared.prompt != card.prompt:  # imported expert files keep the prompt they were recorded with
-        say(
-            "warning: most training conversations open with another prompt than the one this checkpoint "
-            "records (and eef eval uses); check the expert files' prompts"
-        )
+    card = _checkpoint_card(start, data, card, say)
     held = tokenize_trajectories(list(heldout), tokenizer, config.max_length)[0] if heldout else []
     if held:
         say(f"held-out loss before: {evaluate_loss(model, held, pad_token_id(tokenizer)):.4f}")
@@ -209,3 +195,85 @@ def train_checkpoint(
     if held:
         say(f"held-out loss after: {evaluate_loss(model, held, pad_token_id(tokenizer)):.4f}")
     return result, stats
+
+
+def train_preference_checkpoint(
+    start: str | Path,
+    pairs: Sequence[tuple[Trajectory, Trajectory]],
+    out: Path,
+    config: TrainConfig,
+    *,
+    beta: float,
+    device: str = "auto",
+    dtype: str = "auto",
+    card: AgentCard | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[TrainResult, TokenizeStats]:
+    """DPO of ``start`` on (chosen, rejected) ``pairs`` into the checkpoint ``out``, with ``start``
+    as the reference (:mod:`eef.train.preference`); ``config``'s batch sizes count pairs. Returns
+    what training did and what tokenization did (``examples``: the pairs kept).
+
+    Raises:
+        EefError: no pair has a trainable turn on both sides.
+    """
+    from eef.errors import EefError
+    from eef.train.preference import DirectPreference, tokenize_pairs
+    from eef.train.trainer import fit, pad_token_id
+
+    say = log or (lambda line: None)
+    model, tokenizer = _training_model(start, config, device, dtype)
+    tokenized, stats = tokenize_pairs(pairs, tokenizer, config.max_length)
+    say(
+        f"{stats.examples} pairs ({stats.trained_tokens:,} of {stats.tokens:,} tokens count); "
+        f"{stats.truncated} conversations cut at {config.max_length} tokens, {stats.dropped} pairs dropped "
+        "with nothing to compare"
+    )
+    if not tokenized:
+        raise EefError(f"none of the {len(pairs)} preference pairs has a trainable turn on both sides")
+    card = _checkpoint_card(start, [t for pair in pairs for t in pair], card, say)
+    result = fit(
+        model,
+        tokenizer,
+        DirectPreference(tokenized, beta, pad_token_id(tokenizer), config.micro_batch_rows),
+        out,
+        config,
+        progress=True,
+        metadata={**(metadata or {}), "agent": card.to_dict(), "tokenize": stats.__dict__, "dpo_beta": beta},
+        device=device,
+    )
+    return result, stats
+
+
+# the training stages a run hands to every process, by objective (:class:`eef.distributed.TrainingGroup`)
+TRAINING: dict[str, Callable[..., tuple[TrainResult, TokenizeStats]]] = {
+    "sft": train_checkpoint,
+    "dpo": train_preference_checkpoint,
+}
+
+
+def _training_model(start: str | Path, config: TrainConfig, device: str, dtype: str) -> tuple[Any, Any]:
+    from eef.models.loading import load_model_and_tokenizer
+
+    # loaded on the CPU: accelerate places the model on each process's device
+    return load_model_and_tokenizer(
+        str(start), device="cpu", dtype=training_dtype(dtype, config.lora is not None, device)
+    )
+
+
+def _checkpoint_card(
+    start: str | Path, data: Sequence[Trajectory], card: AgentCard | None, say: Callable[[str], None]
+) -> AgentCard:
+    """The card a checkpoint records: ``card``, or the one ``data`` shares with ``start``'s options."""
+    shared = card_of_trajectories(data)
+    if card is None:
+        inherited = read_agent_card(start)
+        if inherited is not None and inherited.env == shared.env:
+            return replace(shared, env_options=inherited.env_options)
+        return shared
+    if shared.prompt != card.prompt:  # imported expert files keep the prompt they were recorded with
+        say(
+            "warning: most training conversations open with another prompt than the one this checkpoint "
+            "records (and eef eval uses); check the expert files' prompts"
+        )
+    return card

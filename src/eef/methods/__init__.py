@@ -24,11 +24,14 @@ from eef.methods.solutions import (
     state_positions,
 )
 
-# the built-in methods in the report's order (``methods.run``'s default; it may also name registered ones)
-METHODS = ("sft_pos", "rft", "rft_k", "eef")
+# the built-in methods in the report's order (``methods.run`` may also name registered ones)
+METHODS = ("sft_pos", "rft", "rft_k", "eto", "eef")
+# what ``methods.run`` runs by default: the EEF paper's own comparison (ETO is a further baseline)
+DEFAULT_RUN = ("sft_pos", "rft", "rft_k", "eef")
 
 __all__ = [
     "BENEFICIAL",
+    "DEFAULT_RUN",
     "HARMFUL",
     "METHODS",
     "NEUTRAL",

@@ -17,13 +17,7 @@ def eef_candidates(
     """EEF's solutions from the simulations of the ``explored`` expert trajectories (before
     selection), and counts of segment labels, recovery states and experts skipped because a state
     could not be simulated."""
-    first_s0: dict[str, Trajectory] = {}
-    simulations: dict[tuple[str, int], Trajectory] = {}
-    for t in rollouts:
-        if t.provenance.parent_id:
-            simulations[(t.provenance.parent_id, t.provenance.start_step)] = t
-        else:
-            first_s0.setdefault(t.task_id, t)
+    first_s0, simulations = episodes_by_start(rollouts)
     analysed, skipped = analyse_all(explored, simulations, first_s0, m)
     counts = Counter(
         {"beneficial": 0, "harmful": 0, "neutral": 0, "recovery_states": 0, "skipped_experts": len(skipped)}
@@ -34,6 +28,21 @@ def eef_candidates(
         counts["recovery_states"] += len(analysis.recovery)
         candidates += eef_solutions(analysis, sims, iteration, neutral)
     return candidates, dict(counts)
+
+
+def episodes_by_start(
+    rollouts: Iterable[Trajectory],
+) -> tuple[dict[str, Trajectory], dict[tuple[str, int], Trajectory]]:
+    """What EEF's labels compare: the first episode from ``s0`` of each task, and the last episode
+    from each restored state, by (expert trajectory id, state)."""
+    first_s0: dict[str, Trajectory] = {}
+    simulations: dict[tuple[str, int], Trajectory] = {}
+    for t in rollouts:
+        if t.provenance.parent_id:
+            simulations[(t.provenance.parent_id, t.provenance.start_step)] = t
+        else:
+            first_s0.setdefault(t.task_id, t)
+    return first_s0, simulations
 
 
 def solved_tasks(

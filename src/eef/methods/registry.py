@@ -1,20 +1,22 @@
-"""The iterative methods by name (``methods.run``): what each iteration explores and which of its
-episodes become solutions. RFT, RFT xK and EEF are built in; :func:`register_method` adds one.
+"""The iterative methods by name (``methods.run``): what each iteration explores and what it trains
+on. RFT, RFT xK, EEF and ETO are built in; :func:`register_method` adds one.
 
 Every method starts from SFT-POS and shares the rest of an iteration with the others: the
-pipeline rolls out the current model from the method's starts, puts the method's solutions into
-the positive repository (one per important state, by ``methods.selection``), trains on the cloned
-expert successes plus the repository, and evaluates.
+pipeline rolls out the current model from the method's starts, then either (a :class:`Method`)
+puts the method's solutions into the positive repository (one per important state, by
+``methods.selection``) and trains masked SFT on the cloned expert successes plus the repository,
+or (a :class:`PreferenceMethod`) trains DPO on the method's pairs; then it evaluates.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from eef.data.check import restorable
 from eef.methods.accounting import eef_candidates
+from eef.methods.preference import Pair, expert_agent_pairs
 from eef.methods.solutions import Solution, self_solutions, state_positions
 from eef.rollout.plan import Start
 from eef.trajectory import Trajectory
@@ -41,6 +43,27 @@ class Method(Protocol):
         self, rollouts: Sequence[Trajectory], experts: Sequence[Trajectory], iteration: int, settings: MethodsSection
     ) -> tuple[list[Solution], dict[str, int]]:
         """Candidate solutions found in ``rollouts``, and counts for the record."""
+        ...
+
+
+@runtime_checkable
+class PreferenceMethod(Protocol):
+    """A method that trains on preference pairs (DPO) instead of solutions: ``pairs`` turns an
+    iteration's episodes into (chosen, rejected) pairs and counts for the label stage's record.
+    Its training starts from the model that explored, which is also DPO's reference."""
+
+    def starts(self, tasks: Sequence[str], experts: Sequence[Trajectory], settings: MethodsSection) -> list[Start]:
+        """The starts of one iteration."""
+        ...
+
+    def pairs(
+        self,
+        rollouts: Sequence[Trajectory],
+        demonstrations: Sequence[Trajectory],
+        iteration: int,
+        settings: MethodsSection,
+    ) -> tuple[list[Pair], dict[str, int]]:
+        """The preference pairs of ``rollouts`` against the cloned expert ``demonstrations``."""
         ...
 
 
@@ -90,6 +113,23 @@ class ExploringExpertFailures:
         return s0_solutions(rollouts, iteration) + found, counts
 
 
+class ExplorationTrajectoryOptimization:
+    """ETO (Song et al., 2024): roll out every training task once from ``s0`` and pair each episode
+    with the expert success of its task, the higher reward preferred (:mod:`eef.methods.preference`)."""
+
+    def starts(self, tasks: Sequence[str], experts: Sequence[Trajectory], settings: MethodsSection) -> list[Start]:
+        return RejectionSampling().starts(tasks, experts, settings)
+
+    def pairs(
+        self,
+        rollouts: Sequence[Trajectory],
+        demonstrations: Sequence[Trajectory],
+        iteration: int,
+        settings: MethodsSection,
+    ) -> tuple[list[Pair], dict[str, int]]:
+        return expert_agent_pairs(rollouts, demonstrations, settings.eto.extra_turns)
+
+
 def explored_experts(experts: Sequence[Trajectory], settings: MethodsSection) -> list[Trajectory]:
     """The expert trajectories EEF explores: failures (or all, ``methods.eef.explore``), and
     everything of explore-only teachers; never one that ``eef data check`` flagged (its states
@@ -101,14 +141,15 @@ def explored_experts(experts: Sequence[Trajectory], settings: MethodsSection) ->
     ]
 
 
-_METHODS: dict[str, Method] = {
+_METHODS: dict[str, Method | PreferenceMethod] = {
     "rft": RejectionSampling(),
     "rft_k": RejectionSampling(matched_budget=True),
     "eef": ExploringExpertFailures(),
+    "eto": ExplorationTrajectoryOptimization(),
 }
 
 
-def register_method(name: str, method: Method) -> None:
+def register_method(name: str, method: Method | PreferenceMethod) -> None:
     """Make ``name`` a method ``methods.run`` may list, run as ``method`` says."""
     if name == SFT_POS:
         raise ValueError(f"{SFT_POS} is every method's start and cannot be replaced")
@@ -129,7 +170,7 @@ def method_names() -> tuple[str, ...]:
     return (SFT_POS, *_METHODS)
 
 
-def method(name: str) -> Method:
+def method(name: str) -> Method | PreferenceMethod:
     """The method registered as ``name``.
 
     Raises:

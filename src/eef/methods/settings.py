@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eef.checks import at_least, check_fields, not_empty
-from eef.methods import METHODS, NEUTRAL_MODES, SELECTION_RULES
+from eef.checks import above, at_least, between, check_fields, each, not_empty
+from eef.methods import DEFAULT_RUN, NEUTRAL_MODES, SELECTION_RULES
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,36 @@ class EEFSection:
 
 
 @dataclass(frozen=True)
+class ETOSection:
+    """ETO's DPO iterations (its ``run_eto.sh``): ``beta`` and ``learning_rate`` per iteration (the
+    last value repeats), each iteration ``epochs`` passes over its pairs with a linear warm-up over
+    ``warmup_ratio`` of the steps and then a constant rate; a rejected episode is cut to at most
+    ``extra_turns`` turns more than the expert's. The rest of training (batch, length, LoRA)
+    is ``train``'s, with ``rows_per_step`` and ``micro_batch_rows`` counting pairs."""
+
+    beta: tuple[float, ...] = (0.1, 0.5)
+    learning_rate: tuple[float, ...] = (1e-6, 5e-7)
+    epochs: float = 3.0
+    warmup_ratio: float = 0.1
+    extra_turns: int = 5
+
+    def __post_init__(self) -> None:
+        check_fields(
+            self,
+            beta=each(above(0)),
+            learning_rate=each(above(0)),
+            epochs=above(0),
+            warmup_ratio=between(0, 1, open_high=True),
+            extra_turns=at_least(0),
+        )
+
+    def for_iteration(self, iteration: int) -> tuple[float, float]:
+        """(beta, learning rate) of ``iteration`` (from 1)."""
+        pick = min(iteration, len(self.beta)) - 1, min(iteration, len(self.learning_rate)) - 1
+        return self.beta[pick[0]], self.learning_rate[pick[1]]
+
+
+@dataclass(frozen=True)
 class MethodsSection:
     """Which methods run and how.
 
@@ -32,7 +62,7 @@ class MethodsSection:
     epochs suit ``train_from: previous``, where each iteration continues the last checkpoint.
     """
 
-    run: tuple[str, ...] = METHODS
+    run: tuple[str, ...] = DEFAULT_RUN
     iterations: int = 3
     rollouts_per_state: int = 1
     rft_k: int | None = None
@@ -40,6 +70,7 @@ class MethodsSection:
     train_from: str = "base"
     iteration_epochs: int | None = None
     eef: EEFSection = EEFSection()
+    eto: ETOSection = ETOSection()
 
     def __post_init__(self) -> None:
         check_fields(

@@ -160,6 +160,11 @@ class PackedRow:
     labels: list[int]
     position_ids: list[int]
 
+    @classmethod
+    def single(cls, example: Example) -> PackedRow:
+        """A row holding ``example`` alone."""
+        return cls(example.input_ids, example.labels, list(range(len(example.input_ids))))
+
 
 def pack_examples(examples: Sequence[Example], max_length: int, seed: int = 0) -> list[PackedRow]:
     """First-fit-decreasing packing into rows of at most ``max_length`` tokens, rows shuffled."""

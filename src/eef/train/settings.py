@@ -43,7 +43,8 @@ class TrainConfig:
         warmup_ratio: share of steps spent warming up.
         decay_ratio: share of the last steps over which the rate decays (cosine) to 0; 1.0 is
             the usual cosine schedule, smaller ones hold the peak longer (warm-up, stable,
-            decay), which a model trained from scratch needs to form its copying circuits.
+            decay), which a model trained from scratch needs to form its copying circuits; 0
+            keeps the peak to the end (a constant rate after the warm-up, as ETO's DPO).
         weight_decay: AdamW weight decay.
         rows_per_step: packed rows per optimizer step (across devices and accumulation).
         micro_batch_rows: rows per forward pass on one device (1 keeps the logits of a model with a
@@ -81,7 +82,7 @@ class TrainConfig:
             epochs=above(0),
             learning_rate=above(0),
             warmup_ratio=between(0, 1, open_high=True),
-            decay_ratio=between(0, 1, open_low=True),
+            decay_ratio=between(0, 1),
             weight_decay=at_least(0),
             rows_per_step=at_least(1),
             micro_batch_rows=at_least(1),

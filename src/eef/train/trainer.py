@@ -1,10 +1,12 @@
-"""The training loop: masked multi-turn SFT with accelerate, full fine-tuning or LoRA.
+"""The training loop: masked multi-turn SFT (or another :class:`Objective`, such as DPO) with
+accelerate, full fine-tuning or LoRA.
 
-One readable loop (nanoGPT's spirit) over packed rows. accelerate supplies the device, mixed
-precision and multi-GPU (DDP, FSDP or DeepSpeed from the config files in ``configs/accelerate``:
+One readable loop (nanoGPT's spirit) over an objective's items: packed rows for SFT, preference
+pairs for DPO (:mod:`eef.train.preference`). accelerate supplies the device, mixed precision and
+multi-GPU (DDP, FSDP or DeepSpeed from the config files in ``configs/accelerate``:
 ``accelerate launch --config_file configs/accelerate/fsdp.yaml -m eef train ...``). The loss is
-the sum of token losses over trainable tokens divided by their count in the optimizer step, so
-gradient accumulation and packing do not change what a token weighs.
+the sum of the items' losses divided by their weight in the optimizer step (SFT: trainable
+tokens; DPO: pairs), so gradient accumulation and packing do not change what a token weighs.
 
 The result is a model directory saved with ``save_pretrained`` (LoRA adapters merged unless
 asked otherwise), written to a temporary directory and renamed into place.
@@ -21,7 +23,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import torch
 from packaging.version import Version
@@ -68,7 +70,7 @@ def rows_for(examples: Sequence[Example], config: TrainConfig) -> list[PackedRow
     """Training rows: packed, or one example per row."""
     if config.packing:
         return pack_examples(examples, config.max_length, config.seed)
-    return [PackedRow(e.input_ids, e.labels, list(range(len(e.input_ids)))) for e in examples]
+    return [PackedRow.single(e) for e in examples]
 
 
 class LengthGroupedBatches(Sampler[list[int]]):
@@ -175,6 +177,70 @@ def pad_token_id(tokenizer: Any) -> int:
     return 0
 
 
+class Objective(Protocol):
+    """What :func:`fit` minimises: items (rows, pairs), their batches and each batch's summed loss.
+
+    A step's loss is the sum of its micro-batches' ``loss_sum`` divided by the step's total
+    ``weight`` over every process, so every unit of weight counts the same wherever it lies.
+    """
+
+    def items(self) -> list[Any]:
+        """What one epoch passes over, in a fixed order (shuffled by the loop)."""
+        ...
+
+    def lengths(self) -> list[int]:
+        """Each item's length in tokens, for batches of similar length."""
+        ...
+
+    def collate(self, items: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """A batch of items; ``num_tokens`` counts its non-padding tokens."""
+        ...
+
+    def weight(self, batch: dict[str, torch.Tensor]) -> int:
+        """What the batch's loss is averaged over."""
+        ...
+
+    def trained_tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        """The batch's tokens that carry loss."""
+        ...
+
+    def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The batch's summed loss (a scalar with a gradient)."""
+        ...
+
+    def prepare(self, model: Any, accelerator: Any) -> None:
+        """Work before the first step with the prepared model (e.g. reference log-probabilities)."""
+        ...
+
+
+class MaskedSFT:
+    """Cross-entropy over trainable tokens of (packed) rows, averaged over the step's trainable tokens."""
+
+    def __init__(self, examples: Sequence[Example], config: TrainConfig, pad_id: int):
+        self.rows, self.pad_id = rows_for(examples, config), pad_id
+
+    def items(self) -> list[Any]:
+        return list(self.rows)
+
+    def lengths(self) -> list[int]:
+        return [len(r.input_ids) for r in self.rows]
+
+    def collate(self, items: Sequence[Any]) -> dict[str, torch.Tensor]:
+        return collate(items, self.pad_id)
+
+    def weight(self, batch: dict[str, torch.Tensor]) -> int:
+        return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+
+    def trained_tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        return self.weight(batch)
+
+    def loss_sum(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return token_loss_sum(model, batch)[0]
+
+    def prepare(self, model: Any, accelerator: Any) -> None:
+        """Nothing to prepare."""
+
+
 @torch.no_grad()
 def evaluate_loss(model: Any, examples: Sequence[Example], pad_id: int, batch_rows: int = 8) -> float:
     """Mean loss per trainable token of ``examples`` (held-out turns)."""
@@ -182,7 +248,7 @@ def evaluate_loss(model: Any, examples: Sequence[Example], pad_id: int, batch_ro
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    rows = [PackedRow(e.input_ids, e.labels, list(range(len(e.input_ids)))) for e in examples]
+    rows = [PackedRow.single(e) for e in examples]
     for start in range(0, len(rows), batch_rows):
         batch = {k: v.to(device) for k, v in collate(rows[start : start + batch_rows], pad_id).items()}
         loss, n = token_loss_sum(model, batch)
@@ -202,7 +268,7 @@ def train(
     metadata: dict[str, Any] | None = None,
     device: str = "auto",
 ) -> TrainResult:
-    """Fine-tune ``model`` on ``examples`` and save it to ``out_dir``.
+    """Masked SFT of ``model`` on ``examples``, saved to ``out_dir``.
 
     Args:
         model: a causal LM (loaded with ``from_pretrained``).
@@ -217,11 +283,31 @@ def train(
     Returns:
         A :class:`TrainResult`.
     """
+    if not examples:
+        raise ValueError("no training examples (every conversation was dropped or none was given)")
+    objective = MaskedSFT(examples, config, pad_token_id(tokenizer))
+    return fit(model, tokenizer, objective, out_dir, config, progress=progress, metadata=metadata, device=device)
+
+
+def fit(
+    model: Any,
+    tokenizer: Any,
+    objective: Objective,
+    out_dir: str | Path,
+    config: TrainConfig = DEFAULT_CONFIG,
+    *,
+    progress: bool = False,
+    metadata: dict[str, Any] | None = None,
+    device: str = "auto",
+) -> TrainResult:
+    """Train ``model`` on ``objective`` and save it to ``out_dir`` (arguments as :func:`train`'s;
+    ``config.micro_batch_rows`` and ``rows_per_step`` count the objective's items)."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    if not examples:
-        raise ValueError("no training examples (every conversation was dropped or none was given)")
+    items = objective.items()
+    if not items:
+        raise ValueError("nothing to train on")
     precision = config.mixed_precision
     if precision == "auto":
         precision = "bf16" if pick_device(device).type == "cuda" else "no"
@@ -234,20 +320,18 @@ def train(
         model = add_lora(model, config.lora)
     model.train()
 
-    pad_id = pad_token_id(tokenizer)
-    rows = rows_for(examples, config)
-    dataset = cast(Dataset[PackedRow], rows)  # a list is a map-style dataset
-    loader: DataLoader[PackedRow]
+    dataset = cast(Dataset[Any], items)  # a list is a map-style dataset
+    loader: DataLoader[Any]
     if config.group_by_length:
-        sampler = LengthGroupedBatches([len(r.input_ids) for r in rows], config.micro_batch_rows, config.seed)
-        loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=lambda batch: collate(batch, pad_id))
+        sampler = LengthGroupedBatches(objective.lengths(), config.micro_batch_rows, config.seed)
+        loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=objective.collate)
     else:
         loader = DataLoader(
             dataset,
             batch_size=config.micro_batch_rows,
             shuffle=True,
             generator=torch.Generator().manual_seed(config.seed),
-            collate_fn=lambda batch: collate(batch, pad_id),
+            collate_fn=objective.collate,
         )
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay
@@ -258,13 +342,14 @@ def train(
         # DeepSpeed reads its micro-batch from a prepared loader, and this loop draws its own
         deepspeed.deepspeed_config["train_micro_batch_size_per_gpu"] = config.micro_batch_rows
     model, optimizer = accelerator.prepare(model, optimizer)
+    objective.prepare(model, accelerator)
     # every process draws the same global sequence of micro-batches and trains its share of each step,
     # so N processes take the steps one process takes (same rows per step, same number of steps)
     per_step = accumulation * accelerator.num_processes
     total_micro = max(1, math.ceil(len(loader) * config.epochs))  # the last step may be shorter
     total_steps = math.ceil(total_micro / per_step)
     warmup = int(config.warmup_ratio * total_steps)
-    decay = max(1, round(config.decay_ratio * (total_steps - warmup)))
+    decay = max(1, round(config.decay_ratio * (total_steps - warmup))) if config.decay_ratio else 0
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, warmup, total_steps, decay))
 
     result = TrainResult(checkpoint=Path(out_dir))
@@ -274,20 +359,21 @@ def train(
     for step in range(total_steps):
         step_batches = [next(stream) for _ in range(min(per_step, total_micro - step * per_step))]
         micro_batches = _share(step_batches, accelerator.process_index, accelerator.num_processes)
-        # every trainable token of the step weighs the same, whichever micro-batch and process holds
-        # it: divide by the step's count over all processes, times the processes that DDP averages over
-        local_count = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b, weight in micro_batches if weight)
-        local_tokens = sum(int(b["num_tokens"]) for b, weight in micro_batches if weight)
-        step_count, step_tokens = (
-            int(n)
-            for n in accelerator.reduce(torch.tensor([local_count, local_tokens], device=accelerator.device), "sum")
+        # every unit of weight (a trainable token, a pair) of the step counts the same, whichever micro-batch
+        # and process holds it: divide by the step's weight over all processes, times the processes that
+        # DDP averages over
+        mine = [b for b, weight in micro_batches if weight]
+        local = [sum(objective.weight(b) for b in mine), sum(objective.trained_tokens(b) for b in mine)]
+        local.append(sum(int(b["num_tokens"]) for b in mine))
+        step_count, step_trained, step_tokens = (
+            int(n) for n in accelerator.reduce(torch.tensor(local, device=accelerator.device), "sum")
         )
         scale = accelerator.num_processes / max(step_count, 1)
         step_loss = torch.zeros((), device=accelerator.device)
         for j, (cpu_batch, weight) in enumerate(micro_batches):
             batch = {key: value.to(accelerator.device) for key, value in cpu_batch.items()}
             with accelerator.no_sync(model) if j + 1 < len(micro_batches) else contextlib.nullcontext():
-                loss_sum, _ = token_loss_sum(model, batch)
+                loss_sum = objective.loss_sum(model, batch)
                 accelerator.backward(loss_sum * (scale * weight))
             step_loss += loss_sum.detach() * weight
         accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -295,7 +381,7 @@ def train(
         schedule.step()
         optimizer.zero_grad()
         result.steps += 1
-        result.trained_tokens += step_count
+        result.trained_tokens += step_trained
         result.tokens += step_tokens
         result.losses.append(float(accelerator.reduce(step_loss, "sum")) / max(step_count, 1))
         bar.update(1)
@@ -333,13 +419,17 @@ def _accumulation(config: TrainConfig, accelerator: Any) -> int:
 
 def _lr_factor(step: int, warmup: int, total: int, decay: int) -> float:
     """Linear warm-up to the peak, the peak until ``decay`` steps are left, then cosine decay to 0
-    at ``total``.
+    at ``total`` (no decay when ``decay`` is 0: a constant rate after the warm-up).
 
     >>> [round(_lr_factor(s, 2, 10, 4), 2) for s in range(11)]
     [0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.85, 0.5, 0.15, 0.0]
+    >>> [_lr_factor(s, 2, 10, 0) for s in (0, 5, 10)]
+    [0.5, 1.0, 1.0]
     """
     if step < warmup:
         return (step + 1) / warmup
+    if not decay:
+        return 1.0
     return 0.5 * (1 + math.cos(math.pi * min(max(step - (total - decay), 0) / decay, 1.0)))
 
 
