@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from eef.agent.backends import DEFAULT_SERVER_COMMAND
+from eef.agent.serve import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_N, ServeOptions, run_server
 from eef.cli_options import (
     ApiKeyEnv,
     Backend,
@@ -363,16 +364,45 @@ def serve_command(
     model: Annotated[str, typer.Argument(help="Checkpoint directory or hub id.")],
     host: str = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    served_model_name: Annotated[
+        Optional[str],
+        typer.Option(
+            help="The model name listed by /v1/models and the only one requests may name "
+            "(default: the checkpoint directory's name, or the hub id)."
+        ),
+    ] = None,
+    api_key: Annotated[
+        Optional[str],
+        typer.Option(
+            envvar="EEF_API_KEY",
+            show_default=False,
+            help="Ask every request but /health for 'Authorization: Bearer KEY' (default: $EEF_API_KEY, "
+            "else none). Prefer the variable: a key on the command line shows in the process list.",
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA where there is one), cpu, cuda or cuda:N.")] = "auto",
+    dtype: Annotated[
+        str,
+        typer.Option(help="Weights' dtype: auto (bfloat16 on CUDA, float32 on the CPU), float32, bfloat16, float16."),
+    ] = "auto",
     max_tokens_limit: Annotated[
         Optional[int],
         typer.Option(min=1, help="The largest max_tokens a request may ask for (default: the model's context)."),
     ] = None,
-    max_body_bytes: Annotated[int, typer.Option(min=1, help="The largest request body accepted.")] = 16 * 2**20,
+    max_n: Annotated[int, typer.Option(min=1, help="The most choices (n) a request may ask for.")] = DEFAULT_MAX_N,
+    max_body_bytes: Annotated[
+        int, typer.Option(min=1, help="The largest request body accepted.")
+    ] = DEFAULT_MAX_BODY_BYTES,
 ) -> None:
-    """Serve a checkpoint as an OpenAI-compatible chat completions endpoint."""
-    from eef.agent.serve import run_server
-
-    run_server(model, host, port, max_tokens_limit=max_tokens_limit, max_body_bytes=max_body_bytes)
+    """Serve a checkpoint as an OpenAI-compatible chat completions endpoint (streaming, n, text parts)."""
+    options = ServeOptions(
+        model_name=served_model_name,
+        api_key=api_key,
+        max_tokens_limit=max_tokens_limit,
+        max_n=max_n,
+        max_body_bytes=max_body_bytes,
+    )
+    run_server(model, host, port, device=device, dtype=dtype, options=options)
 
 
 def run_command(

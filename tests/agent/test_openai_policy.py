@@ -48,7 +48,7 @@ def reference(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def hf_server(tiny_model_dir):
-    with serve(HFPolicy.from_pretrained(tiny_model_dir)) as server:
+    with serve(HFPolicy.from_pretrained(tiny_model_dir), model_name="tiny") as server:
         yield server
 
 
@@ -109,15 +109,15 @@ def test_models_and_health(hf_server):
         ({}, "messages"),
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "user"}]}, "messages[0]"),
-        ({"messages": [{"role": "user", "content": "hi"}], "n": 2}, "n = 1"),
+        ({"messages": [{"role": "user", "content": "hi"}], "n": 0}, "'n' must be from 1"),
         ({"messages": [{"role": "user", "content": "hi"}], "stop": 5}, "stop"),
         ({"messages": [{"role": "user", "content": "hi"}], "temperature": -1}, "temperature"),
         ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": "8"}, "max_tokens"),
         ({"messages": [{"role": "user", "content": "hi"}], "seed": 1.5}, "seed"),
-        ({"messages": [{"role": "user", "content": "hi"}], "stream": True}, "stream"),
+        ({"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, "stream"),
         ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3_000_000}, "limit of 4096"),  # the context
         ({"messages": [{"role": "user", "content": "hi"}], "top_p": 0}, "top_p"),
-        ({"messages": [{"role": "user", "content": "hi"}], "n": True}, "n = 1"),
+        ({"messages": [{"role": "user", "content": "hi"}], "n": True}, "'n' must be an integer"),
         ([1, 2], "JSON object"),
     ],
 )
@@ -134,9 +134,9 @@ def test_server_rejects_invalid_json(hf_server):
 
 
 def test_client_raises_on_a_bad_request(hf_server):
-    policy = OpenAIPolicy(hf_server.url, "tiny", extra_body={"n": 2})
+    policy = OpenAIPolicy(hf_server.url, "tiny", extra_body={"logprobs": True})
     try:
-        with pytest.raises(EefError, match=r"HTTP 400: only n = 1 is supported"):
+        with pytest.raises(EefError, match=r"HTTP 400: 'logprobs' = true is not supported"):
             policy.generate(requests_for(CONVERSATIONS[:1]), GREEDY)
     finally:
         policy.close()

@@ -14,7 +14,9 @@ from eef.agent.policy import GenerationRequest, SamplingParams
 from eef.agent.served import ServedPolicy, server_argv
 from eef.errors import EefError
 
-EEF_SERVE = f"{shlex.quote(sys.executable)} -m eef.cli serve {{checkpoint}} --port {{port}}"
+EEF_SERVE = (
+    f"{shlex.quote(sys.executable)} -m eef.cli serve {{checkpoint}} --served-model-name {{checkpoint}} --port {{port}}"
+)
 
 
 def _python(code):
@@ -40,6 +42,14 @@ def test_a_server_that_exits_at_once_is_named_with_its_output():
 def test_a_server_that_never_lists_its_model_is_stopped_after_the_timeout():
     with pytest.raises(EefError, match=r"did not list ckpt within 1 s \(model.server_start_timeout_s"):
         ServedPolicy("ckpt", _python("import time; time.sleep(600)"), start_timeout_s=1)
+
+
+def test_a_server_that_serves_another_name_is_named_at_once(tiny_model_dir):
+    unnamed = f"{shlex.quote(sys.executable)} -m eef.cli serve {{checkpoint}} --port {{port}}"  # the directory's name
+    began = time.monotonic()
+    with pytest.raises(EefError, match=rf"serves {tiny_model_dir.name}, not {tiny_model_dir}; .*--served-model-name"):
+        ServedPolicy(str(tiny_model_dir), unnamed, start_timeout_s=120)
+    assert time.monotonic() - began < 60  # not the whole start timeout
 
 
 def test_a_bad_command_template_is_named_by_its_key():

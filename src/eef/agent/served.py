@@ -142,10 +142,17 @@ class ServedPolicy(Policy):
                 )
             try:
                 listed = httpx.get(f"{self.url}/models", timeout=5).json().get("data", [])
-                if any(isinstance(m, dict) and m.get("id") == self.name for m in listed):
-                    return
+                names = [m.get("id") for m in listed if isinstance(m, dict)]
             except (httpx.HTTPError, ValueError, AttributeError):
-                pass  # not listening yet
+                names = []  # not listening yet
+            if self.name in names:
+                return
+            if names:  # serving, under another name: waiting would not change it
+                raise EefError(
+                    f"the model server serves {', '.join(map(str, names))}, not {self.name}; its command must "
+                    f"serve the checkpoint under that name (eef serve and vllm serve: --served-model-name "
+                    f"{{checkpoint}} in model.server_command: {shlex.join(self.argv)})"
+                )
             time.sleep(0.5)
         raise EefError(
             f"the model server did not list {self.name} within {timeout_s:g} s "
