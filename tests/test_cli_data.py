@@ -12,7 +12,7 @@ from eef.cli import app
 from eef.trajectory_files import read_trajectories
 
 sys.path.insert(0, str(Path(__file__).parent / "data"))
-from expert_files import eto_record, scripted_runs, write_array
+from expert_files import eef_expert_record, eef_expert_sciworld_record, eto_record, scripted_runs, write_array
 from shopper import Shopper
 
 runner = CliRunner()
@@ -128,4 +128,75 @@ def test_program_experts_and_fetch_list(tmp_path):
         plays.append([t.actions for t in read_trajectories(path)])
     assert plays[0] == plays[1] != plays[2]
     listing = _ok(["data", "fetch", "--list"]).splitlines()
-    assert [line.split()[0] for line in listing] == ["eef-expert", "eto", "agenttraj-l", "webshop-1k", "webshop-full"]
+    assert [line.split()[0] for line in listing] == [
+        "eef-expert",
+        "eto",
+        "agenttraj-l",
+        "eto-splits",
+        "webshop-1k",
+        "webshop-full",
+    ]
+
+
+def test_eto_task_lists_become_split_files(tmp_path):
+    fetched = tmp_path / "eto-splits"
+    for name, text in {
+        "train_indices.json": "[0, 3, 4116, 4116, 4117]",
+        "test_indices.json": "[2853, 5934, 3]",
+        "test_indices_500.json": "[11786, 5433]",
+    }.items():
+        (fetched / "webshop").mkdir(parents=True, exist_ok=True)
+        (fetched / "webshop" / name).write_text(text)
+    out = tmp_path / "splits"
+    command = ["data", "splits", str(fetched), "--env", "webshop", "--out", str(out), "--json"]
+    output = _ok(command)
+    assert "  train        4 tasks (5 listed; listed twice or more: webshop_4116)" in output
+    assert "test & train: 1 tasks in both" in output
+    assert f"use: -o goals=human -o 'split_files={{train: {out / 'train.json'}, test: " in output
+    figures = _json(output)
+    assert figures["splits"]["train"] == {
+        "tasks": 4,
+        "listed": 5,
+        "repeated": ["webshop_4116"],
+        "file": str(out / "train.json"),
+    }
+    assert figures["shared"] == {"test & train": 1}
+    assert json.loads((out / "train.json").read_text()) == [0, 3, 4116, 4117]
+    assert json.loads((out / "test500.json").read_text()) == [11786, 5433]
+    assert "already exist" in str(runner.invoke(app, command).exception)
+    _ok(command + ["--force"])
+    missing = runner.invoke(app, ["data", "splits", str(fetched), "--env", "scienceworld", "--out", str(out)])
+    assert "sciworld/train_indices.json: missing (eef data fetch eto-splits" in str(missing.exception)
+
+
+def test_a_fetched_directory_imports_file_by_file(tmp_path, webshop_1k_dir):
+    option = ["-o", f"data_dir={webshop_1k_dir}"]
+    played = tmp_path / "oracle.jsonl"
+    _ok(["expert", "webshop", "--policy", "oracle", "--out", str(played), "--limit", "4", *option])
+    records = [eef_expert_record(run) for run in read_trajectories(played)]
+    records[3]["info"]["reward"] = 0.5  # a failure, as the set keeps them
+    fetched = tmp_path / "eef-expert"
+    write_array(fetched / "webshop_gpt4_0613.json", records)
+    write_array(fetched / "test trajs" / "NAT3I99p-ep6-6fm-ep6_sciworld_0_-200.json", [eef_expert_sciworld_record(0)])
+    (fetched / "MANIFEST.json").write_text("{}")
+    out = tmp_path / "experts.jsonl"
+    command = ["data", "import", str(fetched), "--format", "eef-expert", "--env", "webshop", "--out", str(out)]
+    output = _ok([*command, *option, "--json"])
+    assert (
+        "  test trajs/NAT3I99p-ep6-6fm-ep6_sciworld_0_-200.json: skipped: its 1 records are for scienceworld" in output
+    )
+    assert "  webshop_gpt4_0613.json: 4 imported (3 successes), 0 unresolved" in output
+    figures = _json(output)
+    assert (figures["imported"], figures["successes"], figures["unresolved"]) == (4, 3, 0)
+    assert [(f["path"], f["imported"], f["elsewhere"]) for f in figures["files"]] == [
+        ("test trajs/NAT3I99p-ep6-6fm-ep6_sciworld_0_-200.json", 0, ["scienceworld"]),
+        ("webshop_gpt4_0613.json", 4, []),
+    ]
+    imported = read_trajectories(out)
+    assert [t.meta["import"]["info"]["llm_name"] for t in imported] == ["gpt-4-0613"] * 4
+
+    records[2]["conversations"][1]["role"] = "robot"
+    write_array(fetched / "webshop_gpt4_0613.json", records)
+    refused = runner.invoke(app, [*command, *option, "--force"])
+    assert "webshop_gpt4_0613.json:" in str(refused.exception)
+    assert "field 'conversations[1].role'" in str(refused.exception)

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -37,14 +38,19 @@ from eef.cli_options import (
 from eef.errors import EefError
 
 if TYPE_CHECKING:
-    pass
+    from eef.data.importers import FileCounts
 
 # Program experts: the environment's oracle, the built-in shop's scripted expert, ScienceWorld's gold
 # sequences intact or broken after a key action (eef.experts.scienceworld_gold).
 
 
 def import_command(
-    path: Annotated[Path, typer.Argument(help="The expert file (a JSON array or JSON lines).")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="The expert file (a JSON array or JSON lines), or a directory: every such file under it (a fetched set)."
+        ),
+    ],
     format: Annotated[str, typer.Option("--format", help="eto, agentgym, eef-expert or openai.")],
     env_name: Annotated[str, typer.Option("--env", help="The environment to resolve tasks in.")],
     out: Annotated[
@@ -59,15 +65,19 @@ def import_command(
 ) -> None:
     """Import expert trajectories, resolving each record's task in ENV."""
     from eef.atomic import write_jsonl_atomic
-    from eef.data.importers import import_file
+    from eef.data.importers import import_directory, import_file
     from eef.trajectory_files import write_trajectories
 
     unresolved_path = out.with_suffix(".unresolved.jsonl")
     refuse_overwrite(out, unresolved_path, force=force)
     env, _ = env_and_options(env_name, option)
-    result = import_file(path, format, env)
+    directory = path.is_dir()
+    result = import_directory(path, format, env) if directory else import_file(path, format, env)
     write_trajectories(out, result.trajectories)
     write_jsonl_atomic(unresolved_path, (u.as_dict() for u in result.unresolved))
+    if directory:
+        for counts in result.files:
+            typer.echo(f"  {counts.path.relative_to(path)}: {_file_line(counts)}")
     successes = sum(t.success for t in result.trajectories)
     typer.echo(
         f"imported {len(result.trajectories)} trajectories ({successes} successes) -> {out}; "
@@ -76,11 +86,28 @@ def import_command(
     for entry in result.unresolved[:5]:
         typer.echo(f"  {entry.path}:{entry.line}: {entry.id}: {entry.reason}", err=True)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {"imported": len(result.trajectories), "successes": successes, "unresolved": len(result.unresolved)}
-            )
-        )
+        figures: dict[str, Any] = {
+            "imported": len(result.trajectories),
+            "successes": successes,
+            "unresolved": len(result.unresolved),
+        }
+        if directory:
+            figures["files"] = [_file_figures(counts, path) for counts in result.files]
+        typer.echo(json.dumps(figures))
+
+
+def _file_line(counts: FileCounts) -> str:
+    """One file's outcome, for the per-file listing of a directory import."""
+    if counts.elsewhere:
+        return f"skipped: its {counts.records} records are for {', '.join(counts.elsewhere)}"
+    if not counts.records:
+        return "skipped: no records"
+    return f"{counts.imported} imported ({counts.successes} successes), {counts.unresolved} unresolved"
+
+
+def _file_figures(counts: FileCounts, directory: Path) -> dict[str, Any]:
+    figures = dataclasses.asdict(counts)
+    return {**figures, "path": counts.path.relative_to(directory).as_posix(), "elsewhere": list(counts.elsewhere)}
 
 
 def check_command(
@@ -124,7 +151,7 @@ def fetch_command(
     force: Annotated[bool, typer.Option(help="Download again even when an intact copy is there.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the sets that can be fetched.")] = False,
 ) -> None:
-    """Download a public expert set or the WebShop product files (needs internet)."""
+    """Download a public expert set, ETO's task lists or the WebShop product files (needs internet)."""
     from eef.data.fetch import SOURCES, fetch
 
     if list_ or name is None:
@@ -133,6 +160,45 @@ def fetch_command(
         return
     target = fetch(name, data_dir, force=force)
     typer.echo(f"{name} -> {target} (sha256 of every file in {target / 'MANIFEST.json'})")
+
+
+def splits_command(
+    directory: Annotated[Path, typer.Argument(help="A fetched eto-splits directory.")],
+    env_name: Annotated[str, typer.Option("--env", help="webshop or scienceworld.")],
+    out: Annotated[Path, typer.Option(help="The directory to write OUT/{split}.json to.")],
+    force: Force = False,
+    as_json: AsJson = False,
+) -> None:
+    """Turn ETO's task lists into the split files ENV's split_files option reads (repeats dropped)."""
+    from eef.data.fetch import eto_split_files
+    from eef.data.reader import read_split_lists, shared_tasks, write_split_files
+
+    lists = read_split_lists(eto_split_files(directory, env_name), env_name)
+    refuse_overwrite(*(out / f"{s.split}.json" for s in lists), force=force)
+    written = write_split_files(lists, out)
+    shared = shared_tasks(lists)
+    typer.echo(f"{env_name}: ETO's task lists in {directory} -> {out}")
+    for split_list in lists:
+        repeated = f"; listed twice or more: {', '.join(split_list.repeated)}" if split_list.repeated else ""
+        typer.echo(
+            f"  {split_list.split:8s} {len(split_list.task_ids):5d} tasks ({split_list.listed} listed{repeated})"
+        )
+    for pair, count in shared.items():
+        typer.echo(f"  {pair}: {count} tasks in both")
+    mapping = ", ".join(f"{split}: {path}" for split, path in written.items())
+    goals = "-o goals=human " if env_name == "webshop" else ""  # ETO's indices number WebShop's human goals
+    typer.echo(f"use: {goals}-o 'split_files={{{mapping}}}'")
+    if as_json:
+        figures = {
+            s.split: {
+                "tasks": len(s.task_ids),
+                "listed": s.listed,
+                "repeated": s.repeated,
+                "file": str(written[s.split]),
+            }
+            for s in lists
+        }
+        typer.echo(json.dumps({"splits": figures, "shared": shared}))
 
 
 def expert_command(
@@ -228,5 +294,6 @@ def register(app: typer.Typer) -> None:
     data_app.command("import")(import_command)
     data_app.command("check")(check_command)
     data_app.command("fetch")(fetch_command)
+    data_app.command("splits")(splits_command)
     app.add_typer(data_app, name="data")
     app.command("expert")(expert_command)

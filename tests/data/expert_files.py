@@ -68,6 +68,7 @@ def eef_expert_record(run, record_id=None, model="gpt-4-0613"):
 
 
 def write_array(path, records):
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(records, indent=2))
     return path
 
@@ -75,3 +76,40 @@ def write_array(path, records):
 def write_lines(path, records):
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
+
+
+def eef_expert_sciworld_record(record_id, task="task-1-boil", variation=3, score=100, model="NAT3I99p-ep6-6fm-ep6"):
+    """A ScienceWorld record of the EEF set: score 0-100, the task's name and variation in ``info``."""
+    return {
+        "id": record_id,
+        "conversations": [
+            {"role": "user", "content": "You are an agent for science world. Your task is to boil water."},
+            {"role": "assistant", "content": "Thought: the stove is in the kitchen.\nAction: teleport to kitchen"},
+            {"role": "user", "content": "Observation: You teleport to the kitchen."},
+            {"role": "assistant", "content": "Thought: now the water.\nAction: focus on water"},
+        ],
+        "info": {
+            "reward": score,
+            "task_name": task,
+            "var_num": variation,
+            "llm_name": model,
+            "agent_arch": "think_act",
+        },
+    }
+
+
+def write_eef_set(root, runs):
+    """A directory shaped like the fetched EEF set: WebShop dumps of two models at the root (one model
+    in two files, whose record ids repeat), ScienceWorld runs under ``test trajs/`` (a name with a
+    space), and files that are not expert data (the manifest, the hub's cache, the card)."""
+    write_array(root / "webshop_gpt4_0613.json", [eef_expert_record(r) for r in runs[:4]])
+    write_array(root / "webshop_gpt4_0613_t07.json", [eef_expert_record(r) for r in runs[:2]])
+    gpt35 = [eef_expert_record(r, model="gpt-3.5-turbo") for r in runs[4:6]]
+    write_array(root / "webshop_gpt35_turbo.json", gpt35)
+    sciworld = [eef_expert_sciworld_record(0, variation=3), eef_expert_sciworld_record(1, variation=4, score=35)]
+    write_array(root / "test trajs" / "NAT3I99p-ep6-6fm-ep6_sciworld_0_-200.json", sciworld)
+    (root / "MANIFEST.json").write_text('{"files": {}}')
+    (root / ".cache" / "huggingface").mkdir(parents=True)
+    (root / ".cache" / "huggingface" / "webshop_gpt4_0613.json.metadata.json").write_text("{}")
+    (root / "README.md").write_text("# webshop_expert_trajectories\n")
+    return root

@@ -6,15 +6,17 @@ from expert_files import (
     ETO_INSTRUCTION,
     agentgym_record,
     eef_expert_record,
+    eef_expert_sciworld_record,
     eto_record,
     session_of,
     write_array,
+    write_eef_set,
     write_lines,
 )
 
 from eef.agent import PromptConfig, build_prompt
 from eef.agent.parse import parse_turn
-from eef.data.importers import import_file
+from eef.data.importers import expert_files, import_directory, import_file
 from eef.errors import DataError, UnknownNameError
 from eef.trajectory_formats import to_openai, to_sharegpt
 
@@ -366,3 +368,89 @@ def test_a_byte_order_mark_is_read_past(tmp_path, shop_env, expert_runs):
     for name, text in (("bom.json", "[" + record + "]"), ("bom.jsonl", record + "\n")):
         (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + text.encode())
         assert len(import_file(tmp_path / name, "eto", shop_env).trajectories) == 1
+
+
+def _relative(files, root):
+    return [(f.path.relative_to(root).as_posix(), f.records, f.imported, f.unresolved, f.elsewhere) for f in files]
+
+
+def test_a_fetched_eef_set_imports_file_by_file_into_webshop(tmp_path, shop_env, expert_runs):
+    root = write_eef_set(tmp_path / "eef-expert", expert_runs)
+    assert [p.relative_to(root).as_posix() for p in expert_files(root)] == [
+        "test trajs/NAT3I99p-ep6-6fm-ep6_sciworld_0_-200.json",
+        "webshop_gpt35_turbo.json",
+        "webshop_gpt4_0613.json",
+        "webshop_gpt4_0613_t07.json",
+    ]
+    result = import_directory(root, "eef-expert", _Renamed(shop_env, "webshop"))
+    assert _relative(result.files, root) == [
+        ("test trajs/NAT3I99p-ep6-6fm-ep6_sciworld_0_-200.json", 2, 0, 2, ("scienceworld",)),
+        ("webshop_gpt35_turbo.json", 2, 2, 0, ()),
+        ("webshop_gpt4_0613.json", 4, 4, 0, ()),
+        ("webshop_gpt4_0613_t07.json", 2, 2, 0, ()),
+    ]
+    assert result.unresolved == []  # the ScienceWorld file is skipped whole, not listed record by record
+    assert [f.successes for f in result.files[1:]] == [
+        sum(r.success for r in runs) for runs in (expert_runs[4:6], expert_runs[:4], expert_runs[:2])
+    ]
+    ids = [t.id for t in result.trajectories]
+    assert len(set(ids)) == len(ids) == 8
+    first = f"gpt-4-0613/{session_of(expert_runs[0].task_id)}"
+    assert first in ids and f"{first}#2" in ids  # the same model's second file repeats its record ids
+    (again,) = [t for t in result.trajectories if t.id == f"{first}#2"]
+    assert again.meta["import"]["file"] == str(root / "webshop_gpt4_0613_t07.json")
+    assert again.meta["import"]["info"]["llm_name"] == "gpt-4-0613" == again.provenance.model
+    assert again.meta["import"]["info"]["agent_arch"] == "react"
+
+
+def test_a_fetched_eef_set_imports_its_scienceworld_runs_into_scienceworld(tmp_path, expert_runs):
+    root = write_eef_set(tmp_path / "eef-expert", expert_runs)
+    result = import_directory(root, "eef-expert", _SciWorld())
+    assert [f.elsewhere for f in result.files] == [(), ("webshop",), ("webshop",), ("webshop",)]
+    solved, partial = result.trajectories
+    assert (solved.task_id, solved.reward, solved.success) == ("boil/3", 1.0, True)
+    assert (partial.task_id, partial.reward, partial.success) == ("boil/4", 0.35, False)
+    assert partial.meta["import"]["info"]["reward"] == 35  # the set's own 0-100 score is kept
+    assert partial.meta["import"]["file"] == str(root / "test trajs" / "NAT3I99p-ep6-6fm-ep6_sciworld_0_-200.json")
+    assert (
+        partial.provenance.model == "NAT3I99p-ep6-6fm-ep6"
+        and partial.meta["import"]["info"]["agent_arch"] == "think_act"
+    )
+
+
+def test_a_row_of_a_scienceworld_file_never_resolves_as_a_webshop_session(tmp_path, shop_env, expert_runs):
+    bare = eef_expert_sciworld_record(session_of(expert_runs[0].task_id))
+    del bare["info"]["task_name"], bare["info"]["var_num"]
+    root = tmp_path / "set"
+    write_array(root / "test trajs" / "gpt-4_sciworld_1_-200.json", [bare])
+    write_array(root / "webshop_gpt4_0613.json", [eef_expert_record(expert_runs[0])])
+    into_webshop = import_directory(root, "eef-expert", _Renamed(shop_env, "webshop"))
+    assert into_webshop.files[0].elsewhere == ("scienceworld",) and len(into_webshop.trajectories) == 1
+    with pytest.raises(DataError, match="the ScienceWorld row has no info.task_name and info.var_num"):
+        import_file(root / "test trajs" / "gpt-4_sciworld_1_-200.json", "eef-expert", _SciWorld())
+
+
+def test_a_directory_with_nothing_to_import_or_a_bad_file_is_an_error(tmp_path, shop_env, expert_runs):
+    with pytest.raises(DataError, match=r"no expert files \(\.json, \.jsonl, \.jsonl\.gz\) in this directory"):
+        import_directory(tmp_path, "eef-expert", shop_env)
+    root = write_eef_set(tmp_path / "set", expert_runs)
+    with pytest.raises(
+        DataError,
+        match=r"set: nothing to import for shop in 4 files \(10 records; records for scienceworld, webshop skipped\)",
+    ):
+        import_directory(root, "eef-expert", shop_env)
+    broken = [eef_expert_sciworld_record(0), eef_expert_sciworld_record(1)]
+    broken[1]["info"]["var_num"] = "four"
+    path = write_array(root / "test trajs" / "NAT3I99p-ep6-6fm-ep6_sciworld_0_-200.json", broken)
+    with pytest.raises(DataError) as info:
+        import_directory(root, "eef-expert", _SciWorld())
+    assert (info.value.path, info.value.field) == (str(path), "info.var_num") and info.value.line > 2
+    with pytest.raises(UnknownNameError, match="unknown format 'alpaca'"):
+        import_directory(root, "alpaca", _SciWorld())
+
+
+def test_an_empty_file_in_a_directory_is_skipped(tmp_path, shop_env, expert_runs):
+    write_array(tmp_path / "a.json", [eto_record(expert_runs[0])])
+    (tmp_path / "b.jsonl").write_text("")
+    result = import_directory(tmp_path, "eto", shop_env)
+    assert [(f.records, f.imported) for f in result.files] == [(1, 1), (0, 0)]

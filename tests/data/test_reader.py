@@ -79,3 +79,84 @@ def test_a_corrupt_gzip_file_is_named(tmp_path):
     path.write_bytes(gzip.compress(b'{"id": 1}\n' * 1000)[:-40] + b"garbage" * 5)
     with pytest.raises(DataError, match=r"a\.jsonl\.gz: cannot read"):
         list(iter_records(path))
+
+
+def _write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_webshop_goal_lists_become_eef_task_ids_and_split_files_the_env_reads(tmp_path):
+    from eef.data.reader import read_split_lists, shared_tasks, write_split_files
+    from eef.envs.shop.webshop_data import shuffle_and_split
+
+    # Shaped like ETO's: train sorted with one index listed twice, test unsorted and sharing one with train.
+    files = {
+        "train": _write(tmp_path / "webshop/train_indices.json", "[0, 3, 4116, 4116, 4117]"),
+        "test": _write(tmp_path / "webshop/test_indices.json", "[2853, 5934, 3]"),
+    }
+    train, test = read_split_lists(files, "webshop")
+    assert (train.split, train.entries, train.listed, train.repeated) == (
+        "train",
+        [0, 3, 4116, 4117],
+        5,
+        ["webshop_4116"],
+    )
+    assert test.task_ids == ["webshop_2853", "webshop_5934", "webshop_3"] and test.repeated == []
+    assert shared_tasks([train, test]) == {"test & train": 1}
+
+    written = write_split_files([train, test], tmp_path / "out")
+    assert written == {"train": tmp_path / "out/train.json", "test": tmp_path / "out/test.json"}
+    splits = shuffle_and_split(list(range(6000)), {name: str(path) for name, path in written.items()})
+    assert splits == {"train": [0, 3, 4116, 4117], "test": [2853, 5934, 3]}
+
+
+@pytest.mark.parametrize(
+    "text, line, field, reason",
+    [
+        ("[1, 2,\n -3]", 2, "[2]", "expected a goal index (an integer >= 0), got -3"),
+        ("[1, true]", 1, "[1]", "got True"),
+        ('[1,\n\n "7"]', 3, "[1]", "got '7'"),
+        ("[1.5]", 1, "[0]", "got 1.5"),
+    ],
+)
+def test_a_bad_goal_index_names_file_line_and_position(tmp_path, text, line, field, reason):
+    from eef.data.reader import read_split_lists
+
+    path = _write(tmp_path / "test_indices.json", text)
+    with pytest.raises(DataError) as info:
+        read_split_lists({"test": path}, "webshop")
+    assert (info.value.path, info.value.line, info.value.field) == (str(path), line, field)
+    assert reason in info.value.reason
+
+
+def test_a_task_list_must_be_an_array_and_present(tmp_path):
+    from eef.data.reader import read_split_lists
+    from eef.errors import UnknownNameError
+
+    with pytest.raises(DataError, match=r"test_indices\.json: expected a JSON array"):
+        read_split_lists({"test": _write(tmp_path / "test_indices.json", '{"test": [1]}')}, "webshop")
+    with pytest.raises(DataError, match=r"absent\.json: no such file"):
+        read_split_lists({"test": tmp_path / "absent.json"}, "webshop")
+    with pytest.raises(UnknownNameError, match="unknown environment with task lists 'alfworld'"):
+        read_split_lists({}, "alfworld")
+
+
+def test_scienceworld_pairs_in_eto_names_become_the_package_names(tmp_path):
+    from eef.data.reader import read_split_lists, write_split_files
+    from eef.envs.scienceworld.tasks import read_index_file
+
+    text = '[["task-1-boil", 3], ["task-9-mendellian-genetics-(known-plant)", 0], ["task-1-boil", 3]]'
+    (dev,) = read_split_lists({"dev": _write(tmp_path / "sciworld/dev_indices.json", text)}, "scienceworld")
+    assert dev.task_ids == ["boil/3", "mendelian-genetics-known-plant/0"] and dev.repeated == ["boil/3"]
+    assert dev.entries == [["boil", 3], ["mendelian-genetics-known-plant", 0]]
+    written = write_split_files([dev], tmp_path / "out")
+    assert read_index_file(written["dev"]) == dev.task_ids
+
+    bad = _write(tmp_path / "bad.json", '[["task-1-boil", 3],\n ["task-99-juggle", 1]]')
+    with pytest.raises(DataError) as info:
+        read_split_lists({"dev": bad}, "scienceworld")
+    assert (info.value.line, info.value.field) == (2, "[1]") and "task-99-juggle" in info.value.reason
+    with pytest.raises(DataError, match=r"field '\[0\]': expected \[task name, variation\]"):
+        read_split_lists({"dev": _write(tmp_path / "flat.json", '["task-1-boil"]')}, "scienceworld")

@@ -10,7 +10,8 @@ Formats (a file is one JSON array or JSON lines; see docs/data.md):
 * ``eef-expert``: the EEF authors' set ``lclan/webshop_expert_trajectories``,
   ``{id, conversations: [{role, content}], info: {reward, llm_name, agent_arch, task_name?, var_num?}}``:
   WebShop rows (reward 0-1, ``id`` taken as the session index) and ScienceWorld rows (``task_name``
-  and ``var_num``, score 0-100).
+  and ``var_num``, score 0-100; a row is ScienceWorld's when it has ``var_num`` or its file's name
+  says ``sciworld``, as the set's ScienceWorld files do).
 * ``openai``: ``{messages: [{role, content, weight?}], item_id?, reward?}`` (also eef's own exports).
 
 Each record becomes a trajectory by the split rule of :mod:`eef.trajectory_formats` (ETO's
@@ -20,6 +21,10 @@ observations, as eef's environments do not print it. A reward must be a finite n
 as a success (reward 1.0; ETO's and AgentGym's SFT sets hold successful demonstrations only), which
 ``eef data check`` verifies by replay. The task is resolved by :mod:`eef.data.resolve`; a record
 that cannot be resolved is listed with the reason, never dropped silently.
+
+:func:`import_directory` imports every expert file under a directory (a fetched set, walked
+recursively; names with spaces are fine): a file whose records are all for another environment
+is skipped as a whole, and each file's counts are kept.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from eef.data.fetch import MANIFEST
 from eef.data.reader import iter_records
 from eef.data.resolve import TaskHints, TaskResolver, canonical_env, parse_eto_scienceworld_id
 from eef.envs.protocol import TextEnv
@@ -87,11 +93,35 @@ class Unresolved:
 
 
 @dataclass
+class FileCounts:
+    """What one file gave.
+
+    Attributes:
+        path: the file.
+        records: records read.
+        imported: trajectories resolved.
+        successes: those of them that succeeded.
+        unresolved: records listed as unresolved.
+        elsewhere: the environments whose records make up the whole file, when none is the
+            target's (the file is then skipped, its records not listed); empty otherwise.
+    """
+
+    path: Path
+    records: int = 0
+    imported: int = 0
+    successes: int = 0
+    unresolved: int = 0
+    elsewhere: tuple[str, ...] = ()
+
+
+@dataclass
 class ImportResult:
-    """What an import produced: resolved trajectories and the records left unresolved."""
+    """What an import produced: resolved trajectories, the records left unresolved and each
+    file's counts."""
 
     trajectories: list[Trajectory] = field(default_factory=list)
     unresolved: list[Unresolved] = field(default_factory=list)
+    files: list[FileCounts] = field(default_factory=list)
 
 
 def _conversation(
@@ -188,18 +218,27 @@ def read_eef_expert(record: Any, path: Path, line: int, env: str) -> Candidate:
     original = _record_id(record, "id", path, line)
     info = require_field(record, "info", dict, path, line) if "info" in record else {}
     model = str(require_field(info, "llm_name", str, path, line, "info.")) if "llm_name" in info else "eef-expert"
-    scale = 100.0 if "var_num" in info else 1.0  # ScienceWorld scores run 0-100
+    scienceworld = "var_num" in info or "sciworld" in path.name.lower()
+    scale = 100.0 if scienceworld else 1.0  # ScienceWorld scores run 0-100
     reward = _reward(info, path, line, "info.", scale) if "reward" in info else _reward(record, path, line, "", scale)
     require_plain_json(info, path, line, "info")  # kept in meta: it must stay writable
-    if "var_num" in info:  # a ScienceWorld row
-        task = require_field(info, "task_name", str, path, line, "info.")
-        variation = int(require_field(info, "var_num", int, path, line, "info."))
-        hints = TaskHints(env="scienceworld", scienceworld=(task, variation))
+    if scienceworld:
+        hints = _scienceworld_hints(info, path, line)
     else:
         hints = TaskHints(env="webshop", session=_session(original))
     trajectory = _conversation(record, "conversations", path, line, env, original, _or_success(reward), model)
     trajectory = replace(trajectory, provenance=replace(trajectory.provenance, model=model))
     return Candidate(original, trajectory, hints, model, {"info": info, "reward_assumed": reward is None})
+
+
+def _scienceworld_hints(info: dict, path: Path, line: int) -> TaskHints:
+    """A ScienceWorld row's task: ``info.task_name`` and ``info.var_num``; a row of a ScienceWorld
+    file that has neither is listed unresolved (its session-like ``id`` must not pick a WebShop task)."""
+    if "var_num" not in info and "task_name" not in info:
+        return TaskHints(env="scienceworld", unresolvable="the ScienceWorld row has no info.task_name and info.var_num")
+    task = require_field(info, "task_name", str, path, line, "info.")
+    variation = int(require_field(info, "var_num", int, path, line, "info."))
+    return TaskHints(env="scienceworld", scienceworld=(task, variation))
 
 
 def read_openai(record: Any, path: Path, line: int, env: str) -> Candidate:
@@ -221,7 +260,9 @@ def _object(record: Any, path: Path, line: int) -> dict:
     return record
 
 
-READERS: dict[str, Callable[[Any, Path, int, str], Candidate]] = {
+# (record, file, line, target environment's name) -> the record read.
+RecordReader = Callable[[Any, Path, int, str], Candidate]
+READERS: dict[str, RecordReader] = {
     "eto": read_eto,
     "agentgym": read_agentgym,
     "eef-expert": read_eef_expert,
@@ -258,50 +299,133 @@ def import_file(path: str | Path, format: str, env: TextEnv, *, resolver: TaskRe
         DataError: a missing file, bad JSON, a record with a missing, mistyped or out-of-range field,
             a file without records, or one none of whose records resolves (the first one's reason named).
     """
-    if format not in READERS:
-        raise UnknownNameError("format", format, sorted(READERS))
-    read = READERS[format]
-    resolver = resolver or TaskResolver(env)
     path = Path(path)
+    result, counts = _import_one(path, _reader(format), format, resolver or TaskResolver(env), set())
+    _require_some(result, counts.records, path)
+    return result
+
+
+# What a directory import reads: the suffixes of expert files (JSON, JSON lines, gzipped JSON lines).
+EXPERT_SUFFIXES = (".json", ".jsonl", ".jsonl.gz")
+
+
+def expert_files(directory: str | Path) -> list[Path]:
+    """The expert files under ``directory``, recursively, in name order: those with an expert
+    file's suffix, but not eef's manifest nor anything under a hidden folder (the hub's cache)."""
+    directory = Path(directory)
+    return [
+        path
+        for path in sorted(p for p in directory.rglob("*") if p.is_file())
+        if path.name.endswith(EXPERT_SUFFIXES)
+        and path.name != MANIFEST
+        and not any(part.startswith(".") for part in path.relative_to(directory).parts)
+    ]
+
+
+def import_directory(
+    directory: str | Path, format: str, env: TextEnv, *, resolver: TaskResolver | None = None
+) -> ImportResult:
+    """Import every expert file under ``directory`` (see :func:`expert_files`) into ``env``.
+
+    Files are read in name order into one result, so trajectory ids stay unique across files.
+    A file whose records are all for other environments is skipped whole (its counts say which);
+    an empty file is skipped too.
+
+    Returns:
+        As :func:`import_file`, with ``files`` holding each file's counts.
+
+    Raises:
+        UnknownNameError: an unknown format.
+        DataError: the directory has no expert files or nothing in it imports; any file's fault, as
+            :func:`import_file` raises it (file, line and field named).
+    """
+    directory = Path(directory)
+    read = _reader(format)
+    files = expert_files(directory)
+    if not files:
+        raise DataError(directory, f"no expert files ({', '.join(EXPERT_SUFFIXES)}) in this directory")
+    resolver = resolver or TaskResolver(env)
     result = ImportResult()
     seen: set[str] = set()
-    records = 0
-    for line, record in iter_records(path):
-        records += 1
-        candidate = read(record, path, line, env.name)
-        trajectory = _cleaned(candidate.trajectory)
-        if not trajectory.turns:  # nothing to clone or restore; its assumed reward would be a lie
-            result.unresolved.append(Unresolved(str(path), line, candidate.original_id, NO_ACTION))
-            continue
-        resolution = resolver.resolve(candidate.hints, trajectory.first_observation)
-        if resolution.task_id is None:
-            result.unresolved.append(Unresolved(str(path), line, candidate.original_id, resolution.reason))
-            continue
-        base = candidate.id_base
-        trajectory_id = next(
-            i for i in itertools.chain([base], (f"{base}#{k}" for k in itertools.count(2))) if i not in seen
-        )
-        seen.add(trajectory_id)
-        imported = {
-            "format": format,
-            "file": str(path),
-            "line": line,
-            "id": candidate.original_id,
-            "resolved_by": resolution.how,
-            **candidate.extra,
-        }
-        result.trajectories.append(
-            replace(
-                trajectory,
-                id=trajectory_id,
-                env=env.name,
-                task_id=resolution.task_id,
-                provenance=replace(trajectory.provenance, source=candidate.source),
-                meta={**trajectory.meta, "import": imported},
-            )
-        )
-    _require_some(result, records, path)
+    for path in files:
+        own, counts = _import_one(path, read, format, resolver, seen)
+        result.trajectories += own.trajectories
+        result.unresolved += [] if counts.elsewhere else own.unresolved  # another environment's file: skipped
+        result.files.append(counts)
+    if not result.trajectories:
+        raise DataError(directory, f"nothing to import for {env.name} in {_describe_skipped(result.files)}")
     return result
+
+
+def _describe_skipped(files: list[FileCounts]) -> str:
+    elsewhere = sorted({e for f in files for e in f.elsewhere})
+    other = f"; records for {', '.join(elsewhere)} skipped" if elsewhere else ""
+    return f"{len(files)} file{'s' if len(files) > 1 else ''} ({sum(f.records for f in files)} records{other})"
+
+
+def _reader(format: str) -> RecordReader:
+    if format not in READERS:
+        raise UnknownNameError("format", format, sorted(READERS))
+    return READERS[format]
+
+
+def _import_one(
+    path: Path, read: RecordReader, format: str, resolver: TaskResolver, seen: set[str]
+) -> tuple[ImportResult, FileCounts]:
+    """One file's trajectories (ids unique against ``seen``, which grows), unresolved records and counts."""
+    name = resolver.env.name
+    result = ImportResult()
+    counts = FileCounts(path)
+    elsewhere: list[str] = []
+    for line, record in iter_records(path):
+        candidate = read(record, path, line, name)
+        counts.records += 1
+        if candidate.hints.env is not None and canonical_env(candidate.hints.env) != name:
+            elsewhere.append(canonical_env(candidate.hints.env))
+        outcome = _resolved(candidate, path, line, format, resolver, seen)
+        if isinstance(outcome, Unresolved):
+            result.unresolved.append(outcome)
+        else:
+            result.trajectories.append(outcome)
+    if counts.records and len(elsewhere) == counts.records:
+        counts.elsewhere = tuple(sorted(set(elsewhere)))
+    counts.imported, counts.unresolved = len(result.trajectories), len(result.unresolved)
+    counts.successes = sum(t.success for t in result.trajectories)
+    result.files.append(counts)
+    return result, counts
+
+
+def _resolved(
+    candidate: Candidate, path: Path, line: int, format: str, resolver: TaskResolver, seen: set[str]
+) -> Trajectory | Unresolved:
+    """The record as an imported trajectory (its id added to ``seen``), or why it is unresolved."""
+    trajectory = _cleaned(candidate.trajectory)
+    if not trajectory.turns:  # nothing to clone or restore; its assumed reward would be a lie
+        return Unresolved(str(path), line, candidate.original_id, NO_ACTION)
+    resolution = resolver.resolve(candidate.hints, trajectory.first_observation)
+    if resolution.task_id is None:
+        return Unresolved(str(path), line, candidate.original_id, resolution.reason)
+    base = candidate.id_base
+    trajectory_id = next(
+        i for i in itertools.chain([base], (f"{base}#{k}" for k in itertools.count(2))) if i not in seen
+    )
+    seen.add(trajectory_id)
+    imported = {
+        "format": format,
+        "file": str(path),
+        "line": line,
+        "id": candidate.original_id,
+        "resolved_by": resolution.how,
+        **candidate.extra,
+    }
+    return replace(
+        trajectory,
+        id=trajectory_id,
+        env=resolver.env.name,
+        task_id=resolution.task_id,
+        provenance=replace(trajectory.provenance, source=candidate.source),
+        meta={**trajectory.meta, "import": imported},
+    )
 
 
 def _require_some(result: ImportResult, records: int, path: Path) -> None:

@@ -1,15 +1,24 @@
-"""Records of a JSON file that is either one array (ETO, the EEF set) or JSON lines (AgentGym,
-OpenAI), each with the line it starts on, so errors name file and line either way."""
+"""Read the fetched sets' files.
+
+* Expert records: a JSON file that is either one array (ETO, the EEF set) or JSON lines
+  (AgentGym, OpenAI), each record with the line it starts on, so errors name file and line
+  either way (:func:`iter_records`).
+* ETO's task lists: one JSON array per split, WebShop goal indices or ScienceWorld
+  ``[task name, variation]`` pairs, turned into eef's task ids and into the split files the
+  environments' ``split_files`` option reads (:func:`read_split_lists`, :func:`write_split_files`).
+"""
 
 from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eef.errors import DataError
+from eef.atomic import write_text_atomic
+from eef.errors import DataError, EefError, UnknownNameError
 from eef.jsonl import decode_failure, iter_json_lines
 
 _DECODER = json.JSONDecoder()
@@ -93,3 +102,107 @@ def _skip_space(text: str, position: int) -> int:
     while position < len(text) and text[position] in " \t\r\n":
         position += 1
     return position
+
+
+@dataclass(frozen=True)
+class SplitList:
+    """One split as a task list names it.
+
+    Attributes:
+        split: the split's eef name.
+        entries: the list's entries in the form the environment's split files take, repeats
+            dropped, in the list's order.
+        task_ids: eef's task id of each entry.
+        listed: how many entries the list has, repeats included.
+        repeated: the task ids listed more than once.
+    """
+
+    split: str
+    entries: list[Any]
+    task_ids: list[str]
+    listed: int
+    repeated: list[str]
+
+
+# An entry of a list, its line and position -> (eef task id, the entry as eef's split file holds it).
+EntryReader = Callable[[Any, Path, int, int], tuple[str, Any]]
+
+
+def _goal_index(entry: Any, path: Path, line: int, position: int) -> tuple[str, Any]:
+    """A WebShop goal index: goal ``i`` of the shuffled goal list, WebShop's session ``i``, eef's
+    task ``webshop_i``."""
+    if not isinstance(entry, int) or isinstance(entry, bool) or entry < 0:
+        raise DataError(
+            path, f"expected a goal index (an integer >= 0), got {entry!r}", line=line, field=f"[{position}]"
+        )
+    return f"webshop_{entry}", entry
+
+
+def _scienceworld_pair(entry: Any, path: Path, line: int, position: int) -> tuple[str, Any]:
+    """A ScienceWorld ``[task name, variation]`` in any spelling the environment takes."""
+    from eef.envs.scienceworld.tasks import parse_task_id, task_id  # the names live with the environment
+
+    where = f"[{position}]"
+    pair = isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+    if not pair or not isinstance(entry[1], int) or isinstance(entry[1], bool):
+        raise DataError(path, f"expected [task name, variation], got {entry!r}", line=line, field=where)
+    try:
+        name, variation = parse_task_id(f"{entry[0]}/{entry[1]}")
+    except EefError as e:
+        raise DataError(path, str(e), line=line, field=where) from None
+    return task_id(name, variation), [name, variation]
+
+
+_ENTRY_READERS: dict[str, EntryReader] = {"webshop": _goal_index, "scienceworld": _scienceworld_pair}
+
+
+def read_split_lists(files: Mapping[str, str | Path], env: str) -> list[SplitList]:
+    """The splits of ``env`` from task lists (split name -> file), each in its own order.
+
+    Raises:
+        UnknownNameError: no task lists are known for ``env``.
+        DataError: a list is missing, not a JSON array, or has an entry that names no task
+            (with the file, line and position).
+    """
+    if env not in _ENTRY_READERS:
+        raise UnknownNameError("environment with task lists", env, sorted(_ENTRY_READERS))
+    return [_read_split(split, Path(path), _ENTRY_READERS[env]) for split, path in files.items()]
+
+
+def _read_split(split: str, path: Path, read_entry: EntryReader) -> SplitList:
+    if not path.is_file():
+        raise DataError(path, "no such file")
+    if _first_char(path) != "[":
+        raise DataError(path, "expected a JSON array (a task list)")
+    entries: dict[str, Any] = {}
+    repeated: dict[str, None] = {}
+    listed = 0
+    for position, (line, raw) in enumerate(iter_records(path)):
+        task, entry = read_entry(raw, path, line, position)
+        if task in entries:
+            repeated[task] = None
+        entries.setdefault(task, entry)
+        listed += 1
+    return SplitList(split, list(entries.values()), list(entries), listed, list(repeated))
+
+
+def shared_tasks(lists: list[SplitList]) -> dict[str, int]:
+    """``"later & earlier"`` -> the number of tasks two splits share, for each pair that shares any."""
+    shared = {}
+    for i, later in enumerate(lists):
+        for earlier in lists[:i]:
+            count = len(set(later.task_ids) & set(earlier.task_ids))
+            if count:
+                shared[f"{later.split} & {earlier.split}"] = count
+    return shared
+
+
+def write_split_files(lists: list[SplitList], out_dir: str | Path) -> dict[str, Path]:
+    """Each split's entries, repeats dropped, to ``out_dir/{split}.json`` (each file replaced
+    whole); returns split name -> file, the mapping the ``split_files`` option takes."""
+    written = {}
+    for split_list in lists:
+        path = Path(out_dir) / f"{split_list.split}.json"
+        write_text_atomic(path, json.dumps(split_list.entries) + "\n")
+        written[split_list.split] = path
+    return written
