@@ -20,13 +20,14 @@ from typing import Any
 import yaml
 
 from eef.atomic import write_text_atomic
-from eef.errors import DataError
+from eef.errors import DataError, EefError
 from eef.evaluate import best_iteration
 from eef.jsonl import iter_json_lines
 from eef.methods import METHODS
 from eef.report_render import Block, plot_bars, plot_curves, render_html, render_markdown
 from eef.trajectory import Trajectory
 from eef.trajectory_files import read_trajectories
+from eef.viewer import write_viewer
 
 EXAMPLES = 3  # successes and failures shown per method
 
@@ -60,8 +61,14 @@ _NUMBER_FIELDS = frozenset(
         "train_solved",
         "win_rate",
         "score",
+        "pairs",
+        "agent_worse",
+        "agent_better",
+        "ties",
+        "no_expert",
     }
 )
+_PAIR_FIELDS = ("pairs", "agent_worse", "agent_better", "ties", "no_expert")
 _TABLE_FIELDS = frozenset({"by_tier", "navigation", "solved_by_source", "solved_by_teacher", "env_incidents"})
 _SEGMENT_FIELDS = ("beneficial", "harmful", "neutral", "recovery_states")
 
@@ -253,6 +260,7 @@ def write_report(run_dir: Path) -> Path:
     blocks = [
         ("h", 1, title),
         ("p", about),
+        ("p", _viewer_line(run_dir, out, {name: report.label(name) for name in (*METHODS, *results)})),
         *report.results_blocks(),
         *report.stage_blocks(),
         *report.navigation_blocks(),
@@ -262,6 +270,16 @@ def write_report(run_dir: Path) -> Path:
     write_text_atomic(out / "report.md", render_markdown(blocks))
     write_text_atomic(out / "index.html", render_html(title, blocks))
     return out
+
+
+def _viewer_line(run_dir: Path, out: Path, labels: dict[str, str]) -> str:
+    """Write the trajectory viewer beside the report; the line that points to it (or says why
+    there is none: the report reads what it can of a run, the viewer needs its configuration whole)."""
+    try:
+        page = write_viewer(run_dir, out / "viewer", labels)
+    except EefError as e:
+        return f"No trajectory viewer: {e}"
+    return f"Trajectories task by task, side by side across methods: {page.relative_to(out)} (open it in a browser)."
 
 
 def _latest(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -290,7 +308,7 @@ class _Report:
             k, m = self.methods.get("rft_k"), (self.methods.get("eef") or {}).get("m")
             k = 1 + m if k is None and isinstance(m, int) else k  # null means EEF's budget, 1 + M
             return f"RFT x{'K' if k is None else k}"
-        return {"sft_pos": "SFT-POS", "rft": "RFT", "eef": "EEF"}.get(name, name)
+        return {"sft_pos": "SFT-POS", "rft": "RFT", "eto": "ETO", "eef": "EEF"}.get(name, name)
 
     def records(self, stage: str) -> list[dict[str, Any]]:
         return [r for r in self.metrics if r["stage"] == stage]
@@ -414,7 +432,11 @@ class _Report:
             ]
         blocks += self.label_blocks() + self.explore_blocks()
         if train := self.records("train"):
-            blocks += [("h", 2, "Training"), self.table(train, ["examples", "trained_tokens", "final_loss", "seconds"])]
+            columns = ["examples", "trained_tokens", "final_loss", "seconds"]
+            blocks += [
+                ("h", 2, "Training"),
+                self.table(train, columns + (["pairs"] if any("pairs" in r for r in train) else [])),
+            ]
         seconds: dict[str, float] = {}
         for r in self.metrics:
             seconds[r["stage"]] = seconds.get(r["stage"], 0.0) + (r.get("seconds") or 0.0)
@@ -466,6 +488,9 @@ class _Report:
                 self.table(eef, [*_SEGMENT_FIELDS, "important_states", "skipped_experts", "flagged_experts"]),
                 *_img(plot_bars(segments, self.out / "segments.png", ylabel="count"), "segments.png"),
             ]
+        preference = [r for r in labels if "pairs" in r]
+        if preference:  # ETO: each episode against the expert success of its task
+            blocks += [("h", 2, "Preference pairs (ETO)"), self.table(preference, list(_PAIR_FIELDS))]
         return blocks
 
     def explore_blocks(self) -> list[Block]:
