@@ -2,6 +2,10 @@ import json
 import subprocess
 import sys
 
+from typer.testing import CliRunner
+
+from eef.cli import app
+
 
 def eef(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -52,3 +56,19 @@ def test_version_and_the_resolved_configuration(tmp_path):
     assert load_config(tmp_path / "shown.yaml") == load_config(None, ["train.epochs=2", "methods.run=[sft_pos, eef]"])
     refused = eef("config", "show", "-s", "train.epochs=-1")
     assert refused.returncode == 2 and "train.epochs: must be a finite number above 0" in refused.stderr
+
+
+def test_play_shows_the_view_runs_use_and_plays_another_on_request():
+    runner = CliRunner()
+    played = runner.invoke(app, ["env", "play", "shop", "shop_0"], input="")  # at once Ctrl-D
+    assert played.exit_code == 0, played.output
+    lines = played.output.splitlines()
+    assert lines[0] == "View: compact (as in eef run's default config; --view picks another)"
+    assert lines[1].startswith("Observation: Instruction: [SEP]")  # the compact start page
+    assert lines[-1] == "Input ended after 0 of 10 steps; the episode did not end"
+    played = runner.invoke(app, ["env", "play", "shop", "shop_0", "--view", "webshop"], input="")
+    lines = played.output.splitlines()
+    assert lines[0] == "View: webshop (eef run's default config: compact; --view picks another)"
+    assert lines[1].startswith("Observation: WebShop [SEP] Instruction: [SEP]")
+    refused = runner.invoke(app, ["env", "play", "shop", "shop_0", "--view", "webshop", "-o", "view=compact"])
+    assert "--view webshop and -o view=compact disagree" in str(refused.exception)

@@ -46,11 +46,22 @@ def test_import_then_check(tmp_path, shop_env):
     assert refused.exit_code != 0 and "already exist" in str(refused.exception) and "--force" in str(refused.exception)
     _ok(command + ["--force"])
 
-    figures = _json(_ok(["data", "check", "shop", str(out), "--json"]))
+    figures = _json(_ok(["data", "check", str(out), "--env", "shop", "--json"]))
     assert figures == {"checked": 5, "ok": 4, "flagged": 1, "reasons": {"observation": 1}, "divergence_steps": {"0": 1}}
     checked = read_trajectories(out.with_suffix(".checked.jsonl"))
     assert [t.meta["replay"]["ok"] for t in checked] == [True] * 4 + [False]
-    assert "already exist" in str(runner.invoke(app, ["data", "check", "shop", str(out)]).exception)
+    assert "already exist" in str(runner.invoke(app, ["data", "check", str(out), "--env", "shop"]).exception)
+
+
+def test_check_replays_in_the_trajectories_env_and_takes_the_older_order(tmp_path):
+    played = tmp_path / "oracle.jsonl"
+    _ok(["expert", "shop", "--policy", "oracle", "--out", str(played), "--limit", "2"])
+    assert _json(_ok(["data", "check", str(played), "--json"]))["ok"] == 2  # no --env: the trajectories' own
+    older = runner.invoke(app, ["data", "check", "shop", str(played), "--force", "--json"])
+    assert older.exit_code == 0 and _json(older.stdout)["ok"] == 2
+    assert f"`eef data check ENV PATH` is deprecated; use `eef data check {played} --env shop`" in older.stderr
+    twice = runner.invoke(app, ["data", "check", "shop", str(played), "--env", "shop"])
+    assert f"eef data check takes PATH [--env ENV], got shop {played} --env shop" in str(twice.exception)
 
 
 def test_bad_input_is_a_clear_error(tmp_path):

@@ -168,7 +168,7 @@ def test_checking_an_empty_file_is_an_error(tmp_path, capsys, monkeypatch):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     assert f"error: {empty}: no trajectories to check" in _fails(
-        ["data", "check", "shop", str(empty)], capsys, monkeypatch
+        ["data", "check", str(empty), "--env", "shop"], capsys, monkeypatch
     )
     assert not (tmp_path / "empty.checked.jsonl").exists()
 

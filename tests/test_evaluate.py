@@ -38,7 +38,11 @@ def test_oracle_answers_win_every_task_and_files_are_written(shop_env, tmp_path)
     assert (report.episodes, report.win_rate, report.score, report.truncated) == (8, 1.0, 1.0, 0)
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["win_rate"] == 1.0 and [row["task_id"] for row in saved["tasks"]] == tasks
-    assert len((tmp_path / "tasks.tsv").read_text().splitlines()) == 9
+    # each task's group (the generated shop's difficulty tier) is kept for the report's breakdown
+    tiers = [shop_env.catalog.goals[shop_env.catalog.goal_index(t)].tier for t in tasks]
+    assert [row["group"] for row in saved["tasks"]] == tiers and set(tiers) <= {"easy", "medium", "hard"}
+    lines = (tmp_path / "tasks.tsv").read_text().splitlines()
+    assert len(lines) == 9 and [line.split("\t")[-1] for line in lines[1:]] == tiers
     assert [t.task_id for t in read_trajectories(tmp_path / "trajectories.jsonl")] == tasks
 
 

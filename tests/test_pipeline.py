@@ -130,6 +130,18 @@ def test_the_label_stage_counts_what_each_teacher_contributed(finished):
     assert by_teacher.get("scripted", 0) >= by_source["expert"] > 0
     assert sum(by_teacher.values()) == by_source["expert"] + by_source["eef"]
     assert label["flagged_experts"] == 0
+    # ... and per task group (the shop's tiers), out of the training tasks of each group
+    expert = json.loads((root / "expert" / ".done").read_text())
+    assert sum(expert["tasks_by_group"].values()) == 12 and set(expert["tasks_by_group"]) <= {"easy", "medium", "hard"}
+    assert sum(label["solved_by_group"].values()) == label["train_solved"]
+    assert all(label["solved_by_group"][g] <= expert["tasks_by_group"][g] for g in label["solved_by_group"])
+
+
+def test_each_start_records_what_the_run_ran_on(finished):
+    root, _, _ = finished
+    starts = json.loads((root / "run_facts.json").read_text())["starts"]
+    assert starts and starts[0]["packages"]["torch"] and starts[0]["cpus"] and starts[0]["processes"] == 1
+    assert "| eef revision |" in (root / "report" / "report.md").read_text()
 
 
 def test_resume_repeats_no_finished_stage(finished):

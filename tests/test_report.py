@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 from eef.errors import DataError
-from eef.report import load_metrics, navigation_shares, sign_test, write_report
+from eef.report import load_metrics, navigation_shares, write_report
+from eef.report_render import anchor, plot_curves
+from eef.stats import sign_test, wilson_interval
 from eef.trajectory import Provenance, Trajectory, Turn
 from eef.trajectory_files import write_trajectories
 
@@ -153,7 +156,7 @@ def write_run(run_dir: Path) -> Path:
                         "env": "shop",
                         "split": "test",
                         "model": "m",
-                        "episodes": 8,
+                        "episodes": 50,
                         "win_rate": win,
                         "score": score,
                         "mean_steps": 4.5,
@@ -189,9 +192,9 @@ def run_dir(tmp_path: Path) -> Path:
 
 
 def table_row(markdown: str, first_cell: str) -> list[str]:
-    """The cells of the first Markdown table row whose first cell is ``first_cell``."""
+    """The cells of the first Markdown table row whose first cell is ``first_cell``, unescaped."""
     for line in markdown.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        cells = [re.sub(r"\\(.)", r"\1", c.strip()) for c in line.strip().strip("|").split("|")]
         if line.startswith("|") and cells[0] == first_cell:
             return cells
     raise AssertionError(f"no row {first_cell!r}")
@@ -201,10 +204,11 @@ def test_report_files_numbers_and_plots(run_dir: Path) -> None:
     out = write_report(run_dir)
     assert out == run_dir / "report"
     markdown = (out / "report.md").read_text()
-    # The paper-shaped table: method, best iteration, best win / score, last iteration, last win / score.
-    assert table_row(markdown, "SFT-POS") == ["SFT-POS", "0", "40.0% / 0.610", "0", "40.0% / 0.610"]
-    assert table_row(markdown, "RFT") == ["RFT", "1", "44.0% / 0.650", "2", "42.0% / 0.640"]
-    assert table_row(markdown, "EEF") == ["EEF", "2", "56.0% / 0.740", "2", "56.0% / 0.740"]
+    # The paper-shaped table: method, best iteration, best win / score with its Wilson interval over
+    # the 50 test episodes, last iteration, last win / score.
+    assert table_row(markdown, "SFT-POS") == ["SFT-POS", "0", "40.0% / 0.610", "[27.6, 53.8]", "0", "40.0% / 0.610"]
+    assert table_row(markdown, "RFT") == ["RFT", "1", "44.0% / 0.650", "[31.2, 57.7]", "2", "42.0% / 0.640"]
+    assert table_row(markdown, "EEF") == ["EEF", "2", "56.0% / 0.740", "[42.3, 68.8]", "2", "56.0% / 0.740"]
     assert (
         "| methods key | value |" in markdown and "| eef.m | 5 |" in markdown and '| eef.neutral | "mask" |' in markdown
     )
@@ -241,6 +245,67 @@ def test_methods_are_compared_on_the_test_tasks_each_won_alone(run_dir: Path) ->
     for bad in (5, [{"task_id": "t0", "success": "false"}, 7]):  # malformed task lists are left out, not fatal
         (run_dir / "sft_pos/eval/report.json").write_text(json.dumps({**report, "tasks": bad}))
         assert "EEF vs SFT-POS" not in (write_report(run_dir) / "report.md").read_text()
+
+
+def test_results_by_task_group_show_where_a_gain_comes_from(run_dir: Path) -> None:
+    def won(path: Path, pattern: str, groups: str) -> None:
+        report = json.loads(path.read_text())
+        report["tasks"] = [
+            {"task_id": f"t{i}", "success": c == "1", "reward": 0.0, "group": {"e": "easy", "h": "hard"}[g]}
+            for i, (c, g) in enumerate(zip(pattern, groups))
+        ]
+        path.write_text(json.dumps(report))
+
+    won(run_dir / "sft_pos/eval/report.json", "1100100000", "eehhehehhe")
+    won(run_dir / "eef/iter-2/eval/report.json", "1111111110", "eehhehehhe")
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for line in lines:
+        if line["stage"] == "expert":
+            line["tasks_by_group"] = {"hard": 4, "easy": 6}
+        if line["stage"] == "label":
+            line["solved_by_group"] = {"hard": line["iteration"], "easy": 4}
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    markdown = (write_report(run_dir) / "report.md").read_text()
+    by_group = markdown.split("### Test results by task group")[1]
+    # easy before hard (the tiers' order, not the alphabet's); EEF's gain is on the hard tasks
+    assert by_group.index("| easy |") < by_group.index("| hard |")
+    assert table_row(by_group, "easy")[1:] == ["60.0% (3/5) [23.1, 88.2]", "80.0% (4/5) [37.6, 96.4]"]
+    assert table_row(by_group, "hard")[1:] == ["0.0% (0/5) [0.0, 43.4]", "100.0% (5/5) [56.6, 100.0]"]
+    training = markdown.split("### Training subtasks solved by task group")[1]
+    assert table_row(training, "EEF")[2:4] == ["4 of 6", "1 of 4"]  # EEF's iteration 1: easy, then hard
+
+
+def test_loss_curves_run_facts_contents_and_folded_config(run_dir: Path) -> None:
+    for where, losses in (("sft_pos", [2.0, 1.0, 0.5]), ("eef/iter-1", [0.9, 0.4])):
+        (run_dir / where / "checkpoint").mkdir(parents=True)
+        (run_dir / where / "checkpoint/eef_train.json").write_text(json.dumps({"losses": losses}))
+    starts = [{"started": "2026-12-01T10:00:00+00:00"}, {"started": "2026-12-01T12:00:00+00:00", "cpus": 2}]
+    (run_dir / "run_facts.json").write_text(json.dumps({"starts": starts}))
+    out = write_report(run_dir)
+    markdown = (out / "report.md").read_text()
+    assert (out / "loss.png").read_bytes()[:8] == PNG_SIGNATURE and not (out / "dpo_loss.png").exists()
+    assert (
+        table_row(markdown, "started")[1] == "2026-12-01T10:00:00+00:00 (first); 2026-12-01T12:00:00+00:00 (last of 2)"
+    )
+    assert table_row(markdown, "all stages") == ["all stages", "40.500"]  # every stage record's seconds, added up
+    page = (out / "index.html").read_text()
+    # the contents link every section, and the links land on the headings' ids
+    for heading in ("Test results", "Run facts", "Configuration"):
+        assert f'<a href="#{anchor(heading)}">' in page and f'id="{anchor(heading)}"' in page
+        assert f"[{heading}](#{anchor(heading)})" in markdown
+    assert "<details><summary>config.yaml" in page and "<details><summary>config.yaml" in markdown
+    (run_dir / "run_facts.json").write_text('{"starts": 3}')
+    with pytest.raises(DataError, match="expected a list of objects"):
+        write_report(run_dir)
+
+
+def test_no_divergence_plot_when_no_replay_diverged(run_dir: Path) -> None:
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for line in lines:
+        line["diverged"] = 0 if "diverged" in line else line.get("diverged")
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = write_report(run_dir)
+    assert not (out / "divergence.png").exists() and 'src="divergence.png"' not in (out / "index.html").read_text()
 
 
 def test_the_sign_test_is_exact_and_two_sided() -> None:
@@ -281,8 +346,8 @@ def test_missing_pieces_do_not_crash(run_dir: Path) -> None:
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in kept) + '{"stage": "ev')
     markdown = (write_report(run_dir) / "report.md").read_text()
     # eef's iteration 1 is known only from its report.json; rft from its eval records.
-    assert table_row(markdown, "EEF") == ["EEF", "1", "50.0% / 0.700", "1", "50.0% / 0.700"]
-    assert table_row(markdown, "RFT") == ["RFT", "1", "44.0% / 0.650", "2", "42.0% / 0.640"]
+    assert table_row(markdown, "EEF") == ["EEF", "1", "50.0% / 0.700", "[36.6, 63.4]", "1", "50.0% / 0.700"]
+    assert table_row(markdown, "RFT") == ["RFT", "1", "44.0% / 0.650", "[31.2, 57.7]", "2", "42.0% / 0.640"]
     assert "EEF segments" not in markdown and "Expert trajectories" not in markdown
     assert not (run_dir / "report/segments.png").exists()
 
@@ -321,3 +386,10 @@ def test_markdown_shows_names_from_the_config_as_text(tmp_path: Path) -> None:
     markdown = (write_report(run_dir) / "report.md").read_text()
     assert "# Run report: \\*x\\* \\<b\\>y\\</b\\> \\[z\\](http://a)" in markdown
     assert "<b>" not in markdown.split("```")[0]  # outside the fenced config, nothing renders as markup
+
+
+def test_win_rates_at_0_and_100_percent_are_drawn_with_their_intervals(tmp_path: Path) -> None:
+    # Wilson's bound at 0 or 1 can round a hair past the point; error bars must not go negative
+    for n in range(1, 60):
+        bands = {"A": [(1, *wilson_interval(0, n)), (2, *wilson_interval(n, n))]}
+        assert plot_curves({"A": [(1, 0.0), (2, 1.0)]}, tmp_path / "w.png", title="t", ylabel="y", intervals=bands)

@@ -138,29 +138,46 @@ def env_play(
     name: str,
     task_id: str,
     oracle: Annotated[bool, typer.Option(help="Let the oracle act instead of reading actions from stdin.")] = False,
+    view: Annotated[
+        Optional[str],
+        typer.Option(
+            help="The page view of an environment that has one (shop): compact or webshop, WebShop's full "
+            "pages (default: the view eef run's default config shows the agent, compact; else the environment's)."
+        ),
+    ] = None,
     option: EnvOptions = None,
 ) -> None:
-    """Play one episode: type actions such as search[red shirt] or click[buy now]."""
-    from eef.envs.protocol import SupportsOracle
+    """Play one episode: type actions such as search\\[red shirt] or click\\[buy now] (the arrow keys edit
+    and recall lines); Ctrl-D stops early, Ctrl-C too with exit code 130."""  # \\[ keeps rich from reading [...] as a style
+    from eef.envs import make
+    from eef.envs.play import enable_line_editing, play_episode
 
-    env = _make_env(name, option)
-    if oracle and not isinstance(env, SupportsOracle):
-        raise EefError(f"environment {env.name!r} has no oracle (oracle_action)")
-    typer.echo(f"Observation: {env.reset(task_id)}")
-    while True:
-        if isinstance(env, SupportsOracle) and oracle:
-            action = env.oracle_action()
-        else:
-            typer.echo(f"Valid: {', '.join(env.available_actions())}")
-            action = input("Action: ")
-        result = env.step(action)
-        if oracle:
-            typer.echo(f"Action: {action}")
-        typer.echo(f"Observation: {result.observation}")
-        if result.done:
-            outcome = "success" if env.is_success(result.reward) else "failure"
-            typer.echo(f"Reward: {result.reward} ({outcome}{', out of steps' if result.truncated else ''})")
-            return
+    run_view = _run_view(name)
+    options = parse_options(option)
+    if view is not None:
+        if options.get("view", view) != view:
+            raise EefError(f"--view {view} and -o view={options['view']} disagree; give one of them")
+        options["view"] = view
+    elif run_view is not None:
+        options.setdefault("view", run_view)
+    env = make(name, **options)
+    if "view" in env.info:
+        shown = env.info["view"]
+        told = "as in eef run's default config" if shown == run_view else f"eef run's default config: {run_view}"
+        typer.echo(f"View: {shown} ({told}; --view picks another)" if run_view else f"View: {shown}")
+    if not oracle:
+        enable_line_editing()
+    status = play_episode(env, task_id, typer.echo, None if oracle else input)
+    if status:
+        raise typer.Exit(status)
+
+
+def _run_view(name: str) -> str | None:
+    """The view eef run's default configuration plays environment ``name`` in (None: it plays another)."""
+    from eef.config import load_config
+
+    run_env = load_config(cli_agent.DEFAULT_CONFIG).env
+    return run_env.options.get("view") if run_env.name == name else None
 
 
 cli_agent.register(app)

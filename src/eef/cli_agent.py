@@ -13,9 +13,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from eef.agent.backends import DEFAULT_SERVER_COMMAND
 from eef.agent.serve import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_N, ServeOptions, run_server
 from eef.cli_options import (
+    SCHEMA_DEFAULTS,
     ApiKeyEnv,
     Backend,
     BaseUrl,
@@ -28,6 +28,7 @@ from eef.cli_options import (
     Instruction,
     Limit,
     MaxBatch,
+    MaxNewTokens,
     MaxRetries,
     NumEnvs,
     OneShot,
@@ -92,27 +93,27 @@ def explore(
         Optional[Path], typer.Option("--from", help="Start from states of these trajectories.")
     ] = None,
     states: Annotated[str, typer.Option(help="With --from: 'all' or comma-separated state indices.")] = "all",
-    temperature: float = 0.7,
-    top_p: float = 1.0,
-    max_new_tokens: int = 128,
+    temperature: float = SCHEMA_DEFAULTS.rollout.temperature,
+    top_p: float = SCHEMA_DEFAULTS.rollout.top_p,
+    max_new_tokens: MaxNewTokens = 128,
     seed: int = 0,
     iteration: int = 0,
     num_envs: NumEnvs = 16,
-    workers: Workers = 1,
-    worker_timeout: WorkerTimeout = 1800.0,
-    backend: Backend = "hf",
+    workers: Workers = SCHEMA_DEFAULTS.rollout.workers,
+    worker_timeout: WorkerTimeout = SCHEMA_DEFAULTS.rollout.worker_timeout_s,
+    backend: Backend = SCHEMA_DEFAULTS.model.backend,
     base_url: BaseUrl = None,
     one_shot: OneShot = None,
     system_role: SystemRole = None,
     instruction: Instruction = None,
-    device: Device = "auto",
-    dtype: Dtype = "auto",
-    max_batch_size: MaxBatch = 64,
-    concurrency: Concurrency = 16,
-    api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
-    request_timeout: RequestTimeout = 60.0,
-    max_retries: MaxRetries = 5,
-    server_command: ServerCommand = DEFAULT_SERVER_COMMAND,
+    device: Device = SCHEMA_DEFAULTS.model.device,
+    dtype: Dtype = SCHEMA_DEFAULTS.model.dtype,
+    max_batch_size: MaxBatch = SCHEMA_DEFAULTS.model.max_batch_size,
+    concurrency: Concurrency = SCHEMA_DEFAULTS.model.concurrency,
+    api_key_env: ApiKeyEnv = SCHEMA_DEFAULTS.model.api_key_env,
+    request_timeout: RequestTimeout = SCHEMA_DEFAULTS.model.request_timeout_s,
+    max_retries: MaxRetries = SCHEMA_DEFAULTS.model.max_retries,
+    server_command: ServerCommand = SCHEMA_DEFAULTS.model.server_command,
     option: EnvOptions = None,
 ) -> None:
     """Roll out a policy from s0 of a split's tasks, or from states of recorded trajectories.
@@ -193,30 +194,53 @@ def train_command(
     heldout: Annotated[
         Optional[Path], typer.Option(help="Trajectories whose loss is reported before and after.")
     ] = None,
-    epochs: float = 3.0,
-    learning_rate: float = 1e-5,
-    max_length: int = 4096,
-    rows_per_step: int = 8,
-    micro_batch_rows: int = 1,
-    packing: bool = True,
+    epochs: Annotated[
+        float, typer.Option(help="Passes over the data (eef run's default config: 24).")
+    ] = SCHEMA_DEFAULTS.train.epochs,
+    learning_rate: Annotated[
+        float,
+        typer.Option(
+            help="The peak rate, after the warm-up (eef run's default config: 3e-3, for a model from scratch)."
+        ),
+    ] = SCHEMA_DEFAULTS.train.learning_rate,
+    max_length: Annotated[
+        int, typer.Option(help="Tokens per row; longer conversations are cut (eef run's default config: 2048).")
+    ] = SCHEMA_DEFAULTS.train.max_length,
+    rows_per_step: int = SCHEMA_DEFAULTS.train.rows_per_step,
+    micro_batch_rows: Annotated[
+        int, typer.Option(help="Rows per forward pass on one device (eef run's default config: 8).")
+    ] = SCHEMA_DEFAULTS.train.micro_batch_rows,
+    packing: Annotated[
+        bool,
+        typer.Option(
+            help="Pack several conversations per row (eef run's default config: --no-packing, faster on the CPU)."
+        ),
+    ] = SCHEMA_DEFAULTS.train.packing,
     group_by_length: Annotated[
-        bool, typer.Option(help="Batch rows of similar length (with --no-packing: far less padding).")
-    ] = False,
-    warmup_ratio: float = 0.03,
-    weight_decay: float = 0.0,
+        bool,
+        typer.Option(
+            help="Batch rows of similar length (with --no-packing: far less padding; eef run's default config: "
+            "--group-by-length)."
+        ),
+    ] = SCHEMA_DEFAULTS.train.group_by_length,
+    warmup_ratio: float = SCHEMA_DEFAULTS.train.warmup_ratio,
+    weight_decay: float = SCHEMA_DEFAULTS.train.weight_decay,
     decay_ratio: Annotated[
         float,
         typer.Option(
-            help="Share of the last steps with a decaying rate (1: cosine from the peak; less holds the peak longer)."
+            help="Share of the last steps with a decaying rate (1: cosine from the peak; less holds the peak "
+            "longer; eef run's default config: 0.3)."
         ),
-    ] = 1.0,
-    mixed_precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA), bf16, fp16 or no.")] = "auto",
+    ] = SCHEMA_DEFAULTS.train.decay_ratio,
+    mixed_precision: Annotated[
+        str, typer.Option(help="auto (bf16 on CUDA), bf16, fp16 or no.")
+    ] = SCHEMA_DEFAULTS.train.mixed_precision,
     lora_r: Annotated[int, typer.Option(min=0, help="LoRA rank; 0 trains every weight.")] = 0,
     lora_alpha: Annotated[Optional[int], typer.Option(help="LoRA scaling numerator (default 2 x rank).")] = None,
     lora_targets: Annotated[str, typer.Option(help="Comma-separated module names, or all-linear.")] = "all-linear",
     lora_merge: Annotated[bool, typer.Option(help="Merge adapters into the saved weights.")] = True,
-    gradient_checkpointing: bool = False,
-    seed: int = 0,
+    gradient_checkpointing: bool = SCHEMA_DEFAULTS.train.gradient_checkpointing,
+    seed: int = SCHEMA_DEFAULTS.train.seed,
     dtype: Annotated[
         str,
         typer.Option(
@@ -295,27 +319,29 @@ def eval_command(
     model: Annotated[str, typer.Option(help="Checkpoint directory, hub id or served model name.")],
     out: Annotated[Path, typer.Option(help="Directory for trajectories.jsonl, report.json and tasks.tsv.")],
     env_name: EnvName = None,
-    split: str = "test",
+    split: str = SCHEMA_DEFAULTS.eval.split,
     limit: Limit = None,
-    max_new_tokens: int = 128,
-    temperature: Annotated[float, typer.Option(help="0 (the default) is greedy, the protocol's evaluation.")] = 0.0,
+    max_new_tokens: MaxNewTokens = 128,
+    temperature: Annotated[
+        float, typer.Option(help="0 (the default) is greedy, the protocol's evaluation.")
+    ] = SCHEMA_DEFAULTS.eval.temperature,
     seed: int = 0,
     num_envs: NumEnvs = 16,
-    workers: Workers = 1,
-    worker_timeout: WorkerTimeout = 1800.0,
-    backend: Backend = "hf",
+    workers: Workers = SCHEMA_DEFAULTS.rollout.workers,
+    worker_timeout: WorkerTimeout = SCHEMA_DEFAULTS.rollout.worker_timeout_s,
+    backend: Backend = SCHEMA_DEFAULTS.model.backend,
     base_url: BaseUrl = None,
     one_shot: OneShot = None,
     system_role: SystemRole = None,
     instruction: Instruction = None,
-    device: Device = "auto",
-    dtype: Dtype = "auto",
-    max_batch_size: MaxBatch = 64,
-    concurrency: Concurrency = 16,
-    api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
-    request_timeout: RequestTimeout = 60.0,
-    max_retries: MaxRetries = 5,
-    server_command: ServerCommand = DEFAULT_SERVER_COMMAND,
+    device: Device = SCHEMA_DEFAULTS.model.device,
+    dtype: Dtype = SCHEMA_DEFAULTS.model.dtype,
+    max_batch_size: MaxBatch = SCHEMA_DEFAULTS.model.max_batch_size,
+    concurrency: Concurrency = SCHEMA_DEFAULTS.model.concurrency,
+    api_key_env: ApiKeyEnv = SCHEMA_DEFAULTS.model.api_key_env,
+    request_timeout: RequestTimeout = SCHEMA_DEFAULTS.model.request_timeout_s,
+    max_retries: MaxRetries = SCHEMA_DEFAULTS.model.max_retries,
+    server_command: ServerCommand = SCHEMA_DEFAULTS.model.server_command,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
     option: EnvOptions = None,
 ) -> None:
@@ -426,6 +452,51 @@ def run_command(
         )
 
 
+def sweep_command(
+    config: Annotated[Optional[Path], typer.Argument(help="YAML configuration (default: the built-in demo).")] = None,
+    seeds: Annotated[str, typer.Option(help="The seeds, one run each: 0,1,2 or 0-4.")] = "0-4",
+    key: Annotated[
+        str, typer.Option(help="The integer configuration key the seeds set: seed (model), env.options.seed, ...")
+    ] = "seed",
+    out: Annotated[
+        Optional[Path], typer.Option(help="Parent directory of the runs (default: runs/NAME-seeds).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue a sweep: finished runs and stages are skipped.")] = False,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", "-s", help="Override KEY.PATH=VALUE for every run; repeatable.")
+    ] = None,
+) -> None:
+    """Run the configuration once per seed into OUT/seed-S/, then a report over the seeds (means
+    with 95% intervals, per seed, paired comparisons pooled over seeds) in OUT/report/."""
+    from eef.config import load_config
+    from eef.sweep import Sweep, parse_seeds, run_sweep
+
+    path = config or DEFAULT_CONFIG
+    root = out or Path("runs") / f"{load_config(path, set_).name}-seeds"
+    sweep = Sweep(path, tuple(set_ or ()), parse_seeds(seeds), key, root)
+    result = run_sweep(sweep, resume=resume, log=lambda line: typer.echo(line, err=True))
+    summary = json.loads((root / "report" / "sweep.json").read_text())
+    for method, entry in summary["methods"].items():
+        if entry["best_mean"]:
+            mean = entry["best_mean"]
+            typer.echo(
+                f"{method:8s} best win rate {mean['mean']:.1%} [{mean['low']:.1%}, {mean['high']:.1%}] "
+                f"over {len(entry['best_win_rate'])} seeds"
+            )
+    typer.echo(f"{len(result.summaries)} runs; report: {root / 'report' / 'index.html'}")
+
+
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory, or a sweep's parent directory.")],
+) -> None:
+    """Write the report of a run (or of a sweep over seeds) again from its artifacts, also while it runs."""
+    from eef.report import write_report
+    from eef.sweep import SWEEP_FILE, write_sweep_report
+
+    out = write_sweep_report(run_dir) if (run_dir / SWEEP_FILE).is_file() else write_report(run_dir)
+    typer.echo(f"report: {out / 'index.html'}")
+
+
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
 
 
@@ -439,3 +510,5 @@ def register(app: typer.Typer) -> None:
     app.command("eval")(eval_command)
     app.command("serve")(serve_command)
     app.command("run")(run_command)
+    app.command("sweep")(sweep_command)
+    app.command("report")(report_command)

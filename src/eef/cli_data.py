@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from eef.cli_options import (
+    SCHEMA_DEFAULTS,
     ApiKeyEnv,
     AsJson,
     BaseUrl,
@@ -111,8 +112,12 @@ def _file_figures(counts: FileCounts, directory: Path) -> dict[str, Any]:
 
 
 def check_command(
-    env_name: Annotated[str, typer.Argument(metavar="ENV")],
-    path: Annotated[Path, typer.Argument(help="Trajectories JSONL.")],
+    context: typer.Context,
+    path: Annotated[str, typer.Argument(metavar="PATH", help="Trajectories JSONL.")],
+    env_name: Annotated[
+        Optional[str],
+        typer.Option("--env", help="The environment to replay in (default: the first trajectory's)."),
+    ] = None,
     out: Annotated[
         Optional[Path],
         typer.Option(
@@ -123,17 +128,20 @@ def check_command(
     as_json: AsJson = False,
     option: EnvOptions = None,
 ) -> None:
-    """Replay every trajectory and flag those whose observations or reward differ from the record."""
+    """Replay every trajectory and flag those whose observations or reward differ from the record.
+    PATH comes first and ENV is an option, as in the other data commands (the older order
+    `eef data check ENV PATH` still works, with a warning)."""
     from eef.data.check import CheckSummary, check_trajectories
     from eef.trajectory_files import iter_trajectories, write_trajectories
 
-    out = out or path.with_suffix(".checked.jsonl")
+    trajectories, env_name = _check_arguments([path, *context.args], env_name)
+    out = out or trajectories.with_suffix(".checked.jsonl")
     refuse_overwrite(out, force=force)
-    records = iter_trajectories(path)
+    records = iter_trajectories(trajectories)
     first = next(records, None)
     if first is None:
-        raise EefError(f"{path}: no trajectories to check")
-    env, _ = env_and_options(env_name, option)
+        raise EefError(f"{trajectories}: no trajectories to check")
+    env, _ = env_and_options(env_name or first.env, option)
     summary = CheckSummary()
     write_trajectories(out, check_trajectories(env, itertools.chain([first], records), summary))
     reasons = ", ".join(f"{reason} {count}" for reason, count in summary.reasons.most_common()) or "none"
@@ -143,6 +151,20 @@ def check_command(
     )
     if as_json:
         typer.echo(json.dumps(summary.as_dict()))
+
+
+def _check_arguments(arguments: list[str], env_name: str | None) -> tuple[Path, str | None]:
+    """PATH and ENV of `data check PATH [--env ENV]`, or of the older `data check ENV PATH`."""
+    if len(arguments) == 1:
+        return Path(arguments[0]), env_name
+    if len(arguments) > 2 or env_name is not None:
+        given = " ".join(arguments) + (f" --env {env_name}" if env_name else "")
+        raise EefError(f"eef data check takes PATH [--env ENV], got {given}")
+    env_name, path = arguments
+    typer.echo(
+        f"warning: `eef data check ENV PATH` is deprecated; use `eef data check {path} --env {env_name}`", err=True
+    )
+    return Path(path), env_name
 
 
 def fetch_command(
@@ -229,13 +251,13 @@ def expert_command(
     one_shot: OneShot = None,
     system_role: SystemRole = None,
     instruction: Instruction = None,
-    device: Device = "auto",
-    dtype: Dtype = "auto",
-    max_batch_size: MaxBatch = 64,
-    concurrency: Concurrency = 16,
-    api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
-    request_timeout: RequestTimeout = 60.0,
-    max_retries: MaxRetries = 5,
+    device: Device = SCHEMA_DEFAULTS.model.device,
+    dtype: Dtype = SCHEMA_DEFAULTS.model.dtype,
+    max_batch_size: MaxBatch = SCHEMA_DEFAULTS.model.max_batch_size,
+    concurrency: Concurrency = SCHEMA_DEFAULTS.model.concurrency,
+    api_key_env: ApiKeyEnv = SCHEMA_DEFAULTS.model.api_key_env,
+    request_timeout: RequestTimeout = SCHEMA_DEFAULTS.model.request_timeout_s,
+    max_retries: MaxRetries = SCHEMA_DEFAULTS.model.max_retries,
     as_json: AsJson = False,
     option: EnvOptions = None,
 ) -> None:
@@ -292,7 +314,7 @@ def register(app: typer.Typer) -> None:
     """Add the expert-data commands to the ``eef`` app."""
     data_app = typer.Typer(help="Import, check and fetch expert trajectories.", no_args_is_help=True)
     data_app.command("import")(import_command)
-    data_app.command("check")(check_command)
+    data_app.command("check", context_settings={"allow_extra_args": True})(check_command)  # the older ENV PATH
     data_app.command("fetch")(fetch_command)
     data_app.command("splits")(splits_command)
     app.add_typer(data_app, name="data")

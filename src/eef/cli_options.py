@@ -16,7 +16,7 @@ import typer
 from eef.agent.backends import DEFAULT_SERVER_COMMAND
 from eef.agent.card import read_agent_card, served_agent_card
 from eef.checks import FieldErrors
-from eef.config import ModelSection, read_yaml
+from eef.config import ModelSection, RunConfig, read_yaml
 from eef.errors import EefError, UnknownNameError
 from eef.train.settings import TRAIN_RECORD
 
@@ -27,6 +27,12 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# An option that is also a run's setting defaults to the configuration schema's default (what a config
+# file that leaves the key out gets), so the two cannot drift apart. Where the command's default differs
+# from eef run's default config (eef/configs/default.yaml, made for the tiny model on the CPU), the
+# option's help says "eef run's default config: VALUE"; tests/test_cli_help.py holds both to that.
+SCHEMA_DEFAULTS = RunConfig()
+
 EnvOptions = Annotated[
     Optional[list[str]],
     typer.Option("--option", "-o", help="Environment option KEY=VALUE (VALUE read as YAML); repeatable."),
@@ -36,15 +42,22 @@ Backend = Annotated[
     str,
     typer.Option(help="Policy backend: hf, openai, vllm or one registered with eef.agent.backends.register_backend."),
 ]
-BaseUrl = Annotated[Optional[str], typer.Option(help="Server URL for --backend openai, e.g. http://localhost:8000/v1.")]
-NumEnvs = Annotated[int, typer.Option(min=1, help="Episodes stepped together (the batch width).")]
+BaseUrl = Annotated[
+    Optional[str], typer.Option(help="Server URL of the openai backend, e.g. http://localhost:8000/v1.")
+]
+NumEnvs = Annotated[
+    int, typer.Option(min=1, help="Episodes stepped together (the batch width; eef run's default config: 64).")
+]
+MaxNewTokens = Annotated[
+    int, typer.Option(help="The longest completion, in tokens (eef run's default config: 48, for the tiny model).")
+]
 Workers = Annotated[
     int,
     typer.Option(
         min=1,
         help="Forked single-threaded processes sharing the episodes (hf "
         "backend on the CPU, an in-process environment); each steps "
-        "NUM_ENVS / WORKERS.",
+        "NUM_ENVS / WORKERS (eef run's default config: 2).",
     ),
 ]
 WorkerTimeout = Annotated[

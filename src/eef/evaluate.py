@@ -14,7 +14,7 @@ from pathlib import Path
 
 from eef.agent.policy import Policy, SamplingParams
 from eef.atomic import write_text_atomic
-from eef.envs.protocol import TextEnv
+from eef.envs.protocol import TextEnv, task_groups
 from eef.errors import EefError
 from eef.rollout import RolloutConfig, Start, pending, rollout
 from eef.trajectory import Message, Trajectory
@@ -30,6 +30,7 @@ class TaskResult:
     success: bool
     steps: int
     terminated: bool
+    group: str | None = None  # the environment's task group (the shop's tier, ScienceWorld's task type)
 
 
 @dataclass
@@ -68,10 +69,21 @@ class EvalReport:
         return {k: v for k, v in asdict(self).items() if k != "tasks"}
 
 
-def report_from(trajectories: Sequence[Trajectory], env: str, split: str, model: str, seconds: float) -> EvalReport:
-    """Tally trajectories (one per task) into an :class:`EvalReport`."""
-    n = len(trajectories)
-    rows = [TaskResult(t.task_id, t.reward, t.success, len(t.turns), t.terminated) for t in trajectories]
+def report_from(
+    trajectories: Sequence[Trajectory],
+    env: str,
+    split: str,
+    model: str,
+    seconds: float,
+    groups: Mapping[str, str | None] | None = None,
+) -> EvalReport:
+    """Tally trajectories (one per task) into an :class:`EvalReport`; ``groups`` maps task ids to
+    their task group."""
+    n, groups = len(trajectories), groups or {}
+    rows = [
+        TaskResult(t.task_id, t.reward, t.success, len(t.turns), t.terminated, groups.get(t.task_id))
+        for t in trajectories
+    ]
     return EvalReport(
         env=env,
         split=split,
@@ -131,7 +143,8 @@ def evaluate(
     )
     finished = {t.task_id: t for t in [*done, *result.trajectories]}
     trajectories = [finished[t] for t in task_ids]
-    report = report_from(trajectories, envs[0].name, split, policy.name, result.seconds)
+    groups = task_groups(envs[0], task_ids)
+    report = report_from(trajectories, envs[0].name, split, policy.name, result.seconds, groups)
     report.env_incidents = dict(result.env_incidents)
     if out_dir is not None and partial is not None:
         save_report(report, trajectories, Path(out_dir))
@@ -153,6 +166,9 @@ def save_report(report: EvalReport, trajectories: Sequence[Trajectory], out_dir:
     """Write the trajectories, ``report.json`` and ``tasks.tsv`` of an evaluation."""
     write_trajectories(out_dir / "trajectories.jsonl", trajectories)
     write_text_atomic(out_dir / "report.json", json.dumps(asdict(report), indent=1) + "\n")
-    lines = ["task_id\treward\tsuccess\tsteps\tterminated"]
-    lines += [f"{r.task_id}\t{r.reward:.4f}\t{int(r.success)}\t{r.steps}\t{int(r.terminated)}" for r in report.tasks]
+    lines = ["task_id\treward\tsuccess\tsteps\tterminated\tgroup"]
+    lines += [
+        f"{r.task_id}\t{r.reward:.4f}\t{int(r.success)}\t{r.steps}\t{int(r.terminated)}\t{r.group or ''}"
+        for r in report.tasks
+    ]
     write_text_atomic(out_dir / "tasks.tsv", "\n".join(lines) + "\n")

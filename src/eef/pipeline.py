@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -41,7 +42,7 @@ from eef.atomic import write_text_atomic
 from eef.config import ExpertSource, RunConfig, saved_config
 from eef.distributed import TrainingGroup
 from eef.envs import make
-from eef.envs.protocol import TextEnv
+from eef.envs.protocol import TextEnv, task_groups
 from eef.errors import EefError
 from eef.evaluate import best_iteration
 from eef.experts.registry import ExpertSettings, expert_trajectories
@@ -51,6 +52,7 @@ from eef.methods.preference import Pair, pair_records, pairs_of_records
 from eef.methods.registry import Method, PreferenceMethod, s0_solutions
 from eef.methods.registry import method as method_named
 from eef.rollout import RolloutConfig, rollout_mismatch, trajectory_id
+from eef.run_facts import record_start
 from eef.solution_files import read_solutions, write_solutions
 from eef.stages import Parallelism, evaluate_checkpoint, explore
 from eef.trajectory import Message, Trajectory
@@ -154,6 +156,7 @@ def run(config: RunConfig, *, resume: bool = False, log: Callable[[str], None] =
         check_against_env(config, env)
         with run_lock(root):
             prepare_run_dir(config, root, resume)
+            record_start(root, group.size)
             return _run_stages(config, env, RunDir(root, log, group))
 
 
@@ -252,13 +255,15 @@ def collect_experts(config: RunConfig, env: TextEnv, prompt: tuple[Message, ...]
     began = time.perf_counter()
     tasks = env.task_ids(config.expert.split)[: config.expert.limit]
     experts: list[Trajectory] = []
+    groups = task_groups(env, tasks)
     for source in config.expert.sources:
         for t in expert_source(source, env, tasks, prompt):
+            group = {"group": groups[t.task_id]} if t.task_id in groups else {}
             experts.append(
                 replace(
                     t,
                     id=f"{source.name}/{t.task_id}/{t.id}",
-                    meta={**t.meta, "role": source.role, "teacher": source.name},
+                    meta={**t.meta, "role": source.role, "teacher": source.name, **group},
                 )
             )
     write_trajectories(path, experts)
@@ -274,6 +279,7 @@ def collect_experts(config: RunConfig, env: TextEnv, prompt: tuple[Message, ...]
             "episodes": len(experts),
             "successes": sum(t.success for t in experts),
             "by_tier": by_tier,
+            "tasks_by_group": dict(Counter(groups.values())),
             "seconds": round(time.perf_counter() - began, 2),
         },
     )
@@ -605,6 +611,7 @@ def evaluate_stage(
             "method": method,
             "iteration": iteration,
             "win_rate": report.win_rate,
+            "episodes": report.episodes,
             "score": round(report.score, 4),
             "navigation": navigation_shares(trajectories),
             **_incident_record(report.env_incidents),

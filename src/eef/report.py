@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ from eef.evaluate import best_iteration
 from eef.jsonl import iter_json_lines
 from eef.methods import METHODS
 from eef.report_render import Block, plot_bars, plot_curves, render_html, render_markdown
+from eef.run_facts import read_starts
+from eef.stats import sign_test, wilson_interval
 from eef.trajectory import Trajectory
 from eef.trajectory_files import read_trajectories
 from eef.viewer import write_viewer
@@ -69,8 +70,24 @@ _NUMBER_FIELDS = frozenset(
     }
 )
 _PAIR_FIELDS = ("pairs", "agent_worse", "agent_better", "ties", "no_expert")
-_TABLE_FIELDS = frozenset({"by_tier", "navigation", "solved_by_source", "solved_by_teacher", "env_incidents"})
+_TABLE_FIELDS = frozenset(
+    {
+        "by_tier",
+        "navigation",
+        "solved_by_source",
+        "solved_by_teacher",
+        "solved_by_group",
+        "tasks_by_group",
+        "env_incidents",
+    }
+)
 _SEGMENT_FIELDS = ("beneficial", "harmful", "neutral", "recovery_states")
+_SOURCES = {"expert": "cloned expert successes", "self_s0": "agent from s0", "eef": "EEF from expert states"}
+_HEADERS = {f"solved_by_source.{key}": name for key, name in _SOURCES.items()} | {
+    "train_solved": "solved in all",
+    "repository": "repository solutions",
+}
+_TIERS = ("easy", "medium", "hard")  # the generated shop's groups, listed in this order before any others
 
 
 def navigation_shares(trajectories: Iterable[Trajectory]) -> dict[str, float]:
@@ -134,14 +151,27 @@ def _is_number(value: Any) -> bool:
 
 
 @dataclass
-class _Results:
-    """One method's test results: iteration -> (win rate, score), its best and last iteration."""
+class MethodResults:
+    """One method's test results: iteration -> (win rate, score), its best and last iteration, and
+    each iteration's evaluation report (iteration 0 is SFT-POS's, for every method)."""
 
     points: dict[int, tuple[float, float]] = field(default_factory=dict)
     best: int | None = None
     last: int | None = None
     train_solved: dict[int, Any] = field(default_factory=dict)
     evals: dict[int, dict[str, Any]] = field(default_factory=dict)  # each iteration's report.json
+    episodes: dict[int, int] = field(default_factory=dict)  # test episodes behind each point
+
+    def best_report(self) -> dict[str, Any]:
+        """The evaluation report of the best iteration; empty when there is none."""
+        return self.evals.get(self.best, {}) if self.best is not None else {}
+
+    def interval(self, iteration: int | None) -> tuple[float, float] | None:
+        """The Wilson 95% interval of an iteration's test win rate; None without its episode count."""
+        n = self.episodes.get(iteration) if iteration is not None else None
+        if not n or iteration not in self.points:
+            return None
+        return wilson_interval(round(self.points[iteration][0] * n), n)
 
 
 def _read_json(path: Path) -> Any:
@@ -165,14 +195,20 @@ def _point(value: Any, path: Path, where: str) -> tuple[int, float, float]:
     return value["iteration"], value["test_win_rate"], value["test_score"]
 
 
-def _results(run_dir: Path, metrics: list[dict[str, Any]]) -> dict[str, _Results]:
-    """Test results by method: ``summary.json`` first, then eval records and eval reports it lacks."""
+def read_results(run_dir: Path, metrics: list[dict[str, Any]] | None = None) -> dict[str, MethodResults]:
+    """Test results by method, in report order: ``summary.json`` first, then the eval records of
+    ``metrics`` (read from the run when not given) and the eval reports it lacks.
+
+    Raises:
+        DataError: a malformed artifact (file, line and field named).
+    """
+    metrics = _latest(load_metrics(run_dir / "metrics.jsonl")) if metrics is None else metrics
     path, out = run_dir / "summary.json", {}
     summary = _read_json(path) if path.is_file() else {}
     if not isinstance(summary, dict):
         raise DataError(path, "expected an object with one entry per method")
     for name, entry in summary.items():
-        results = out[name] = _Results()
+        results = out[name] = MethodResults()
         if not isinstance(entry, dict) or not isinstance(entry.get("iterations", []), list):
             raise DataError(path, "expected an object with a list of iterations", field=name)
         for i, value in enumerate(entry.get("iterations", [])):
@@ -189,9 +225,11 @@ def _results(run_dir: Path, metrics: list[dict[str, Any]]) -> dict[str, _Results
     for record in metrics:
         if "method" not in record:
             continue
-        k, results = record.get("iteration", 0), out.setdefault(record["method"], _Results())
+        k, results = record.get("iteration", 0), out.setdefault(record["method"], MethodResults())
         if record["stage"] == "eval" and _is_number(record.get("win_rate")) and _is_number(record.get("score")):
             results.points.setdefault(k, (record["win_rate"], record["score"]))
+            if type(record.get("episodes")) is int:
+                results.episodes.setdefault(k, record["episodes"])
         if record["stage"] == "label" and "train_solved" in record:
             results.train_solved[k] = record["train_solved"]
     found = [("sft_pos", 0, run_dir / "sft_pos/eval/report.json")]
@@ -203,11 +241,16 @@ def _results(run_dir: Path, metrics: list[dict[str, Any]]) -> dict[str, _Results
     for name, k, report in found:
         if report.is_file():
             data = _read_json(report)
-            results = out.setdefault(name, _Results())
+            results = out.setdefault(name, MethodResults())
             evals = results.evals[k] = data if isinstance(data, dict) else {}
             if _is_number(evals.get("win_rate")) and _is_number(evals.get("score")):
                 results.points.setdefault(k, (evals["win_rate"], evals["score"]))
+            if type(evals.get("episodes")) is int:
+                results.episodes[k] = evals["episodes"]
+    base = out.get("sft_pos", MethodResults()).evals.get(0)
     for results in out.values():  # without a summary: the highest win rate, then score, then the earliest
+        if base is not None:
+            results.evals.setdefault(0, base)
         if results.points and results.best is None:
             results.best = best_iteration(results.points)
         if results.points and results.last is None:
@@ -252,20 +295,25 @@ def write_report(run_dir: Path) -> Path:
         raise DataError(config_path, f"not valid YAML: {e}") from None
     config = config if isinstance(config, dict) else {}
     metrics = _latest(load_metrics(run_dir / "metrics.jsonl"))
-    results = _results(run_dir, metrics)
+    results = read_results(run_dir, metrics)
     methods = config.get("methods")
     report = _Report(run_dir, out, metrics, results, methods if isinstance(methods, dict) else {})
     title = f"Run report: {config.get('name', run_dir.name)}"
     about = f"Environment {_dig(config, 'env.name')}, seed {config.get('seed')}; from the artifacts in {run_dir.name}/."
+    sections = [
+        *report.results_blocks(),
+        *report.stage_blocks(),
+        *report.navigation_blocks(),
+        *report.facts_blocks(),
+        *report.config_blocks(config_text),
+        *report.example_blocks(),
+    ]
     blocks = [
         ("h", 1, title),
         ("p", about),
         ("p", _viewer_line(run_dir, out, {name: report.label(name) for name in (*METHODS, *results)})),
-        *report.results_blocks(),
-        *report.stage_blocks(),
-        *report.navigation_blocks(),
-        *report.config_blocks(config_text),
-        *report.example_blocks(),
+        ("toc", [(b[1], b[2]) for b in sections if b[0] == "h" and b[1] == 2]),
+        *sections,
     ]
     write_text_atomic(out / "report.md", render_markdown(blocks))
     write_text_atomic(out / "index.html", render_html(title, blocks))
@@ -299,16 +347,11 @@ class _Report:
     run_dir: Path
     out: Path
     metrics: list[dict[str, Any]]
-    results: dict[str, _Results]
+    results: dict[str, MethodResults]
     methods: dict[str, Any]
 
     def label(self, name: str) -> str:
-        """The paper's name of a method (``RFT x6`` for ``rft_k`` with its rollout count)."""
-        if name == "rft_k":
-            k, m = self.methods.get("rft_k"), (self.methods.get("eef") or {}).get("m")
-            k = 1 + m if k is None and isinstance(m, int) else k  # null means EEF's budget, 1 + M
-            return f"RFT x{'K' if k is None else k}"
-        return {"sft_pos": "SFT-POS", "rft": "RFT", "eto": "ETO", "eef": "EEF"}.get(name, name)
+        return method_label(name, self.methods)
 
     def records(self, stage: str) -> list[dict[str, Any]]:
         return [r for r in self.metrics if r["stage"] == stage]
@@ -324,17 +367,26 @@ class _Report:
             ]
             for r in records
         ]
-        return ("table", ["method", "iteration", *keys, *(k.replace("_", " ") for k in extra)], rows)
+        headers = [_HEADERS.get(k, k.replace("_", " ")) for k in [*keys, *extra]]
+        return ("table", ["method", "iteration", *headers], rows)
 
-    def curves(self, index: int) -> dict[str, list[tuple[float, float]]]:
-        """Test win rate (index 0) or score (1) per iteration, SFT-POS as every method's iteration 0."""
-        base = self.results.get("sft_pos", _Results()).points
+    def curves(
+        self, index: int
+    ) -> tuple[dict[str, list[tuple[float, float]]], dict[str, list[tuple[float, float, float]]]]:
+        """Test win rate (index 0) or score (1) per iteration, SFT-POS as every method's iteration 0
+        (and a point of its own in the legend); with win rates, their Wilson intervals."""
+        sft_pos = self.results.get("sft_pos", MethodResults())
         curves: dict[str, list[tuple[float, float]]] = {}
+        intervals: dict[str, list[tuple[float, float, float]]] = {}
         for name, r in self.results.items():
-            if name != "sft_pos" or len(self.results) == 1:  # SFT-POS alone is drawn as itself
-                points = {0: base[0]} | r.points if 0 in base else r.points
-                curves[self.label(name)] = [(k, p[index]) for k, p in points.items()]
-        return curves
+            with_base = name != "sft_pos" and 0 in sft_pos.points
+            points = {0: sft_pos.points[0]} | r.points if with_base else r.points
+            label = self.label(name)
+            curves[label] = [(k, p[index]) for k, p in points.items()]
+            if index == 0:
+                owner = {k: sft_pos if with_base and k == 0 else r for k in points}
+                intervals[label] = [(k, *band) for k in points if (band := owner[k].interval(k)) is not None]
+        return curves, intervals
 
     def results_blocks(self) -> list[Block]:
         """The paper-shaped table (best and last iteration), the curves and the per-iteration table."""
@@ -345,6 +397,7 @@ class _Report:
                     self.label(name),
                     _fmt(r.best),
                     _win_score(_point_at(r.points, r.best)),
+                    _band(r.interval(r.best)),
                     _fmt(r.last),
                     _win_score(_point_at(r.points, r.last)),
                 ]
@@ -356,21 +409,43 @@ class _Report:
                         self.label(name),
                         str(k),
                         _fmt(win, percent=True),
+                        _band(r.interval(k)),
                         _fmt(score),
                         *(_fmt(report.get(key)) for key in ("episodes", "mean_steps", "truncated")),
                         _fmt(r.train_solved.get(k)),
                     ]
                 )
+        wins, bands = self.curves(0)
+        win_plot = plot_curves(
+            wins, self.out / "win_rate.png", title="Test win rate (95% Wilson intervals)", ylabel="win rate",
+            intervals=bands, share=True,
+        )  # fmt: skip
+        score_plot = plot_curves(
+            self.curves(1)[0], self.out / "score.png", title="Test score (mean final reward)", ylabel="score"
+        )
         return [
             ("h", 2, "Test results"),
             (
+                "p",
+                "Win rates with their 95% Wilson intervals over the test tasks: where two intervals overlap, "
+                "the paired comparison below says more than the gap.",
+            ),
+            (
                 "table",
-                ["method", "best iteration", "best win rate / score", "last iteration", "last win rate / score"],
+                [
+                    "method",
+                    "best iteration",
+                    "best win rate / score",
+                    "95% interval",
+                    "last iteration",
+                    "last win rate / score",
+                ],
                 rows,
             ),
-            *_img(plot_curves(self.curves(0), self.out / "win_rate.png", ylabel="test win rate"), "win_rate.png"),
-            *_img(plot_curves(self.curves(1), self.out / "score.png", ylabel="test score"), "score.png"),
+            *_img(win_plot, "win_rate.png"),
+            *_img(score_plot, "score.png"),
             *self.paired_blocks(),
+            *self.group_blocks(),
             ("h", 3, "Per iteration (iteration 0 is SFT-POS)"),
             (
                 "table",
@@ -378,6 +453,7 @@ class _Report:
                     "method",
                     "iteration",
                     "test win rate",
+                    "95% interval",
                     "test score",
                     "episodes",
                     "mean steps",
@@ -394,8 +470,7 @@ class _Report:
         points can be a handful of them: the exact sign test says how often chance alone would
         split them as unevenly (optimistic when a best iteration was chosen among several on
         these same tasks)."""
-        sft_pos = self.results.get("sft_pos", _Results()).evals.get(0, {})  # every method's iteration 0
-        won = {name: _task_wins(r.evals.get(r.best, {}) if r.best else sft_pos) for name, r in self.results.items()}
+        won = {name: task_wins(r.best_report()) for name, r in self.results.items()}
         rows = []
         for first, second in itertools.combinations([name for name in won if won[name]], 2):
             common = won[first].keys() & won[second].keys()
@@ -417,11 +492,37 @@ class _Report:
             ("table", ["A vs B", "tasks", "won only by A", "won only by B", "sign test p"], rows),
         ]
 
+    def group_blocks(self) -> list[Block]:
+        """Where a gain comes from: each method's test win rate by task group (the shop's difficulty
+        tiers, ScienceWorld's task types) at its best iteration, and the training subtasks solved
+        per group in each iteration (out of the group's training tasks)."""
+        by_method = {name: grouped for name, r in self.results.items() if (grouped := group_wins(r.best_report()))}
+        blocks: list[Block] = []
+        if by_method:
+            groups = group_order(g for grouped in by_method.values() for g in grouped)
+            rows = [
+                [g, *(rate_cell(*by_method[m][g]) if g in by_method[m] else "–" for m in by_method)] for g in groups
+            ]
+            headers = [f"{self.label(m)} ({self.results[m].best or 0})" for m in by_method]
+            blocks += [
+                ("h", 3, "Test results by task group (best iterations)"),
+                ("p", "Win rate, tasks won of the group's tasks and the 95% Wilson interval."),
+                ("table", ["group", *headers], rows),
+            ]
+        labels = [r for r in self.records("label") if r.get("solved_by_group")]
+        if labels:
+            totals = next((r.get("tasks_by_group") or {} for r in self.records("expert")), {})
+            groups = group_order({g for r in labels for g in r["solved_by_group"]} | set(totals))
+            columns = {g: lambda r, g=g: _of(r["solved_by_group"].get(g, 0), totals.get(g)) for g in groups}
+            blocks += [("h", 3, "Training subtasks solved by task group"), self.table(labels, [], **columns)]
+        return blocks
+
     def stage_blocks(self) -> list[Block]:
         """A section per stage that has records: expert, label, explore, train, and the time spent."""
         blocks: list[Block] = []
         for expert in self.records("expert"):
-            tiers = {**expert.get("by_tier", {}), "all": expert}
+            by_tier = expert.get("by_tier", {})
+            tiers = {**{t: by_tier[t] for t in group_order(by_tier)}, "all": expert}
             rows = [
                 [tier, _fmt(t.get("episodes")), _fmt(t.get("successes")), _share(t.get("successes"), t.get("episodes"))]
                 for tier, t in tiers.items()
@@ -436,20 +537,69 @@ class _Report:
             blocks += [
                 ("h", 2, "Training"),
                 self.table(train, columns + (["pairs"] if any("pairs" in r for r in train) else [])),
+                *self.loss_blocks(train),
             ]
         seconds: dict[str, float] = {}
         for r in self.metrics:
             seconds[r["stage"]] = seconds.get(r["stage"], 0.0) + (r.get("seconds") or 0.0)
         if seconds:
-            blocks += [("h", 2, "Time"), ("table", ["stage", "seconds"], [[s, _fmt(t)] for s, t in seconds.items()])]
+            rows = [[s, _fmt(t)] for s, t in seconds.items()] + [["all stages", _fmt(sum(seconds.values()))]]
+            blocks += [("h", 2, "Time"), ("table", ["stage", "seconds"], rows)]
         return blocks
+
+    def loss_blocks(self, train: list[dict[str, Any]]) -> list[Block]:
+        """Per-step training losses from each stage's checkpoint record (``eef_train.json``): one plot
+        for SFT stages, one for DPO stages (their losses are on other scales)."""
+        curves: dict[str, dict[str, list[tuple[float, float]]]] = {"sft": {}, "dpo": {}}
+        for r in train:
+            if r.get("unchanged"):
+                continue  # no training happened: its checkpoint is the previous one
+            record = _eval_dir(self.run_dir, r.get("method", ""), r.get("iteration", 0)).parent / "checkpoint"
+            losses = _losses(record / "eef_train.json")
+            if losses:
+                kind = "dpo" if "pairs" in r else "sft"
+                curves[kind][self.point_label(r)] = [(step, loss) for step, loss in enumerate(losses, start=1)]
+        sft = plot_curves(
+            curves["sft"], self.out / "loss.png", title="Training loss (SFT)", ylabel="loss", xlabel="optimizer step"
+        )
+        dpo = plot_curves(
+            curves["dpo"],
+            self.out / "dpo_loss.png",
+            title="Training loss (DPO)",
+            ylabel="loss",
+            xlabel="optimizer step",
+        )
+        return [*_img(sft, "loss.png"), *_img(dpo, "dpo_loss.png")]
+
+    def facts_blocks(self) -> list[Block]:
+        """What the run ran on (``run_facts.json``): its last start, and how many starts it took."""
+        starts = read_starts(self.run_dir)
+        if not starts:
+            return []
+        last = starts[-1]
+        packages = last.get("packages")
+        packages = packages if isinstance(packages, dict) else {}
+        rows = [
+            ["started", f"{starts[0].get('started')} (first); {last.get('started')} (last of {len(starts)})"],
+            ["eef revision", str(last.get("revision") or "not a git checkout")],
+            ["python", str(last.get("python"))],
+            ["packages", ", ".join(f"{name} {version}" for name, version in packages.items())],
+            ["machine", f"{last.get('platform')}; {last.get('cpus')} CPUs, {last.get('memory_gib')} GiB"],
+            ["accelerators", ", ".join(last.get("accelerators") or []) or "none"],
+            ["processes", str(last.get("processes"))],
+        ]
+        return [("h", 2, "Run facts"), ("table", ["fact", "value"], rows)]
 
     def label_blocks(self) -> list[Block]:
         """Training subtasks solved by source; EEF's segments and recovery states."""
         labels = self.records("label")
         if not labels:
             return []
-        solved = [(self.point_label(r), r["solved_by_source"]) for r in labels if r.get("solved_by_source")]
+        solved = [
+            (self.point_label(r), {_SOURCES.get(k, k): v for k, v in r["solved_by_source"].items()})
+            for r in labels
+            if r.get("solved_by_source")
+        ]
         blocks = [
             ("h", 2, "Training subtasks solved"),
             self.table(
@@ -463,7 +613,13 @@ class _Report:
                 ],
             ),
             *_img(
-                plot_bars(solved, self.out / "train_solved.png", ylabel="subtasks solved", stacked=True),
+                plot_bars(
+                    solved,
+                    self.out / "train_solved.png",
+                    title="Training subtasks solved, by source",
+                    ylabel="subtasks solved",
+                    stacked=True,
+                ),
                 "train_solved.png",
             ),
         ]
@@ -482,11 +638,14 @@ class _Report:
         # RFT's label records carry zeros in the EEF-only fields; they are left out here.
         eef = [r for r in labels if r.get("method", "").startswith("eef") or any(r.get(k) for k in _SEGMENT_FIELDS)]
         if eef:
-            segments = [(self.point_label(r), {k: r.get(k) or 0 for k in _SEGMENT_FIELDS}) for r in eef]
+            segments = [(self.point_label(r), {k: r.get(k) or 0 for k in _SEGMENT_FIELDS[:3]}) for r in eef]
+            segment_plot = plot_bars(
+                segments, self.out / "segments.png", title="EEF's labels of expert segments", ylabel="segments"
+            )
             blocks += [
                 ("h", 2, "EEF segments and recovery states"),
                 self.table(eef, [*_SEGMENT_FIELDS, "important_states", "skipped_experts", "flagged_experts"]),
-                *_img(plot_bars(segments, self.out / "segments.png", ylabel="count"), "segments.png"),
+                *_img(segment_plot, "segments.png"),
             ]
         preference = [r for r in labels if "pairs" in r]
         if preference:  # ETO: each episode against the expert success of its task
@@ -503,6 +662,8 @@ class _Report:
             if r.get("replays") and _is_number(r.get("diverged")):
                 share = r["diverged"] / r["replays"]
                 divergence.setdefault(self.label(r.get("method", "")), []).append((r.get("iteration", 0), share))
+        if not any(share for points in divergence.values() for _, share in points):
+            divergence = {}  # no replay diverged: the table says so, a plot of zeros would not add to it
         return [
             ("h", 2, "Exploration and replay divergence"),
             self.table(
@@ -515,7 +676,13 @@ class _Report:
                 diverged_share=lambda r: _share(r.get("diverged"), r.get("replays")),
             ),
             *_img(
-                plot_curves(divergence, self.out / "divergence.png", ylabel="share of replays diverged"),
+                plot_curves(
+                    divergence,
+                    self.out / "divergence.png",
+                    title="Replays of expert prefixes that diverged",
+                    ylabel="share of replays",
+                    share=True,
+                ),
                 "divergence.png",
             ),
         ]
@@ -549,7 +716,16 @@ class _Report:
                 ["method, iteration", *keys],
                 [[m, *(_fmt(s.get(k), percent=True) for k in keys)] for m, s in shares],
             ),
-            *_img(plot_bars(shares, self.out / "navigation.png", ylabel="share of episodes"), "navigation.png"),
+            *_img(
+                plot_bars(
+                    shares,
+                    self.out / "navigation.png",
+                    title="Test episodes that navigate, at the best iteration",
+                    ylabel="share of episodes",
+                    share=True,
+                ),
+                "navigation.png",
+            ),
         ]
 
     def config_blocks(self, config_text: str) -> list[Block]:
@@ -561,8 +737,7 @@ class _Report:
             ("h", 2, "Configuration"),
             ("p", "The methods section, with the choices the paper leaves open (eef.m, eef.explore, ...):"),
             ("table", ["methods key", "value"], rows),
-            ("h", 3, "config.yaml"),
-            ("pre", config_text),
+            ("details", "config.yaml (as saved in the run directory)", config_text),
         ]
 
     def example_blocks(self) -> list[Block]:
@@ -578,14 +753,17 @@ class _Report:
         return blocks if len(blocks) > 1 else []
 
 
-def sign_test(wins: int, losses: int) -> float:
-    """Two-sided exact sign test: the chance of a split at least as uneven as ``wins`` : ``losses``
-    when each task is a fair coin."""
-    n, fewer = wins + losses, min(wins, losses)
-    return min(1.0, 2 * sum(math.comb(n, i) for i in range(fewer + 1)) / 2**n) if n else 1.0
+def method_label(name: str, methods: dict[str, Any]) -> str:
+    """The paper's name of a method (``RFT x6`` for ``rft_k`` with its rollout count), given the
+    configuration's ``methods`` section."""
+    if name == "rft_k":
+        k, m = methods.get("rft_k"), (methods.get("eef") or {}).get("m")
+        k = 1 + m if k is None and isinstance(m, int) else k  # null means EEF's budget, 1 + M
+        return f"RFT x{'K' if k is None else k}"
+    return {"sft_pos": "SFT-POS", "rft": "RFT", "eto": "ETO", "eef": "EEF"}.get(name, name)
 
 
-def _task_wins(report: Any) -> dict[str, bool]:
+def task_wins(report: Any) -> dict[str, bool]:
     """Task id -> won, from an evaluation's ``report.json`` (entries without both are skipped)."""
     tasks = report.get("tasks") if isinstance(report, dict) else None
     if not isinstance(tasks, list):
@@ -631,6 +809,46 @@ def _point_at(points: dict[int, tuple[float, float]], iteration: int | None) -> 
 
 def _win_score(point: tuple[float, float] | None) -> str:
     return "–" if point is None else f"{_fmt(point[0], percent=True)} / {_fmt(point[1])}"
+
+
+def group_wins(report: Any) -> dict[str, tuple[int, int]]:
+    """Task group -> (tasks won, tasks), from an evaluation's ``report.json`` (tasks without a group
+    are left out)."""
+    tasks = report.get("tasks") if isinstance(report, dict) else None
+    out: dict[str, tuple[int, int]] = {}
+    for t in tasks if isinstance(tasks, list) else []:
+        if isinstance(t, dict) and isinstance(t.get("group"), str) and isinstance(t.get("success"), bool):
+            won, n = out.get(t["group"], (0, 0))
+            out[t["group"]] = (won + t["success"], n + 1)
+    return out
+
+
+def group_order(groups: Iterable[str]) -> list[str]:
+    """Task groups in display order: the shop's tiers from easy to hard, then the others by name."""
+    groups = set(groups)
+    return [t for t in _TIERS if t in groups] + sorted(groups - set(_TIERS))
+
+
+def rate_cell(won: int, n: int) -> str:
+    """A win rate with its counts and Wilson interval: ``60.0% (3/5) [23.1, 88.2]``."""
+    return f"{_fmt(won / n, percent=True)} ({won}/{n}) {_band(wilson_interval(won, n))}"
+
+
+def _band(interval: tuple[float, float] | None) -> str:
+    return "–" if interval is None else f"[{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+
+
+def _of(part: Any, whole: Any) -> str:
+    return f"{_fmt(part)} of {whole}" if _is_number(whole) else _fmt(part)
+
+
+def _losses(path: Path) -> list[float]:
+    """The per-step losses a checkpoint's ``eef_train.json`` lists; none when it is missing or lists none."""
+    if not path.is_file():
+        return []
+    record = _read_json(path)
+    losses = record.get("losses") if isinstance(record, dict) else None
+    return [x for x in losses if _is_number(x)] if isinstance(losses, list) else []
 
 
 def _img(drawn: bool, file: str) -> list[Block]:

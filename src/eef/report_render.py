@@ -17,19 +17,33 @@ from typing import Any
 from eef.trajectory import Trajectory
 
 Curves = Mapping[str, Sequence[tuple[float, float]]]
+Intervals = Mapping[str, Sequence[tuple[float, float, float]]]  # label -> (x, low, high)
 Bars = Sequence[tuple[str, Mapping[str, float]]]
 Block = tuple[Any, ...]  # ("h", level, text) | ("p", text) | ("table", headers, rows) | ("pre", text)
-#                        | ("img", file, alt) | ("trajectory", Trajectory)
+#                        | ("img", file, alt) | ("trajectory", Trajectory) | ("toc", [(level, text)])
+#                        | ("details", summary, text)
 
 
-def plot_curves(curves: Curves, path: Path, *, ylabel: str, xlabel: str = "iteration") -> bool:
-    """Draw one line per label through its ``(x, y)`` points.
+def plot_curves(
+    curves: Curves,
+    path: Path,
+    *,
+    title: str,
+    ylabel: str,
+    xlabel: str = "iteration",
+    intervals: Intervals | None = None,
+    share: bool = False,
+) -> bool:
+    """Draw one line per label through its ``(x, y)`` points, the y axis from 0.
 
     Args:
         curves: label -> points; labels with no points are left out.
         path: the PNG to write.
+        title: the plot's title.
         ylabel: the y axis's label.
         xlabel: the x axis's label.
+        intervals: label -> ``(x, low, high)``: drawn as error bars on that label's points.
+        share: the values are shares: the axis runs from 0 to 100%.
 
     Returns:
         Whether a plot was written (False when there is nothing to draw).
@@ -38,27 +52,45 @@ def plot_curves(curves: Curves, path: Path, *, ylabel: str, xlabel: str = "itera
     if not curves:
         return False
     fig, ax = _figure()
-    for label, points in curves.items():
-        ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    # Iterations are whole numbers; fractional ticks would suggest otherwise.
+    for i, (label, points) in enumerate(curves.items()):
+        dodge = (i - (len(curves) - 1) / 2) * 0.03  # error bars of methods at one iteration stay apart
+        xs, ys = [x + dodge for x, _ in points], [y for _, y in points]
+        (line,) = ax.plot(xs, ys, marker="o", label=label)
+        bands = [
+            (x + dodge, y, lo, hi) for x, lo, hi in (intervals or {}).get(label, ()) for px, y in points if px == x
+        ]
+        if bands:
+            ax.errorbar(
+                [b[0] for b in bands],
+                [b[1] for b in bands],
+                yerr=[
+                    [max(0.0, b[1] - b[2]) for b in bands],
+                    [max(0.0, b[3] - b[1]) for b in bands],
+                ],  # no rounding below 0
+                fmt="none",
+                ecolor=line.get_color(),
+                capsize=3,
+                alpha=0.7,
+            )
+    _axes(ax, title, xlabel, ylabel, share)
+    # Iterations and steps are whole numbers; fractional ticks would suggest otherwise.
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
     _save(fig, path)
     return True
 
 
-def plot_bars(bars: Bars, path: Path, *, ylabel: str, stacked: bool = False) -> bool:
+def plot_bars(bars: Bars, path: Path, *, title: str, ylabel: str, stacked: bool = False, share: bool = False) -> bool:
     """Draw one group of bars per x label, one bar (or stacked block) per series.
 
     Args:
         bars: ``(x label, {series: value})`` in display order; a series missing from a group
             counts as 0.
         path: the PNG to write.
+        title: the plot's title.
         ylabel: the y axis's label.
         stacked: stack the series on one bar per group instead of placing them side by side.
+        share: the values are shares: the axis runs from 0 to 100%.
 
     Returns:
         Whether a plot was written (False when there are no groups or no series).
@@ -66,7 +98,7 @@ def plot_bars(bars: Bars, path: Path, *, ylabel: str, stacked: bool = False) -> 
     series = list(dict.fromkeys(name for _, values in bars for name in values))
     if not bars or not series:
         return False
-    fig, ax = _figure(width=max(6.4, 0.9 * len(bars)))
+    fig, ax = _figure(width=max(6.4, 0.9 * len(bars) + 2))
     positions = range(len(bars))
     width = 0.8 if stacked else 0.8 / len(series)
     bottoms = [0.0] * len(bars)
@@ -79,11 +111,26 @@ def plot_bars(bars: Bars, path: Path, *, ylabel: str, stacked: bool = False) -> 
             offset = (i - (len(series) - 1) / 2) * width
             ax.bar([p + offset for p in positions], heights, width, label=name)
     ax.set_xticks(list(positions), [label for label, _ in bars], rotation=30 if len(bars) > 6 else 0)
-    ax.set_ylabel(ylabel)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend()
+    _axes(ax, title, None, ylabel, share)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the bars, never over one
     _save(fig, path)
     return True
+
+
+def _axes(ax: Any, title: str, xlabel: str | None, ylabel: str, share: bool) -> None:
+    """Title, labels, grid; the y axis from 0 (from 0 to 100% for shares), so gaps look their size."""
+    from matplotlib.ticker import PercentFormatter
+
+    ax.set_title(title)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if share:
+        ax.set_ylim(0, 1)
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    else:
+        ax.set_ylim(bottom=0)
 
 
 def _figure(width: float = 6.4) -> tuple[Any, Any]:
@@ -129,6 +176,16 @@ def _md_text(text: str) -> str:
     return re.sub(r"([\\`*_\[\]<>|~#])", r"\\\1", text).replace("\n", " ")
 
 
+def anchor(text: str) -> str:
+    """The fragment id of a heading, as GitHub derives it from Markdown headings (and the HTML
+    report sets it): lower case, punctuation dropped, spaces as hyphens.
+
+    >>> anchor("Test results by task group (tier)")
+    'test-results-by-task-group-tier'
+    """
+    return re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
+
+
 def render_markdown(blocks: list[Block]) -> str:
     """The blocks as Markdown; text is escaped, and untrusted text (trajectories, config) appears only
     escaped or inside code fences."""
@@ -146,6 +203,12 @@ def render_markdown(blocks: list[Block]) -> str:
             )
         elif kind == "pre":
             out.append(_fence(args[0].rstrip("\n")))
+        elif kind == "details":
+            out.append(
+                f"<details><summary>{html.escape(args[0])}</summary>\n\n{_fence(args[1].rstrip())}\n\n</details>"
+            )
+        elif kind == "toc":
+            out.append("\n".join(f"{'  ' * (level - 2)}- [{_md_text(t)}](#{anchor(t)})" for level, t in args[0]))
         elif kind == "img":
             out.append(f"![{args[1]}]({args[0]})")
         elif kind == "trajectory":
@@ -160,7 +223,8 @@ _CSS = """body{font-family:system-ui,sans-serif;max-width:75rem;margin:2rem auto
 table{border-collapse:collapse;margin:.5rem 0 1rem}th,td{border:1px solid #ccc;padding:.2rem .6rem;text-align:right}
 th:first-child,td:first-child{text-align:left}th{background:#f2f2f2}img{max-width:100%;display:block;margin:1rem 0}
 pre{background:#f7f7f7;padding:.5rem;margin:.2rem 0;white-space:pre-wrap;overflow-wrap:anywhere}
-.agent pre{background:#eaf1ff}.who{font-size:.8rem;color:#666}details{margin:.4rem 0}summary{cursor:pointer}"""
+.agent pre{background:#eaf1ff}.who{font-size:.8rem;color:#666}details{margin:.4rem 0}summary{cursor:pointer}
+.toc{columns:2;font-size:.9rem}.toc3{margin-left:1.2rem}"""
 
 
 def render_html(title: str, blocks: list[Block]) -> str:
@@ -170,7 +234,7 @@ def render_html(title: str, blocks: list[Block]) -> str:
     out = [f'<!doctype html>\n<html lang="en"><head>{head}</head><body>']
     for kind, *args in blocks:
         if kind == "h":
-            out.append(f"<h{args[0]}>{e(args[1])}</h{args[0]}>")
+            out.append(f'<h{args[0]} id="{e(anchor(args[1]))}">{e(args[1])}</h{args[0]}>')
         elif kind == "p":
             out.append(f"<p>{e(args[0])}</p>")
         elif kind == "table":
@@ -179,6 +243,11 @@ def render_html(title: str, blocks: list[Block]) -> str:
             out.append(f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>")
         elif kind == "pre":
             out.append(f"<pre>{e(args[0])}</pre>")
+        elif kind == "details":
+            out.append(f"<details><summary>{e(args[0])}</summary><pre>{e(args[1])}</pre></details>")
+        elif kind == "toc":
+            items = "".join(f'<li class="toc{level}"><a href="#{e(anchor(t))}">{e(t)}</a></li>' for level, t in args[0])
+            out.append(f'<nav><ul class="toc">{items}</ul></nav>')
         elif kind == "img":
             out.append(f'<img src="{e(args[0])}" alt="{e(args[1])}">')
         elif kind == "trajectory":

@@ -9,7 +9,7 @@ ran out).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -113,6 +113,23 @@ class SupportsOracle(Protocol):
     def oracle_action(self) -> str:
         """The action a perfect agent takes in the current state."""
         ...
+
+
+@runtime_checkable
+class SupportsTaskGroups(Protocol):
+    """An environment whose tasks fall into named groups that results are broken down by (the
+    generated shop's difficulty tiers, ScienceWorld's task types)."""
+
+    def task_group(self, task_id: str) -> str | None:
+        """The group of ``task_id``; None where the task has none."""
+        ...
+
+
+def task_groups(env: TextEnv, task_ids: Iterable[str]) -> dict[str, str]:
+    """The group of each of ``task_ids`` that has one (none when ``env`` has no task groups)."""
+    if not isinstance(env, SupportsTaskGroups):
+        return {}
+    return {t: group for t in task_ids if (group := env.task_group(t)) is not None}
 
 
 @runtime_checkable

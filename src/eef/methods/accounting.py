@@ -50,7 +50,8 @@ def solved_tasks(
 ) -> dict[str, Any]:
     """The training tasks solved, each counted once by the first source that solves it (the
     cloned expert successes, then the agent from ``s0``, then EEF), and what each teacher
-    contributed: its cloned successes plus the EEF solutions that started from its trajectories."""
+    contributed: its cloned successes plus the EEF solutions that started from its trajectories;
+    with the experts' task groups (``meta["group"]``), the tasks solved per group."""
     expert_solved = {t.task_id for t in cloned}
     self_solved = {s.trajectory.task_id for s in solutions if s.kind == "self" and s.state_key.endswith("@s0")}
     eef_solved = {s.trajectory.task_id for s in solutions} - self_solved - expert_solved
@@ -62,8 +63,12 @@ def solved_tasks(
         if s.trajectory.task_id in eef_solved:
             eef_teacher.setdefault(s.trajectory.task_id, teacher_of.get(s.trajectory.provenance.parent_id or "", "?"))
     by_teacher.update(eef_teacher.values())
+    group_of = {e.task_id: e.meta["group"] for e in experts if "group" in e.meta}
+    solved = expert_solved | self_solved | eef_solved
+    by_group = Counter(group_of[t] for t in solved if t in group_of)
     return {
         "solved_by_source": {"expert": len(expert_solved), "self_s0": len(self_solved), "eef": len(eef_solved)},
         "solved_by_teacher": dict(sorted(by_teacher.items())),
-        "train_solved": len(expert_solved) + len(self_solved) + len(eef_solved),
+        "train_solved": len(solved),
+        **({"solved_by_group": dict(sorted(by_group.items()))} if group_of else {}),
     }

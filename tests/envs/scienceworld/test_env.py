@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from eef.envs.conformance import check_env
+from eef.envs.protocol import task_groups
 from eef.envs.replay import replay
 from eef.envs.scienceworld import JvmPool, ScienceWorldEnv
 from eef.envs.scienceworld.jvm import JvmDied, Simulator
@@ -49,6 +50,12 @@ def test_the_split_table_matches_the_simulator(pool):
 
 def test_the_environment_keeps_the_protocol(pool):
     check_env(ScienceWorldEnv(pool, tasks=["lifespan-longest-lived"]))
+
+
+def test_tasks_are_grouped_by_task_type(sw_env):
+    tasks = sw_env.task_ids("test")
+    assert task_groups(sw_env, tasks) == {t: t.split("/")[0] for t in tasks}
+    assert len(set(task_groups(sw_env, tasks).values())) > 1
 
 
 def test_gold_sequences_score_100_on_several_task_types(sw_env):

@@ -194,6 +194,10 @@ class ScienceWorldEnv(TextEnv):
             return self._episode.limit
         return max(self.step_limit(t) for t in self.tasks)
 
+    def task_group(self, task_id: str) -> str | None:
+        """The task type (``boil``, ``find-animal``, ...)."""
+        return parse_task_id(task_id)[0]
+
     def step_limit(self, name: str) -> int:
         """The step limit of task type ``name``."""
         return step_limit(task_name(name), self._max_steps, self._step_limits)

@@ -107,6 +107,10 @@ class ShopEnv(TextEnv):
     def task_ids(self, split: str) -> list[str]:
         return self.catalog.task_ids(split)
 
+    def task_group(self, task_id: str) -> str | None:
+        """The difficulty tier of a generated goal; None for WebShop's goals."""
+        return self.catalog.goals[self.catalog.goal_index(task_id)].tier
+
     @property
     def goal(self):
         if self._goal_index is None:
