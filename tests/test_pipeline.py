@@ -18,6 +18,7 @@ from eef.errors import EefError
 from eef.pipeline import other_methods_rollouts, run, run_lock
 from eef.rollout import RolloutConfig
 from eef.trajectory_files import read_trajectories
+from test_tracking import scalars
 
 TINY = [
     "expert.limit=12",
@@ -48,7 +49,7 @@ def _config(run_dir, *more):
 def finished(tmp_path_factory):
     root = tmp_path_factory.mktemp("run") / "tiny"
     lines = []
-    summary = run(_config(root), log=lines.append)
+    summary = run(_config(root, "tracking.report_to=[tensorboard]"), log=lines.append)
     return root, summary, lines
 
 
@@ -135,6 +136,15 @@ def test_the_label_stage_counts_what_each_teacher_contributed(finished):
     assert sum(expert["tasks_by_group"].values()) == 12 and set(expert["tasks_by_group"]) <= {"easy", "medium", "hard"}
     assert sum(label["solved_by_group"].values()) == label["train_solved"]
     assert all(label["solved_by_group"][g] <= expert["tasks_by_group"][g] for g in label["solved_by_group"])
+
+
+def test_tracking_receives_every_stage_figure_and_training_step(finished):
+    root, summary, _ = finished
+    stages = scalars(root / "tracking" / "default" / "stages")
+    assert stages["eval/eef/win_rate"] == [(1, pytest.approx(summary["eef"]["last"]["test_win_rate"]))]
+    assert [step for step, _ in stages["explore/rft/episodes"]] == [1]
+    train = json.loads((root / "sft_pos" / "train" / ".done").read_text())
+    assert len(scalars(root / "tracking" / "default" / "train-sft_pos-0")["loss"]) == train["steps"]
 
 
 def test_each_start_records_what_the_run_ran_on(finished):

@@ -89,11 +89,12 @@ def one_of(*choices: Any) -> Rule:
     return rule
 
 
-def each(rule: Rule) -> Rule:
-    """``rule`` for every element of a non-empty sequence; the first element out of range is named."""
+def each(rule: Rule, *, empty_ok: bool = False) -> Rule:
+    """``rule`` for every element of a sequence (non-empty unless ``empty_ok``); the first element
+    out of range is named."""
 
     def check(value: Any) -> str | None:
-        if not len(value):
+        if not len(value) and not empty_ok:
             return "must not be empty"
         return next((f"[{i}] {reason}" for i, v in enumerate(value) if (reason := rule(v))), None)
 

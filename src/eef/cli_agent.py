@@ -32,6 +32,7 @@ from eef.cli_options import (
     MaxRetries,
     NumEnvs,
     OneShot,
+    ReportTo,
     RequestTimeout,
     ServerCommand,
     SystemRole,
@@ -45,6 +46,7 @@ from eef.cli_options import (
     task_ids,
 )
 from eef.errors import EefError
+from eef.tracking import Tracking, check_trackers
 
 
 def model_init(
@@ -250,6 +252,7 @@ def train_command(
     ] = "auto",
     device: Annotated[str, typer.Option(help="auto (each process's accelerator where there is one) or cpu.")] = "auto",
     force: Annotated[bool, typer.Option(help="Replace an existing checkpoint at --out.")] = False,
+    report_to: ReportTo = None,
 ) -> None:
     """Masked multi-turn SFT of a checkpoint on trajectory files.
 
@@ -289,6 +292,7 @@ def train_command(
         gradient_checkpointing=gradient_checkpointing,
         seed=seed,
     )
+    check_trackers(tuple(report_to or ()), "--report-to")
     refuse_overwrite_dir(out, force=force, inputs=[*data, heldout])
     trajectories = [t for path in data for t in read_trajectories(path)]
     if not trajectories:
@@ -304,6 +308,7 @@ def train_command(
             metadata={"base_model": model, "data": [str(p) for p in data]},
             heldout=read_trajectories(heldout) if heldout else (),
             log=typer.echo if process_rank()[0] == 0 else None,  # launched on several processes: the first reports
+            tracking=Tracking(tuple(report_to), str(out.parent / "tracking"), out.name, "train") if report_to else None,
         )
     except EefError as e:
         raise EefError(f"--data {', '.join(map(str, data))}: {e}") from None
@@ -437,12 +442,14 @@ def run_command(
     set_: Annotated[
         Optional[list[str]], typer.Option("--set", "-s", help="Override KEY.PATH=VALUE; repeatable.")
     ] = None,
+    report_to: ReportTo = None,
 ) -> None:
     """Run the pipeline: expert data, SFT-POS, then RFT / RFT xK / EEF iterations, evaluation, report."""
     from eef.config import load_config
     from eef.pipeline import run
 
-    run_config = load_config(config or DEFAULT_CONFIG, set_)  # every problem is reported before any work
+    overrides = [*(set_ or ()), *([f"tracking.report_to=[{', '.join(report_to)}]"] if report_to else [])]
+    run_config = load_config(config or DEFAULT_CONFIG, overrides)  # every problem is reported before any work
     summary = run(run_config, resume=resume, log=lambda line: typer.echo(line, err=True))
     for method, entry in summary.items():
         best, last = entry["best"], entry["last"]

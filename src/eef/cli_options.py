@@ -60,6 +60,14 @@ Workers = Annotated[
         "NUM_ENVS / WORKERS (eef run's default config: 2).",
     ),
 ]
+ReportTo = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--report-to",
+        help="Send losses and metrics as they come to tensorboard, wandb or mlflow (logs next to the output, "
+        "in tracking/); repeatable.",
+    ),
+]
 WorkerTimeout = Annotated[
     float,
     typer.Option(

@@ -17,13 +17,14 @@ from typing import Any
 import yaml
 
 from eef.agent.backends import DEFAULT_SERVER_COMMAND, backend_names
-from eef.checks import FieldErrors, above, at_least, between, check_fields, not_empty, one_of
+from eef.checks import FieldErrors, above, at_least, between, check_fields, each, not_empty, one_of
 from eef.errors import EefError
 from eef.experts.registry import expert_names
 from eef.experts.scripted_shop import ScriptedExpertConfig
 from eef.methods.registry import method_names
 from eef.methods.settings import MethodsSection
 from eef.models.tiny import TinyModelConfig
+from eef.tracking import TRACKERS
 from eef.train.settings import TrainConfig
 
 
@@ -106,8 +107,8 @@ class ExpertSource:
     demonstrations), ``gold`` / ``perturbed`` (ScienceWorld's gold sequences, intact or broken
     after a key action), one added with :func:`eef.experts.registry.register_expert`, or ``file``
     (trajectories JSONL at ``path``). ``role``: ``clone`` (successes go
-    to ``D_e``, failures are explored) or ``explore`` (everything is only explored: the spec's
-    weaker teacher).
+    to ``D_e``, failures are explored) or ``explore`` (everything is only explored: a
+    weaker teacher's role, docs/method.md).
     """
 
     name: str = "scripted"
@@ -179,6 +180,17 @@ class EvalSection:
 
 
 @dataclass(frozen=True)
+class TrackingSection:
+    """Experiment tracking (:mod:`eef.tracking`): ``report_to`` any of tensorboard, wandb, mlflow;
+    logs go to ``RUN_DIR/tracking``."""
+
+    report_to: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_fields(self, report_to=each(one_of(*TRACKERS), empty_ok=True))
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A whole run: every stage's settings and the seed they derive from."""
 
@@ -193,6 +205,7 @@ class RunConfig:
     rollout: RolloutSection = RolloutSection()
     eval: EvalSection = EvalSection()
     methods: MethodsSection = MethodsSection()
+    tracking: TrackingSection = TrackingSection()
 
     def __post_init__(self) -> None:
         check_fields(self, name=not_empty, run_dir=not_empty)

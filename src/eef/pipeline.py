@@ -55,6 +55,7 @@ from eef.rollout import RolloutConfig, rollout_mismatch, trajectory_id
 from eef.run_facts import record_start
 from eef.solution_files import read_solutions, write_solutions
 from eef.stages import Parallelism, evaluate_checkpoint, explore
+from eef.tracking import Trackers, Tracking, check_trackers, open_trackers, record_values
 from eef.trajectory import Message, Trajectory
 from eef.trajectory_files import read_trajectories, write_trajectories
 
@@ -63,8 +64,20 @@ class RunDir:
     """The run directory: stage markers, the metrics log and the saved configuration; ``trainer``
     runs a training stage (on every process of the run)."""
 
-    def __init__(self, root: Path, log: Callable[[str], None], trainer: TrainingGroup | None = None):
+    def __init__(
+        self,
+        root: Path,
+        log: Callable[[str], None],
+        trainer: TrainingGroup | None = None,
+        tracking: Tracking | None = None,
+        trackers: Trackers | None = None,
+    ):
         self.root, self.log, self.trainer = root, log, trainer or TrainingGroup()
+        self.tracking, self.trackers = tracking, trackers or Trackers([])
+
+    def training_tracking(self, method: str, iteration: int) -> Tracking | None:
+        """Where a training stage reports its steps (None when nothing is tracked)."""
+        return self.tracking.for_part(f"train-{method}-{iteration}") if self.tracking else None
 
     def done(self, stage: Path) -> dict[str, Any] | None:
         """The metrics of a finished stage, or None.
@@ -88,6 +101,7 @@ class RunDir:
         with (self.root / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
         write_text_atomic(stage / ".done", json.dumps(record) + "\n")
+        self.trackers.log(record_values(record), step=record.get("iteration", 0))
         shown = {k: v for k, v in record.items() if k not in ("stage", "method", "iteration")}
         where = " ".join(str(record[k]) for k in ("method", "iteration") if k in record)
         self.log(f"[{record['stage']}{' ' + where if where else ''}] " + json.dumps(shown, default=str))
@@ -130,7 +144,8 @@ def prepare_run_dir(config: RunConfig, root: Path, resume: bool) -> None:
     if saved.is_file():
         if not resume:
             raise EefError(f"{root} already holds a run; pass --resume to continue it or choose another run_dir")
-        if saved_config(saved).as_dict() != wanted:
+        before = saved_config(saved).as_dict()
+        if {**before, "tracking": None} != {**wanted, "tracking": None}:  # where figures are sent changes no result
             raise EefError(
                 f"{saved} differs from this configuration; --resume continues only the same "
                 "configuration (start a new run_dir for a new one)"
@@ -154,10 +169,13 @@ def run(config: RunConfig, *, resume: bool = False, log: Callable[[str], None] =
         check_processes(config, group.size)
         env = make(config.env.name, **config.env.options)
         check_against_env(config, env)
+        check_trackers(config.tracking.report_to)
+        tracking = Tracking(config.tracking.report_to, str(root / "tracking"), config.name)
         with run_lock(root):
             prepare_run_dir(config, root, resume)
             record_start(root, group.size)
-            return _run_stages(config, env, RunDir(root, log, group))
+            with open_trackers(tracking) as trackers:
+                return _run_stages(config, env, RunDir(root, log, group, tracking, trackers))
 
 
 def check_processes(config: RunConfig, processes: int) -> None:
@@ -515,6 +533,7 @@ def preference_train_stage(
         dtype=config.model.dtype,
         card=card,
         metadata={"base_model": str(start), "reference_model": str(start), "method": method, "iteration": iteration},
+        tracking=rd.training_tracking(method, iteration),
     )
     rd.finish(
         stage / "train",
@@ -560,6 +579,7 @@ def train_stage(
         dtype=config.model.dtype,
         card=card,
         metadata={"base_model": str(start), "method": method, "iteration": iteration},
+        tracking=rd.training_tracking(method, iteration),
     )
     rd.finish(
         stage / "train",

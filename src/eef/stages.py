@@ -18,6 +18,7 @@ from eef.config import ModelSection
 from eef.envs.protocol import TextEnv
 from eef.evaluate import EvalReport, evaluate
 from eef.rollout import RolloutConfig, RolloutResult, Start, cloned_envs, pending, rollout, trajectory_id
+from eef.tracking import Tracking
 from eef.train.settings import TrainConfig
 from eef.trajectory import Message, Trajectory
 from eef.trajectory_files import append_trajectories
@@ -152,9 +153,10 @@ def train_checkpoint(
     metadata: Mapping[str, Any] | None = None,
     heldout: Sequence[Trajectory] = (),
     log: Callable[[str], None] | None = None,
+    tracking: Tracking | None = None,
 ) -> tuple[TrainResult, TokenizeStats]:
     """Masked SFT of ``start`` on ``data`` into the checkpoint ``out``; returns what training did
-    and what tokenization did.
+    and what tokenization did; ``tracking``: where each step's loss and learning rate go.
 
     The checkpoint records ``card`` (by default the environment and prompt most of ``data``
     shares, with the environment options of ``start``'s card where it has one for that environment).
@@ -191,6 +193,7 @@ def train_checkpoint(
         progress=True,
         metadata={**(metadata or {}), "agent": card.to_dict(), "tokenize": stats.__dict__},
         device=device,
+        tracking=tracking,
     )
     if held:
         say(f"held-out loss after: {evaluate_loss(model, held, pad_token_id(tokenizer)):.4f}")
@@ -209,6 +212,7 @@ def train_preference_checkpoint(
     card: AgentCard | None = None,
     metadata: Mapping[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
+    tracking: Tracking | None = None,
 ) -> tuple[TrainResult, TokenizeStats]:
     """DPO of ``start`` on (chosen, rejected) ``pairs`` into the checkpoint ``out``, with ``start``
     as the reference (:mod:`eef.train.preference`); ``config``'s batch sizes count pairs. Returns
@@ -241,6 +245,7 @@ def train_preference_checkpoint(
         progress=True,
         metadata={**(metadata or {}), "agent": card.to_dict(), "tokenize": stats.__dict__, "dpo_beta": beta},
         device=device,
+        tracking=tracking,
     )
     return result, stats
 

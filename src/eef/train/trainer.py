@@ -34,6 +34,7 @@ from eef.errors import EefError
 from eef.models.loading import add_lora, pick_device
 from eef.models.requirements import checkpoint_requirements, installed_versions
 from eef.progress import progress_bar
+from eef.tracking import Tracking, open_trackers
 from eef.train.data import IGNORE_INDEX, Example, PackedRow, pack_examples
 from eef.train.settings import TRAIN_RECORD, TrainConfig
 
@@ -267,6 +268,7 @@ def train(
     progress: bool = False,
     metadata: dict[str, Any] | None = None,
     device: str = "auto",
+    tracking: Tracking | None = None,
 ) -> TrainResult:
     """Masked SFT of ``model`` on ``examples``, saved to ``out_dir``.
 
@@ -279,6 +281,7 @@ def train(
         progress: show a progress bar.
         metadata: extra facts recorded in ``eef_train.json`` beside the weights.
         device: ``auto`` trains on each process's accelerator where there is one, ``cpu`` on the CPU.
+        tracking: where the main process reports each step's loss and learning rate (:mod:`eef.tracking`).
 
     Returns:
         A :class:`TrainResult`.
@@ -286,7 +289,17 @@ def train(
     if not examples:
         raise ValueError("no training examples (every conversation was dropped or none was given)")
     objective = MaskedSFT(examples, config, pad_token_id(tokenizer))
-    return fit(model, tokenizer, objective, out_dir, config, progress=progress, metadata=metadata, device=device)
+    return fit(
+        model,
+        tokenizer,
+        objective,
+        out_dir,
+        config,
+        progress=progress,
+        metadata=metadata,
+        device=device,
+        tracking=tracking,
+    )
 
 
 def fit(
@@ -299,6 +312,7 @@ def fit(
     progress: bool = False,
     metadata: dict[str, Any] | None = None,
     device: str = "auto",
+    tracking: Tracking | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``objective`` and save it to ``out_dir`` (arguments as :func:`train`'s;
     ``config.micro_batch_rows`` and ``rows_per_step`` count the objective's items)."""
@@ -354,6 +368,7 @@ def fit(
 
     result = TrainResult(checkpoint=Path(out_dir))
     bar = progress_bar(total_steps, "train", "step", progress and accelerator.is_main_process)
+    trackers = open_trackers(tracking if accelerator.is_main_process else None)
     stream = _cycle(loader)
     began = time.perf_counter()
     for step in range(total_steps):
@@ -377,6 +392,7 @@ def fit(
                 accelerator.backward(loss_sum * (scale * weight))
             step_loss += loss_sum.detach() * weight
         accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        rate = schedule.get_last_lr()[0]  # this step's rate; stepping the schedule sets the next one's
         optimizer.step()
         schedule.step()
         optimizer.zero_grad()
@@ -386,8 +402,10 @@ def fit(
         result.losses.append(float(accelerator.reduce(step_loss, "sum")) / max(step_count, 1))
         bar.update(1)
         bar.set_postfix(loss=f"{result.losses[-1]:.3f}", refresh=False)
+        trackers.log({"loss": result.losses[-1], "learning_rate": rate}, step=result.steps)
     result.seconds = time.perf_counter() - began
     bar.close()
+    trackers.close()
     accelerator.wait_for_everyone()
     # FSDP and ZeRO-3 hold shards: every process takes part in gathering the full weights
     state_dict = accelerator.get_state_dict(model) if config.lora is None else None
