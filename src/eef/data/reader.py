@@ -69,11 +69,12 @@ def _array_elements(path: Path, text: str) -> Iterator[tuple[int, Any]]:
     line = text.count("\n", 0, position) + 1
     expect_element = True  # after '[' or ',': an element (or, after '[', the closing ']')
     first = True
+    element = 0
     while True:
         start = _skip_space(text, position)
         line += text.count("\n", position, start)
         if start >= len(text):
-            raise DataError(path, "not valid JSON (the array is not closed)", line=line)
+            raise DataError(path, "not valid JSON (the array is not closed; the file ends, as if cut short)", line=line)
         char = text[start]
         if char == "]" and (first or not expect_element):
             trailing = _skip_space(text, start + 1)
@@ -90,12 +91,17 @@ def _array_elements(path: Path, text: str) -> Iterator[tuple[int, Any]]:
         try:
             value, end = _DECODER.raw_decode(text, start)
         except json.JSONDecodeError as e:
-            raise DataError(path, f"not valid JSON ({e.msg})", line=e.lineno) from None
+            cut_short = e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string")
+            cut = "; the file ends inside it, as if cut short" if cut_short else ""
+            raise DataError(
+                path, f"not valid JSON (element [{element}]: {e.msg}: column {e.colno}){cut}", line=e.lineno
+            ) from None
         except (ValueError, RecursionError) as e:  # a 4300-digit integer, nesting past the recursion limit
             raise DataError(path, decode_failure(e), line=line) from None
         yield line, value
         line += text.count("\n", start, end)
         position, expect_element, first = end, False, False
+        element += 1
 
 
 def _skip_space(text: str, position: int) -> int:

@@ -36,7 +36,7 @@ from eef.envs.shop.catalog import (
     split_by_position,
 )
 from eef.envs.shop.nouns import title_nouns
-from eef.errors import DataError
+from eef.errors import DataError, EefError
 from eef.jsonl import iter_json_array, iter_json_lines
 
 GOAL_SHUFFLE_SEED = 233  # WebShop's random.seed(233) before shuffling its goals
@@ -54,9 +54,19 @@ def _read_json(path: Path) -> Any:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise DataError(path, f"invalid JSON: {e.msg} (column {e.colno})", line=e.lineno) from None
+        cut = (
+            "; the file ends before the JSON does, as if cut short"
+            if e.msg.startswith("Unterminated string") or _at_end(e)
+            else ""
+        )
+        raise DataError(path, f"invalid JSON: {e.msg} (column {e.colno}){cut}", line=e.lineno) from None
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(path, f"cannot read: {e}") from None
+
+
+def _at_end(error: json.JSONDecodeError) -> bool:
+    """Whether a JSON error is at the end of the text: the file stops before the value is complete."""
+    return error.pos >= len(error.doc.rstrip())
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
@@ -244,13 +254,18 @@ def load_webshop(
 ) -> Catalog:
     """Read a WebShop data directory into a :class:`Catalog` with WebShop's goals.
 
+    Instructions that name a product not loaded are skipped, as WebShop skips them, and counted
+    by reason in the catalog's ``info`` (``skipped_human_instructions`` or
+    ``skipped_synthetic_instructions``).
+
     Args:
         data_dir: directory with the product files (see the module docstring).
         goals: ``synthetic`` (from ``items_ins_v2``) or ``human`` (from ``items_human_ins.json``).
         seed: seed of the price draws (price ranges, price limits).
         num_products: read only the first N products of an original ``items_shuffle`` file.
-        split_files: split name -> JSON file with a list of goal indices (ETO style); replaces
-            the default test [0:500] / dev [500:1500] / train (rest) split.
+        split_files: split name -> JSON file with a list of goal indices (ETO style; an index
+            listed twice is kept once, in its first place); replaces the default test [0:500] /
+            dev [500:1500] / train (rest) split.
         nouns: title noun tagger preference (see :func:`eef.envs.shop.nouns.title_nouns`).
     """
     if goals not in GOAL_KINDS:
@@ -266,10 +281,18 @@ def load_webshop(
     products = [
         Product(**product_fields(r), price=price, title_nouns=noun_map[r["asin"]]) for r, price in zip(rows, prices)
     ]
+    loaded = {p.asin for p in products}
     if goals == "synthetic":
         goal_list = _synthetic_goals(products, instructions, sources["instructions"], rng)
+        skipped = skipped_instructions(
+            (a for a, e in instructions.items() if isinstance(e, dict) and e.get("instruction") is not None), loaded
+        )
     else:
-        goal_list = _human_goals(products, rows, sources, rng)
+        goal_list, skipped = _human_goals(products, rows, sources, rng, loaded)
+    if not goal_list:
+        source = sources["instructions"] if goals == "synthetic" else sources.get("human", sources["products"])
+        why = "".join(f"; {count} skipped: {reason}" for reason, count in skipped.items())
+        raise DataError(source, f"no {goals} goals for the products of {sources['products'].name}{why}")
     splits = shuffle_and_split(goal_list, split_files)
     info = {
         "source": str(sources["products"]),
@@ -278,6 +301,7 @@ def load_webshop(
         "products": len(products),
         "title_nouns": taggers,
         "goal_shuffle_seed": GOAL_SHUFFLE_SEED,
+        f"skipped_{goals}_instructions": skipped,
     }
     return Catalog(products, goal_list, splits, prefix="webshop", info=info)
 
@@ -387,7 +411,7 @@ def shuffle_and_split(goal_list: list[Goal], split_files: dict[str, str] | None)
     """Shuffle the goals in place as WebShop does (goal i = session i); the splits over them."""
     random.Random(GOAL_SHUFFLE_SEED).shuffle(goal_list)
     if split_files:
-        return {name: _read_index_file(Path(p), len(goal_list)) for name, p in split_files.items()}
+        return {name: _read_index_file(Path(p), len(goal_list)) for name, p in _split_paths(split_files).items()}
     return split_by_position(len(goal_list), DEFAULT_SPLITS, "train")
 
 
@@ -396,13 +420,28 @@ def _synthetic_goals(products: list[Product], instructions: dict, ins_path: Path
     return make_goals(((p.price, d) for p, d in drafted if d is not None), "synthetic", rng)
 
 
-def _human_goals(products: list[Product], rows: list[dict], sources: dict[str, Path], rng: random.Random) -> list[Goal]:
+def _human_goals(
+    products: list[Product], rows: list[dict], sources: dict[str, Path], rng: random.Random, loaded: set[str]
+) -> tuple[list[Goal], dict[str, int]]:
     human = human_instructions(sources, rows)
     if human is None:
         raise DataError(sources["products"].parent / HUMAN_FILE, "missing: human goals need items_human_ins.json")
     human_path, by_asin = human
     drafted = ((p.price, human_drafts(p.asin, by_asin[p.asin], human_path)) for p in products if p.asin in by_asin)
-    return make_goals(drafted, "human", rng)
+    goals = make_goals(drafted, "human", rng)
+    named = (a for a, entries in by_asin.items() for _ in (entries if isinstance(entries, list) else [entries]))
+    return goals, skipped_instructions(named, loaded)
+
+
+SKIPPED_ABSENT = "names a product not in the catalog"
+
+
+def skipped_instructions(asins: Iterable[str], loaded: set[str]) -> dict[str, int]:
+    """How many instructions (one ASIN per instruction in ``asins``) were skipped, by reason:
+    those naming a product the catalog did not load (absent from the product file, or past
+    ``num_products``). Empty when none was."""
+    missing = sum(asin not in loaded for asin in asins)
+    return {SKIPPED_ABSENT: missing} if missing else {}
 
 
 def human_instructions(sources: dict[str, Path], rows: Iterable[dict]) -> tuple[Path, dict] | None:
@@ -417,11 +456,22 @@ def human_instructions(sources: dict[str, Path], rows: Iterable[dict]) -> tuple[
     return (sources["products"].parent / HUMAN_FILE, by_asin) if by_asin else None
 
 
+def _split_paths(split_files: Any) -> dict[str, str]:
+    """The ``split_files`` option checked: split name -> file, both strings."""
+    if not isinstance(split_files, dict):
+        raise EefError(f"split_files: expected a mapping {{split: file}}, got {split_files!r}")
+    for name, path in split_files.items():
+        if not isinstance(name, str) or not isinstance(path, (str, Path)):
+            hint = " (YAML needs a space after the colon: {train: FILE})" if path is None and ":" in str(name) else ""
+            raise EefError(f"split_files: split {name!r} names no file, got {path!r}{hint}")
+    return split_files
+
+
 def _read_index_file(path: Path, n_goals: int) -> list[int]:
     indices = _read_json(path)
     if not isinstance(indices, list):
         raise DataError(path, "expected a JSON list of goal indices")
     for i, value in enumerate(indices):
-        if not isinstance(value, int) or not 0 <= value < n_goals:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < n_goals:
             raise DataError(path, f"goal index must be an integer in 0..{n_goals - 1}, got {value!r}", field=f"[{i}]")
-    return indices
+    return list(dict.fromkeys(indices))  # a repeat keeps its first place (ETO's train list holds 4116 twice)
