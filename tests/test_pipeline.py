@@ -64,7 +64,7 @@ def test_a_run_writes_every_stage_and_the_report(finished):
     assert eef_explore["from_states"] > 0 and eef_explore["from_s0"] == 12
     assert (root / "config.yaml").is_file() and (root / "summary.json").is_file()
     assert (root / "report" / "report.md").is_file() and (root / "report" / "index.html").is_file()
-    assert any(line.startswith("[eval eef 1]") for line in lines)
+    assert any(line.startswith("[eval eef 1] stage 11 of 11, ") for line in lines)
     experts = read_trajectories(root / "expert" / "trajectories.jsonl")
     sft_data = read_trajectories(root / "sft_pos" / "train.jsonl")
     assert len(experts) == 12 and [t.task_id for t in sft_data] == [t.task_id for t in experts if t.success]

@@ -41,6 +41,7 @@ from eef.cli_options import (
     agent_setup,
     env_and_options,
     model_section,
+    quiet_model_loading,
     refuse_overwrite_dir,
     settings,
     task_ids,
@@ -446,10 +447,11 @@ def run_command(
 ) -> None:
     """Run the pipeline: expert data, SFT-POS, then RFT / RFT xK / EEF iterations, evaluation, report."""
     from eef.config import load_config
-    from eef.pipeline import run
+    from eef.pipeline import run, run_root
 
     overrides = [*(set_ or ()), *([f"tracking.report_to=[{', '.join(report_to)}]"] if report_to else [])]
     run_config = load_config(config or DEFAULT_CONFIG, overrides)  # every problem is reported before any work
+    quiet_model_loading()
     summary = run(run_config, resume=resume, log=lambda line: typer.echo(line, err=True))
     for method, entry in summary.items():
         best, last = entry["best"], entry["last"]
@@ -457,6 +459,8 @@ def run_command(
             f"{method:8s} best win rate {best['test_win_rate']:.1%} (iteration {best['iteration']}), "
             f"last {last['test_win_rate']:.1%}, score {best['test_score']:.3f}"
         )
+    if summary:  # the first of several processes reports
+        typer.echo(f"report: {run_root(run_config) / 'report' / 'index.html'}")
 
 
 def sweep_command(
@@ -481,6 +485,7 @@ def sweep_command(
     path = config or DEFAULT_CONFIG
     root = out or Path("runs") / f"{load_config(path, set_).name}-seeds"
     sweep = Sweep(path, tuple(set_ or ()), parse_seeds(seeds), key, root)
+    quiet_model_loading()
     result = run_sweep(sweep, resume=resume, log=lambda line: typer.echo(line, err=True))
     summary = json.loads((root / "report" / "sweep.json").read_text())
     for method, entry in summary["methods"].items():

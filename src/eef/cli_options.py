@@ -258,6 +258,15 @@ def model_section(
 CHECKPOINT_MARKERS = (TRAIN_RECORD, "eef_tiny_model.json")  # what eef writes into every model directory
 
 
+def quiet_model_loading() -> None:
+    """Leave out transformers' "Loading weights" and "Writing model shards" bars: a run loads and
+    saves a checkpoint at every stage, and its log should be one line per stage (eef's own bars,
+    for training, exploration and evaluation, stay)."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+
 def refuse_overwrite_dir(out: Path, *, force: bool, inputs: Sequence[Path | None] = ()) -> None:
     """An output directory may be new or empty; with ``force``, one eef wrote (a checkpoint);
     never one that holds an input of the same command, which replacing it would delete."""

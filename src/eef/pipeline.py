@@ -74,6 +74,8 @@ class RunDir:
     ):
         self.root, self.log, self.trainer = root, log, trainer or TrainingGroup()
         self.tracking, self.trackers = tracking, trackers or Trackers([])
+        self.plan: list[tuple[Any, ...]] = []  # every stage of the run in order, for "stage k of n"
+        self.began = time.monotonic()
 
     def training_tracking(self, method: str, iteration: int) -> Tracking | None:
         """Where a training stage reports its steps (None when nothing is tracked)."""
@@ -102,10 +104,37 @@ class RunDir:
             f.write(json.dumps(record) + "\n")
         write_text_atomic(stage / ".done", json.dumps(record) + "\n")
         self.trackers.log(record_values(record), step=record.get("iteration", 0))
-        shown = {k: v for k, v in record.items() if k not in ("stage", "method", "iteration")}
-        where = " ".join(str(record[k]) for k in ("method", "iteration") if k in record)
-        self.log(f"[{record['stage']}{' ' + where if where else ''}] " + json.dumps(shown, default=str))
+        self.log(progress_line(record, self.plan, time.monotonic() - self.began))
         return record
+
+
+def stage_plan(config: RunConfig) -> list[tuple[Any, ...]]:
+    """The run's stages in order, as (stage, method, iteration)."""
+    plan: list[tuple[Any, ...]] = [("expert", None, None), ("train", "sft_pos", 0), ("eval", "sft_pos", 0)]
+    for method in (m for m in config.methods.run if m != "sft_pos"):
+        for k in range(1, config.methods.iterations + 1):
+            plan += [(stage, method, k) for stage in ("explore", "label", "train", "eval")]
+    return plan
+
+
+def progress_line(record: dict[str, Any], plan: list[tuple[Any, ...]], elapsed_s: float) -> str:
+    """One readable line for a finished stage: where it is in the run, the run's time so far, its figures.
+
+    >>> progress_line({"stage": "eval", "method": "eef", "iteration": 1, "win_rate": 0.6, "seconds": 3.25},
+    ...               [("expert", None, None), ("eval", "eef", 1)], 754)
+    '[eval eef 1] stage 2 of 2, 12:34 in: win_rate 0.6 (3.2 s)'
+    """
+    key = (record["stage"], record.get("method"), record.get("iteration"))
+    where = " ".join(str(record[k]) for k in ("method", "iteration") if k in record)
+    position = f"stage {plan.index(key) + 1} of {len(plan)}, " if key in plan else ""
+    minutes, seconds = divmod(int(elapsed_s), 60)
+    figures = ", ".join(
+        f"{k} {json.dumps(v, default=str) if isinstance(v, (dict, list)) else v}"
+        for k, v in record.items()
+        if k not in ("stage", "method", "iteration", "seconds")
+    )
+    took = f" ({record['seconds']:.1f} s)" if isinstance(record.get("seconds"), (int, float)) else ""
+    return f"[{record['stage']}{' ' + where if where else ''}] {position}{minutes}:{seconds:02d} in: {figures}{took}"
 
 
 @contextmanager
@@ -165,7 +194,7 @@ def run(config: RunConfig, *, resume: bool = False, log: Callable[[str], None] =
         group.follow()
         return {}
     with group:
-        root = Path(config.run_dir or f"runs/{config.name}")
+        root = run_root(config)
         check_processes(config, group.size)
         env = make(config.env.name, **config.env.options)
         check_against_env(config, env)
@@ -175,7 +204,14 @@ def run(config: RunConfig, *, resume: bool = False, log: Callable[[str], None] =
             prepare_run_dir(config, root, resume)
             record_start(root, group.size)
             with open_trackers(tracking) as trackers:
-                return _run_stages(config, env, RunDir(root, log, group, tracking, trackers))
+                rd = RunDir(root, log, group, tracking, trackers)
+                rd.plan = stage_plan(config)
+                return _run_stages(config, env, rd)
+
+
+def run_root(config: RunConfig) -> Path:
+    """The run directory: ``run_dir``, or ``runs/NAME``."""
+    return Path(config.run_dir or f"runs/{config.name}")
 
 
 def check_processes(config: RunConfig, processes: int) -> None:
@@ -319,7 +355,9 @@ def expert_source(
                 f"{source.path}: none of its {len(recorded)} trajectories is of a task of expert.split "
                 f"(expert source {source.name!r})"
             )
-        return loaded
+        # imported files (ETO's, the EEF authors') hold no prompt of the run's kind: the demonstrations
+        # are trained under the prompt the agent is run with; a file's own prompt is kept
+        return [t if t.prompt else replace(t, prompt=prompt) for t in loaded]
     return expert_trajectories(
         source.kind, env, tasks, prompt, ExpertSettings(seed=source.seed, scripted=source.scripted)
     )
@@ -650,7 +688,7 @@ def report_stage(rd: RunDir) -> None:
     from eef.report import write_report
 
     path = write_report(rd.root)
-    rd.log(f"[report] {path / 'report.md'}")
+    rd.log(f"[report] {path / 'index.html'} (and report.md)")
 
 
 def _parallelism(config: RunConfig) -> Parallelism:
