@@ -54,7 +54,8 @@ def config_show(
 
     from eef.config import load_config
 
-    typer.echo(yaml.safe_dump(load_config(config, set_).as_dict(), sort_keys=False), nl=False)
+    resolved = load_config(config or cli_agent.DEFAULT_CONFIG, set_)  # as `eef run` reads it
+    typer.echo(yaml.safe_dump(resolved.as_dict(), sort_keys=False), nl=False)
 
 
 def _make_env(name: str, options: list[str] | None) -> TextEnv:

@@ -2,7 +2,7 @@
 
 Win rate is the share of tasks whose final reward counts as success in the environment (WebShop:
 reward 1.0); score is the mean final reward (an episode cut by the step limit scores 0). Both
-are kept apart, as the spec's protocol asks.
+are kept apart (docs/method.md, "What is measured").
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ A trajectory is the conversation of one episode::
 
 State ``s_k`` of a trajectory is the state after its first ``k`` turns, so restoring ``s_k``
 means replaying ``turns[:k]``. Each :class:`Turn` carries its own ``trainable`` flag: the
-per-turn masks every method writes (spec: "Per-turn masks are the primitive").
+per-turn masks every method writes (docs/method.md, "The loss").
 
 Files of trajectories are read and written by :mod:`eef.trajectory_files`.
 """

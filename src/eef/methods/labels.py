@@ -1,6 +1,6 @@
 """EEF's labelling of an expert trajectory: which states to simulate, segment labels, recovery states.
 
-Pure functions over plain values (spec section 3b-3d). For a trajectory of ``T`` actions and
+Pure functions over plain values (docs/method.md, EEF steps 2-4). For a trajectory of ``T`` actions and
 ``M`` simulated states, ``l = max(1, T // (M + 1))`` and the agent is simulated from
 ``s_l, s_2l, ..., s_Ml`` (only those before the end: short trajectories simulate from fewer
 states) besides ``s0``. ``succ[k]`` says whether the simulation from the ``k``-th of the states

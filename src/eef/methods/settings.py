@@ -11,7 +11,7 @@ from eef.methods import DEFAULT_RUN, NEUTRAL_MODES, SELECTION_RULES
 
 @dataclass(frozen=True)
 class EEFSection:
-    """The choices the paper leaves open for EEF (spec table)."""
+    """The choices the paper leaves open for EEF (docs/method.md, "Choices the paper leaves open")."""
 
     m: int = 5
     explore: str = "failed"
@@ -57,7 +57,7 @@ class ETOSection:
 class MethodsSection:
     """Which methods run and how.
 
-    ``rft_k`` null means ``1 + eef.m`` rollouts per ``s0`` (the spec's RFT x(1+M), EEF's budget).
+    ``rft_k`` null means ``1 + eef.m`` rollouts per ``s0`` (RFT x(1+M) in docs/method.md, EEF's budget).
     ``iteration_epochs`` null means ``train.epochs`` for every iteration's training too; fewer
     epochs suit ``train_from: previous``, where each iteration continues the last checkpoint.
     """

@@ -1,4 +1,4 @@
-"""Solutions, their selection and the positive repository (spec sections 2, 3e-3g).
+"""Solutions, their selection and the positive repository (docs/method.md: EEF steps 5-7).
 
 A solution is a successful path from an important state with the per-turn masks of its training
 example. Important states are ``s0`` of every subtask (key ``task@s0``) and the recovery states
@@ -179,7 +179,7 @@ def select(candidates: Iterable[Solution], rule: str = "fewest", seed: int = 0) 
 
 
 class PositiveRepository:
-    """Solutions accumulated over iterations, one per important state (spec 3g)."""
+    """Solutions accumulated over iterations, one per important state (docs/method.md, EEF step 7)."""
 
     def __init__(self, rule: str = "fewest", seed: int = 0):
         self.rule, self.seed = rule, seed
