@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 
 import yaml
+from expert_files import eef_expert_record
 
 from eef.envs.protocol import TextEnv
 from eef.experts.episode import play_episode
@@ -69,27 +70,13 @@ def teacher_episode(env: TextEnv, task_id: str, model: str, error_rate: float, s
     return play_episode(env, task_id, (), act, Provenance(source=model, model=model))
 
 
-def eef_record(run: Trajectory, model: str) -> dict:
-    """The EEF set's record of an episode: role/content messages, ``id`` the session, an ``info`` block."""
-    conversations = [{"role": "user", "content": run.first_observation}]
-    for i, turn in enumerate(run.turns):
-        conversations.append({"role": "assistant", "content": turn.text})
-        if i + 1 < len(run.turns):
-            conversations.append({"role": "user", "content": f"Observation: {turn.observation}"})
-    return {
-        "id": int(run.task_id.rsplit("_", 1)[1]),
-        "conversations": conversations,
-        "info": {"reward": run.reward, "llm_name": model, "agent_arch": "think_act"},
-    }
-
-
 def write_teacher_files(env: TextEnv, out_dir: Path, task_ids: list[str], seed: int = 0) -> dict[str, list[Trajectory]]:
     """Both teachers' files for ``task_ids`` under ``out_dir``; the episodes written, by file name."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, model, error_rate in TEACHERS:
         runs = [teacher_episode(env, t, model, error_rate, seed) for t in task_ids]
-        (out_dir / name).write_text(json.dumps([eef_record(r, model) for r in runs], indent=1))
+        (out_dir / name).write_text(json.dumps([eef_expert_record(r, model=model) for r in runs], indent=1))
         written[name] = runs
     return written
 
