@@ -57,7 +57,8 @@ def import_command(
     out: Annotated[
         Path,
         typer.Option(
-            help="Trajectories JSONL to write; unresolved records go to OUT with the suffix .unresolved.jsonl."
+            help="Trajectories JSONL to write; unresolved records go to OUT with the suffix .unresolved.jsonl, "
+            "and (webshop) the recorded price limits to OUT with the suffix .price_limits.json."
         ),
     ],
     force: Force = False,
@@ -65,17 +66,22 @@ def import_command(
     option: EnvOptions = None,
 ) -> None:
     """Import expert trajectories, resolving each record's task in ENV."""
-    from eef.atomic import write_jsonl_atomic
-    from eef.data.importers import import_directory, import_file
+    from eef.atomic import write_jsonl_atomic, write_text_atomic
+    from eef.data.importers import import_directory, import_file, recorded_price_limits
+    from eef.envs.shop.price_limits import price_limits_path, recorded_limits
     from eef.trajectory_files import write_trajectories
 
     unresolved_path = out.with_suffix(".unresolved.jsonl")
-    refuse_overwrite(out, unresolved_path, force=force)
+    limits_path = price_limits_path(out) if env_name == "webshop" else None  # webshop's price_limits option
+    refuse_overwrite(out, unresolved_path, *([limits_path] if limits_path else []), force=force)
     env, _ = env_and_options(env_name, option)
     directory = path.is_dir()
     result = import_directory(path, format, env) if directory else import_file(path, format, env)
     write_trajectories(out, result.trajectories)
     write_jsonl_atomic(unresolved_path, (u.as_dict() for u in result.unresolved))
+    prices = recorded_price_limits(result.trajectories) if limits_path else None
+    if limits_path is not None and prices is not None:
+        write_text_atomic(limits_path, json.dumps(recorded_limits(prices.limits), indent=0) + "\n")
     if directory:
         for counts in result.files:
             typer.echo(f"  {counts.path.relative_to(path)}: {_file_line(counts)}")
@@ -84,6 +90,12 @@ def import_command(
         f"imported {len(result.trajectories)} trajectories ({successes} successes) -> {out}; "
         f"{len(result.unresolved)} unresolved -> {unresolved_path}"
     )
+    if limits_path is not None and prices is not None:
+        conflicts = f"; {prices.conflicts} records show another limit than their task's first (first kept)"
+        typer.echo(
+            f"recorded price limits of {len(prices.limits)} tasks -> {limits_path}"
+            f"{conflicts if prices.conflicts else ''}; replay with -o price_limits={limits_path}"
+        )
     for entry in result.unresolved[:5]:
         typer.echo(f"  {entry.path}:{entry.line}: {entry.id}: {entry.reason}", err=True)
     if as_json:
@@ -92,6 +104,12 @@ def import_command(
             "successes": successes,
             "unresolved": len(result.unresolved),
         }
+        if limits_path is not None and prices is not None:
+            figures["price_limits"] = {
+                "file": str(limits_path),
+                "tasks": len(prices.limits),
+                "conflicts": prices.conflicts,
+            }
         if directory:
             figures["files"] = [_file_figures(counts, path) for counts in result.files]
         typer.echo(json.dumps(figures))

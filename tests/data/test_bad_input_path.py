@@ -7,8 +7,9 @@ overwritten by a failed one."""
 import json
 
 import pytest
+from expert_files import eef_expert_record
 from typer.testing import CliRunner
-from webshop_teachers import eef_record, teacher_episode
+from webshop_teachers import teacher_episode
 
 from eef.cli import app
 from eef.data.importers import import_file
@@ -153,7 +154,7 @@ def teacher_file(tmp_path_factory, webshop_env):
     """An expert file in the EEF authors' format with four WebShop episodes."""
     runs = [teacher_episode(webshop_env, t, "gpt-4-0613", 0.4) for t in webshop_env.task_ids("train")[:4]]
     path = tmp_path_factory.mktemp("teacher") / "webshop_gpt4_0613.json"
-    path.write_text(json.dumps([eef_record(r, "gpt-4-0613") for r in runs], indent=1))
+    path.write_text(json.dumps([eef_expert_record(r) for r in runs], indent=1))
     return path
 
 

@@ -38,7 +38,15 @@ from typing import Any
 
 from eef.data.fetch import MANIFEST
 from eef.data.reader import iter_records
-from eef.data.resolve import TaskHints, TaskResolver, canonical_env, parse_eto_scienceworld_id
+from eef.data.resolve import (
+    TaskHints,
+    TaskResolver,
+    canonical_env,
+    instruction_in,
+    parse_eto_scienceworld_id,
+    price_in,
+    without_price,
+)
 from eef.envs.protocol import TextEnv
 from eef.errors import DataError, UnknownNameError
 from eef.trajectory import Trajectory
@@ -426,6 +434,40 @@ def _resolved(
         provenance=replace(trajectory.provenance, source=candidate.source),
         meta={**trajectory.meta, "import": imported},
     )
+
+
+@dataclass
+class PriceLimits:
+    """The WebShop price limits the imported trajectories were recorded under.
+
+    Attributes:
+        limits: task id -> the limit of the price clause on the first page (None: the
+            instruction names no price), the first record's for a task several records show.
+        conflicts: records whose limit differs from the one kept for their task.
+    """
+
+    limits: dict[str, float | None] = field(default_factory=dict)
+    conflicts: int = 0
+
+
+def recorded_price_limits(trajectories: list[Trajectory]) -> PriceLimits:
+    """Each task's price limit as its trajectories' first pages show it (``webshop``'s
+    ``price_limits`` option reads them, so the recorded pages replay; see
+    :mod:`eef.envs.shop.price_limits`). A trajectory whose first page shows no instruction, or
+    a price clause whose number does not read as a positive one, says nothing."""
+    found = PriceLimits()
+    for trajectory in trajectories:
+        instruction = instruction_in(trajectory.first_observation)
+        if instruction is None:
+            continue
+        limit = price_in(instruction)
+        if (limit is None and without_price(instruction) != instruction) or (limit is not None and limit <= 0):
+            continue  # a clause whose number does not read
+        if trajectory.task_id not in found.limits:
+            found.limits[trajectory.task_id] = limit
+        elif found.limits[trajectory.task_id] != limit:
+            found.conflicts += 1
+    return found
 
 
 def _require_some(result: ImportResult, records: int, path: Path) -> None:

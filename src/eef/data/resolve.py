@@ -70,7 +70,7 @@ ETO_SCIENCEWORLD_TASKS: dict[int, str] = {
 ENV_ALIASES = {"sciworld": "scienceworld"}
 
 _INSTRUCTION = re.compile(r"Instruction:\s*(?:\[SEP\])?\s*(.*?)\s*(?:\[SEP\]|\n|$)")
-_PRICE = re.compile(r",?\s*and price lower than [\d.,]+ dollars\.?$")
+_PRICE = re.compile(r",?\s*and price lower than ([\d.,]+) dollars\.?$")
 
 
 def canonical_env(name: str) -> str:
@@ -131,6 +131,22 @@ def instruction_in(observation: str) -> str | None:
 def without_price(instruction: str) -> str:
     """An instruction without WebShop's price clause."""
     return _PRICE.sub("", instruction)
+
+
+def price_in(instruction: str) -> float | None:
+    """The limit of an instruction's WebShop price clause (``... and price lower than 40.00
+    dollars`` -> 40.0), or None when it has none (or the number does not read).
+
+    >>> price_in("i need a red mug, and price lower than 40.00 dollars")
+    40.0
+    """
+    match = _PRICE.search(instruction)
+    if not match:
+        return None
+    try:
+        return float(match[1].replace(",", ""))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

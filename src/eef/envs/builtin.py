@@ -45,12 +45,16 @@ def make_webshop(
     prepared_dir: str | None = None,
     max_steps: int = 10,
     reward_mode: str = "faithful",
+    price_limits: str | list[str] | None = None,
 ) -> ShopEnv:
     """WebShop on its real product data (a directory you name, or $EEF_WEBSHOP_DATA).
 
     ``prepared``: ``auto`` reads a product file of over 64 MB (the full release) through a
     one-time preparation saved in ``prepared_dir`` (default ``<data_dir>/eef-prepared``) and
     reads smaller ones in memory; ``true`` and ``false`` force either way.
+    ``price_limits``: a file (or list of files) of recorded goal price limits, task id -> limit,
+    as ``eef data import`` writes them; the listed goals take them instead of the seeded draw
+    (:mod:`eef.envs.shop.price_limits`).
     """
     from eef.envs.shop.prepared import default_prepared_dir, open_prepared, prepare_webshop
     from eef.envs.shop.webshop_data import load_webshop, source_files
@@ -73,6 +77,10 @@ def make_webshop(
             print(f"preparing {data_dir} once into {out}; later runs reuse it", file=sys.stderr)
             prepare_webshop(data_dir, out)
         catalog = open_prepared(out, data_dir, goals=goals, seed=seed, split_files=split_files, nouns=nouns)
+    if price_limits is not None:
+        from eef.envs.shop.price_limits import apply_price_limits
+
+        catalog = apply_price_limits(catalog, price_limits)
     return ShopEnv(catalog, name="webshop", max_steps=max_steps, reward_mode=reward_mode)
 
 
