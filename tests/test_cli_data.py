@@ -1,6 +1,7 @@
 """The expert-data commands end to end: import -> check, and `eef expert` against a real
 OpenAI-compatible server on localhost."""
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -9,7 +10,8 @@ from typer.testing import CliRunner
 
 from eef.agent.serve import serve
 from eef.cli import app
-from eef.trajectory_files import read_trajectories
+from eef.trajectory_files import read_trajectories, write_trajectories
+from eef.trajectory_formats import import_trajectories
 
 sys.path.insert(0, str(Path(__file__).parent / "data"))
 from expert_files import eef_expert_record, eef_expert_sciworld_record, eto_record, scripted_runs, write_array
@@ -211,3 +213,31 @@ def test_a_fetched_directory_imports_file_by_file(tmp_path, webshop_1k_dir):
     refused = runner.invoke(app, [*command, *option, "--force"])
     assert "webshop_gpt4_0613.json:" in str(refused.exception)
     assert "field 'conversations[1].role'" in str(refused.exception)
+
+
+def test_export_writes_each_turns_mask_for_other_trainers(tmp_path, shop_env):
+    runs = scripted_runs(shop_env, count=4)
+    runs[0] = dataclasses.replace(
+        runs[0], turns=(dataclasses.replace(runs[0].turns[0], trainable=False), *runs[0].turns[1:])
+    )
+    source = tmp_path / "train.jsonl"
+    write_trajectories(source, runs)
+    for format, key in (("sharegpt", "conversations"), ("openai", "messages")):
+        out = tmp_path / f"{format}.jsonl"
+        assert f"exported 4 trajectories ({format})" in _ok(
+            ["data", "export", str(source), "--format", format, "--out", str(out)]
+        )
+        records = [json.loads(line) for line in out.read_text().splitlines()]
+        flags = [
+            [m.get("loss", m.get("weight")) for m in r[key] if m.get("from", m.get("role")) in ("gpt", "assistant")]
+            for r in records
+        ]
+        assert flags == [
+            [bool(t.trainable) if format == "sharegpt" else int(t.trainable) for t in r.turns] for r in runs
+        ]
+    back = import_trajectories(tmp_path / "openai.jsonl", "openai", env="shop")
+    assert [[t.trainable for t in r.turns] for r in back] == [[t.trainable for t in r.turns] for r in runs]
+    refused = runner.invoke(
+        app, ["data", "export", str(source), "--format", "openai", "--out", str(tmp_path / "openai.jsonl")]
+    )
+    assert refused.exit_code != 0 and "already exists; pass --force" in str(refused.exception)

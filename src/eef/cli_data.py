@@ -241,6 +241,25 @@ def splits_command(
         typer.echo(json.dumps({"splits": figures, "shared": shared}))
 
 
+def export_command(
+    path: Annotated[Path, typer.Argument(help="An eef trajectories JSONL (a run's train.jsonl, rollouts, experts).")],
+    format: Annotated[
+        str,
+        typer.Option("--format", help="sharegpt (AgentGym's, with loss per message) or openai (messages with weight)."),
+    ],
+    out: Annotated[Path, typer.Option(help="The JSONL to write (atomically).")],
+    force: Force = False,
+) -> None:
+    """Write trajectories for other trainers: every assistant turn marked trained (loss / weight) or
+    not, as eef's masks say; `eef data import --format openai` and eef's own reader read them back."""
+    from eef.trajectory_files import iter_trajectories
+    from eef.trajectory_formats import export_trajectories
+
+    refuse_overwrite(out, force=force)
+    written = export_trajectories(iter_trajectories(path), out, format)
+    typer.echo(f"exported {written} trajectories ({format}) -> {out}")
+
+
 def expert_command(
     env_name: Annotated[str, typer.Argument(metavar="ENV")],
     out: Annotated[Path, typer.Option(help="Trajectories JSONL to append to (a rerun skips finished tasks).")],
@@ -335,5 +354,6 @@ def register(app: typer.Typer) -> None:
     data_app.command("check", context_settings={"allow_extra_args": True})(check_command)  # the older ENV PATH
     data_app.command("fetch")(fetch_command)
     data_app.command("splits")(splits_command)
+    data_app.command("export")(export_command)
     app.add_typer(data_app, name="data")
     app.command("expert")(expert_command)
