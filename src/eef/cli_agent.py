@@ -8,6 +8,7 @@ library; nothing more.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -143,7 +144,9 @@ def explore(
         max_retries,
         server_command,
     )
-    env, options, prompt = agent_setup(env_name, option, model, (one_shot, system_role, instruction), _warn, base_url)
+    env, options, prompt = agent_setup(
+        env_name, option, model, (one_shot, system_role, instruction), _warn, base_url, os.environ.get(api_key_env)
+    )
     if from_file is None:
         starts = [Start(t, index=k) for t in task_ids(env, split, limit) for k in range(rollouts)]
     else:
@@ -368,7 +371,9 @@ def eval_command(
         max_retries,
         server_command,
     )
-    env, options, prompt = agent_setup(env_name, option, model, (one_shot, system_role, instruction), _warn, base_url)
+    env, options, prompt = agent_setup(
+        env_name, option, model, (one_shot, system_role, instruction), _warn, base_url, os.environ.get(api_key_env)
+    )
     tasks = task_ids(env, split, limit)
     report = evaluate_checkpoint(
         env,

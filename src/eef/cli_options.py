@@ -155,6 +155,7 @@ def agent_setup(
     prompt_options: tuple[bool | None, bool | None, str | None],
     warn: Callable[[str], None],
     base_url: str | None = None,
+    api_key: str | None = None,
 ) -> tuple[TextEnv, dict[str, Any], tuple[Message, ...]]:
     """The environment, its options and the prompt a command runs ``checkpoint`` with.
 
@@ -162,7 +163,8 @@ def agent_setup(
     :class:`~eef.agent.card.AgentCard` (its environment, options and prompt), so a checkpoint runs
     as it was trained. ``prompt_options`` are ``--one-shot``, ``--system-role`` and
     ``--instruction`` (None where not given); each departure from the card is a warning. A
-    served model's card is read from ``base_url``'s model list (``eef serve`` lists it).
+    served model's card is read from ``base_url``'s model list (``eef serve`` lists it; asked with
+    ``api_key`` where given).
     """
     from eef.agent import build_prompt
     from eef.envs import make
@@ -170,7 +172,7 @@ def agent_setup(
     if Path(checkpoint).is_dir():
         card = read_agent_card(checkpoint)
     else:
-        card = served_agent_card(base_url, checkpoint) if base_url else None
+        card = served_agent_card(base_url, checkpoint, api_key=api_key) if base_url else None
     name = env_name or (card.env if card is not None else None)
     if name is None:
         raise EefError(f"ENV: name the environment ({checkpoint} records none)")

@@ -400,6 +400,11 @@ def test_the_model_list_carries_the_agent_card_clients_run_the_model_with():
     with serve(CountingPolicy(), model_name="agent") as plain:
         assert "eef_agent" not in httpx.get(f"{plain.url}/models", timeout=10).json()["data"][0]
         assert served_agent_card(plain.url, "agent") is None
+    with serve(CountingPolicy(), model_name="agent", card=card, api_key="sk-local") as guarded:
+        assert served_agent_card(guarded.url, "agent") is None  # the listing refuses a client without the key
+        assert served_agent_card(guarded.url, "agent", api_key="sk-local") == card
+        env, options, prompt = agent_setup(None, None, "agent", (None, None, None), print, guarded.url, "sk-local")
+        assert (env.name, options, prompt) == ("shop", {"seed": 1}, card.prompt)
 
 
 def test_a_checkpoint_is_served_under_its_directory_name_never_its_path(tmp_path, monkeypatch):

@@ -83,14 +83,17 @@ def read_agent_card(checkpoint: str | Path) -> AgentCard | None:
     return None if card is None else AgentCard.from_dict(card, str(record))
 
 
-def served_agent_card(base_url: str, model: str, timeout_s: float = 10.0) -> AgentCard | None:
-    """The card an ``eef serve`` server lists for ``model`` at ``GET {base_url}/models``; None from
-    other servers (vLLM, an API) or when the listing cannot be read (the run reports the server's
-    errors when it sends its first request)."""
+def served_agent_card(
+    base_url: str, model: str, timeout_s: float = 10.0, api_key: str | None = None
+) -> AgentCard | None:
+    """The card an ``eef serve`` server lists for ``model`` at ``GET {base_url}/models`` (asked with
+    ``api_key`` where the server wants one); None from other servers (vLLM, an API) or when the
+    listing cannot be read (the run reports the server's errors when it sends its first request)."""
     import httpx
 
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        reply = httpx.get(base_url.rstrip("/") + "/models", timeout=timeout_s)
+        reply = httpx.get(base_url.rstrip("/") + "/models", timeout=timeout_s, headers=headers)
         entries = reply.json().get("data", []) if reply.status_code == 200 else []
     except (httpx.HTTPError, ValueError, AttributeError):
         return None
