@@ -560,7 +560,12 @@ class _Report:
                 kind = "dpo" if "pairs" in r else "sft"
                 curves[kind][self.point_label(r)] = [(step, loss) for step, loss in enumerate(losses, start=1)]
         sft = plot_curves(
-            curves["sft"], self.out / "loss.png", title="Training loss (SFT)", ylabel="loss", xlabel="optimizer step"
+            curves["sft"],
+            self.out / "loss.png",
+            title="Training loss (SFT)",
+            ylabel="loss (log scale)",
+            xlabel="optimizer step",
+            log_y=True,
         )
         dpo = plot_curves(
             curves["dpo"],

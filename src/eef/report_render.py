@@ -33,8 +33,9 @@ def plot_curves(
     xlabel: str = "iteration",
     intervals: Intervals | None = None,
     share: bool = False,
+    log_y: bool = False,
 ) -> bool:
-    """Draw one line per label through its ``(x, y)`` points, the y axis from 0.
+    """Draw one line per label through its ``(x, y)`` points, the y axis from 0 (or logarithmic).
 
     Args:
         curves: label -> points; labels with no points are left out.
@@ -44,6 +45,7 @@ def plot_curves(
         xlabel: the x axis's label.
         intervals: label -> ``(x, low, high)``: drawn as error bars on that label's points.
         share: the values are shares: the axis runs from 0 to 100%.
+        log_y: a logarithmic y axis (losses that fall by orders of magnitude; values must be positive).
 
     Returns:
         Whether a plot was written (False when there is nothing to draw).
@@ -55,7 +57,7 @@ def plot_curves(
     for i, (label, points) in enumerate(curves.items()):
         dodge = (i - (len(curves) - 1) / 2) * 0.03  # error bars of methods at one iteration stay apart
         xs, ys = [x + dodge for x, _ in points], [y for _, y in points]
-        (line,) = ax.plot(xs, ys, marker="o", label=label)
+        (line,) = ax.plot(xs, ys, marker="o" if len(points) <= 40 else None, label=label)  # long curves as lines
         bands = [
             (x + dodge, y, lo, hi) for x, lo, hi in (intervals or {}).get(label, ()) for px, y in points if px == x
         ]
@@ -72,7 +74,7 @@ def plot_curves(
                 capsize=3,
                 alpha=0.7,
             )
-    _axes(ax, title, xlabel, ylabel, share)
+    _axes(ax, title, xlabel, ylabel, share, log_y)
     # Iterations and steps are whole numbers; fractional ticks would suggest otherwise.
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
@@ -117,8 +119,9 @@ def plot_bars(bars: Bars, path: Path, *, title: str, ylabel: str, stacked: bool 
     return True
 
 
-def _axes(ax: Any, title: str, xlabel: str | None, ylabel: str, share: bool) -> None:
-    """Title, labels, grid; the y axis from 0 (from 0 to 100% for shares), so gaps look their size."""
+def _axes(ax: Any, title: str, xlabel: str | None, ylabel: str, share: bool, log_y: bool = False) -> None:
+    """Title, labels, grid; the y axis from 0 (from 0 to 100% for shares), so gaps look their size,
+    or logarithmic."""
     from matplotlib.ticker import PercentFormatter
 
     ax.set_title(title)
@@ -126,7 +129,9 @@ def _axes(ax: Any, title: str, xlabel: str | None, ylabel: str, share: bool) -> 
         ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    if share:
+    if log_y:
+        ax.set_yscale("log")
+    elif share:
         ax.set_ylim(0, 1)
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     else:
