@@ -223,6 +223,8 @@ def sweep_summary(runs: dict[int, dict[str, MethodResults]]) -> dict[str, Any]:
             only_first += sum(won_a[t] and not won_b[t] for t in common)
             only_second += sum(won_b[t] and not won_a[t] for t in common)
         pairs[f"{second} vs {first}"] = {
+            "a": second,
+            "b": first,
             "gaps": gaps,
             "ahead": sum(g > 0 for g in gaps.values()),
             "tasks": tasks,
@@ -255,7 +257,7 @@ def sweep_blocks(
     per_seed = [[str(s), *(_seed_cell(methods[name], s) for name in methods)] for s in summary["seeds"]]
     paired = [
         [
-            f"{labels[a]} vs {labels[b]}",
+            f"{labels[p['a']]} vs {labels[p['b']]}",
             f"{p['ahead']} of {len(p['gaps'])}",
             ", ".join(f"{100 * g:+.1f}" for g in p["gaps"].values()),
             str(p["tasks"]),
@@ -263,8 +265,7 @@ def sweep_blocks(
             str(p["won_only_by_b"]),
             f"{p['sign_test_p']:.3g}",
         ]
-        for pair, p in summary["pairs"].items()
-        for a, b in [pair.split(" vs ")]
+        for p in summary["pairs"].values()
     ]
     groups = group_order(g for m in methods.values() for g in m["by_group"])
     by_group = [[g, *(_group_cell(methods[name]["by_group"].get(g)) for name in methods)] for g in groups]
