@@ -50,7 +50,7 @@ def test_cross_checks_name_missing_files_and_unknown_methods(tmp_path):
     )
     with pytest.raises(ConfigError) as error:
         load_config(path)
-    assert "methods.run[1]: 'ppo' is not one of sft_pos, rft, rft_k, eef, eto" in error.value.problems
+    assert "methods.run[1]: 'ppo' is not one of sft_pos, rft, rft_k, eef, nat, eto" in error.value.problems
     assert "expert.sources[0].path: 'no.jsonl' is not a file" in error.value.problems
 
 

@@ -394,3 +394,22 @@ def test_eto_without_pairs_keeps_the_model_and_says_so(tmp_path):
     assert (stage / "checkpoint" / "config.json").read_text() == "{}"
     record = json.loads((stage / "train" / ".done").read_text())
     assert record["pairs"] == 0 and record["unchanged"] == "no preference pairs"
+
+
+def test_nat_trains_on_the_experts_failures_under_a_note_that_they_failed(tmp_path):
+    root = tmp_path / "nat"
+    config = _config(root, "methods.run=[sft_pos, nat]", "methods.nat.negative_note=THIS FAILED.")
+    summary = run(config, log=lambda line: None)
+    assert set(summary) == {"sft_pos", "nat"}
+    experts = read_trajectories(root / "expert" / "trajectories.jsonl")
+    data = read_trajectories(root / "nat" / "iter-1" / "train.jsonl")
+    marked = [t for t in data if t.id.endswith("#negative")]
+    # every failed expert trajectory, once, all turns trained, its prompt saying it failed; the rest unmarked
+    assert sorted(t.id for t in marked) == sorted(f"{e.id}#negative" for e in experts if not e.success)
+    assert all(
+        t.prompt[0].content.endswith("\n\nTHIS FAILED.") and all(turn.trainable for turn in t.turns) for t in marked
+    )
+    assert not any("THIS FAILED." in m.content for t in data if t not in marked for m in t.prompt)
+    label = json.loads((root / "nat" / "iter-1" / "label" / ".done").read_text())
+    assert label["failures"] == len(marked) > 0
+    assert "| NAT | 1 |" in (root / "report" / "report.md").read_text()

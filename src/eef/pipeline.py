@@ -49,7 +49,7 @@ from eef.experts.registry import ExpertSettings, expert_trajectories
 from eef.methods import PositiveRepository, expert_demonstrations
 from eef.methods.accounting import solved_tasks
 from eef.methods.preference import Pair, pair_records, pairs_of_records
-from eef.methods.registry import Method, PreferenceMethod, s0_solutions
+from eef.methods.registry import Method, PreferenceMethod, TrainsOnFailures, s0_solutions
 from eef.methods.registry import method as method_named
 from eef.rollout import RolloutConfig, rollout_mismatch, trajectory_id
 from eef.run_facts import record_start
@@ -480,7 +480,10 @@ def label_stage(
     counts = {"beneficial": 0, "harmful": 0, "neutral": 0, "recovery_states": 0, "skipped_experts": 0, **found}
     repository.add(candidates)
     write_solutions(repository_path, repository.solutions.values())
-    data = cloned + repository.trajectories()
+    failures = kind.failures(rollouts, experts, config.methods) if isinstance(kind, TrainsOnFailures) else []
+    if failures:
+        counts["failures"] = len(failures)
+    data = cloned + repository.trajectories() + failures
     write_trajectories(train_path, data)
     solutions = list(repository.solutions.values())
     record = {

@@ -59,6 +59,7 @@ _NUMBER_FIELDS = frozenset(
         "skipped_experts",
         "flagged_experts",
         "repository",
+        "failures",
         "train_solved",
         "win_rate",
         "score",
@@ -86,6 +87,7 @@ _SOURCES = {"expert": "cloned expert successes", "self_s0": "agent from s0", "ee
 _HEADERS = {f"solved_by_source.{key}": name for key, name in _SOURCES.items()} | {
     "train_solved": "solved in all",
     "repository": "repository solutions",
+    "failures": "failures trained on (NAT)",
 }
 _TIERS = ("easy", "medium", "hard")  # the generated shop's groups, listed in this order before any others
 
@@ -615,6 +617,7 @@ class _Report:
                     "solved_by_source.eef",
                     "train_solved",
                     "repository",
+                    *(["failures"] if any("failures" in r for r in labels) else []),  # NAT's marked failures
                 ],
             ),
             *_img(
@@ -765,7 +768,7 @@ def method_label(name: str, methods: dict[str, Any]) -> str:
         k, m = methods.get("rft_k"), (methods.get("eef") or {}).get("m")
         k = 1 + m if k is None and isinstance(m, int) else k  # null means EEF's budget, 1 + M
         return f"RFT x{'K' if k is None else k}"
-    return {"sft_pos": "SFT-POS", "rft": "RFT", "eto": "ETO", "eef": "EEF"}.get(name, name)
+    return {"sft_pos": "SFT-POS", "rft": "RFT", "nat": "NAT", "eto": "ETO", "eef": "EEF"}.get(name, name)
 
 
 def task_wins(report: Any) -> dict[str, bool]:

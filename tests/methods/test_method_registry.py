@@ -37,7 +37,7 @@ def test_a_registered_method_runs_and_is_reported(registered, tmp_path):
 
 def test_an_unknown_method_lists_the_registered_ones_and_sft_pos_stays(registered):
     with pytest.raises(
-        ConfigError, match=r"methods.run\[1\]: 'nope' is not one of sft_pos, rft, rft_k, eef, eto, two_tries"
+        ConfigError, match=r"methods.run\[1\]: 'nope' is not one of sft_pos, rft, rft_k, eef, nat, eto, two_tries"
     ):
         load_config(None, ["methods.run=[sft_pos, nope]"])
     with pytest.raises(ValueError, match="sft_pos is every method's start"):

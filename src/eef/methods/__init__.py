@@ -25,8 +25,8 @@ from eef.methods.solutions import (
 )
 
 # the built-in methods in the report's order (``methods.run`` may also name registered ones)
-METHODS = ("sft_pos", "rft", "rft_k", "eto", "eef")
-# what ``methods.run`` runs by default: the EEF paper's own comparison (ETO is a further baseline)
+METHODS = ("sft_pos", "rft", "rft_k", "nat", "eto", "eef")
+# what ``methods.run`` runs by default: the EEF paper's own comparison (NAT and ETO are further baselines)
 DEFAULT_RUN = ("sft_pos", "rft", "rft_k", "eef")
 
 __all__ = [

@@ -1,5 +1,5 @@
 """The iterative methods by name (``methods.run``): what each iteration explores and what it trains
-on. RFT, RFT xK, EEF and ETO are built in; :func:`register_method` adds one.
+on. RFT, RFT xK, NAT, EEF and ETO are built in; :func:`register_method` adds one.
 
 Every method starts from SFT-POS and shares the rest of an iteration with the others: the
 pipeline rolls out the current model from the method's starts, then either (a :class:`Method`)
@@ -11,7 +11,7 @@ or (a :class:`PreferenceMethod`) trains DPO on the method's pairs; then it evalu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from eef.data.check import restorable
@@ -19,7 +19,7 @@ from eef.methods.accounting import eef_candidates
 from eef.methods.preference import Pair, expert_agent_pairs
 from eef.methods.solutions import Solution, self_solutions, state_positions
 from eef.rollout.plan import Start
-from eef.trajectory import Trajectory
+from eef.trajectory import Message, Trajectory
 
 if TYPE_CHECKING:  # the configuration lists the methods this module registers
     from eef.methods.settings import MethodsSection
@@ -43,6 +43,18 @@ class Method(Protocol):
         self, rollouts: Sequence[Trajectory], experts: Sequence[Trajectory], iteration: int, settings: MethodsSection
     ) -> tuple[list[Solution], dict[str, int]]:
         """Candidate solutions found in ``rollouts``, and counts for the record."""
+        ...
+
+
+@runtime_checkable
+class TrainsOnFailures(Protocol):
+    """A method whose training set also holds failed trajectories, each under a prompt that says it
+    failed (NAT); ``failures`` returns them so marked."""
+
+    def failures(
+        self, rollouts: Sequence[Trajectory], experts: Sequence[Trajectory], settings: MethodsSection
+    ) -> list[Trajectory]:
+        """The failed trajectories to train on, their prompts marked."""
         ...
 
 
@@ -113,6 +125,39 @@ class ExploringExpertFailures:
         return s0_solutions(rollouts, iteration) + found, counts
 
 
+class NegativeAwareTraining:
+    """NAT (Wang et al., 2024) on RFT's loop: roll out every training task once from ``s0`` and keep
+    the successes, and train also on the expert's failed trajectories, each under the prompt with
+    ``methods.nat.negative_note`` added, so the model learns what the note marks as failure while
+    evaluation (the plain prompt) asks for success."""
+
+    def starts(self, tasks: Sequence[str], experts: Sequence[Trajectory], settings: MethodsSection) -> list[Start]:
+        return RejectionSampling().starts(tasks, experts, settings)
+
+    def label(
+        self, rollouts: Sequence[Trajectory], experts: Sequence[Trajectory], iteration: int, settings: MethodsSection
+    ) -> tuple[list[Solution], dict[str, int]]:
+        return s0_solutions(rollouts, iteration), {}
+
+    def failures(
+        self, rollouts: Sequence[Trajectory], experts: Sequence[Trajectory], settings: MethodsSection
+    ) -> list[Trajectory]:
+        return [marked_failure(e, settings.nat.negative_note) for e in experts if not e.success]
+
+
+def marked_failure(trajectory: Trajectory, note: str) -> Trajectory:
+    """``trajectory`` with ``note`` added to its prompt's first message (a system message of its
+    own where the prompt is empty), every turn trainable, under an id of its own."""
+    prompt = trajectory.prompt
+    marked = (
+        (replace(prompt[0], content=f"{prompt[0].content}\n\n{note}"), *prompt[1:])
+        if prompt
+        else (Message("system", note),)
+    )
+    turns = tuple(replace(t, trainable=True) for t in trajectory.turns)
+    return replace(trajectory, id=f"{trajectory.id}#negative", prompt=marked, turns=turns)
+
+
 class ExplorationTrajectoryOptimization:
     """ETO (Song et al., 2024): roll out every training task once from ``s0`` and pair each episode
     with the expert success of its task, the higher reward preferred (:mod:`eef.methods.preference`)."""
@@ -145,6 +190,7 @@ _METHODS: dict[str, Method | PreferenceMethod] = {
     "rft": RejectionSampling(),
     "rft_k": RejectionSampling(matched_budget=True),
     "eef": ExploringExpertFailures(),
+    "nat": NegativeAwareTraining(),
     "eto": ExplorationTrajectoryOptimization(),
 }
 

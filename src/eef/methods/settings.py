@@ -54,6 +54,17 @@ class ETOSection:
 
 
 @dataclass(frozen=True)
+class NATSection:
+    """NAT's marker: ``negative_note`` is added to the prompt of every failed trajectory it trains
+    on (a successful one keeps the plain prompt, which evaluation uses)."""
+
+    negative_note: str = "Note: the following is a failed attempt at this task; it shows what not to do."
+
+    def __post_init__(self) -> None:
+        check_fields(self, negative_note=not_empty)
+
+
+@dataclass(frozen=True)
 class MethodsSection:
     """Which methods run and how.
 
@@ -71,6 +82,7 @@ class MethodsSection:
     iteration_epochs: int | None = None
     eef: EEFSection = EEFSection()
     eto: ETOSection = ETOSection()
+    nat: NATSection = NATSection()
 
     def __post_init__(self) -> None:
         check_fields(
