@@ -62,6 +62,8 @@ def test_a_run_writes_every_stage_and_the_report(finished):
     assert stages == ["expert", "train", "eval"] + ["explore", "label", "train", "eval"] * 2
     eef_explore = json.loads((root / "eef" / "iter-1" / "explore" / ".done").read_text())
     assert eef_explore["from_states"] > 0 and eef_explore["from_s0"] == 12
+    rollouts = read_trajectories(root / "eef" / "iter-1" / "rollouts.jsonl")  # model calls: the agent's own turns
+    assert eef_explore["model_calls"] == sum(len(t.turns) - t.provenance.start_step for t in rollouts) > 0
     assert (root / "config.yaml").is_file() and (root / "summary.json").is_file()
     assert (root / "report" / "report.md").is_file() and (root / "report" / "index.html").is_file()
     assert any(line.startswith("[eval eef 1] stage 11 of 11, ") for line in lines)

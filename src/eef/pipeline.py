@@ -421,6 +421,8 @@ def explore_stage(
             "episodes": len(trajectories),
             "from_s0": len(trajectories) - len(from_states),
             "from_states": len(from_states),
+            # the budget methods are compared at: one model call per agent turn (replayed expert turns are none)
+            "model_calls": sum(len(t.turns) - t.provenance.start_step for t in trajectories),
             "reused": reused,
             **_incident_record(result.env_incidents),
             "successes": sum(t.success for t in trajectories),

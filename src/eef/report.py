@@ -49,6 +49,7 @@ _NUMBER_FIELDS = frozenset(
         "final_loss",
         "from_s0",
         "from_states",
+        "model_calls",
         "replays",
         "diverged",
         "beneficial",
@@ -676,7 +677,7 @@ class _Report:
             ("h", 2, "Exploration and replay divergence"),
             self.table(
                 explore,
-                ["episodes", "from_s0", "from_states", "successes", "replays", "diverged"],
+                ["episodes", "from_s0", "from_states", "model_calls", "successes", "replays", "diverged"],
                 success_from_s0=lambda r: _share(
                     _minus(r.get("successes"), r.get("successes_from_states")), r.get("from_s0")
                 ),
