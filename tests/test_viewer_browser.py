@@ -134,6 +134,7 @@ def test_filters_narrow_the_list_to_the_tasks_that_match(browser: Any, page: str
 
 def test_a_training_task_shows_eef_labels_and_each_turns_mask(browser: Any, page: str) -> None:
     visit(browser, page, "train")
+    listed(browser)  # the list is drawn by the page's script once its index has loaded: wait for it
     browser.find_element(By.LINK_TEXT, "t1").click()
     wait_for(browser, ".trajectory")
     turns = browser.execute_script(
