@@ -6,8 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-from typer.testing import CliRunner
-
 from eef.agent.serve import serve
 from eef.cli import app
 from eef.trajectory_files import read_trajectories, write_trajectories
@@ -17,13 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent / "data"))
 from expert_files import eef_expert_record, eef_expert_sciworld_record, eto_record, scripted_runs, write_array
 from shopper import Shopper
 
-runner = CliRunner()
-
-
-def _ok(args):
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result.output
+from cli_helpers import cli_ok, runner
 
 
 def _json(output):
@@ -40,15 +32,19 @@ def test_import_then_check(tmp_path, shop_env):
     source = write_array(tmp_path / "webshop_sft.json", records + [tampered, unknown])
     out = tmp_path / "experts.jsonl"
     command = ["data", "import", str(source), "--format", "eto", "--env", "shop", "--out", str(out), "--json"]
-    assert _json(_ok(command)) == {"imported": 5, "successes": sum(r.success for r in expert_runs[:5]), "unresolved": 1}
+    assert _json(cli_ok(command)) == {
+        "imported": 5,
+        "successes": sum(r.success for r in expert_runs[:5]),
+        "unresolved": 1,
+    }
     (listed,) = [json.loads(line) for line in out.with_suffix(".unresolved.jsonl").read_text().splitlines()]
     assert listed["id"] == "99999" and "no shop task" in listed["reason"] and listed["file"] == str(source)
 
     refused = runner.invoke(app, command)
     assert refused.exit_code != 0 and "already exist" in str(refused.exception) and "--force" in str(refused.exception)
-    _ok(command + ["--force"])
+    cli_ok(command + ["--force"])
 
-    figures = _json(_ok(["data", "check", str(out), "--env", "shop", "--json"]))
+    figures = _json(cli_ok(["data", "check", str(out), "--env", "shop", "--json"]))
     assert figures == {"checked": 5, "ok": 4, "flagged": 1, "reasons": {"observation": 1}, "divergence_steps": {"0": 1}}
     checked = read_trajectories(out.with_suffix(".checked.jsonl"))
     assert [t.meta["replay"]["ok"] for t in checked] == [True] * 4 + [False]
@@ -57,8 +53,8 @@ def test_import_then_check(tmp_path, shop_env):
 
 def test_check_replays_in_the_trajectories_env_and_takes_the_older_order(tmp_path):
     played = tmp_path / "oracle.jsonl"
-    _ok(["expert", "shop", "--policy", "oracle", "--out", str(played), "--limit", "2"])
-    assert _json(_ok(["data", "check", str(played), "--json"]))["ok"] == 2  # no --env: the trajectories' own
+    cli_ok(["expert", "shop", "--policy", "oracle", "--out", str(played), "--limit", "2"])
+    assert _json(cli_ok(["data", "check", str(played), "--json"]))["ok"] == 2  # no --env: the trajectories' own
     older = runner.invoke(app, ["data", "check", "shop", str(played), "--force", "--json"])
     assert older.exit_code == 0 and _json(older.stdout)["ok"] == 2
     assert f"`eef data check ENV PATH` is deprecated; use `eef data check {played} --env shop`" in older.stderr
@@ -109,7 +105,7 @@ def test_expert_against_an_openai_compatible_server(tmp_path, shop_env):
             "10",
             "--json",
         ]
-        first = _json(_ok(command))
+        first = _json(cli_ok(command))
         trajectories = read_trajectories(out)
         assert (first["new"], first["episodes"]) == (4, 4) and len(trajectories) == 4
         assert first["prompt_tokens"] == shopper.prompt_tokens > 0
@@ -122,14 +118,14 @@ def test_expert_against_an_openai_compatible_server(tmp_path, shop_env):
         assert all(t.meta["usage"]["model_calls"] == len(t.turns) for t in trajectories)
 
         command[command.index("--limit") + 1] = "6"
-        again = _json(_ok(command))
+        again = _json(cli_ok(command))
         assert (again["new"], again["episodes"]) == (2, 6)
         assert again["prompt_tokens"] == shopper.prompt_tokens
 
 
 def test_program_experts_and_fetch_list(tmp_path):
     out = tmp_path / "oracle.jsonl"
-    figures = _json(_ok(["expert", "shop", "--policy", "oracle", "--out", str(out), "--limit", "2", "--json"]))
+    figures = _json(cli_ok(["expert", "shop", "--policy", "oracle", "--out", str(out), "--limit", "2", "--json"]))
     assert (figures["episodes"], figures["successes"], figures["cost"]) == (2, 2, None)
     assert "needs --model" in str(runner.invoke(app, ["expert", "shop", "--out", str(out)]).exception)
     refused = runner.invoke(app, ["expert", "shop", "--policy", "scripted", "--out", str(out), "--rollouts", "3"])
@@ -137,10 +133,12 @@ def test_program_experts_and_fetch_list(tmp_path):
     plays = []
     for seed in ("0", "0", "1"):  # --seed picks the scripted expert's choices
         path = tmp_path / f"scripted-{len(plays)}.jsonl"
-        _ok(["expert", "shop", "--policy", "scripted", "--out", str(path), "--limit", "40", "--seed", seed, "--json"])
+        cli_ok(
+            ["expert", "shop", "--policy", "scripted", "--out", str(path), "--limit", "40", "--seed", seed, "--json"]
+        )
         plays.append([t.actions for t in read_trajectories(path)])
     assert plays[0] == plays[1] != plays[2]
-    listing = _ok(["data", "fetch", "--list"]).splitlines()
+    listing = cli_ok(["data", "fetch", "--list"]).splitlines()
     assert [line.split()[0] for line in listing] == [
         "eef-expert",
         "eto",
@@ -162,7 +160,7 @@ def test_eto_task_lists_become_split_files(tmp_path):
         (fetched / "webshop" / name).write_text(text)
     out = tmp_path / "splits"
     command = ["data", "splits", str(fetched), "--env", "webshop", "--out", str(out), "--json"]
-    output = _ok(command)
+    output = cli_ok(command)
     assert "  train        4 tasks (5 listed; listed twice or more: webshop_4116)" in output
     assert "test & train: 1 tasks in both" in output
     assert f"use: -o goals=human -o 'split_files={{train: {out / 'train.json'}, test: " in output
@@ -177,7 +175,7 @@ def test_eto_task_lists_become_split_files(tmp_path):
     assert json.loads((out / "train.json").read_text()) == [0, 3, 4116, 4117]
     assert json.loads((out / "test500.json").read_text()) == [11786, 5433]
     assert "already exist" in str(runner.invoke(app, command).exception)
-    _ok(command + ["--force"])
+    cli_ok(command + ["--force"])
     missing = runner.invoke(app, ["data", "splits", str(fetched), "--env", "scienceworld", "--out", str(out)])
     assert "sciworld/train_indices.json: missing (eef data fetch eto-splits" in str(missing.exception)
 
@@ -185,7 +183,7 @@ def test_eto_task_lists_become_split_files(tmp_path):
 def test_a_fetched_directory_imports_file_by_file(tmp_path, webshop_1k_dir):
     option = ["-o", f"data_dir={webshop_1k_dir}"]
     played = tmp_path / "oracle.jsonl"
-    _ok(["expert", "webshop", "--policy", "oracle", "--out", str(played), "--limit", "4", *option])
+    cli_ok(["expert", "webshop", "--policy", "oracle", "--out", str(played), "--limit", "4", *option])
     records = [eef_expert_record(run) for run in read_trajectories(played)]
     records[3]["info"]["reward"] = 0.5  # a failure, as the set keeps them
     fetched = tmp_path / "eef-expert"
@@ -194,7 +192,7 @@ def test_a_fetched_directory_imports_file_by_file(tmp_path, webshop_1k_dir):
     (fetched / "MANIFEST.json").write_text("{}")
     out = tmp_path / "experts.jsonl"
     command = ["data", "import", str(fetched), "--format", "eef-expert", "--env", "webshop", "--out", str(out)]
-    output = _ok([*command, *option, "--json"])
+    output = cli_ok([*command, *option, "--json"])
     assert (
         "  test trajs/NAT3I99p-ep6-6fm-ep6_sciworld_0_-200.json: skipped: its 1 records are for scienceworld" in output
     )
@@ -224,7 +222,7 @@ def test_export_writes_each_turns_mask_for_other_trainers(tmp_path, shop_env):
     write_trajectories(source, runs)
     for format, key in (("sharegpt", "conversations"), ("openai", "messages")):
         out = tmp_path / f"{format}.jsonl"
-        assert f"exported 4 trajectories ({format})" in _ok(
+        assert f"exported 4 trajectories ({format})" in cli_ok(
             ["data", "export", str(source), "--format", format, "--out", str(out)]
         )
         records = [json.loads(line) for line in out.read_text().splitlines()]

@@ -266,11 +266,13 @@ def _ordered(names: Iterable[str]) -> list[str]:
     return [n for n in METHODS if n in names] + [n for n in names if n not in METHODS]
 
 
+def _stage_dir(run_dir: Path, method: str, iteration: int) -> Path:
+    # Iteration 0 of every method is SFT-POS, trained and evaluated once.
+    return run_dir / "sft_pos" if method == "sft_pos" or iteration == 0 else run_dir / method / f"iter-{iteration}"
+
+
 def _eval_dir(run_dir: Path, method: str, iteration: int) -> Path:
-    # Iteration 0 of every method is SFT-POS, evaluated once.
-    if method == "sft_pos" or iteration == 0:
-        return run_dir / "sft_pos/eval"
-    return run_dir / method / f"iter-{iteration}/eval"
+    return _stage_dir(run_dir, method, iteration) / "eval"
 
 
 def write_report(run_dir: Path) -> Path:
@@ -557,27 +559,23 @@ class _Report:
         for r in train:
             if r.get("unchanged"):
                 continue  # no training happened: its checkpoint is the previous one
-            record = _eval_dir(self.run_dir, r.get("method", ""), r.get("iteration", 0)).parent / "checkpoint"
-            losses = _losses(record / "eef_train.json")
+            stage = _stage_dir(self.run_dir, r.get("method", ""), r.get("iteration", 0))
+            losses = _losses(stage / "checkpoint" / "eef_train.json")
             if losses:
                 kind = "dpo" if "pairs" in r else "sft"
                 curves[kind][self.point_label(r)] = [(step, loss) for step, loss in enumerate(losses, start=1)]
-        sft = plot_curves(
-            curves["sft"],
-            self.out / "loss.png",
-            title="Training loss (SFT)",
-            ylabel="loss (log scale)",
-            xlabel="optimizer step",
-            log_y=True,
-        )
-        dpo = plot_curves(
-            curves["dpo"],
-            self.out / "dpo_loss.png",
-            title="Training loss (DPO)",
-            ylabel="loss",
-            xlabel="optimizer step",
-        )
-        return [*_img(sft, "loss.png"), *_img(dpo, "dpo_loss.png")]
+        blocks: list[Block] = []
+        for kind, file, log_y in (("sft", "loss.png", True), ("dpo", "dpo_loss.png", False)):
+            drawn = plot_curves(
+                curves[kind],
+                self.out / file,
+                title=f"Training loss ({kind.upper()})",
+                ylabel="loss (log scale)" if log_y else "loss",
+                xlabel="optimizer step",
+                log_y=log_y,
+            )
+            blocks += _img(drawn, file)
+        return blocks
 
     def facts_blocks(self) -> list[Block]:
         """What the run ran on (``run_facts.json``): its last start, and how many starts it took."""

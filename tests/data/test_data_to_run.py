@@ -6,16 +6,14 @@ import json
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 from webshop_teachers import TEACHERS, write_teacher_files
 
-from eef.cli import app
+from cli_helpers import cli_ok
 from eef.config import load_config
 from eef.pipeline import run
 from eef.trajectory_files import read_trajectories
 
 pytestmark = pytest.mark.slow
-runner = CliRunner()
 TASKS = 4
 
 TINY = {
@@ -43,12 +41,6 @@ TINY = {
 }
 
 
-def _ok(args):
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result.output
-
-
 @pytest.fixture(scope="module")
 def two_teachers(tmp_path_factory, webshop_1k_dir):
     from eef.envs import make
@@ -61,7 +53,7 @@ def two_teachers(tmp_path_factory, webshop_1k_dir):
     checked = {}
     for (file_name, _, _), teacher in zip(TEACHERS, ("gpt-4", "gpt-3.5")):
         out = root / "experts" / f"{teacher}.jsonl"
-        output = _ok(
+        output = cli_ok(
             [
                 "data",
                 "import",
@@ -77,7 +69,7 @@ def two_teachers(tmp_path_factory, webshop_1k_dir):
         )
         successes = sum(r.success for r in played[file_name])
         assert f"imported {TASKS} trajectories ({successes} successes) -> {out}; 0 unresolved" in output
-        output = _ok(["data", "check", "webshop", str(out), *option])
+        output = cli_ok(["data", "check", "webshop", str(out), *option])
         checked[teacher] = out.with_suffix(".checked.jsonl")
         assert (
             f"checked {TASKS} trajectories: {TASKS} replay faithfully, 0 flagged (none) -> {checked[teacher]}" in output

@@ -6,24 +6,16 @@ import json
 
 import pytest
 from expert_files import eef_expert_record
-from typer.testing import CliRunner
 from webshop_teachers import teacher_episode
 
-from eef.cli import app
+from cli_helpers import cli_ok
 from eef.data.importers import recorded_price_limits
 from eef.data.resolve import price_in
 from eef.envs import make
 from eef.trajectory import Provenance, Trajectory
 from eef.trajectory_files import read_trajectories
 
-runner = CliRunner()
 TASKS = 6
-
-
-def _ok(args):
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result.output
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +43,7 @@ def test_another_draw_is_flagged_without_the_limits_and_replays_with_them(record
     assert any(r.success for r in runs) and any(not r.success for r in runs)
     out = root / "gpt-4.jsonl"
     option = ["-o", f"data_dir={webshop_1k_dir}"]
-    output = _ok(
+    output = cli_ok(
         ["data", "import", str(source), "--format", "eef-expert", "--env", "webshop", "--out", str(out), *option]
     )
     limits = root / "gpt-4.price_limits.json"
@@ -60,12 +52,12 @@ def test_another_draw_is_flagged_without_the_limits_and_replays_with_them(record
     written = json.loads(limits.read_text())
     assert written == {r.task_id: there.catalog.goals[there.catalog.goal_index(r.task_id)].price_upper for r in runs}
 
-    output = _ok(["data", "check", str(out), *option, "--out", str(root / "plain.jsonl"), "--json"])
+    output = cli_ok(["data", "check", str(out), *option, "--out", str(root / "plain.jsonl"), "--json"])
     figures = json.loads(output.strip().splitlines()[-1])
     assert figures["flagged"] == TASKS and figures["divergence_steps"] == {"-1": TASKS}  # the first page differs
 
     checked = root / "gpt-4.checked.jsonl"
-    output = _ok(["data", "check", str(out), *option, "-o", f"price_limits={limits}"])
+    output = cli_ok(["data", "check", str(out), *option, "-o", f"price_limits={limits}"])
     assert f"checked {TASKS} trajectories: {TASKS} replay faithfully, 0 flagged (none) -> {checked}" in output
     assert [t.reward for t in read_trajectories(checked)] == [r.reward for r in runs]
 
@@ -81,7 +73,7 @@ def test_conflicting_records_keep_the_first_limit_and_are_counted(recorded, webs
     path.write_text(json.dumps([*records, again]))
     out = tmp_path / "twice.jsonl"
     args = ["data", "import", str(path), "--format", "eef-expert", "--env", "webshop", "--out", str(out), "--json"]
-    output = _ok([*args, "-o", f"data_dir={webshop_1k_dir}"])
+    output = cli_ok([*args, "-o", f"data_dir={webshop_1k_dir}"])
     assert "1 records show another limit than their task's first (first kept)" in output
     assert json.loads(output.strip().splitlines()[-1])["price_limits"]["conflicts"] == 1
     assert json.loads((tmp_path / "twice.price_limits.json").read_text())[runs[0].task_id] == shown
