@@ -64,9 +64,11 @@ class Trackers:
         self.trackers = trackers
 
     def log(self, values: Mapping[str, Any], step: int) -> None:
+        if not self.trackers:  # called at every optimizer step: nothing to build when nothing is tracked
+            return
         numbers = {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        for tracker in self.trackers:
-            if numbers:
+        if numbers:
+            for tracker in self.trackers:
                 tracker.log(numbers, step=step)
 
     def close(self) -> None:
