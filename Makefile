@@ -22,8 +22,9 @@ run: $(BIN)/.installed
 	$(BIN)/eef env verify shop
 	$(BIN)/eef run $(if $(wildcard runs/default/config.yaml),--resume)
 
+# one test process per core (pytest-xdist)
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 $(LOWEST)/bin/.installed: pyproject.toml .ci/lowest_constraints.py
 	$(PYTHON) -m venv $(LOWEST)
@@ -36,7 +37,7 @@ $(LOWEST)/bin/.installed: pyproject.toml .ci/lowest_constraints.py
 # The declared floors are true: the suite on the lowest allowed versions (CI runs it after `make test`).
 # ScienceWorld's tests are left out: its range (>=1.2.3,<1.3) installs the same release in both environments.
 test-lowest: $(LOWEST)/bin/.installed
-	$(LOWEST)/bin/python -m pytest -m "not scienceworld"
+	$(LOWEST)/bin/python -m pytest -n auto -m "not scienceworld"
 
 # The guardrails CI runs before the tests: lint, format and types (configured in pyproject.toml).
 lint: $(BIN)/.installed

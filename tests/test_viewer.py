@@ -13,13 +13,15 @@ import pytest
 import eef.viewer
 from eef.errors import DataError
 from eef.methods import PositiveRepository, analyse, eef_solutions, self_solutions
+from eef.methods.preference import pair_records
+from eef.methods.registry import marked_failure
 from eef.solution_files import write_solutions
 from eef.trajectory import Provenance, Trajectory, Turn
-from eef.trajectory_files import write_trajectories
+from eef.trajectory_files import read_trajectories, write_trajectories
 from eef.viewer import chunked, write_viewer
 
 SCRIPT = "<script>window.injected = 1</script>"
-LABELS = {"sft_pos": "SFT-POS", "rft": "RFT", "eef": "EEF"}
+LABELS = {"sft_pos": "SFT-POS", "rft": "RFT", "nat": "NAT", "eto": "ETO", "eef": "EEF"}
 CONFIG = """name: fixture
 methods:
   run: [sft_pos, rft, eef]
@@ -109,6 +111,17 @@ def write_run(root: Path, extra_test_tasks: int = 0) -> Path:
         ]
         write_trajectories(root / stage / "eval/trajectories.jsonl", evaluated)
     return root
+
+
+def add_eto_and_nat(root: Path) -> None:
+    """ETO's and NAT's first iteration beside ``write_run``'s: ETO pairs t2's expert success with
+    the agent's failure; NAT trains on that success and on t1's expert failure, marked."""
+    experts = {t.task_id: t for t in read_trajectories(root / "expert/trajectories.jsonl")}
+    agent = from_s0("t2", False)
+    write_trajectories(root / "eto/iter-1/rollouts.jsonl", [agent, from_s0("t1", False)])
+    write_trajectories(root / "eto/iter-1/train.jsonl", pair_records([(experts["t2"], agent)]))
+    write_trajectories(root / "nat/iter-1/rollouts.jsonl", [from_s0("t1", False), from_s0("t2", False)])
+    write_trajectories(root / "nat/iter-1/train.jsonl", [experts["t2"], marked_failure(experts["t1"], "failed")])
 
 
 def read_data(path: Path) -> tuple[str, Any]:
@@ -216,6 +229,22 @@ def test_eef_labels_recovery_states_and_restored_starts_are_drawn_from_the_rollo
     assert rft["analyses"] == {} and [s["state"] for s in rft["solutions"]] == ["t1@s0"]
     t2 = details(out, "train", "t2")
     assert t2["experts"][0]["cloned"] is True and t2["stages"][0]["solved"] is False
+
+
+def test_etos_pairs_and_nats_trained_failures_are_shown_with_their_task(run_dir: Path, tmp_path: Path) -> None:
+    add_eto_and_nat(run_dir)
+    out = write_viewer(run_dir, tmp_path / "viewer", LABELS).parent
+    columns = [c["label"] for c in viewer_data(out)[0]["train"]["columns"]]
+    assert columns == ["RFT 1", "NAT 1", "ETO 1", "EEF 1"]
+    t1, t2 = (details(out, "train", task)["stages"] for task in ("t1", "t2"))
+    nat, eto = 1, 2
+    (pair,) = t2[eto]["pairs"]
+    assert (pair["chosen"]["id"], pair["chosen"]["won"]) == ("fixture/t2/0", True)
+    assert (pair["rejected"]["id"], pair["rejected"]["won"]) == ("self/it1/t2:s0:r0", False)
+    assert t1[eto]["pairs"] == [] and t2[eto]["solved"] is None and t2[eto]["failures"] == []
+    (failure,) = t1[nat]["failures"]
+    assert failure["id"] == f"{EXPERT}#negative" and all(turn["trainable"] for turn in failure["turns"])
+    assert t2[nat]["failures"] == [] and t2[nat]["pairs"] == []  # its expert success is no failure
 
 
 def test_an_expert_whose_state_was_not_simulated_is_shown_as_skipped(run_dir: Path, tmp_path: Path) -> None:

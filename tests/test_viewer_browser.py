@@ -15,7 +15,7 @@ import pytest
 
 import eef.viewer
 from eef.viewer import write_viewer
-from test_viewer import EXPERT, LABELS, SCRIPT, task_outcomes, write_run
+from test_viewer import EXPERT, LABELS, SCRIPT, add_eto_and_nat, task_outcomes, write_run
 
 try:  # absent where only `make test`'s packages are installed: the tests skip (see missing_tools)
     from selenium import webdriver
@@ -75,7 +75,9 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> str:
     root = tmp_path_factory.mktemp("viewer")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(eef.viewer, "CHUNK_BYTES", 20_000)  # a task on a later page lives in another chunk
-        return write_viewer(write_run(root / "run", EXTRA_TASKS), root / "viewer", LABELS).as_uri()
+        run = write_run(root / "run", EXTRA_TASKS)
+        add_eto_and_nat(run)
+        return write_viewer(run, root / "viewer", LABELS).as_uri()
 
 
 @pytest.fixture
@@ -173,3 +175,22 @@ def test_an_injected_script_is_shown_as_text(browser: Any, page: str) -> None:
     assert f"{SCRIPT} after search[x]" in observations
     assert browser.execute_script("return window.injected") is None
     assert browser.find_elements(By.CSS_SELECTOR, "#app script") == []
+
+
+def test_etos_pairs_and_nats_marked_failures_are_drawn(browser: Any, page: str) -> None:
+    visit(browser, page, "train")
+    listed(browser)
+    browser.find_element(By.LINK_TEXT, "t2").click()
+    wait_for(browser, ".trajectory")
+    Select(browser.find_element(By.ID, "stage")).select_by_visible_text("ETO 1")
+    pair = browser.find_element(By.CSS_SELECTOR, ".meta.pair")
+    assert pair.text == "pair 1: gpt-4's trajectory preferred to self's"
+    sides = pair.find_element(By.XPATH, "following-sibling::div[1]").find_elements(By.CSS_SELECTOR, ".side h4")
+    assert [side.text for side in sides] == ["chosen", "rejected"]
+    visit(browser, page, "train")
+    listed(browser)
+    browser.find_element(By.LINK_TEXT, "t1").click()
+    wait_for(browser, ".trajectory")
+    Select(browser.find_element(By.ID, "stage")).select_by_visible_text("NAT 1")
+    headings = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "h3")]
+    assert "Failed trajectories trained on, under a prompt that marks them failed (1)" in headings

@@ -232,16 +232,20 @@ def training_section(run_dir: Path, m: int, labels: Mapping[str, str]) -> tuple[
 def stage_view(stage: Stage, experts: Sequence[Trajectory], m: int) -> dict[str, dict[str, Any]]:
     """One method iteration's training data by task: EEF's analyses of the task's expert
     trajectories, the rollouts, the repository's solutions and whether there is one (``solved``:
-    None for a method without a repository, such as ETO)."""
+    None for a method without a repository, such as ETO), the preference pairs (ETO) and the failed
+    trajectories trained on (NAT)."""
     rollouts_path, repository_path = stage.path / "rollouts.jsonl", stage.path / "repository.jsonl"
+    train_path = stage.path / "train.jsonl"
     # a run in progress may be appending an episode now
     rollouts = read_trajectories(rollouts_path, skip_torn_tail=True) if rollouts_path.is_file() else []
     solutions = read_solutions(repository_path) if repository_path.is_file() else []
+    trained = read_trajectories(train_path) if train_path.is_file() else []
     analyses = expert_analyses(experts, rollouts, m)
     by_task: dict[str, dict[str, Any]] = {}
 
     def of(task: str) -> dict[str, Any]:
-        return by_task.setdefault(task, {"analyses": {}, "rollouts": [], "solutions": [], "solved": None})
+        empty: dict[str, Any] = {"analyses": {}, "rollouts": [], "solutions": [], "pairs": {}, "failures": []}
+        return by_task.setdefault(task, empty | {"solved": None})
 
     for e in experts:
         if e.id in analyses:
@@ -258,8 +262,17 @@ def stage_view(stage: Stage, experts: Sequence[Trajectory], m: int) -> dict[str,
                 "trajectory": trajectory_view(s.trajectory),
             }
         )
-    if repository_path.is_file():
-        for view in by_task.values():
+    for t in trained:
+        pair = t.meta.get("pair")
+        if isinstance(pair, int):  # written by pair_records: chosen, then rejected
+            side = "chosen" if t.meta.get("preferred") else "rejected"
+            shown = trajectory_view(t) | {"id": str(t.meta.get("from_id", t.id))}
+            of(t.task_id)["pairs"].setdefault(str(pair), {})[side] = shown
+        elif not t.success:  # a method that trains on failures (TrainsOnFailures)
+            of(t.task_id)["failures"].append(trajectory_view(t))
+    for view in by_task.values():
+        view["pairs"] = [view["pairs"][k] for k in sorted(view["pairs"], key=int)]
+        if repository_path.is_file():
             view["solved"] = bool(view["solutions"])
     return by_task
 

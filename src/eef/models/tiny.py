@@ -51,6 +51,9 @@ class TinyModelConfig:
         corpus_tasks: tasks whose episodes feed the tokenizer's text.
         whole_tokens: strings that become single tokens (WebShop's ``[SEP]`` separator would
             otherwise cost three tokens each, about a fifth of a results page).
+        space_tokens: a space is a token of its own, so a word has one token wherever it stands
+            (``white`` in ``color: white`` and in ``click[white]``); with byte-level BPE's usual
+            ``Ġwhite`` the agent must learn that two tokens are one word before it can copy it.
         seed: seed of the corpus walk and of the weight initialisation.
     """
 
@@ -63,6 +66,7 @@ class TinyModelConfig:
     max_positions: int = 4096
     corpus_tasks: int = 2000
     whole_tokens: tuple[str, ...] = (" [SEP]",)
+    space_tokens: bool = False
     seed: int = 0
 
     @property
@@ -118,13 +122,21 @@ def environment_text(env: TextEnv, tasks: int, seed: int = 0) -> Iterator[str]:
                 break
 
 
-def train_tokenizer(texts: Iterator[str], vocab_size: int, whole_tokens: tuple[str, ...] = ()):
-    """A byte-level BPE ``PreTrainedTokenizerFast`` with eef's chat template and special tokens."""
+def train_tokenizer(
+    texts: Iterator[str], vocab_size: int, whole_tokens: tuple[str, ...] = (), space_tokens: bool = False
+):
+    """A byte-level BPE ``PreTrainedTokenizerFast`` with eef's chat template and special tokens
+    (``space_tokens``: each space a token of its own, see :class:`TinyModelConfig`)."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.pre_tokenizer = (
+        pre_tokenizers.Sequence([pre_tokenizers.Split(" ", behavior="isolated"), byte_level])
+        if space_tokens
+        else byte_level
+    )
     core.decoder = decoders.ByteLevel()
     specials = [PAD, BOS, END, *ROLE_TOKENS]
     trainer = trainers.BpeTrainer(
@@ -156,7 +168,10 @@ def create_tiny_model(env: TextEnv, out_dir: str | Path, config: TinyModelConfig
 
     out = Path(out_dir)
     tokenizer = train_tokenizer(
-        environment_text(env, config.corpus_tasks, config.seed), config.vocab_size, config.whole_tokens
+        environment_text(env, config.corpus_tasks, config.seed),
+        config.vocab_size,
+        config.whole_tokens,
+        config.space_tokens,
     )
     model_config = LlamaConfig(
         vocab_size=len(tokenizer),

@@ -281,6 +281,18 @@ function stageView(detail, column) {
   if (stage === null) return parts;
   parts.push(el("h3", {}, `Rollouts (${stage.rollouts.length})`));
   for (const r of stage.rollouts) parts.push(trajectory(r, { analysis: analyses[r.parent], upTo: r.start }));
+  if (stage.pairs.length) parts.push(el("h3", {}, `Preference pairs (${stage.pairs.length})`));
+  for (const [k, pair] of stage.pairs.entries()) {
+    const about = `pair ${k + 1}: ${pair.chosen.source}'s trajectory preferred to ${pair.rejected.source}'s`;
+    const sides = ["chosen", "rejected"].map((side) =>
+      el("div", { className: "side" }, el("h4", {}, side), trajectory(pair[side], { masks: true })),
+    );
+    parts.push(el("p", { className: "meta pair" }, about), el("div", { className: "sides" }, sides));
+  }
+  if (stage.failures.length) {
+    parts.push(el("h3", {}, `Failed trajectories trained on, under a prompt that marks them failed (${stage.failures.length})`));
+  }
+  for (const f of stage.failures) parts.push(trajectory(f, { masks: true }));
   if (stage.solved === null) return parts;
   const { method } = INDEX.train.columns[column];
   parts.push(el("h3", {}, `Solutions in the positive repository (${stage.solutions.length})`));
