@@ -39,6 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 METHOD = ROOT / "docs" / "method.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))  # their blocks need GPUs, data or long runs: parsed, not run
 BIN = Path(sys.executable).parent  # the environment the suite runs in, where `eef` is installed
 
 SHELL_LANGUAGES = {"bash", "sh", "shell", "console"}
@@ -281,13 +282,25 @@ def test_command_lines_parse(block):
     assert not problems, f"README.md:{block.line}:\n" + "\n".join(problems)
 
 
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_command_lines_of_the_docs_parse(path):
+    problems = [
+        f"{path.name}:{block.line}: {c}\n    {p}"
+        for block in read_blocks(path)
+        if block.language in SHELL_LANGUAGES
+        for c in command_lines(block)
+        for p in static_problems(c)
+    ]
+    assert not problems, "\n".join(problems)
+
+
 def _inline_eef(path: Path) -> list[str]:
     text = path.read_text(encoding="utf-8")
     text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)  # fenced blocks are checked whole above
     return [" ".join(span.split()) for span in re.findall(r"`(eef [^`]+)`", text)]
 
 
-@pytest.mark.parametrize("path", [README, METHOD], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [README, *DOCS], ids=lambda p: p.name)
 def test_inline_eef_commands_exist(path):
     """`eef data check`, `eef run --resume` in the prose: the commands and options exist (the
     arguments may be placeholders, so they are not parsed)."""
@@ -465,7 +478,7 @@ def _anchors(path: Path) -> set[str]:
     return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
 
 
-@pytest.mark.parametrize("path", [README, METHOD], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [README, *DOCS], ids=lambda p: p.name)
 def test_relative_links_resolve(path):
     text = re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.S | re.M)
     problems = []
