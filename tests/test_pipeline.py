@@ -300,6 +300,32 @@ def test_experts_flagged_by_the_replay_check_are_never_explored(finished):
     assert flagged.id not in {e.id for e in explored} and len(explored) == len(failed) - 1
 
 
+def test_a_files_trajectories_of_other_tasks_are_counted_and_a_cut_file_named_before_any_model(finished, tmp_path):
+    from eef.trajectory_files import write_trajectories
+
+    root = finished[0]
+    experts = read_trajectories(root / "expert/trajectories.jsonl")
+    outside = [t for t in experts if t.task_id not in {e.task_id for e in experts[:5]}]
+    path = tmp_path / "expert.jsonl"
+    write_trajectories(path, experts)
+    source = ["expert.sources=[{name: recorded, kind: file, path: " + str(path) + ", role: clone}]"]
+    # the same file, fewer tasks: the trajectories of the other tasks are left out and counted
+    lines = []
+    run(_config(tmp_path / "fewer", *source, "expert.limit=5", "methods.run=[sft_pos]"), log=lines.append)
+    (record,) = [r for r in _records(tmp_path / "fewer") if r["stage"] == "expert"]
+    assert record["outside_tasks"] == {"recorded": len(outside)} and record["episodes"] == len(experts) - len(outside)
+
+    text = path.read_text()
+    path.write_text(text[: len(text) - 40])  # the last line cut short
+    with pytest.raises(EefError, match=rf"{path}:{len(experts)}:"):
+        run(_config(tmp_path / "cut", *source), log=lines.append)
+    assert not (tmp_path / "cut" / "base-model").exists()
+
+
+def _records(root):
+    return [json.loads(line) for line in (root / "metrics.jsonl").read_text().splitlines()]
+
+
 def test_the_scripted_experts_rates_from_the_config_reach_the_expert(tmp_path):
     from eef.envs.registry import make
     from eef.pipeline import expert_source
@@ -319,12 +345,12 @@ def test_the_scripted_experts_rates_from_the_config_reach_the_expert(tmp_path):
     ).expert.sources
     with_options = [
         t
-        for t in expert_source(careless, env, tasks, ())
+        for t in expert_source(careless, env, tasks, ())[0]
         if env.catalog.goals[env.catalog.goal_index(t.task_id)].options
     ]
     assert with_options and not any(t.success for t in with_options)  # every option set wrong
     assert all(t.provenance.sampling["seed"] == 4 for t in with_options)
-    easy = [t for t in expert_source(flawless, env, tasks, ()) if t.meta["tier"] == "easy"]
+    easy = [t for t in expert_source(flawless, env, tasks, ())[0] if t.meta["tier"] == "easy"]
     assert easy and all(t.success for t in easy)
 
 

@@ -150,6 +150,7 @@ def check_command(
     PATH comes first and ENV is an option, as in the other data commands (the older order
     `eef data check ENV PATH` still works, with a warning)."""
     from eef.data.check import CheckSummary, check_trajectories
+    from eef.envs.protocol import skipped_notes
     from eef.trajectory_files import iter_trajectories, write_trajectories
 
     trajectories, env_name = _check_arguments([path, *context.args], env_name)
@@ -160,6 +161,8 @@ def check_command(
     if first is None:
         raise EefError(f"{trajectories}: no trajectories to check")
     env, _ = env_and_options(env_name or first.env, option)
+    for note in skipped_notes(env):
+        typer.echo(note)
     summary = CheckSummary()
     write_trajectories(out, check_trajectories(env, itertools.chain([first], records), summary))
     reasons = ", ".join(f"{reason} {count}" for reason, count in summary.reasons.most_common()) or "none"

@@ -42,7 +42,7 @@ from eef.atomic import write_text_atomic
 from eef.config import ExpertSource, RunConfig, saved_config
 from eef.distributed import TrainingGroup
 from eef.envs import make
-from eef.envs.protocol import TextEnv, task_groups
+from eef.envs.protocol import TextEnv, skipped_notes, task_groups
 from eef.errors import EefError
 from eef.evaluate import best_iteration
 from eef.experts.registry import ExpertSettings, expert_trajectories
@@ -197,6 +197,8 @@ def run(config: RunConfig, *, resume: bool = False, log: Callable[[str], None] =
         root = run_root(config)
         check_processes(config, group.size)
         env = make(config.env.name, **config.env.options)
+        for note in skipped_notes(env):
+            log(note)
         check_against_env(config, env)
         check_trackers(config.tracking.report_to)
         tracking = Tracking(config.tracking.report_to, str(root / "tracking"), config.name)
@@ -249,8 +251,8 @@ def _run_stages(config: RunConfig, env: TextEnv, rd: RunDir) -> dict[str, Any]:
         env.name, PromptConfig(config.prompt.instruction, config.prompt.one_shot, config.prompt.system_role), env
     )
     card = AgentCard(env.name, prompt, dict(config.env.options))
+    experts = collect_experts(config, env, prompt, rd)  # first: a bad expert file is named before any model is built
     base = base_model(config, env, root)
-    experts = collect_experts(config, env, prompt, rd)
     cloned = expert_demonstrations(t for t in experts if t.meta.get("role") == "clone")
 
     summary: dict[str, Any] = {}
@@ -309,9 +311,11 @@ def collect_experts(config: RunConfig, env: TextEnv, prompt: tuple[Message, ...]
     began = time.perf_counter()
     tasks = env.task_ids(config.expert.split)[: config.expert.limit]
     experts: list[Trajectory] = []
+    outside_tasks: dict[str, int] = {}
     groups = task_groups(env, tasks)
     for source in config.expert.sources:
-        for t in expert_source(source, env, tasks, prompt):
+        trajectories, outside_tasks[source.name] = expert_source(source, env, tasks, prompt)
+        for t in trajectories:
             group = {"group": groups[t.task_id]} if t.task_id in groups else {}
             experts.append(
                 replace(
@@ -334,6 +338,8 @@ def collect_experts(config: RunConfig, env: TextEnv, prompt: tuple[Message, ...]
             "successes": sum(t.success for t in experts),
             "by_tier": by_tier,
             "tasks_by_group": dict(Counter(groups.values())),
+            # a file's trajectories of tasks not among expert.split's (first expert.limit), left out
+            **({"outside_tasks": outside_tasks} if any(outside_tasks.values()) else {}),
             "seconds": round(time.perf_counter() - began, 2),
         },
     )
@@ -342,7 +348,8 @@ def collect_experts(config: RunConfig, env: TextEnv, prompt: tuple[Message, ...]
 
 def expert_source(
     source: ExpertSource, env: TextEnv, tasks: list[str], prompt: tuple[Message, ...]
-) -> list[Trajectory]:
+) -> tuple[list[Trajectory], int]:
+    """The source's trajectories of ``tasks``, and how many of a file's it left out (other tasks)."""
     if source.kind == "file":
         if source.path is None:
             raise EefError(f"expert source {source.name!r}: kind file needs a path")
@@ -357,10 +364,9 @@ def expert_source(
             )
         # imported files (ETO's, the EEF authors') hold no prompt of the run's kind: the demonstrations
         # are trained under the prompt the agent is run with; a file's own prompt is kept
-        return [t if t.prompt else replace(t, prompt=prompt) for t in loaded]
-    return expert_trajectories(
-        source.kind, env, tasks, prompt, ExpertSettings(seed=source.seed, scripted=source.scripted)
-    )
+        return [t if t.prompt else replace(t, prompt=prompt) for t in loaded], len(recorded) - len(loaded)
+    settings = ExpertSettings(seed=source.seed, scripted=source.scripted)
+    return expert_trajectories(source.kind, env, tasks, prompt, settings), 0
 
 
 def explore_stage(

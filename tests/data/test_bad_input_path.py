@@ -13,8 +13,10 @@ from webshop_teachers import teacher_episode
 
 from eef.cli import app
 from eef.data.importers import import_file
+from eef.envs import make
 from eef.envs.shop.webshop_data import load_webshop
 from eef.errors import DataError
+from eef.trajectory_files import write_trajectories
 
 runner = CliRunner()
 
@@ -133,6 +135,16 @@ def test_instructions_naming_products_not_in_the_catalog_are_counted(tmp_path):
     assert synthetic.info["skipped_synthetic_instructions"] == {"names a product not in the catalog": 1}
     clean = load_webshop(_processed(tmp_path / "clean", [PRODUCT]), nouns="heuristic")
     assert clean.info["skipped_synthetic_instructions"] == {}
+    # `eef data check` says so before its figures
+    options = ["-o", f"data_dir={data}", "-o", "goals=human", "-o", "nouns=heuristic"]
+    env = make("webshop", data_dir=str(data), goals="human", nouns="heuristic")
+    task = next(t for split in env.splits() for t in env.task_ids(split))
+    write_trajectories(tmp_path / "expert.jsonl", [teacher_episode(env, task, "gpt-4", 0.0)])
+    result = runner.invoke(app, ["data", "check", str(tmp_path / "expert.jsonl"), "--env", "webshop", *options])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "webshop: 2 human instructions skipped (names a product not in the catalog)"
+    assert lines[1].startswith("checked 1 trajectories: 1 replay faithfully")
 
 
 def test_goals_that_all_name_absent_products_are_an_error(tmp_path):

@@ -51,7 +51,8 @@ class TextEnv(Closable, Protocol):
     Subclass it (as Gymnasium's ``Env``) to get the defaults of the optional parts: ``close`` and
     ``with env:``; ``process_local = True`` when the environment holds nothing outside this
     process (no JVM, socket or server), so forked rollout workers may step copies of it;
-    ``info``, settings to record; ``metrics``, counters summed into each stage's record; and the
+    ``info``, settings to record (``skipped_<what>``: reason -> count of records dropped while
+    loading, printed by :func:`skipped_notes`); ``metrics``, counters summed into each stage's record; and the
     agent's default prompt text, ``agent_instruction`` and ``agent_example`` (a tuple of
     (observation, thought, action)).
     """
@@ -140,3 +141,15 @@ class SupportsFork(Protocol):
     def fork(self) -> TextEnv:
         """Another environment with the same settings and an episode of its own."""
         ...
+
+
+def skipped_notes(env: TextEnv) -> list[str]:
+    """A line per reason the environment skipped records while loading, from ``info``'s
+    ``skipped_<what>`` entries: ``webshop: 13 human instructions skipped (names a product not in
+    the catalog)``."""
+    notes = []
+    for key, reasons in env.info.items():
+        if key.startswith("skipped_") and isinstance(reasons, Mapping):
+            what = key.removeprefix("skipped_").replace("_", " ")
+            notes += [f"{env.name}: {count} {what} skipped ({reason})" for reason, count in reasons.items()]
+    return notes

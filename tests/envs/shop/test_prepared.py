@@ -16,6 +16,8 @@ def _same(prepared, memory) -> None:
     assert prepared.goals == memory.goals
     assert prepared.splits == memory.splits
     assert list(prepared.products) == list(memory.products)
+    skipped = {k: v for k, v in memory.info.items() if k.startswith("skipped_")}
+    assert skipped and {k: prepared.info.get(k) for k in skipped} == skipped
     assert all(prepared.by_asin[p.asin] == p for p in memory.products)
     for goal in memory.goals[::7]:
         query = naive_query(goal.instruction)
@@ -114,14 +116,18 @@ def test_a_product_without_a_field_the_reward_reads_is_named(release, tmp_path):
     assert not (data / "eef-prepared").exists()
 
 
-def test_human_goals_for_products_not_in_the_catalog_are_counted(release, tmp_path):
+def test_goals_for_products_not_in_the_catalog_are_counted(release, tmp_path):
     data = _copy_release(release, tmp_path / "data")
     human = json.loads((data / "items_human_ins.json").read_text())
     human["B0NOTTHERE"] = [{"instruction": "x", "instruction_attributes": ["y"]}] * 2
     (data / "items_human_ins.json").write_text(json.dumps(human))
+    synthetic = json.loads((data / "items_ins_v2.json").read_text())
+    synthetic["B0NOTTHERE"] = {"instruction": "x", "instruction_attributes": ["y"], "instruction_options": []}
+    (data / "items_ins_v2.json").write_text(json.dumps(synthetic))
     prepared = prepare_webshop(data, progress=False)
-    manifest = json.loads((prepared / "manifest.json").read_text())
-    assert manifest["skipped_human_instructions"] == {"names a product not in the catalog": 2}
+    for goals, count in (("human", 2), ("synthetic", 1)):
+        env = make("webshop", data_dir=str(data), goals=goals, prepared=True, prepared_dir=str(prepared))
+        assert env.info[f"skipped_{goals}_instructions"] == {"names a product not in the catalog": count}
 
 
 def test_env_options_of_the_prepared_path(release):

@@ -46,6 +46,7 @@ from eef.envs.shop.webshop_data import (
     GOAL_KINDS,
     GOAL_SHUFFLE_SEED,
     HUMAN_FILE,
+    SKIPPED_ABSENT,
     GoalDraft,
     draw_prices,
     human_drafts,
@@ -55,6 +56,7 @@ from eef.envs.shop.webshop_data import (
     product_fields,
     read_instructions,
     shuffle_and_split,
+    skipped_synthetic_instructions,
     source_files,
     synthetic_drafts,
 )
@@ -166,6 +168,7 @@ def _write_preparation(sources: dict[str, Path], out: Path, progress: bool) -> N
             "human": None if human_lines is None else len(human_lines),
         },
         "skipped_human_instructions": skipped,
+        "skipped_synthetic_instructions": skipped_synthetic_instructions(instructions, set(asins)),
         "prepare_seconds": round(time.monotonic() - started, 1),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
@@ -192,7 +195,7 @@ def _human_lines(
                 lines.append(_drafts_line(number, drafts))
     loaded = set(asins)
     missing = sum(len(v) if isinstance(v, list) else 1 for a, v in by_asin.items() if a not in loaded)
-    return lines, ({"names a product not in the catalog": missing} if missing else {})
+    return lines, ({SKIPPED_ABSENT: missing} if missing else {})
 
 
 def _stat(path: Path) -> dict[str, Any]:
@@ -269,6 +272,9 @@ def open_prepared(
         "title_nouns": products.taggers,
         "goal_shuffle_seed": GOAL_SHUFFLE_SEED,
     }
+    skipped = manifest.get(f"skipped_{goals}_instructions")  # preparations before it counted human ones only
+    if skipped is not None:
+        info[f"skipped_{goals}_instructions"] = skipped
     return Catalog(products, goal_list, splits, prefix="webshop", info=info, by_asin=by_asin, index=index)
 
 

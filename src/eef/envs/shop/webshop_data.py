@@ -23,7 +23,7 @@ import json
 import random
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -284,9 +284,7 @@ def load_webshop(
     loaded = {p.asin for p in products}
     if goals == "synthetic":
         goal_list = _synthetic_goals(products, instructions, sources["instructions"], rng)
-        skipped = skipped_instructions(
-            (a for a, e in instructions.items() if isinstance(e, dict) and e.get("instruction") is not None), loaded
-        )
+        skipped = skipped_synthetic_instructions(instructions, loaded)
     else:
         goal_list, skipped = _human_goals(products, rows, sources, rng, loaded)
     if not goal_list:
@@ -442,6 +440,12 @@ def skipped_instructions(asins: Iterable[str], loaded: set[str]) -> dict[str, in
     ``num_products``). Empty when none was."""
     missing = sum(asin not in loaded for asin in asins)
     return {SKIPPED_ABSENT: missing} if missing else {}
+
+
+def skipped_synthetic_instructions(instructions: Mapping[str, Any], loaded: set[str]) -> dict[str, int]:
+    """:func:`skipped_instructions` of the synthetic instructions (``items_ins_v2.json``, by ASIN)."""
+    named = (a for a, e in instructions.items() if isinstance(e, dict) and e.get("instruction") is not None)
+    return skipped_instructions(named, loaded)
 
 
 def human_instructions(sources: dict[str, Path], rows: Iterable[dict]) -> tuple[Path, dict] | None:
