@@ -197,9 +197,9 @@ def run(config: RunConfig, *, resume: bool = False, log: Callable[[str], None] =
         root = run_root(config)
         check_processes(config, group.size)
         env = make(config.env.name, **config.env.options)
+        check_against_env(config, env)
         for note in skipped_notes(env):
             log(note)
-        check_against_env(config, env)
         check_trackers(config.tracking.report_to)
         tracking = Tracking(config.tracking.report_to, str(root / "tracking"), config.name)
         with run_lock(root):
