@@ -1,6 +1,7 @@
 """The Ray engine (rollout.engine: ray): the local engine's episodes from actors on a local Ray
 instance, episodes of a killed actor retried elsewhere, and bad input refused before any work."""
 
+import json
 import os
 import signal
 import socket
@@ -10,11 +11,14 @@ import torch
 
 from eef.agent.policy import SamplingParams
 from eef.agent.prompt import build_prompt
+from eef.cli_agent import DEFAULT_CONFIG
 from eef.config import ConfigError, ModelSection, load_config
 from eef.errors import EefError
+from eef.pipeline import run
 from eef.rollout import RolloutConfig, Start
 from eef.rollout.cluster import RayConfig, connect
 from eef.stages import Parallelism, open_rollouts
+from test_pipeline import TINY
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
@@ -129,3 +133,32 @@ def test_bad_ray_settings_are_named_by_key(overrides, problem):
     with pytest.raises(ConfigError) as error:
         load_config(None, overrides)
     assert any(p.startswith(problem) for p in error.value.problems), error.value.problems
+
+
+@pytest.mark.slow
+def test_a_run_with_the_ray_engine_writes_the_local_engines_episodes(cluster, tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each 1-CPU actor computes: both runs train and sample alike
+    small = [*TINY, "methods.run=[sft_pos, eef]", "rollout.workers=1", "eval.limit=4"]
+    try:
+        run(load_config(DEFAULT_CONFIG, [*small, f"run_dir={tmp_path / 'local'}"]), log=lambda line: None)
+        ray_run = [*small, f"run_dir={tmp_path / 'ray'}", "rollout.engine=ray", "ray.env_actors=2"]
+        run(load_config(DEFAULT_CONFIG, ray_run), log=lambda line: None)
+    finally:
+        torch.set_num_threads(threads)
+    for path in ("eef/iter-1/rollouts.jsonl", "eef/iter-1/eval/trajectories.jsonl"):
+        local, distributed = (_episodes(tmp_path / engine / path, tmp_path / engine) for engine in ("local", "ray"))
+        assert local == distributed and len(local) >= 4, path
+    explored = json.loads((tmp_path / "ray" / "eef" / "iter-1" / "explore" / ".done").read_text())
+    assert explored["episodes"] == 35 and "env_incidents" not in explored
+
+
+def _episodes(path, run_dir):
+    """A file's episodes by id, the checkpoint named relative to its run directory (the files of
+    the local engine are in the order episodes ended, as are the driver's)."""
+    episodes = {}
+    for line in path.read_text().splitlines():
+        episode = json.loads(line)
+        episode["provenance"]["model"] = os.path.relpath(episode["provenance"]["model"], run_dir)
+        episodes[episode["id"]] = episode
+    return episodes
