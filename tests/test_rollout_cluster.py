@@ -5,6 +5,10 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,13 +29,21 @@ pytestmark = pytest.mark.ray
 
 CONFIG = RolloutConfig(SamplingParams(temperature=1.0, max_new_tokens=10), seed=5)
 MODEL = ModelSection(device="cpu")
+RAY_CLI = str(Path(sys.executable).parent / "ray")
+NO_AUTH = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # the nodes and the driver on one machine, no shared token
 
 
 @pytest.fixture(scope="module")
 def cluster():
     """A local Ray instance of 2 CPUs and a small object store, shut down after the module."""
     if not ray.is_initialized():
-        ray.init(num_cpus=2, object_store_memory=100 * 1024 * 1024, include_dashboard=False, log_to_driver=False)
+        ray.init(
+            address="local",
+            num_cpus=2,
+            object_store_memory=100 * 1024 * 1024,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
     yield
     ray.shutdown()
 
@@ -135,17 +147,56 @@ def test_bad_ray_settings_are_named_by_key(overrides, problem):
     assert any(p.startswith(problem) for p in error.value.problems), error.value.problems
 
 
+@pytest.fixture
+def two_nodes():
+    """A Ray cluster of two 1-CPU nodes on this machine (a head and a worker, each `ray start
+    --block` in a process group of its own, killed afterwards); yields the head's address."""
+    address = f"127.0.0.1:{_free_port()}"
+    common = ["--num-cpus=1", "--object-store-memory=100000000", "--disable-usage-stats", "--block"]
+    nodes = [
+        subprocess.Popen(
+            [RAY_CLI, "start", *role, *common], env=NO_AUTH, start_new_session=True, stdout=subprocess.DEVNULL
+        )
+        for role in (
+            ["--head", f"--port={address.split(':')[1]}", "--include-dashboard=false"],
+            [f"--address={address}"],
+        )
+    ]
+    deadline = time.monotonic() + 60
+    while "/2.0 CPU" not in _status(address) and time.monotonic() < deadline:  # both nodes joined
+        time.sleep(0.5)
+    yield address
+    for node in nodes:
+        os.killpg(node.pid, signal.SIGKILL)  # the node's raylet, store and workers are in its group
+        node.wait()
+
+
+def _status(address):
+    return subprocess.run(
+        [RAY_CLI, "status", f"--address={address}"], env=NO_AUTH, capture_output=True, text=True
+    ).stdout
+
+
 @pytest.mark.slow
-def test_a_run_with_the_ray_engine_writes_the_local_engines_episodes(cluster, tmp_path):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each 1-CPU actor computes: both runs train and sample alike
+def test_a_run_on_two_ray_nodes_writes_the_local_engines_episodes(two_nodes, tmp_path):
     small = [*TINY, "methods.run=[sft_pos, eef]", "rollout.workers=1", "eval.limit=4"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each 1-CPU actor computes, and the driver below: both runs train and sample alike
     try:
         run(load_config(DEFAULT_CONFIG, [*small, f"run_dir={tmp_path / 'local'}"]), log=lambda line: None)
-        ray_run = [*small, f"run_dir={tmp_path / 'ray'}", "rollout.engine=ray", "ray.env_actors=2"]
-        run(load_config(DEFAULT_CONFIG, ray_run), log=lambda line: None)
     finally:
         torch.set_num_threads(threads)
+    on_ray = [
+        *small,
+        f"run_dir={tmp_path / 'ray'}",
+        "rollout.engine=ray",
+        "ray.env_actors=2",
+        f"ray.address={two_nodes}",
+    ]
+    args = [sys.executable, "-m", "eef.cli", "run"] + [a for item in on_ray for a in ("-s", item)]
+    # each node has room for one actor: the two run on both
+    done = subprocess.run(args, env={**NO_AUTH, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
     for path in ("eef/iter-1/rollouts.jsonl", "eef/iter-1/eval/trajectories.jsonl"):
         local, distributed = (_episodes(tmp_path / engine / path, tmp_path / engine) for engine in ("local", "ray"))
         assert local == distributed and len(local) >= 4, path

@@ -313,6 +313,7 @@ def connect(settings: RayConfig) -> Any:
     quiet: dict[str, Any] = {"include_dashboard": False, "configure_logging": False, "log_to_driver": False}
     if settings.address is None:
         ray.init(
+            address="local",  # a new instance, even where `ray start` left the address of another
             num_cpus=math.ceil(settings.env_actors * settings.num_cpus_per_actor),
             num_gpus=math.ceil(settings.env_actors * settings.num_gpus_per_actor),
             object_store_memory=settings.object_store_mb * 1024 * 1024,
