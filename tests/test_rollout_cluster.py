@@ -162,19 +162,22 @@ def two_nodes():
             [f"--address={address}"],
         )
     ]
-    deadline = time.monotonic() + 60
-    while "/2.0 CPU" not in _status(address) and time.monotonic() < deadline:  # both nodes joined
-        time.sleep(0.5)
     yield address
     for node in nodes:
         os.killpg(node.pid, signal.SIGKILL)  # the node's raylet, store and workers are in its group
         node.wait()
 
 
-def _status(address):
-    return subprocess.run(
-        [RAY_CLI, "status", f"--address={address}"], env=NO_AUTH, capture_output=True, text=True
-    ).stdout
+def _wait_for_both_nodes(address):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = subprocess.run(
+            [RAY_CLI, "status", f"--address={address}"], env=NO_AUTH, capture_output=True, text=True
+        )
+        if "/2.0 CPU" in status.stdout:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"the second Ray node did not join within 60 s:\n{status.stdout}{status.stderr}")
 
 
 @pytest.mark.slow
@@ -186,6 +189,7 @@ def test_a_run_on_two_ray_nodes_writes_the_local_engines_episodes(two_nodes, tmp
         run(load_config(DEFAULT_CONFIG, [*small, f"run_dir={tmp_path / 'local'}"]), log=lambda line: None)
     finally:
         torch.set_num_threads(threads)
+    _wait_for_both_nodes(two_nodes)  # they started during the local run
     on_ray = [
         *small,
         f"run_dir={tmp_path / 'ray'}",
