@@ -1,8 +1,8 @@
 """Rollouts on a Ray cluster (``rollout.engine: ray``): environments and policies in Ray actors.
 
-Each actor builds the run's environment (``num_envs`` clones of it) and a policy (the checkpoint
-on the actor's CPU or GPU, or an OpenAI-compatible endpoint), then rolls out its share of the
-starts with the code a local worker runs (:func:`eef.rollout.serial.stream_in_process`), yielding
+Each actor builds the run's environment (``num_envs`` clones of it) once, and for each stage a
+policy (the checkpoint on the actor's CPU or GPU, or an OpenAI-compatible endpoint); it rolls
+out its share of the starts with the code a local worker runs (:func:`eef.rollout.serial.stream_in_process`), yielding
 each episode as it ends. The driver waits on all actors' streams at once and hands every episode
 to ``on_trajectory`` as it arrives, so a crash of the driver loses nothing finished and a resume
 continues as with the local engine; sampling seeds are per request, so the episodes are those
@@ -16,6 +16,7 @@ Ray is imported only here, and only when a cluster is asked for.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
@@ -93,44 +94,52 @@ class RayConfig:
 
 
 class EnvActor:
-    """One Ray actor: its environments and policy, rolling out the shares it is given.
+    """One Ray actor: its environments, for as long as the driver's connection lasts, and the
+    policy of the current stage, rolling out the shares it is given.
 
-    It changes to the driver's working directory (where that exists on its node), so relative
-    checkpoint and data paths mean what they mean to the driver and the policy's name recorded in
-    provenance is the driver's."""
+    The policy comes with every call (``make_policy``, loaded at the first), so an actor that Ray
+    restarted after a crash loads it again. It changes to the driver's working directory (where
+    that exists on its node): relative checkpoint and data paths mean what they mean to the driver
+    and the policy's name recorded in provenance is the driver's."""
 
-    def __init__(
-        self,
-        workdir: str,
-        index: int,
-        env_name: str,
-        env_options: Mapping[str, Any],
-        num_envs: int,
-        make_policy: Callable[[int], Policy],
-    ):
+    def __init__(self, workdir: str, index: int, env_name: str, env_options: Mapping[str, Any], num_envs: int):
         if os.path.isdir(workdir):
             os.chdir(workdir)
-        self.resources = ExitStack()
+        self.index = index
+        self.envs_held = ExitStack()
         first = make(env_name, **env_options)
-        self.resources.callback(first.close)
-        self.envs: list[TextEnv] = self.resources.enter_context(cloned_envs(first, num_envs, env_options))
-        self.policy = self.resources.enter_context(make_policy(index))
+        self.envs_held.callback(first.close)
+        self.envs: list[TextEnv] = self.envs_held.enter_context(cloned_envs(first, num_envs, env_options))
+        self.policy: Policy | None = None
 
-    def describe(self) -> tuple[str, int]:
-        """The policy's name and this actor's process id (for tests that kill it)."""
-        return self.policy.name, os.getpid()
+    def describe(self, make_policy: Callable[[int], Policy]) -> tuple[str, int]:
+        """Load the policy; its name and this actor's process id (for tests that kill it)."""
+        return self._policy(make_policy).name, os.getpid()
 
     def rollout(
-        self, starts: Sequence[Start], prompt: tuple[Message, ...], config: RolloutConfig, description: str
+        self,
+        starts: Sequence[Start],
+        prompt: tuple[Message, ...],
+        config: RolloutConfig,
+        description: str,
+        make_policy: Callable[[int], Policy],
     ) -> Generator[Trajectory | RolloutResult, None, None]:
         """Each episode as it ends, then the share's totals (without the trajectories)."""
-        totals = yield from stream_in_process(self.envs, self.policy, starts, prompt, config, description=description)
+        policy = self._policy(make_policy)
+        totals = yield from stream_in_process(self.envs, policy, starts, prompt, config, description=description)
         totals.trajectories = []
         yield totals
 
-    def close(self) -> None:
-        """Close the environments (ScienceWorld's JVMs) and the policy."""
-        self.resources.close()
+    def unload(self) -> None:
+        """Close the stage's policy (a model on a GPU frees it for training)."""
+        if self.policy is not None:
+            self.policy.close()
+            self.policy = None
+
+    def _policy(self, make_policy: Callable[[int], Policy]) -> Policy:
+        if self.policy is None:
+            self.policy = make_policy(self.index)
+        return self.policy
 
 
 @dataclass
@@ -150,6 +159,7 @@ class RayRollouts:
     actors: list[Any]
     settings: RayConfig
     env: TextEnv
+    make_policy: Callable[[int], Policy]
     model: str
     pids: list[int]
 
@@ -174,7 +184,7 @@ class RayRollouts:
 
         def submit(share: _Share) -> None:
             call = self.actors[share.actor].rollout.options(num_returns="streaming")
-            running[call.remote(share.starts, prompt, config, description)] = share
+            running[call.remote(share.starts, prompt, config, description, self.make_policy)] = share
 
         count = min(len(self.actors), len(starts))
         for a in range(count):
@@ -243,6 +253,11 @@ def _count_loss(lost: Sequence[Start], attempts: Counter, max_retries: int, desc
             )
 
 
+# the actors of the last (connection, environment, settings), kept between stages: started once, their
+# environments (ScienceWorld's JVMs) and processes serve every stage of a run; only the policy changes
+_POOLS: dict[tuple, list[Any]] = {}
+
+
 @contextmanager
 def ray_rollouts(
     settings: RayConfig,
@@ -251,8 +266,10 @@ def ray_rollouts(
     num_envs: int,
     make_policy: Callable[[int], Policy],
 ) -> Iterator[RayRollouts]:
-    """Start ``settings.env_actors`` actors, each with ``num_envs / env_actors`` clones of ``env``
-    (made from its name and ``env_options``) and ``make_policy(actor number)``; they are killed on exit.
+    """``settings.env_actors`` actors, each with ``num_envs / env_actors`` clones of ``env`` (made
+    from its name and ``env_options``) and ``make_policy(actor number)``. The actors are started
+    at the first call and kept for later ones with the same environment and settings (their
+    policies are closed on exit); an error kills them.
 
     Raises:
         EefError: Ray is not installed, the cluster cannot be reached, lacks the resources asked
@@ -260,28 +277,53 @@ def ray_rollouts(
             episode is rolled out.
     """
     ray = connect(settings)
-    _check_resources(ray, settings)
-    actor_class = ray.remote(EnvActor)
-    per_actor = max(1, num_envs // settings.env_actors)
-    actors = [
-        actor_class.options(
-            num_cpus=settings.num_cpus_per_actor,
-            num_gpus=settings.num_gpus_per_actor,
-            max_restarts=settings.max_retries,
-        ).remote(os.getcwd(), a, env.name, dict(env_options), per_actor, make_policy)
-        for a in range(settings.env_actors)
-    ]
+    context = ray.get_runtime_context()
+    options = json.dumps(env_options, sort_keys=True, default=str)
+    key = (context.get_node_id(), context.get_job_id(), env.name, options, num_envs, settings)
+    actors = _POOLS.pop(key, None)
+    if actors is None:
+        for stale in _POOLS.values():  # another environment or settings: its actors hold the resources
+            for actor in stale:
+                ray.kill(actor, no_restart=True)
+        _POOLS.clear()
+        _check_resources(ray, settings)
+        actor_class = ray.remote(EnvActor)
+        per_actor = max(1, num_envs // settings.env_actors)
+        actors = [
+            actor_class.options(
+                num_cpus=settings.num_cpus_per_actor,
+                num_gpus=settings.num_gpus_per_actor,
+                max_restarts=settings.max_retries,
+            ).remote(os.getcwd(), a, env.name, dict(env_options), per_actor)
+            for a in range(settings.env_actors)
+        ]
+    kept = False
     try:
-        described = _await_start(ray, actors, settings)
-        yield RayRollouts(ray, actors, settings, env, described[0][0], [pid for _, pid in described])
+        described = _await_start(ray, actors, settings, make_policy)
+        yield RayRollouts(ray, actors, settings, env, make_policy, described[0][0], [pid for _, pid in described])
+        kept = _unloaded(ray, actors, settings)
     finally:
-        for actor in actors:
-            ray.kill(actor, no_restart=True)
+        if kept:
+            _POOLS[key] = actors
+        else:  # an error, or the rollout's own failure: nothing is left running
+            for actor in actors:
+                ray.kill(actor, no_restart=True)
 
 
-def _await_start(ray: Any, actors: list[Any], settings: RayConfig) -> list[tuple[str, int]]:
+def _unloaded(ray: Any, actors: list[Any], settings: RayConfig) -> bool:
+    """Close the actors' policies; False where an actor is lost for good (its restarts spent)."""
     try:
-        return ray.get([a.describe.remote() for a in actors], timeout=settings.start_timeout_s)
+        ray.get([a.unload.remote() for a in actors], timeout=settings.start_timeout_s)
+    except ray.exceptions.RayError:
+        return False
+    return True
+
+
+def _await_start(
+    ray: Any, actors: list[Any], settings: RayConfig, make_policy: Callable[[int], Policy]
+) -> list[tuple[str, int]]:
+    try:
+        return ray.get([a.describe.remote(make_policy) for a in actors], timeout=settings.start_timeout_s)
     except ray.exceptions.GetTimeoutError:
         raise EefError(
             f"ray.start_timeout_s: the {settings.env_actors} Ray actors (ray.num_cpus_per_actor "
