@@ -217,3 +217,9 @@ def _episodes(path, run_dir):
         episode["provenance"]["model"] = os.path.relpath(episode["provenance"]["model"], run_dir)
         episodes[episode["id"]] = episode
     return episodes
+
+
+def test_without_ray_installed_the_engine_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(EefError, match=r"^rollout.engine: ray needs the ray package \(pip install 'eef\[ray\]'\)"):
+        connect(RayConfig())
