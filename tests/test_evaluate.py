@@ -6,7 +6,7 @@ from eef.agent.policy import Completion, Policy
 from eef.agent.prompt import build_prompt
 from eef.evaluate import evaluate
 from eef.experts.oracle import oracle_trajectories
-from eef.rollout import clone_envs
+from eef.rollout import LocalRollouts, clone_envs
 from eef.trajectory_files import read_trajectories
 
 
@@ -34,7 +34,7 @@ def test_oracle_answers_win_every_task_and_files_are_written(shop_env, tmp_path)
     tasks = shop_env.task_ids("test")[:8]
     prompt = build_prompt("shop")
     policy = ReplayPolicy(oracle_trajectories(shop_env, tasks, prompt))
-    report = evaluate(clone_envs(shop_env, 3), policy, tasks, prompt, split="test", out_dir=tmp_path)
+    report = evaluate(LocalRollouts(clone_envs(shop_env, 3), policy), tasks, prompt, split="test", out_dir=tmp_path)
     assert (report.episodes, report.win_rate, report.score, report.truncated) == (8, 1.0, 1.0, 0)
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["win_rate"] == 1.0 and [row["task_id"] for row in saved["tasks"]] == tasks
@@ -48,7 +48,7 @@ def test_oracle_answers_win_every_task_and_files_are_written(shop_env, tmp_path)
 
 def test_an_agent_that_never_buys_scores_zero_and_is_cut_at_the_step_limit(shop_env):
     tasks = shop_env.task_ids("test")[:4]
-    report = evaluate(clone_envs(shop_env, 2), ReplayPolicy([]), tasks, build_prompt("shop"))
+    report = evaluate(LocalRollouts(clone_envs(shop_env, 2), ReplayPolicy([])), tasks, build_prompt("shop"))
     assert (report.win_rate, report.score, report.truncated) == (0.0, 0.0, 4)
     assert report.mean_steps == shop_env.max_steps
 
@@ -59,7 +59,9 @@ def test_a_rerun_after_a_crash_evaluates_only_the_missing_tasks(shop_env, tmp_pa
     tasks = shop_env.task_ids("test")[:4]
     prompt = build_prompt("shop")
     oracle = oracle_trajectories(shop_env, tasks, prompt)
-    evaluate(clone_envs(shop_env, 2), ReplayPolicy(oracle), tasks[:2], prompt, out_dir=tmp_path / "before")
+    evaluate(
+        LocalRollouts(clone_envs(shop_env, 2), ReplayPolicy(oracle)), tasks[:2], prompt, out_dir=tmp_path / "before"
+    )
     out = tmp_path / "after"
     append_trajectories(out / "episodes.partial.jsonl", read_trajectories(tmp_path / "before" / "trajectories.jsonl"))
     asked = []
@@ -69,7 +71,7 @@ def test_a_rerun_after_a_crash_evaluates_only_the_missing_tasks(shop_env, tmp_pa
             asked.extend(next(m["content"] for m in r.messages if m["role"] == "user") for r in requests)
             return super().generate(requests, params)
 
-    report = evaluate(clone_envs(shop_env, 2), Counting(oracle), tasks, prompt, out_dir=out)
+    report = evaluate(LocalRollouts(clone_envs(shop_env, 2), Counting(oracle)), tasks, prompt, out_dir=out)
     assert report.episodes == 4 and report.win_rate == 1.0
     assert set(asked) == {t.first_observation for t in oracle[2:]}
     assert [t.task_id for t in read_trajectories(out / "trajectories.jsonl")] == tasks

@@ -24,6 +24,7 @@ from eef.experts.scripted_shop import ScriptedExpertConfig
 from eef.methods.registry import method_names
 from eef.methods.settings import MethodsSection
 from eef.models.tiny import TinyModelConfig
+from eef.rollout.cluster import RayConfig
 from eef.tracking import TRACKERS
 from eef.train.settings import TrainConfig
 
@@ -145,14 +146,19 @@ class RolloutSection:
     backend and an environment that lives in this process (the built-in shop); a model on a GPU
     rolls out in one process (see :mod:`eef.rollout.workers`). ``worker_timeout_s``: how long a
     worker may go without finishing an episode before it is killed and the stage fails naming it.
+    ``engine: ray`` rolls out in Ray actors on a cluster instead (the ``ray`` section;
+    :mod:`eef.rollout.cluster`), ``num_envs`` shared among the actors.
     """
 
+    engine: str = "local"
     num_envs: int = 64
     workers: int = 1
     worker_timeout_s: float = 1800.0
     max_new_tokens: int = 48
     temperature: float = 0.7
     top_p: float = 1.0
+
+    CHOICES = {"engine": ("local", "ray")}
 
     def __post_init__(self) -> None:
         check_fields(
@@ -203,6 +209,7 @@ class RunConfig:
     expert: ExpertSection = ExpertSection()
     train: TrainConfig = TrainConfig()  # its seed is replaced by the run's seed + the iteration
     rollout: RolloutSection = RolloutSection()
+    ray: RayConfig = RayConfig()  # rollout.engine: ray
     eval: EvalSection = EvalSection()
     methods: MethodsSection = MethodsSection()
     tracking: TrackingSection = TrackingSection()
@@ -445,9 +452,35 @@ def _cross_checks(config: RunConfig, base: Path) -> list[str]:
             f"rollout.workers: {config.rollout.workers} worker processes need model.backend hf "
             f"(a {config.model.backend} server batches the requests itself), or set rollout.workers: 1"
         )
+    if config.rollout.engine == "ray":
+        problems += _ray_checks(config)
     if config.rollout.workers > config.rollout.num_envs:
         problems.append(
             f"rollout.workers: {config.rollout.workers} workers need at least as many environments "
+            f"(rollout.num_envs is {config.rollout.num_envs})"
+        )
+    return problems
+
+
+def _ray_checks(config: RunConfig) -> list[str]:
+    problems = []
+    if config.model.backend not in ("hf", "openai"):
+        problems.append(
+            f"model.backend: {config.model.backend} runs one engine per process; with rollout.engine: ray use hf "
+            "(the checkpoint in each actor) or openai (servers started beforehand, listed in ray.endpoints)"
+        )
+    if config.ray.endpoints and config.model.backend != "openai":
+        problems.append(f"ray.endpoints: only for model.backend openai, not {config.model.backend}")
+    if config.model.backend == "openai" and not config.ray.endpoints and config.model.base_url is None:
+        problems.append("ray.endpoints: name the servers the actors call (or set model.base_url)")
+    if config.rollout.workers > 1:
+        problems.append(
+            f"rollout.workers: {config.rollout.workers} forked workers are the local engine's; with "
+            "rollout.engine: ray set ray.env_actors (and leave rollout.workers at 1)"
+        )
+    if config.ray.env_actors > config.rollout.num_envs:
+        problems.append(
+            f"ray.env_actors: {config.ray.env_actors} actors need at least as many environments "
             f"(rollout.num_envs is {config.rollout.num_envs})"
         )
     return problems

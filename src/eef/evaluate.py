@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from eef.agent.policy import Policy, SamplingParams
+from eef.agent.policy import SamplingParams
 from eef.atomic import write_text_atomic
-from eef.envs.protocol import TextEnv, task_groups
+from eef.envs.protocol import task_groups
 from eef.errors import EefError
-from eef.rollout import RolloutConfig, Start, pending, rollout
+from eef.rollout import RolloutConfig, Rollouts, Start, pending
 from eef.trajectory import Message, Trajectory
 from eef.trajectory_files import append_trajectories, write_trajectories
 
@@ -99,8 +99,7 @@ def report_from(
 
 
 def evaluate(
-    envs: Sequence[TextEnv],
-    policy: Policy,
+    rollouts: Rollouts,
     task_ids: Sequence[str],
     prompt: tuple[Message, ...],
     *,
@@ -110,16 +109,13 @@ def evaluate(
     seed: int = 0,
     out_dir: str | Path | None = None,
     progress: bool = False,
-    workers: int = 1,
-    worker_timeout_s: float = 1800.0,
 ) -> EvalReport:
-    """Episodes of ``task_ids`` with ``policy`` (greedy unless ``temperature`` > 0).
+    """Episodes of ``task_ids`` rolled out by ``rollouts`` (greedy unless ``temperature`` > 0).
 
     With ``out_dir``, finished episodes are appended to ``out_dir/episodes.partial.jsonl`` as they
     end, and a rerun after a crash evaluates only the missing tasks; at the end
     ``trajectories.jsonl``, ``report.json`` (figures and per-task rows) and ``tasks.tsv`` are
-    written atomically and the partial file is removed. ``workers`` > 1 shares the episodes
-    among forked processes (see :mod:`eef.rollout.workers`), each silent at most ``worker_timeout_s``.
+    written atomically and the partial file is removed.
     """
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise EefError(f"{out_dir}: exists and is not a directory (the evaluation writes its files into one)")
@@ -128,23 +124,19 @@ def evaluate(
     )
     starts = [Start(t) for t in task_ids]
     partial = Path(out_dir) / "episodes.partial.jsonl" if out_dir is not None else None
-    done, todo = pending(partial, starts, config, model=policy.name) if partial else ([], starts)
-    result = rollout(
-        envs,
-        policy,
+    done, todo = pending(partial, starts, config, model=rollouts.model) if partial else ([], starts)
+    result = rollouts(
         todo,
         prompt,
         config,
         progress=progress,
         description=f"eval {split}",
         on_trajectory=(lambda t: append_trajectories(partial, [t])) if partial else None,
-        workers=workers,
-        worker_timeout_s=worker_timeout_s,
     )
     finished = {t.task_id: t for t in [*done, *result.trajectories]}
     trajectories = [finished[t] for t in task_ids]
-    groups = task_groups(envs[0], task_ids)
-    report = report_from(trajectories, envs[0].name, split, policy.name, result.seconds, groups)
+    groups = task_groups(rollouts.env, task_ids)
+    report = report_from(trajectories, rollouts.env.name, split, rollouts.model, result.seconds, groups)
     report.env_incidents = dict(result.env_incidents)
     if out_dir is not None and partial is not None:
         save_report(report, trajectories, Path(out_dir))

@@ -703,7 +703,8 @@ def report_stage(rd: RunDir) -> None:
 
 
 def _parallelism(config: RunConfig) -> Parallelism:
-    return Parallelism(config.rollout.num_envs, config.rollout.workers, config.rollout.worker_timeout_s)
+    ray = config.ray if config.rollout.engine == "ray" else None
+    return Parallelism(config.rollout.num_envs, config.rollout.workers, config.rollout.worker_timeout_s, ray)
 
 
 def _summary_entry(evals: list[dict[str, Any]], solved: list[int]) -> dict[str, Any]:

@@ -7,7 +7,8 @@ model, cloning environments and closing what was opened.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,17 @@ from eef.agent.policy import Policy
 from eef.config import ModelSection
 from eef.envs.protocol import TextEnv
 from eef.evaluate import EvalReport, evaluate
-from eef.rollout import RolloutConfig, RolloutResult, Start, cloned_envs, pending, rollout, trajectory_id
+from eef.rollout import (
+    LocalRollouts,
+    RolloutConfig,
+    RolloutResult,
+    Rollouts,
+    Start,
+    cloned_envs,
+    pending,
+    trajectory_id,
+)
+from eef.rollout.cluster import RayConfig
 from eef.tracking import Tracking
 from eef.train.settings import TrainConfig
 from eef.trajectory import Message, Trajectory
@@ -31,11 +42,13 @@ if TYPE_CHECKING:  # training needs torch; exploring with a server does not
 @dataclass(frozen=True)
 class Parallelism:
     """How many episodes run together: ``num_envs`` environments stepped as one batch, shared by
-    ``workers`` forked processes, each killed after ``worker_timeout_s`` seconds of silence."""
+    ``workers`` forked processes, each killed after ``worker_timeout_s`` seconds of silence; or,
+    with ``ray``, shared by that many Ray actors (:mod:`eef.rollout.cluster`)."""
 
     num_envs: int = 16
     workers: int = 1
     worker_timeout_s: float = 1800.0
+    ray: RayConfig | None = None
 
 
 def open_policy(model: ModelSection, checkpoint: str | Path) -> Policy:
@@ -58,6 +71,30 @@ def open_policy(model: ModelSection, checkpoint: str | Path) -> Policy:
         server_command=model.server_command,
         server_start_timeout_s=model.server_start_timeout_s,
     )
+
+
+@contextmanager
+def open_rollouts(
+    env: TextEnv, env_options: Mapping[str, Any], model: ModelSection, checkpoint: str | Path, parallel: Parallelism
+) -> Iterator[Rollouts]:
+    """The engine ``parallel`` asks for, ready to roll out ``checkpoint`` in clones of ``env``;
+    what it opened (policy, environments, actors) is closed on exit."""
+    if parallel.ray is None:
+        with open_policy(model, checkpoint) as policy, cloned_envs(env, parallel.num_envs, env_options) as envs:
+            yield LocalRollouts(envs, policy, parallel.workers, parallel.worker_timeout_s)
+        return
+    from eef.rollout.cluster import check_reachable, ray_rollouts
+
+    settings = parallel.ray
+    endpoints = {settings.endpoint(a, model.base_url) for a in range(settings.env_actors)}
+    for url in sorted(u for u in endpoints if u is not None and model.backend == "openai"):
+        check_reachable(url, "ray.endpoints" if settings.endpoints else "model.base_url")
+
+    def actor_policy(actor: int) -> Policy:  # runs in the actor: its endpoint, or the checkpoint on its device
+        return open_policy(replace(model, base_url=settings.endpoint(actor, model.base_url)), checkpoint)
+
+    with ray_rollouts(settings, env, env_options, parallel.num_envs, actor_policy) as rollouts:
+        yield rollouts
 
 
 def explore(
@@ -83,18 +120,14 @@ def explore(
         todo = [s for s in todo if trajectory_id(config, s) not in reuse]
     if not todo:
         return RolloutResult()
-    with open_policy(model, checkpoint) as policy, cloned_envs(env, parallel.num_envs, env_options) as envs:
-        return rollout(
-            envs,
-            policy,
+    with open_rollouts(env, env_options, model, checkpoint, parallel) as rollouts:
+        return rollouts(
             todo,
             prompt,
             config,
             on_trajectory=lambda t: append_trajectories(out, [t]),
             progress=True,
             description=description,
-            workers=parallel.workers,
-            worker_timeout_s=parallel.worker_timeout_s,
         )
 
 
@@ -114,10 +147,9 @@ def evaluate_checkpoint(
     seed: int,
 ) -> EvalReport:
     """Evaluate ``checkpoint`` on ``tasks`` into ``out_dir`` (see :func:`eef.evaluate.evaluate`)."""
-    with open_policy(model, checkpoint) as policy, cloned_envs(env, parallel.num_envs, env_options) as envs:
+    with open_rollouts(env, env_options, model, checkpoint, parallel) as rollouts:
         return evaluate(
-            envs,
-            policy,
+            rollouts,
             tasks,
             prompt,
             split=split,
@@ -126,8 +158,6 @@ def evaluate_checkpoint(
             seed=seed,
             out_dir=out_dir,
             progress=True,
-            workers=parallel.workers,
-            worker_timeout_s=parallel.worker_timeout_s,
         )
 
 

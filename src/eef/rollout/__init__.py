@@ -2,12 +2,16 @@
 
 :mod:`eef.rollout.plan` says what to roll out (starts, settings, ids, per-request seeds, resume),
 :mod:`eef.rollout.serial` steps a batch of environments in this process,
-:mod:`eef.rollout.workers` shares a rollout among forked processes, and :func:`rollout` chooses.
+:mod:`eef.rollout.workers` shares a rollout among forked processes, and :func:`rollout` chooses;
+:mod:`eef.rollout.cluster` rolls out in Ray actors instead. A :class:`Rollouts` is either engine,
+ready to roll out one policy in one environment.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from eef.agent.policy import Policy
 from eef.envs.protocol import TextEnv
@@ -18,8 +22,10 @@ from eef.rollout.workers import can_fork, rollout_in_workers
 from eef.trajectory import Message, Trajectory
 
 __all__ = [
+    "LocalRollouts",
     "RolloutConfig",
     "RolloutResult",
+    "Rollouts",
     "Start",
     "clone_envs",
     "cloned_envs",
@@ -80,3 +86,68 @@ def rollout(
     return rollout_in_process(
         envs, policy, starts, prompt, config, on_trajectory=on_trajectory, progress=progress, description=description
     )
+
+
+class Rollouts(Protocol):
+    """An engine ready to roll out one policy in one environment: ``env`` names the environment
+    (and answers questions about its tasks), ``model`` is the policy's name in provenance."""
+
+    @property
+    def env(self) -> TextEnv: ...
+
+    @property
+    def model(self) -> str: ...
+
+    def __call__(
+        self,
+        starts: Sequence[Start],
+        prompt: tuple[Message, ...],
+        config: RolloutConfig,
+        *,
+        on_trajectory: Callable[[Trajectory], object] | None = None,
+        progress: bool = False,
+        description: str = "rollout",
+    ) -> RolloutResult:
+        """One episode per start, as :func:`rollout` (trajectories in the order of ``starts``)."""
+        ...
+
+
+@dataclass
+class LocalRollouts:
+    """The local engine: :func:`rollout` with these environments, policy and workers."""
+
+    envs: Sequence[TextEnv]
+    policy: Policy
+    workers: int = 1
+    worker_timeout_s: float = 1800.0
+
+    @property
+    def env(self) -> TextEnv:
+        return self.envs[0]
+
+    @property
+    def model(self) -> str:
+        return self.policy.name
+
+    def __call__(
+        self,
+        starts: Sequence[Start],
+        prompt: tuple[Message, ...],
+        config: RolloutConfig,
+        *,
+        on_trajectory: Callable[[Trajectory], object] | None = None,
+        progress: bool = False,
+        description: str = "rollout",
+    ) -> RolloutResult:
+        return rollout(
+            self.envs,
+            self.policy,
+            starts,
+            prompt,
+            config,
+            on_trajectory=on_trajectory,
+            progress=progress,
+            description=description,
+            workers=self.workers,
+            worker_timeout_s=self.worker_timeout_s,
+        )

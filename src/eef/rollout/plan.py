@@ -87,6 +87,31 @@ class RolloutResult:
     env_incidents: Counter = field(default_factory=Counter)
 
 
+def put_in_start_order(
+    result: RolloutResult,
+    finished: Sequence[Trajectory],
+    starts: Sequence[Start],
+    config: RolloutConfig,
+    description: str,
+) -> None:
+    """Set ``result.trajectories`` to ``finished`` (gathered from several processes, in the order
+    they ended) in the order of ``starts``, and sort ``result.diverged`` likewise.
+
+    Raises:
+        EefError: the episodes and divergences do not account for every start once (two starts
+            with one key collapse into one id).
+    """
+    order = {trajectory_id(config, s): n for n, s in enumerate(starts)}
+    by_number = {order[t.id]: t for t in finished}
+    if len(by_number) + len(result.diverged) != len(starts):
+        raise EefError(
+            f"{description}: {len(starts)} starts gave {len(by_number)} episodes and "
+            f"{len(result.diverged)} divergences; starts must have distinct keys"
+        )
+    result.trajectories = [by_number[n] for n in sorted(by_number)]
+    result.diverged.sort(key=lambda pair: order[trajectory_id(config, pair[0])])
+
+
 def trajectory_id(config: RolloutConfig, start: Start) -> str:
     """The id of the trajectory a start produces under ``config`` (stable across reruns)."""
     return f"{config.source}/it{config.iteration}/{start.key}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, replace
 
 from eef.agent.parse import parse_turn
@@ -71,6 +71,28 @@ def rollout_in_process(
     description: str = "rollout",
 ) -> RolloutResult:
     """:func:`eef.rollout.rollout` in this process, ``len(envs)`` episodes at a time."""
+    episodes = stream_in_process(envs, policy, starts, prompt, config, progress=progress, description=description)
+    while True:
+        try:
+            trajectory = next(episodes)
+        except StopIteration as end:
+            return end.value
+        if on_trajectory is not None:
+            on_trajectory(trajectory)
+
+
+def stream_in_process(
+    envs: Sequence[TextEnv],
+    policy: Policy,
+    starts: Sequence[Start],
+    prompt: tuple[Message, ...],
+    config: RolloutConfig,
+    *,
+    progress: bool = False,
+    description: str = "rollout",
+) -> Generator[Trajectory, None, RolloutResult]:
+    """:func:`rollout_in_process` as a generator: it yields each trajectory as its episode ends and
+    returns the :class:`RolloutResult` (for a Ray actor, which streams what it yields)."""
     began = time.perf_counter()
     result = RolloutResult()
     before = _env_counters(envs)
@@ -90,15 +112,14 @@ def rollout_in_process(
             return
         slots[slot] = None
 
-    def finish(slot: int, reward: float, terminated: bool) -> None:
+    def finish(slot: int, reward: float, terminated: bool) -> Trajectory:
         number, episode = slots[slot]  # type: ignore[misc]
         policy.forget(f"{description}:{number}")
         trajectory = _trajectory(envs[slot], episode, reward, terminated, policy.name, config)
         finished[number] = trajectory
-        if on_trajectory is not None:
-            on_trajectory(trajectory)
         bar.update(1)
         fill(slot)
+        return trajectory
 
     for slot in range(len(envs)):
         fill(slot)
@@ -120,7 +141,7 @@ def rollout_in_process(
             result.steps += 1
             episode.turns.append(Turn(completion.text, action, step.observation, step.reward, True))
             if step.done:
-                finish(slot, step.reward, step.terminated)
+                yield finish(slot, step.reward, step.terminated)
         bar.set_postfix(steps_per_s=f"{result.steps / max(time.perf_counter() - began, 1e-9):.1f}", refresh=False)
     bar.close()
     result.trajectories = [finished[n] for n in sorted(finished)]

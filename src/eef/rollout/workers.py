@@ -31,7 +31,7 @@ from eef.agent.policy import Policy
 from eef.envs.protocol import TextEnv
 from eef.errors import EefError
 from eef.progress import progress_bar
-from eef.rollout.plan import RolloutConfig, RolloutResult, Start, trajectory_id
+from eef.rollout.plan import RolloutConfig, RolloutResult, Start, put_in_start_order
 from eef.rollout.serial import rollout_in_process
 from eef.trajectory import Message, Trajectory
 
@@ -69,8 +69,7 @@ def rollout_in_workers(
     processes: list[Any] = []
     inboxes: dict[int, _Inbox] = {}  # the read end of each worker still running
     pipes: list[int] = []
-    order = {trajectory_id(config, s): n for n, s in enumerate(starts)}
-    finished: dict[int, Trajectory] = {}
+    finished: list[Trajectory] = []
     result = RolloutResult()
     bar = progress_bar(len(starts), description, "ep", progress)
     try:
@@ -115,7 +114,7 @@ def rollout_in_workers(
                     )
                 for kind, payload in messages:
                     if kind == "episode":
-                        finished[order[payload.id]] = payload
+                        finished.append(payload)
                         result.steps += len(payload.turns) - payload.provenance.start_step
                         if on_trajectory is not None:
                             on_trajectory(payload)
@@ -140,13 +139,7 @@ def rollout_in_workers(
             _stop(process, 0.0)
         for fd in pipes:
             os.close(fd)
-    if len(finished) + len(result.diverged) != len(starts):  # two starts with one key would collapse into one
-        raise EefError(
-            f"{description}: {len(starts)} starts gave {len(finished)} episodes and "
-            f"{len(result.diverged)} divergences; starts must have distinct keys"
-        )
-    result.trajectories = [finished[n] for n in sorted(finished)]
-    result.diverged.sort(key=lambda pair: order[trajectory_id(config, pair[0])])
+    put_in_start_order(result, finished, starts, config, description)
     result.seconds = time.perf_counter() - began
     return result
 
