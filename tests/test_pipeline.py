@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -263,6 +264,28 @@ def test_worker_processes_need_an_environment_that_lives_in_this_process(tmp_pat
     with pytest.raises(EefError, match="rollout.workers: 2 worker processes need an environment that lives wholly"):
         run(_config(tmp_path / "remote"))
     assert not (tmp_path / "remote").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    ("setting", "key"),
+    [
+        ("ray.address=127.0.0.1:9", "ray.address"),  # the discard port: nothing listens there
+        ("model.base_url=http://127.0.0.1:9/v1", "model.base_url"),
+    ],
+)
+def test_a_cluster_or_server_that_cannot_serve_the_run_is_named_before_any_work(tmp_path, setting, key):
+    pytest.importorskip("ray")
+    settings = ["rollout.engine=ray", "rollout.workers=1", "ray.object_store_mb=80", setting]
+    if key == "model.base_url":
+        settings += ["model.backend=openai", "model.base=served-model"]
+    try:
+        with pytest.raises(EefError, match=rf"^{re.escape(key)}: "):
+            run(_config(tmp_path / "run", *settings))
+    finally:
+        import ray
+
+        ray.shutdown()
+    assert not (tmp_path / "run").exists()
 
 
 def test_kill_9_during_exploration_loses_no_finished_episode(finished, tmp_path):

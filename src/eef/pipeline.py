@@ -52,6 +52,7 @@ from eef.methods.preference import Pair, pair_records, pairs_of_records
 from eef.methods.registry import Method, PreferenceMethod, TrainsOnFailures, s0_solutions
 from eef.methods.registry import method as method_named
 from eef.rollout import RolloutConfig, rollout_mismatch, trajectory_id
+from eef.rollout.cluster import check_cluster
 from eef.run_facts import record_start
 from eef.solution_files import read_solutions, write_solutions
 from eef.stages import Parallelism, evaluate_checkpoint, explore
@@ -198,6 +199,8 @@ def run(config: RunConfig, *, resume: bool = False, log: Callable[[str], None] =
         check_processes(config, group.size)
         env = make(config.env.name, **config.env.options)
         check_against_env(config, env)
+        if config.rollout.engine == "ray":  # the cluster and servers, before hours of training
+            check_cluster(config.ray, config.model.backend, config.model.base_url)
         for note in skipped_notes(env):
             log(note)
         check_trackers(config.tracking.report_to)

@@ -83,12 +83,11 @@ def open_rollouts(
         with open_policy(model, checkpoint) as policy, cloned_envs(env, parallel.num_envs, env_options) as envs:
             yield LocalRollouts(envs, policy, parallel.workers, parallel.worker_timeout_s)
         return
-    from eef.rollout.cluster import check_reachable, ray_rollouts
+    from eef.rollout.cluster import check_endpoints, ray_rollouts
 
     settings = parallel.ray
-    endpoints = {settings.endpoint(a, model.base_url) for a in range(settings.env_actors)}
-    for url in sorted(u for u in endpoints if u is not None and model.backend == "openai"):
-        check_reachable(url, "ray.endpoints" if settings.endpoints else "model.base_url")
+    if model.backend == "openai":  # a server may have gone since the run began
+        check_endpoints(settings, model.base_url)
 
     def actor_policy(actor: int) -> Policy:  # runs in the actor: its endpoint, or the checkpoint on its device
         return open_policy(replace(model, base_url=settings.endpoint(actor, model.base_url)), checkpoint)

@@ -286,7 +286,7 @@ def ray_rollouts(
             for actor in stale:
                 ray.kill(actor, no_restart=True)
         _POOLS.clear()
-        _check_resources(ray, settings)
+        check_resources(ray, settings)
         actor_class = ray.remote(EnvActor)
         per_actor = max(1, num_envs // settings.env_actors)
         actors = [
@@ -369,6 +369,21 @@ def connect(settings: RayConfig) -> Any:
     return ray
 
 
+def check_cluster(settings: RayConfig, backend: str, base_url: str | None) -> None:
+    """What can be known to fail before a run does any work: Ray missing, ``ray.address``
+    unreachable, too few CPUs or GPUs for the actors, an endpoint refusing connections."""
+    check_resources(connect(settings), settings)
+    if backend == "openai":
+        check_endpoints(settings, base_url)
+
+
+def check_endpoints(settings: RayConfig, base_url: str | None) -> None:
+    """Fail, naming the key, when an endpoint the actors would call refuses connections."""
+    urls = {settings.endpoint(actor, base_url) for actor in range(settings.env_actors)}
+    for url in sorted(u for u in urls if u is not None):
+        check_reachable(url, "ray.endpoints" if settings.endpoints else "model.base_url")
+
+
 def check_reachable(address: str, key: str) -> None:
     """Fail at once, naming ``key``, when nothing accepts connections at ``address``
     (``HOST:PORT``, or a URL with one such as ``http://host:8000/v1``).
@@ -389,7 +404,8 @@ def check_reachable(address: str, key: str) -> None:
         raise EefError(f"{key}: nothing accepts connections at {address} ({e.strerror or e})") from None
 
 
-def _check_resources(ray: Any, settings: RayConfig) -> None:
+def check_resources(ray: Any, settings: RayConfig) -> None:
+    """Fail, naming the key, when the cluster has fewer CPUs or GPUs than the actors ask for."""
     total = ray.cluster_resources()
     for kind, per_actor, key in (
         ("CPU", settings.num_cpus_per_actor, "ray.num_cpus_per_actor"),
