@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli_helpers import cli_ok, runner
 from eef.agent.policy import SamplingParams
 from eef.agent.prompt import build_prompt
+from eef.cli import app
 from eef.cli_agent import DEFAULT_CONFIG
 from eef.config import ConfigError, ModelSection, load_config
 from eef.errors import EefError
@@ -97,6 +99,36 @@ def test_the_episodes_of_a_killed_actor_are_retried_on_another(cluster, shop_env
     assert result.trajectories == reference.trajectories  # nothing lost, nothing sampled otherwise
     assert result.env_incidents["ray_actor_losses"] == 1
     assert 1 <= result.env_incidents["ray_episodes_retried"] <= 8  # actor 0's unfinished share
+
+
+def test_eef_explore_and_eval_on_ray_actors_write_what_the_local_engine_writes(cluster, tiny_model_dir, tmp_path):
+    common = ["shop", "--model", str(tiny_model_dir), "--limit", "6", "--max-new-tokens", "10", "--num-envs", "4"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each 1-CPU actor computes
+    try:
+        for engine in (["--workers", "1"], ["--engine", "ray", "--ray-actors", "2"]):
+            name = engine[1]
+            cli_ok(["explore", *common, "--rollouts", "2", "--out", str(tmp_path / f"{name}.jsonl"), *engine])
+            cli_ok(["eval", *common, "--out", str(tmp_path / f"eval-{name}"), *engine])
+    finally:
+        torch.set_num_threads(threads)
+    local, actors = (_episodes(tmp_path / f"{name}.jsonl", tmp_path) for name in ("1", "ray"))
+    assert len(local) == 12 and local == actors
+    assert (tmp_path / "eval-1" / "tasks.tsv").read_text() == (tmp_path / "eval-ray" / "tasks.tsv").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--engine", "slurm"], "--engine: expected local or ray, got 'slurm'"),
+        (["--ray-address", "127.0.0.1:6379"], "--ray-address: only with --engine ray"),
+        (["--engine", "ray", "--workers", "2"], "--workers 2: forked workers are the local engine's"),
+        (["--engine", "ray", "--ray-actors", "5", "--num-envs", "4"], "--ray-actors 5: each actor needs"),
+    ],
+)
+def test_bad_engine_options_are_named_before_any_loading(args, problem, tmp_path):
+    result = runner.invoke(app, ["eval", "shop", "--model", str(tmp_path / "none"), "--out", str(tmp_path), *args])
+    assert isinstance(result.exception, EefError) and problem in str(result.exception)
 
 
 def test_a_start_lost_more_often_than_max_retries_fails_the_rollout(cluster, shop_env, tiny_model_dir):

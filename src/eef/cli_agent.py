@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -23,6 +23,7 @@ from eef.cli_options import (
     Concurrency,
     Device,
     Dtype,
+    Engine,
     EnvName,
     EnvOptions,
     Force,
@@ -33,6 +34,8 @@ from eef.cli_options import (
     MaxRetries,
     NumEnvs,
     OneShot,
+    RayActors,
+    RayAddress,
     ReportTo,
     RequestTimeout,
     ServerCommand,
@@ -49,6 +52,10 @@ from eef.cli_options import (
 )
 from eef.errors import EefError
 from eef.tracking import Tracking, check_trackers
+
+if TYPE_CHECKING:
+    from eef.config import ModelSection
+    from eef.stages import Parallelism
 
 
 def model_init(
@@ -105,6 +112,9 @@ def explore(
     num_envs: NumEnvs = 16,
     workers: Workers = SCHEMA_DEFAULTS.rollout.workers,
     worker_timeout: WorkerTimeout = SCHEMA_DEFAULTS.rollout.worker_timeout_s,
+    engine: Engine = SCHEMA_DEFAULTS.rollout.engine,
+    ray_address: RayAddress = SCHEMA_DEFAULTS.ray.address,
+    ray_actors: RayActors = SCHEMA_DEFAULTS.ray.env_actors,
     backend: Backend = SCHEMA_DEFAULTS.model.backend,
     base_url: BaseUrl = None,
     one_shot: OneShot = None,
@@ -127,7 +137,6 @@ def explore(
     from eef.agent import SamplingParams
     from eef.atomic import write_jsonl_atomic
     from eef.rollout import RolloutConfig, Start, pending
-    from eef.stages import Parallelism
     from eef.stages import explore as explore_into
     from eef.trajectory_files import read_trajectories
 
@@ -144,6 +153,7 @@ def explore(
         max_retries,
         server_command,
     )
+    parallel = _parallelism(num_envs, workers, worker_timeout, engine, ray_address, ray_actors, runner)
     env, options, prompt = agent_setup(
         env_name, option, model, (one_shot, system_role, instruction), _warn, base_url, os.environ.get(api_key_env)
     )
@@ -161,9 +171,7 @@ def explore(
     typer.echo(f"{len(starts)} starts, {len(starts) - len(todo)} already in {out}", err=True)
     if not todo:
         return
-    result = explore_into(
-        env, options, runner, model, starts, prompt, config, out, Parallelism(num_envs, workers, worker_timeout)
-    )
+    result = explore_into(env, options, runner, model, starts, prompt, config, out, parallel)
     if result.diverged:
         write_jsonl_atomic(
             out.with_suffix(".diverged.jsonl"),
@@ -174,6 +182,42 @@ def explore(
         f"explored {len(result.trajectories)} episodes: {wins} successes, {len(result.diverged)} starts "
         f"diverged on replay, {result.steps} steps in {result.seconds:.1f} s -> {out}"
     )
+
+
+def _parallelism(
+    num_envs: int,
+    workers: int,
+    worker_timeout: float,
+    engine: str,
+    ray_address: str | None,
+    ray_actors: int,
+    runner: ModelSection,
+) -> Parallelism:
+    """The rollout engine the options ask for; with Ray, the cluster and servers are checked
+    (reached, enough CPUs for the actors) before anything is loaded."""
+    from eef.rollout.cluster import RayConfig, check_cluster
+    from eef.stages import Parallelism
+
+    if engine not in ("local", "ray"):
+        raise EefError(f"--engine: expected local or ray, got {engine!r}")
+    if engine == "local":
+        if ray_address is not None:
+            raise EefError("--ray-address: only with --engine ray")
+        return Parallelism(num_envs, workers, worker_timeout)
+    problems = []
+    if workers != 1:
+        problems.append(
+            f"--workers {workers}: forked workers are the local engine's; with --engine ray use --ray-actors"
+        )
+    if ray_actors > num_envs:
+        problems.append(f"--ray-actors {ray_actors}: each actor needs an environment (--num-envs is {num_envs})")
+    if runner.backend not in ("hf", "openai"):
+        problems.append(f"--backend {runner.backend}: runs one engine per process; with --engine ray use hf or openai")
+    if problems:
+        raise EefError("; ".join(problems))
+    settings = RayConfig(address=ray_address, env_actors=ray_actors)
+    check_cluster(settings, runner.backend, runner.base_url)
+    return Parallelism(num_envs, 1, worker_timeout, settings)
 
 
 def _warn(line: str) -> None:
@@ -338,6 +382,9 @@ def eval_command(
     num_envs: NumEnvs = 16,
     workers: Workers = SCHEMA_DEFAULTS.rollout.workers,
     worker_timeout: WorkerTimeout = SCHEMA_DEFAULTS.rollout.worker_timeout_s,
+    engine: Engine = SCHEMA_DEFAULTS.rollout.engine,
+    ray_address: RayAddress = SCHEMA_DEFAULTS.ray.address,
+    ray_actors: RayActors = SCHEMA_DEFAULTS.ray.env_actors,
     backend: Backend = SCHEMA_DEFAULTS.model.backend,
     base_url: BaseUrl = None,
     one_shot: OneShot = None,
@@ -356,7 +403,7 @@ def eval_command(
 ) -> None:
     """Greedy evaluation on a split: win rate, score, per-task table, trajectories."""
     from eef.agent import SamplingParams
-    from eef.stages import Parallelism, evaluate_checkpoint
+    from eef.stages import evaluate_checkpoint
 
     settings(SamplingParams, temperature=temperature, max_new_tokens=max_new_tokens)  # checked before any loading
     runner = model_section(
@@ -371,6 +418,7 @@ def eval_command(
         max_retries,
         server_command,
     )
+    parallel = _parallelism(num_envs, workers, worker_timeout, engine, ray_address, ray_actors, runner)
     env, options, prompt = agent_setup(
         env_name, option, model, (one_shot, system_role, instruction), _warn, base_url, os.environ.get(api_key_env)
     )
@@ -383,7 +431,7 @@ def eval_command(
         tasks,
         prompt,
         out,
-        Parallelism(num_envs, workers, worker_timeout),
+        parallel,
         split=split,
         max_new_tokens=max_new_tokens,
         temperature=temperature,

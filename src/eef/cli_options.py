@@ -60,6 +60,26 @@ Workers = Annotated[
         "NUM_ENVS / WORKERS (eef run's default config: 2).",
     ),
 ]
+Engine = Annotated[
+    str,
+    typer.Option(
+        help="Where episodes run: local (forked workers, --workers) or ray (Ray actors, --ray-actors; on the "
+        "cluster at --ray-address, else a Ray instance started here; docs/scale.md).",
+    ),
+]
+RayAddress = Annotated[
+    Optional[str],
+    typer.Option(
+        help="With --engine ray: the cluster's head node (HOST:PORT, as `ray start` printed it, or auto); "
+        "none starts a Ray instance in this process.",
+    ),
+]
+RayActors = Annotated[
+    int,
+    typer.Option(
+        min=1, help="With --engine ray: environment actors, each with NUM_ENVS / RAY_ACTORS environments and a policy."
+    ),
+]
 ReportTo = Annotated[
     Optional[list[str]],
     typer.Option(
