@@ -21,6 +21,7 @@ def make_shop(
     seed: int = 0,
     goals: int = 1000,
     groups: int = 24,
+    goals_per_target: int = 1,
     test: int = 100,
     dev: int = 100,
     max_steps: int = 10,
@@ -30,7 +31,9 @@ def make_shop(
     """Built-in generated shop with WebShop semantics (the default; no download)."""
     from eef.envs.shop.generated import GeneratorConfig, generate_catalog
 
-    catalog = generate_catalog(GeneratorConfig(seed=seed, goals=goals, groups=groups, test=test, dev=dev))
+    catalog = generate_catalog(
+        GeneratorConfig(seed=seed, goals=goals, groups=groups, goals_per_target=goals_per_target, test=test, dev=dev)
+    )
     return ShopEnv(catalog, name="shop", max_steps=max_steps, reward_mode=reward_mode, view=view)
 
 

@@ -91,3 +91,17 @@ def test_the_compact_view_shows_the_same_pages_in_fewer_characters():
     # item pages repeat the instruction, as WebShop's do: the options to copy are never far back
     item = compact.step(f"click[{compact._page_hits()[0].asin}]").observation
     assert item.startswith(f"Instruction: [SEP] {compact.goal.instruction} [SEP] ")
+
+
+def test_a_targets_goals_differ_in_their_options_only_so_only_copying_them_fits_the_demonstrations():
+    from collections import defaultdict
+
+    catalog = generate_catalog(GeneratorConfig(goals_per_target=4))
+    asked = defaultdict(list)  # the words before the options and the price limit -> options asked
+    for goal in catalog.goals:
+        asked[goal.asin, goal.tier, naive_query(goal.instruction), goal.price_upper].append(goal.options)
+    in_groups = sum(len(options) for options in asked.values() if len(set(options)) >= 3)
+    assert in_groups > 0.9 * len(catalog.goals)
+    assert catalog.info["tiers"] == {"easy": 400, "medium": 300, "hard": 300}
+    single = generate_catalog(GeneratorConfig(goals_per_target=1))
+    assert len({g.asin for g in single.goals}) > 1.5 * len({g.asin for g in catalog.goals})

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from eef.envs.shop.catalog import Catalog, Goal, Product, price_clause, price_limit, split_by_position
 from eef.envs.shop.search import SearchIndex
@@ -79,6 +79,9 @@ class GeneratorConfig:
         groups: (material, kind) groups that get products.
         group_size: (min, max) products per group; large groups push hard targets off page 1.
         goals: goals to make.
+        goals_per_target: goals made on each drawn target, differing in their options only (the
+            same words before them, the same price limit) where the product has that many option
+            sets: demonstrations of one goal with other values cannot be fitted by remembering them.
         tier_mix: share of easy, medium and hard goals.
         test, dev: sizes of the first two splits (in goal order); train is the rest.
     """
@@ -87,6 +90,7 @@ class GeneratorConfig:
     groups: int = 24
     group_size: tuple[int, int] = (4, 26)
     goals: int = 1000
+    goals_per_target: int = 1
     tier_mix: tuple[float, float, float] = (0.4, 0.3, 0.3)
     test: int = 100
     dev: int = 100
@@ -192,10 +196,25 @@ def generate_catalog(cfg: GeneratorConfig = GeneratorConfig()) -> Catalog:
             missing = {t: n for t, n in wanted.items() if n}
             raise ValueError(f"catalog too small for the tier mix: could not make {missing} goals; raise 'groups'")
         tier = rng.choice([t for t in TIERS if wanted[t]])
-        goal = _try_goal(products, index, same_variant, tier, rng)
-        if goal is not None:
-            goals.append(goal)
-            wanted[tier] -= 1
+        product = rng.choice(products)
+        goal = _try_goal(products, product, index, same_variant, tier, rng)
+        if goal is None:
+            continue
+        goals.append(goal)
+        wanted[tier] -= 1
+        asked = {goal.options}
+        # The target's other goals differ from the first in their options only, so nothing but the
+        # instruction's option values tells their demonstrations apart: they cannot be memorised.
+        for _ in range(4 * cfg.goals_per_target):
+            if len(asked) in (cfg.goals_per_target, _option_sets(product, tier)) or not wanted[tier]:
+                break
+            if len(goals) == cfg.goals:
+                break
+            options = _draw_options(product, tier, rng)
+            if options not in asked:
+                goals.append(_with_options(goal, options))
+                asked.add(options)
+                wanted[tier] -= 1
     rng.shuffle(goals)  # tiers are drawn at different rates; every split should mix them alike
     splits = split_by_position(len(goals), (("test", cfg.test), ("dev", cfg.dev)), "train")
     info = {
@@ -208,19 +227,37 @@ def generate_catalog(cfg: GeneratorConfig = GeneratorConfig()) -> Catalog:
     return Catalog(products, goals, splits, prefix="shop", info=info, index=index)
 
 
+def _option_sets(product: Product, tier: str) -> int:
+    """How many different option sets a goal of ``tier`` can ask of ``product``."""
+    colors, sizes = (len(values) for values in product.options.values())
+    return 1 + colors if tier == "easy" else colors * sizes
+
+
+def _draw_options(product: Product, tier: str, rng: random.Random) -> tuple[tuple[str, str], ...]:
+    """The options a goal of ``tier`` asks: colour and size, or on easy goals none or colour."""
+    asked = rng.choice([0, 1]) if tier == "easy" else len(product.options)
+    return tuple((name, rng.choice(product.options[name])) for name in list(product.options)[:asked])
+
+
+def _with_options(goal: Goal, options: tuple[tuple[str, str], ...]) -> Goal:
+    """``goal`` asking ``options`` instead: the same words before them and the same price limit."""
+    text = naive_query(goal.instruction)
+    if options:
+        text += " with " + ", and ".join(f"{n}: {v}" for n, v in options)
+    return replace(goal, instruction=text + price_clause(goal.price_upper), options=options)
+
+
 def _try_goal(
-    products: list[Product], index: SearchIndex, same_variant: Counter, tier: str, rng: random.Random
+    products: list[Product], product: Product, index: SearchIndex, same_variant: Counter, tier: str, rng: random.Random
 ) -> Goal | None:
-    """A goal of ``tier`` on a random product, or None when the product cannot make one."""
-    product = rng.choice(products)
+    """A goal of ``tier`` on ``product``, or None when the product cannot make one."""
     variant, _, material, kind = title_parts(product.title)
     if tier == "hard" and (variant is None or same_variant[variant, material, kind] != 1):
         return None
-    n_options = rng.choice([0, 1]) if tier == "easy" else 2
-    options = [(name, rng.choice(product.options[name])) for name in list(product.options)[:n_options]]
+    options = _draw_options(product, tier, rng)
     attribute = rng.choice(product.attributes)
     limit = price_limit(product.price, rng)
-    instruction = _instruction(product, tier, attribute, options, limit, rng)
+    instruction = _instruction(product, tier, attribute, list(options), limit, rng)
     hits = index.search(naive_query(instruction))
     number = int(product.asin[1:])
     on_first_page = number in hits[:10]
