@@ -195,11 +195,13 @@ def _parallelism(
 ) -> Parallelism:
     """The rollout engine the options ask for; with Ray, the cluster and servers are checked
     (reached, enough CPUs for the actors) before anything is loaded."""
+    from eef.config import RolloutSection
     from eef.rollout.cluster import RayConfig, check_cluster
     from eef.stages import Parallelism
 
-    if engine not in ("local", "ray"):
-        raise EefError(f"--engine: expected local or ray, got {engine!r}")
+    engines = RolloutSection.CHOICES["engine"]  # the run's choices: one list for both
+    if engine not in engines:
+        raise EefError(f"--engine: expected {' or '.join(engines)}, got {engine!r}")
     if engine == "local":
         if ray_address is not None:
             raise EefError("--ray-address: only with --engine ray")

@@ -1,3 +1,4 @@
+from collections import defaultdict
 from dataclasses import replace
 
 from eef.envs.shop.engine import ShopEnv
@@ -94,8 +95,6 @@ def test_the_compact_view_shows_the_same_pages_in_fewer_characters():
 
 
 def test_a_targets_goals_differ_in_their_options_only_so_only_copying_them_fits_the_demonstrations():
-    from collections import defaultdict
-
     catalog = generate_catalog(GeneratorConfig(goals_per_target=4))
     asked = defaultdict(list)  # the words before the options and the price limit -> options asked
     for goal in catalog.goals:

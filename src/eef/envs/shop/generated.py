@@ -68,6 +68,7 @@ ATTRIBUTES = (
     "quick drying",
 )
 OPENERS = ("i need", "i am looking for", "find me", "i want")
+Options = tuple[tuple[str, str], ...]  # (group, value) pairs a goal asks
 
 
 @dataclass(frozen=True)
@@ -159,13 +160,16 @@ def described_thing(title: str, tier: str) -> str:
 
 
 def _instruction(
-    product: Product, tier: str, attribute: str, options: list[tuple[str, str]], limit: float, rng: random.Random
+    product: Product, tier: str, attribute: str, options: Options, limit: float, rng: random.Random
 ) -> str:
     thing = described_thing(product.title, tier)
     article = "an" if thing[0] in "aeiou" else "a"
-    text = f"{rng.choice(OPENERS)} {article} {thing} that is {attribute}"
-    if options:
-        text += " with " + ", and ".join(f"{n}: {v}" for n, v in options)
+    return _asking(f"{rng.choice(OPENERS)} {article} {thing} that is {attribute}", options, limit)
+
+
+def _asking(described: str, options: Options, limit: float) -> str:
+    """The instruction that asks ``described`` (its words up to the options) with ``options`` and ``limit``."""
+    text = described + (" with " + ", and ".join(f"{n}: {v}" for n, v in options) if options else "")
     return text + price_clause(limit)
 
 
@@ -208,8 +212,6 @@ def generate_catalog(cfg: GeneratorConfig = GeneratorConfig()) -> Catalog:
         for _ in range(4 * cfg.goals_per_target):
             if len(asked) in (cfg.goals_per_target, _option_sets(product, tier)) or not wanted[tier]:
                 break
-            if len(goals) == cfg.goals:
-                break
             options = _draw_options(product, tier, rng)
             if options not in asked:
                 goals.append(_with_options(goal, options))
@@ -233,18 +235,16 @@ def _option_sets(product: Product, tier: str) -> int:
     return 1 + colors if tier == "easy" else colors * sizes
 
 
-def _draw_options(product: Product, tier: str, rng: random.Random) -> tuple[tuple[str, str], ...]:
+def _draw_options(product: Product, tier: str, rng: random.Random) -> Options:
     """The options a goal of ``tier`` asks: colour and size, or on easy goals none or colour."""
     asked = rng.choice([0, 1]) if tier == "easy" else len(product.options)
     return tuple((name, rng.choice(product.options[name])) for name in list(product.options)[:asked])
 
 
-def _with_options(goal: Goal, options: tuple[tuple[str, str], ...]) -> Goal:
+def _with_options(goal: Goal, options: Options) -> Goal:
     """``goal`` asking ``options`` instead: the same words before them and the same price limit."""
-    text = naive_query(goal.instruction)
-    if options:
-        text += " with " + ", and ".join(f"{n}: {v}" for n, v in options)
-    return replace(goal, instruction=text + price_clause(goal.price_upper), options=options)
+    instruction = _asking(naive_query(goal.instruction), options, goal.price_upper)
+    return replace(goal, instruction=instruction, options=options)
 
 
 def _try_goal(
@@ -257,18 +257,18 @@ def _try_goal(
     options = _draw_options(product, tier, rng)
     attribute = rng.choice(product.attributes)
     limit = price_limit(product.price, rng)
-    instruction = _instruction(product, tier, attribute, list(options), limit, rng)
+    instruction = _instruction(product, tier, attribute, options, limit, rng)
     hits = index.search(naive_query(instruction))
     number = int(product.asin[1:])
     on_first_page = number in hits[:10]
     if tier == "hard":  # off page 1 but within the 50 hits, so paging can reach it
         reachable = number in hits and not on_first_page
-        return Goal(product.asin, instruction, (attribute,), tuple(options), limit, tier=tier) if reachable else None
+        return Goal(product.asin, instruction, (attribute,), options, limit, tier=tier) if reachable else None
     if not on_first_page:
         return None
     if tier == "medium" and not any(_near_duplicate(products[i], product) for i in hits[:10] if i != number):
         return None
-    return Goal(product.asin, instruction, (attribute,), tuple(options), limit, tier=tier)
+    return Goal(product.asin, instruction, (attribute,), options, limit, tier=tier)
 
 
 def _near_duplicate(a: Product, b: Product) -> bool:
