@@ -122,8 +122,15 @@ def test_eef_explore_and_eval_on_ray_actors_write_what_the_local_engine_writes(c
     [
         (["--engine", "slurm"], "--engine: expected local or ray, got 'slurm'"),
         (["--ray-address", "127.0.0.1:6379"], "--ray-address: only with --engine ray"),
-        (["--engine", "ray", "--workers", "2"], "--workers 2: forked workers are the local engine's"),
-        (["--engine", "ray", "--ray-actors", "5", "--num-envs", "4"], "--ray-actors 5: each actor needs"),
+        (
+            ["--engine", "ray", "--workers", "2"],
+            "--workers: 2 forked workers are the local engine's; on Ray set --ray-actors",
+        ),
+        (["--engine", "ray", "--backend", "served"], "--backend: served runs one engine per process"),
+        (
+            ["--engine", "ray", "--ray-actors", "5", "--num-envs", "4"],
+            "--ray-actors: 5 actors need at least as many environments (--num-envs is 4)",
+        ),
     ],
 )
 def test_bad_engine_options_are_named_before_any_loading(args, problem, tmp_path):
@@ -152,6 +159,12 @@ def test_more_cpus_than_the_cluster_has_is_refused_naming_the_key(cluster, shop_
 def test_an_unreachable_address_is_refused_at_once():
     with pytest.raises(EefError, match=r"^ray.address: nothing accepts connections at 127.0.0.1:\d+"):
         connect(RayConfig(address=f"127.0.0.1:{_free_port()}"))
+
+
+def test_a_ray_client_address_is_refused_with_what_to_give_instead():
+    # Ray Client has no streaming actor methods, which the engine's actors yield episodes by
+    with pytest.raises(EefError, match=r"^ray.address: ray://head:10001 is a Ray Client address.*HOST:PORT"):
+        connect(RayConfig(address="ray://head:10001"))
 
 
 def test_an_endpoint_that_refuses_connections_is_named_before_any_actor_starts(shop_env):

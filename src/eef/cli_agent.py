@@ -196,7 +196,7 @@ def _parallelism(
     """The rollout engine the options ask for; with Ray, the cluster and servers are checked
     (reached, enough CPUs for the actors) before anything is loaded."""
     from eef.config import RolloutSection
-    from eef.rollout.cluster import RayConfig, check_cluster
+    from eef.rollout.cluster import EngineSettingNames, RayConfig, check_cluster, ray_engine_problems
     from eef.stages import Parallelism
 
     engines = RolloutSection.CHOICES["engine"]  # the run's choices: one list for both
@@ -206,15 +206,8 @@ def _parallelism(
         if ray_address is not None:
             raise EefError("--ray-address: only with --engine ray")
         return Parallelism(num_envs, workers, worker_timeout)
-    problems = []
-    if workers != 1:
-        problems.append(
-            f"--workers {workers}: forked workers are the local engine's; with --engine ray use --ray-actors"
-        )
-    if ray_actors > num_envs:
-        problems.append(f"--ray-actors {ray_actors}: each actor needs an environment (--num-envs is {num_envs})")
-    if runner.backend not in ("hf", "openai"):
-        problems.append(f"--backend {runner.backend}: runs one engine per process; with --engine ray use hf or openai")
+    options = EngineSettingNames("--backend", "--workers", "--ray-actors", "--num-envs")
+    problems = ray_engine_problems(runner.backend, workers, ray_actors, num_envs, options)
     if problems:
         raise EefError("; ".join(problems))
     settings = RayConfig(address=ray_address, env_actors=ray_actors)

@@ -24,7 +24,7 @@ from eef.experts.scripted_shop import ScriptedExpertConfig
 from eef.methods.registry import method_names
 from eef.methods.settings import MethodsSection
 from eef.models.tiny import TinyModelConfig
-from eef.rollout.cluster import RayConfig
+from eef.rollout.cluster import RayConfig, ray_engine_problems
 from eef.tracking import TRACKERS
 from eef.train.settings import TrainConfig
 
@@ -463,24 +463,10 @@ def _cross_checks(config: RunConfig, base: Path) -> list[str]:
 
 
 def _ray_checks(config: RunConfig) -> list[str]:
-    problems = []
-    if config.model.backend not in ("hf", "openai"):
-        problems.append(
-            f"model.backend: {config.model.backend} runs one engine per process; with rollout.engine: ray use hf "
-            "(the checkpoint in each actor) or openai (servers started beforehand, listed in ray.endpoints)"
-        )
-    if config.ray.endpoints and config.model.backend != "openai":
-        problems.append(f"ray.endpoints: only for model.backend openai, not {config.model.backend}")
-    if config.model.backend == "openai" and not config.ray.endpoints and config.model.base_url is None:
+    rollout, backend = config.rollout, config.model.backend
+    problems = ray_engine_problems(backend, rollout.workers, config.ray.env_actors, rollout.num_envs)
+    if config.ray.endpoints and backend != "openai":
+        problems.append(f"ray.endpoints: only for model.backend openai, not {backend}")
+    if backend == "openai" and not config.ray.endpoints and config.model.base_url is None:
         problems.append("ray.endpoints: name the servers the actors call (or set model.base_url)")
-    if config.rollout.workers > 1:
-        problems.append(
-            f"rollout.workers: {config.rollout.workers} forked workers are the local engine's; with "
-            "rollout.engine: ray set ray.env_actors (and leave rollout.workers at 1)"
-        )
-    if config.ray.env_actors > config.rollout.num_envs:
-        problems.append(
-            f"ray.env_actors: {config.ray.env_actors} actors need at least as many environments "
-            f"(rollout.num_envs is {config.rollout.num_envs})"
-        )
     return problems

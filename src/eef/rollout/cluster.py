@@ -347,6 +347,11 @@ def connect(settings: RayConfig) -> Any:
         import ray
     except ImportError:
         raise EefError(f"rollout.engine: ray needs the ray package ({INSTALL_HINT})") from None
+    if str(settings.address).startswith("ray://"):
+        raise EefError(
+            f"ray.address: {settings.address} is a Ray Client address, and Ray Client cannot stream the actors' "
+            "episodes; run eef on a node of the cluster and give the head's HOST:PORT (or auto)"
+        )
     # checked even when connected: a wrong address is an error, never a silent reuse of another cluster
     if settings.address not in (None, "auto"):
         check_reachable(str(settings.address), "ray.address")
@@ -367,6 +372,45 @@ def connect(settings: RayConfig) -> Any:
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise EefError(f"ray.address: cannot connect to the Ray cluster at {settings.address!r}: {_cause(e)}") from None
     return ray
+
+
+RAY_BACKENDS = ("hf", "openai")  # the others start one engine per process
+
+
+@dataclass(frozen=True)
+class EngineSettingNames:
+    """How the user spells each setting the Ray engine's rules name: run keys or CLI options."""
+
+    backend: str
+    workers: str
+    env_actors: str
+    num_envs: str
+
+
+RUN_KEYS = EngineSettingNames("model.backend", "rollout.workers", "ray.env_actors", "rollout.num_envs")
+
+
+def ray_engine_problems(
+    backend: str, workers: int, env_actors: int, num_envs: int, names: EngineSettingNames = RUN_KEYS
+) -> list[str]:
+    """What stops rollouts on Ray actors with these settings, each problem led by the setting's name."""
+    problems = []
+    if backend not in RAY_BACKENDS:
+        problems.append(
+            f"{names.backend}: {backend} runs one engine per process; on Ray actors use hf (the checkpoint in "
+            "each actor) or openai (servers started beforehand)"
+        )
+    if workers > 1:
+        problems.append(
+            f"{names.workers}: {workers} forked workers are the local engine's; on Ray set {names.env_actors} "
+            f"(and leave {names.workers} at 1)"
+        )
+    if env_actors > num_envs:
+        problems.append(
+            f"{names.env_actors}: {env_actors} actors need at least as many environments "
+            f"({names.num_envs} is {num_envs})"
+        )
+    return problems
 
 
 def check_cluster(settings: RayConfig, backend: str, base_url: str | None) -> None:
