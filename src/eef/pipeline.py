@@ -190,6 +190,9 @@ def run(config: RunConfig, *, resume: bool = False, log: Callable[[str], None] =
     Launched on several processes, the first runs the stages and the others join each training
     stage (:mod:`eef.distributed`); they return an empty summary.
     """
+    from eef.models.loading import flush_denormals
+
+    flush_denormals()  # first, so that every thread torch starts takes it
     group = TrainingGroup()
     if not group.main:
         group.follow()

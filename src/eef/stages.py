@@ -287,8 +287,9 @@ TRAINING: dict[str, Callable[..., tuple[TrainResult, TokenizeStats]]] = {
 
 
 def _training_model(start: str | Path, config: TrainConfig, device: str, dtype: str) -> tuple[Any, Any]:
-    from eef.models.loading import load_model_and_tokenizer
+    from eef.models.loading import flush_denormals, load_model_and_tokenizer
 
+    flush_denormals()  # before the model's first operation starts torch's threads (eef train)
     # loaded on the CPU: accelerate places the model on each process's device
     return load_model_and_tokenizer(
         str(start), device="cpu", dtype=training_dtype(dtype, config.lora is not None, device)

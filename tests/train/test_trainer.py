@@ -153,3 +153,36 @@ def test_kept_positions_get_the_logits_the_whole_batch_has_there(
     keep[0, 2] = keep[1, 5] = keep[2, 0] = keep[2, 7] = True
     with torch.no_grad():
         torch.testing.assert_close(forward_logits(model, batch, keep), forward_logits(model, batch)[keep])
+
+
+# a million denormals (the smallest one's bits, as a view: no arithmetic), multiplied on every intra-op
+# thread (torch splits the loop among them)
+_DENORMALS_ON_EVERY_THREAD = """
+import torch
+from eef.models.loading import flush_denormals
+torch.set_num_threads(2)
+x = torch.tensor([1], dtype=torch.int32).view(torch.float32).expand(1_000_000)
+{before}
+flushed = flush_denormals()
+print(flushed, int(((x * 1.0) != 0).sum()))
+"""
+
+
+@pytest.mark.parametrize(
+    ("before", "nonzero_expected"),
+    [("", False), ("(x * 1.0).sum()  # starts the threads before the flush", True)],
+    ids=["flushed first: every thread", "threads started before: only the caller's"],
+)
+def test_flush_denormals_zeroes_denormal_arithmetic_on_the_threads_started_after_it(before, nonzero_expected):
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _DENORMALS_ON_EVERY_THREAD.format(before=before)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    if out[0] != "True":
+        pytest.skip("this CPU cannot flush denormals")
+    assert (int(out[1]) > 0) is nonzero_expected, out
