@@ -128,3 +128,19 @@ def test_what_cannot_be_shared_among_processes_is_refused_by_its_key():
         check_processes(replace(config, model=replace(config.model, backend="hf")), 2)
     with pytest.raises(EefError, match=r"model.backend: vllm .* cannot share a launch of 2 processes"):
         check_processes(config, 2)
+
+
+def test_a_bad_key_on_two_processes_ends_with_its_error_and_exit_code_not_an_abort(tmp_path):
+    # the default run's 8 rows per step in micro-batches of 8 cannot be shared by 2 processes; the
+    # abort (a process group left to the interpreter's exit) came in about one launch of three
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    for _ in range(3):
+        done = subprocess.run(
+            [*launch, "-m", "eef.cli", "run", "-s", f"run_dir={tmp_path / 'run'}"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert "error: train.rows_per_step: 8 is not a multiple" in done.stderr
+        assert "exitcode  : 2 " in done.stderr and "SIGABRT" not in done.stderr, done.stderr[-2000:]

@@ -39,6 +39,7 @@ class TrainingGroup:
         self.rank, self.size = process_rank()
         self._control: Any = None
         self._broken = False  # a stage failed here: the others may be inside it, so send them nothing more
+        self._owns_default_group = False
         if self.size > 1:
             import torch
             import torch.distributed as dist
@@ -48,6 +49,7 @@ class TrainingGroup:
                     torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
                 # training's own collectives keep the backend's timeout: a hang there is an error
                 dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+                self._owns_default_group = True
             # stage arguments travel as pickled objects over gloo, which waits as long as told on any hardware
             self._control = dist.new_group(backend="gloo", timeout=STAGE_WAIT)
 
@@ -81,9 +83,15 @@ class TrainingGroup:
             release_accelerator_memory()
 
     def close(self) -> None:
-        """Tell the other processes the run is over (the first process)."""
-        if self.size > 1 and self.main and not self._broken:
+        """Tell the other processes the run is over (the first process), then leave the groups: a
+        group still open when the interpreter exits can abort it (SIGABRT instead of its exit code)."""
+        if self.size == 1:
+            return
+        import torch.distributed as dist
+
+        if self.main and not self._broken:
             self._send(None)
+        dist.destroy_process_group(None if self._owns_default_group else self._control)
 
     def __enter__(self) -> TrainingGroup:
         return self

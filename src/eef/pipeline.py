@@ -195,7 +195,8 @@ def run(config: RunConfig, *, resume: bool = False, log: Callable[[str], None] =
     flush_denormals()  # first, so that every thread torch starts takes it
     group = TrainingGroup()
     if not group.main:
-        group.follow()
+        with group:
+            group.follow()
         return {}
     with group:
         root = run_root(config)
