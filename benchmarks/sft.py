@@ -3,6 +3,7 @@
     python benchmarks/sft.py [--examples 200] [--epochs 1] [--json]
     python benchmarks/sft.py --device cuda --model PATH_TO_0.5-1B_LLAMA --max-length 4096   # GPU mode
     python benchmarks/sft.py --grouping [--rows 8] [--json]   # one conversation per row: grouped vs random batches
+    python benchmarks/sft.py --denormals --model RUN/sft_pos/checkpoint [--json]   # denormals kept vs flushed
 
 Data: oracle demonstrations of the built-in shop, tokenised once with eef's per-turn masks; TRL
 gets the same token ids and labels as a pre-tokenised data set, with its own packing (``bfd``,
@@ -12,11 +13,18 @@ and epochs. Throughput counts non-padding tokens per second of the training loop
 
 ``--grouping`` compares eef with itself instead, as the built-in default trains (no packing, one
 conversation per row): random batches against batches of similar length (``group_by_length``).
+
+``--denormals`` trains a trained checkpoint (a run's SFT-POS model: its sharp softmaxes underflow
+into denormal numbers) as the default run does, in two fresh processes: one keeps denormals, one
+flushes them before torch starts its threads (as ``eef run`` does).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -95,6 +103,18 @@ def _trl(model_dir, tokenizer, examples, args, out: Path) -> float:
     return tokens / (time.perf_counter() - start)
 
 
+def _denormal_rates(model_dir: str, args) -> dict[str, float]:
+    """Training tokens/s of ``model_dir`` with denormals kept and flushed, each in a fresh process
+    (the flush reaches only the threads started after it)."""
+    rates = {}
+    for mode in ("kept", "flushed"):
+        command = [sys.executable, __file__, "--model", model_dir, "--examples", str(args.examples)]
+        command += ["--epochs", str(args.epochs), "--rows", str(args.rows), "--one-rate", mode, "--json"]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        rates[mode] = json.loads(done.stdout.splitlines()[-1])["tokens_per_s"]
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     model_arguments(parser)
@@ -103,12 +123,30 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=4, help="Packed rows per optimizer step.")
     parser.add_argument("--max-length", type=int, default=2048)
     parser.add_argument("--grouping", action="store_true", help="Grouped vs random batches, no packing.")
+    parser.add_argument("--denormals", action="store_true", help="A trained --model with denormals kept vs flushed.")
+    parser.add_argument("--one-rate", choices=["kept", "flushed"], help=argparse.SUPPRESS)  # --denormals' processes
     args = parser.parse_args()
+    if args.one_rate == "flushed":
+        from eef.models.loading import flush_denormals
+
+        flush_denormals()  # before torch's first parallel operation, as eef run
+    if args.denormals:
+        if not args.model:
+            parser.error("--denormals needs --model: a trained checkpoint (a fresh model has no denormals)")
+        rates = _denormal_rates(args.model, args)
+        figures = {f"{mode}_tokens_per_s": rate for mode, rate in rates.items()}
+        print_figures({**figures, "ratio": round(rates["flushed"] / rates["kept"], 3)}, args.json)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         model_dir = model_or_tiny(args.model, out)
-        tokenizer, examples = _data(model_dir, args.examples, args.max_length, expert=args.grouping)
+        grouped_layout = args.grouping or args.one_rate is not None  # the default run's layout
+        tokenizer, examples = _data(model_dir, args.examples, args.max_length, expert=grouped_layout)
+        if args.one_rate:
+            rate = _ours(model_dir, tokenizer, examples, args, out, packing=False, group_by_length=True)
+            print_figures({"tokens_per_s": round(rate, 1)}, args.json)
+            return
         if args.grouping:
             random = _ours(model_dir, tokenizer, examples, args, out, packing=False)
             grouped = _ours(model_dir, tokenizer, examples, args, out, packing=False, group_by_length=True)
