@@ -240,7 +240,7 @@ def train_command(
         Optional[Path], typer.Option(help="Trajectories whose loss is reported before and after.")
     ] = None,
     epochs: Annotated[
-        float, typer.Option(help="Passes over the data (eef run's default config: 24).")
+        float, typer.Option(help="Passes over the data (eef run's default config: 48).")
     ] = SCHEMA_DEFAULTS.train.epochs,
     learning_rate: Annotated[
         float,
