@@ -28,8 +28,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def flush_denormals() -> bool:
     """Make this thread's CPU arithmetic treat denormal numbers as zero; returns whether the CPU can.
 
-    A trained model's sharp softmaxes and their gradients underflow into denormals, which x86 CPUs
-    compute on a slow path: training a trained model ran a third slower on the CPU without this
+    A trained model's sharp softmaxes and their gradients can underflow into denormals, which x86
+    CPUs compute on a slow path: the default's SFT-POS slowed by a third as it trained without this
     (docs/benchmarks.md, 2026-12-07). Results change only where a value is below 1.2e-38. The
     setting is per thread and a thread takes it from the one that starts it, so call this before
     torch's first parallel operation starts its intra-op threads (the first thing a run does).
