@@ -141,8 +141,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         model_dir = model_or_tiny(args.model, out)
-        grouped_layout = args.grouping or args.one_rate is not None  # the default run's layout
-        tokenizer, examples = _data(model_dir, args.examples, args.max_length, expert=grouped_layout)
+        # --grouping and --denormals train on the default run's data (the scripted expert's successes)
+        tokenizer, examples = _data(
+            model_dir, args.examples, args.max_length, expert=args.grouping or bool(args.one_rate)
+        )
         if args.one_rate:
             rate = _ours(model_dir, tokenizer, examples, args, out, packing=False, group_by_length=True)
             print_figures({"tokens_per_s": round(rate, 1)}, args.json)

@@ -1,6 +1,8 @@
 """Training on the built-in shop lowers the loss on held-out turns; checkpoints reload."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -174,9 +176,6 @@ print(flushed, int(((x * 1.0) != 0).sum()))
     ids=["flushed first: every thread", "threads started before: only the caller's"],
 )
 def test_flush_denormals_zeroes_denormal_arithmetic_on_the_threads_started_after_it(before, nonzero_expected):
-    import subprocess
-    import sys
-
     out = subprocess.run(
         [sys.executable, "-c", _DENORMALS_ON_EVERY_THREAD.format(before=before)],
         capture_output=True,
