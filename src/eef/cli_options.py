@@ -46,7 +46,7 @@ BaseUrl = Annotated[
     Optional[str], typer.Option(help="Server URL of the openai backend, e.g. http://localhost:8000/v1.")
 ]
 NumEnvs = Annotated[
-    int, typer.Option(min=1, help="Episodes stepped together (the batch width; eef run's default config: 64).")
+    int, typer.Option(min=1, help="Episodes stepped together (the batch width; eef run's default config: 128).")
 ]
 MaxNewTokens = Annotated[
     int, typer.Option(help="The longest completion, in tokens (eef run's default config: 48, for the tiny model).")
