@@ -3,7 +3,7 @@ test split raised to 300 tasks.
 
     python benchmarks/seeds.py [--seeds 0-4] [--key seed] [--test 300] [--goals 1200] [--out DIR] [--json]
 
-Each seed is a full default run (about 12 minutes on the 2-core CPU machine), so five take an hour.
+Each seed is a full default run (10-12 minutes on the 2-core CPU machine), so five take about an hour.
 The catalog gets ``--goals`` goals so that raising the test split leaves the training split as in
 the default (1,000 goals, 100 test, 100 dev: 800 training tasks). Prints, per seed, EEF's best test
 win rate minus RFT x(1+M)'s (``eef_minus_rft_k``, fractions), the tasks each won alone pooled over
