@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -43,6 +44,11 @@ def write_seed_run(run_dir: Path, won: dict[str, tuple[int, str]]) -> None:
         ]
         (out / "report.json").write_text(json.dumps({"episodes": 10, "win_rate": win, "score": win, "tasks": tasks}))
     (run_dir / "summary.json").write_text(json.dumps(summary))
+    # the SFT-POS training ran twice (a resume after its marker was deleted): only the last record counts
+    stages = [("train", 50.0), ("train", 60.0), ("eval", 2.5)]
+    (run_dir / "metrics.jsonl").write_text(
+        "".join(json.dumps({"stage": s, "method": "sft_pos", "iteration": 0, "seconds": t}) + "\n" for s, t in stages)
+    )
 
 
 @pytest.fixture
@@ -67,6 +73,7 @@ def test_the_report_over_seeds(sweep_root: Path) -> None:
     out = write_sweep_report(sweep_root)
     summary = json.loads((out / "sweep.json").read_text())
     assert summary["seeds"] == [0, 1, 2]  # seed 3 has no run yet
+    assert summary["run_seconds"] == {"0": 62.5, "1": 62.5, "2": 62.5}
     eef = summary["methods"]["eef"]
     assert eef["best_win_rate"] == {"0": 0.5, "1": 0.2, "2": 0.3}
     mean = eef["best_mean"]
@@ -82,6 +89,26 @@ def test_the_report_over_seeds(sweep_root: Path) -> None:
     assert "not there yet: 3" in markdown and "RFT x6" in markdown  # rft_k null means EEF's budget, 1 + M
     assert "| EEF vs RFT x6 | 2 of 3 | +20.0, -10.0, +20.0 | 30 | 4 | 1 |" in markdown
     assert (out / "index.html").read_text().count("<table>") == 4
+
+
+def test_the_seeds_benchmark_reports_a_stopped_sweeps_finished_runs(sweep_root: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "seeds.py"
+    command = [sys.executable, str(script), "--out", str(sweep_root), "--report-only", "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["seeds"] == [0, 1, 2] and figures["not_finished"] == [3]
+    assert figures["eef_minus_rft_k"] == [0.2, -0.1, 0.2] and figures["eef_ahead"] == 2
+    assert figures["pooled_won_only"] == [4, 1] and figures["pooled_p"] == sign_test(4, 1)
+    assert figures["run_wall_s"] == [62.5, 62.5, 62.5] and figures["max_run_wall_s"] == 62.5
+    assert not (sweep_root / "seed-3").exists()  # nothing ran
+    empty = sweep_root.parent / "empty"
+    empty.mkdir()
+    (empty / "sweep.yaml").write_text(
+        yaml.safe_dump({"config": "c.yaml", "overrides": [], "seeds": [0], "key": "seed"})
+    )
+    done = subprocess.run([*command[:3], str(empty), *command[4:]], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "no run of the sweep has finished" in done.stderr
 
 
 def test_a_malformed_run_or_sweep_file_is_named(sweep_root: Path) -> None:
@@ -111,7 +138,9 @@ def test_a_sweep_runs_each_seed_resumes_and_refuses_another(tmp_path: Path) -> N
     report = json.loads((sweep.root / "report/sweep.json").read_text())
     assert report["seeds"] == [0, 1] and set(report["methods"]) == {"sft_pos", "rft"}
     metrics = (sweep.run_dir(1) / "metrics.jsonl").read_text()
-    assert run_sweep(sweep, resume=True, log=lines.append).summaries == result.summaries
+    resumed = run_sweep(sweep, resume=True, log=lines.append)
+    assert resumed.summaries == result.summaries
+    assert resumed.seconds == result.seconds  # the runs' own times, not the resume's
     assert (sweep.run_dir(1) / "metrics.jsonl").read_text() == metrics  # nothing ran again
     with pytest.raises(EefError, match="already holds a sweep"):
         run_sweep(sweep)

@@ -138,6 +138,17 @@ def load_metrics(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def stage_seconds(run_dir: Path) -> float:
+    """The wall time of a run's finished stages in seconds, summed from ``metrics.jsonl``: the run's
+    own time however often it was resumed (the process start, a few seconds, is not in it).
+
+    Raises:
+        DataError: a malformed ``metrics.jsonl`` (file, line and field named).
+    """
+    records = _latest(load_metrics(run_dir / "metrics.jsonl"))
+    return round(sum(r.get("seconds") or 0.0 for r in records), 1)
+
+
 def _check_table(value: Any, path: Path, line: int, where: str) -> None:
     """Nested count tables (``by_tier``, ``navigation``, ...) hold numbers or further tables."""
     if not isinstance(value, dict):

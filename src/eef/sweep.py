@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,16 @@ import yaml
 from eef.atomic import write_text_atomic
 from eef.config import RunConfig, load_config
 from eef.errors import DataError, EefError
-from eef.report import MethodResults, group_order, group_wins, method_label, rate_cell, read_results, task_wins
+from eef.report import (
+    MethodResults,
+    group_order,
+    group_wins,
+    method_label,
+    rate_cell,
+    read_results,
+    stage_seconds,
+    task_wins,
+)
 from eef.report_render import Block, render_html, render_markdown
 from eef.stats import mean_interval, sign_test
 
@@ -90,7 +98,7 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class SweepResult:
-    """Each seed's run summary and its wall time in seconds (set-up included)."""
+    """Each seed's run summary and the wall time of its stages in seconds (its own, also after a resume)."""
 
     summaries: dict[int, dict[str, Any]]
     seconds: dict[int, float]
@@ -113,14 +121,12 @@ def run_sweep(sweep: Sweep, *, resume: bool = False, log: Callable[[str], None] 
     check_key(sweep)
     configs = {seed: sweep.run_config(seed) for seed in sweep.seeds}
     prepare_sweep_dir(sweep, resume)
-    summaries, seconds = {}, {}
+    summaries = {}
     for n, seed in enumerate(sweep.seeds, start=1):
         log(f"[sweep] {sweep.key}={seed}: run {n} of {len(sweep.seeds)} -> {sweep.run_dir(seed)}")
-        began = time.perf_counter()
         summaries[seed] = run(configs[seed], resume=resume, log=log)
-        seconds[seed] = round(time.perf_counter() - began, 1)
     write_sweep_report(sweep.root)
-    return SweepResult(summaries, seconds)
+    return SweepResult(summaries, {seed: stage_seconds(sweep.run_dir(seed)) for seed in sweep.seeds})
 
 
 def check_key(sweep: Sweep) -> None:
@@ -173,6 +179,7 @@ def write_sweep_report(root: Path) -> Path:
     runs = {s: results for s, results in runs.items() if results}
     methods_config = _methods_section(root / f"seed-{seeds[0]}" / "config.yaml")
     summary = sweep_summary(runs)
+    summary["run_seconds"] = {str(s): stage_seconds(root / f"seed-{s}") for s in runs}
     out = root / "report"
     out.mkdir(exist_ok=True)
     labels = {name: method_label(name, methods_config) for name in summary["methods"]}
@@ -254,7 +261,10 @@ def sweep_blocks(
         ]
         for name, m in methods.items()
     ]
-    per_seed = [[str(s), *(_seed_cell(methods[name], s) for name in methods)] for s in summary["seeds"]]
+    per_seed = [
+        [str(s), *(_seed_cell(methods[name], s) for name in methods), f"{summary['run_seconds'][str(s)]:.0f}"]
+        for s in summary["seeds"]
+    ]
     paired = [
         [
             f"{labels[p['a']]} vs {labels[p['b']]}",
@@ -278,8 +288,8 @@ def sweep_blocks(
         ("p", "Mean over seeds with its 95% t interval (the best iteration is chosen on the test split, so "
               "its mean is optimistic; the last iteration's is not)."),
         ("table", ["method", "seeds", "best iteration: mean [95% interval]", "last iteration: mean [95% interval]"], rows),
-        ("h", 2, "Per seed (best win rate, iteration)"),
-        ("table", [key, *(labels[name] for name in methods)], per_seed),
+        ("h", 2, "Per seed (best win rate, iteration; the wall time of the run's stages)"),
+        ("table", [key, *(labels[name] for name in methods), "stages (s)"], per_seed),
     ]  # fmt: skip
     if paired:
         blocks += [
