@@ -153,8 +153,12 @@ def test_tracking_receives_every_stage_figure_and_training_step(finished):
 def test_each_start_records_what_the_run_ran_on(finished):
     root, _, _ = finished
     starts = json.loads((root / "run_facts.json").read_text())["starts"]
+    report = (root / "report" / "report.md").read_text()
     assert starts and starts[0]["packages"]["torch"] and starts[0]["cpus"] and starts[0]["processes"] == 1
-    assert "| eef revision |" in (root / "report" / "report.md").read_text()
+    assert (
+        starts[0]["cpu_model"] and f"; {starts[0]['cpu_model']}, {starts[0]['cpus']} CPUs" in report
+    )  # the machine row
+    assert "| eef revision |" in report
 
 
 def test_resume_repeats_no_finished_stage(finished):

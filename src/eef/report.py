@@ -601,7 +601,11 @@ class _Report:
             ["eef revision", str(last.get("revision") or "not a git checkout")],
             ["python", str(last.get("python"))],
             ["packages", ", ".join(f"{name} {version}" for name, version in packages.items())],
-            ["machine", f"{last.get('platform')}; {last.get('cpus')} CPUs, {last.get('memory_gib')} GiB"],
+            [
+                "machine",
+                f"{last.get('platform')}; {last.get('cpu_model', 'CPU model not recorded')}, {last.get('cpus')} CPUs, "
+                f"{last.get('memory_gib')} GiB",
+            ],
             ["accelerators", ", ".join(last.get("accelerators") or []) or "none"],
             ["processes", str(last.get("processes"))],
         ]
