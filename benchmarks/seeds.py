@@ -73,10 +73,10 @@ def main() -> None:
         raise SystemExit(f"error: {e}") from None
     description = yaml.safe_load((root / SWEEP_FILE).read_text())
     summary = json.loads((root / "report" / "sweep.json").read_text())
-    seeds = summary["seeds"]
+    pair = summary["pairs"].get("eef vs rft_k", {"gaps": {}})
+    seeds = [s for s in summary["seeds"] if str(s) in pair["gaps"]]  # both evaluated: a stopped run may have one
     if not seeds:
-        raise SystemExit(f"{root}: no run of the sweep has finished a test evaluation yet")
-    pair = summary["pairs"]["eef vs rft_k"]
+        raise SystemExit(f"{root}: no run of the sweep has evaluated both EEF and RFT x(1+M) yet")
     gaps = [pair["gaps"][str(s)] for s in seeds]
     seconds = [summary["run_seconds"][str(s)] for s in seeds]
     print_figures(

@@ -92,6 +92,7 @@ def test_the_report_over_seeds(sweep_root: Path) -> None:
 
 
 def test_the_seeds_benchmark_reports_a_stopped_sweeps_finished_runs(sweep_root: Path) -> None:
+    write_seed_run(sweep_root / "seed-3", {"sft_pos": WON[0]["sft_pos"]})  # stopped after SFT-POS
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "seeds.py"
     command = [sys.executable, str(script), "--out", str(sweep_root), "--report-only", "--json"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
@@ -101,14 +102,14 @@ def test_the_seeds_benchmark_reports_a_stopped_sweeps_finished_runs(sweep_root: 
     assert figures["eef_minus_rft_k"] == [0.2, -0.1, 0.2] and figures["eef_ahead"] == 2
     assert figures["pooled_won_only"] == [4, 1] and figures["pooled_p"] == sign_test(4, 1)
     assert figures["run_wall_s"] == [62.5, 62.5, 62.5] and figures["max_run_wall_s"] == 62.5
-    assert not (sweep_root / "seed-3").exists()  # nothing ran
+    assert not (sweep_root / "seed-3" / "rft_k").exists()  # nothing ran
     empty = sweep_root.parent / "empty"
     empty.mkdir()
     (empty / "sweep.yaml").write_text(
         yaml.safe_dump({"config": "c.yaml", "overrides": [], "seeds": [0], "key": "seed"})
     )
     done = subprocess.run([*command[:3], str(empty), *command[4:]], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1 and "no run of the sweep has finished" in done.stderr
+    assert done.returncode == 1 and "no run of the sweep has evaluated both" in done.stderr
 
 
 def test_a_malformed_run_or_sweep_file_is_named(sweep_root: Path) -> None:
