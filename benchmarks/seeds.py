@@ -4,7 +4,7 @@ test split raised to 300 tasks.
     python benchmarks/seeds.py [--seeds 0-4] [--key seed] [--test 300] [--goals 1200] [-s KEY=VALUE ...]
                                [--out DIR] [--report-only] [--json]
 
-Each seed is a full default run (9-12 minutes on the 2-core CPU machine), so five take about an hour.
+Each seed is a full default run (9-13 minutes on a 2-core CPU machine, by processor), so five take about an hour.
 The catalog gets ``--goals`` goals so that raising the test split leaves the training split as in
 the default (1,000 goals, 100 test, 100 dev: 800 training tasks). A sweep in ``--out`` is resumed;
 ``--report-only`` reports its finished runs without running the others. Prints, per seed, EEF's

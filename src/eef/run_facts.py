@@ -67,8 +67,8 @@ def source_revision() -> str | None:
 
 
 def cpu_model() -> str:
-    """The processor's model name (``/proc/cpuinfo`` on Linux): CPU runs of the same code differ in
-    speed by a third between processor models, so a time is comparable only on the same one."""
+    """The processor's model name (``/proc/cpuinfo`` on Linux): a CPU run's time, and its results
+    through torch's kernels, are comparable only on the same model (docs/benchmarks.md)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
