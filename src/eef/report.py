@@ -138,15 +138,19 @@ def load_metrics(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def stage_seconds(run_dir: Path) -> float:
-    """The wall time of a run's finished stages in seconds, summed from ``metrics.jsonl``: the run's
-    own time however often it was resumed (the process start, a few seconds, is not in it).
+def latest_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """A run's ``metrics.jsonl``, one record per stage, method and iteration (a resumed stage's last).
 
     Raises:
         DataError: a malformed ``metrics.jsonl`` (file, line and field named).
     """
-    records = _latest(load_metrics(run_dir / "metrics.jsonl"))
-    return round(sum(r.get("seconds") or 0.0 for r in records), 1)
+    return _latest(load_metrics(run_dir / "metrics.jsonl"))
+
+
+def stage_seconds(metrics: list[dict[str, Any]]) -> float:
+    """The wall time of a run's finished stages in seconds, summed from its :func:`latest_metrics`:
+    the run's own time however often it was resumed (the process start, a few seconds, is not in it)."""
+    return round(sum(r.get("seconds") or 0.0 for r in metrics), 1)
 
 
 def _check_table(value: Any, path: Path, line: int, where: str) -> None:
@@ -216,7 +220,7 @@ def read_results(run_dir: Path, metrics: list[dict[str, Any]] | None = None) -> 
     Raises:
         DataError: a malformed artifact (file, line and field named).
     """
-    metrics = _latest(load_metrics(run_dir / "metrics.jsonl")) if metrics is None else metrics
+    metrics = latest_metrics(run_dir) if metrics is None else metrics
     path, out = run_dir / "summary.json", {}
     summary = _read_json(path) if path.is_file() else {}
     if not isinstance(summary, dict):
@@ -310,7 +314,7 @@ def write_report(run_dir: Path) -> Path:
     except yaml.YAMLError as e:
         raise DataError(config_path, f"not valid YAML: {e}") from None
     config = config if isinstance(config, dict) else {}
-    metrics = _latest(load_metrics(run_dir / "metrics.jsonl"))
+    metrics = latest_metrics(run_dir)
     results = read_results(run_dir, metrics)
     methods = config.get("methods")
     report = _Report(run_dir, out, metrics, results, methods if isinstance(methods, dict) else {})

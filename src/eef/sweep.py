@@ -30,6 +30,7 @@ from eef.report import (
     MethodResults,
     group_order,
     group_wins,
+    latest_metrics,
     method_label,
     rate_cell,
     read_results,
@@ -125,8 +126,8 @@ def run_sweep(sweep: Sweep, *, resume: bool = False, log: Callable[[str], None] 
     for n, seed in enumerate(sweep.seeds, start=1):
         log(f"[sweep] {sweep.key}={seed}: run {n} of {len(sweep.seeds)} -> {sweep.run_dir(seed)}")
         summaries[seed] = run(configs[seed], resume=resume, log=log)
-    write_sweep_report(sweep.root)
-    return SweepResult(summaries, {seed: stage_seconds(sweep.run_dir(seed)) for seed in sweep.seeds})
+    report = json.loads((write_sweep_report(sweep.root) / "sweep.json").read_text(encoding="utf-8"))
+    return SweepResult(summaries, {seed: report["run_seconds"][str(seed)] for seed in sweep.seeds})
 
 
 def check_key(sweep: Sweep) -> None:
@@ -175,11 +176,12 @@ def write_sweep_report(root: Path) -> Path:
     seeds = description.get("seeds") if isinstance(description, dict) else None
     if not isinstance(seeds, list) or not all(type(s) is int for s in seeds):
         raise DataError(saved, "expected a list of integers", field="seeds")
-    runs = {s: read_results(root / f"seed-{s}") for s in seeds if (root / f"seed-{s}").is_dir()}
+    metrics = {s: latest_metrics(root / f"seed-{s}") for s in seeds if (root / f"seed-{s}").is_dir()}
+    runs = {s: read_results(root / f"seed-{s}", metrics[s]) for s in metrics}
     runs = {s: results for s, results in runs.items() if results}
     methods_config = _methods_section(root / f"seed-{seeds[0]}" / "config.yaml")
     summary = sweep_summary(runs)
-    summary["run_seconds"] = {str(s): stage_seconds(root / f"seed-{s}") for s in runs}
+    summary["run_seconds"] = {str(s): stage_seconds(metrics[s]) for s in runs}
     out = root / "report"
     out.mkdir(exist_ok=True)
     labels = {name: method_label(name, methods_config) for name in summary["methods"]}
