@@ -39,7 +39,9 @@ def test_user_errors_exit_2_with_a_message(tmp_path):
     out = eef("env", "verify", "webshop", "-o", f"data_dir={tmp_path}")
     assert out.returncode == 2 and "items_ins_v2.json: missing" in out.stderr
     out = eef("env", "verify", "shop", "-o", "colour=red")
-    assert out.returncode == 2 and "no option colour" in out.stderr
+    assert out.returncode == 2 and "option colour: no such option" in out.stderr
+    out = eef("env", "verify", "shop", "-o", "groups=0")
+    assert out.returncode == 2 and "option groups: must be a number in [1, 54], got 0" in out.stderr
     out = eef("env", "verify", "shop", "--split", "nope")
     assert out.returncode == 2 and "unknown split 'nope'; known: dev, test, train" in out.stderr
 

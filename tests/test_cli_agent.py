@@ -85,6 +85,12 @@ def test_explore_train_eval_on_files(tmp_path):
         ]
     )
     assert {t.provenance.start_step for t in read_trajectories(restored)} == {1}
+    beyond = ["explore", "shop", "--model", str(model), "--out", str(tmp_path / "none.jsonl"), "--from", str(rollouts)]
+    refused = runner.invoke(app, [*beyond, "--states", "99"])
+    assert "no trajectory there has any of the states '99'" in str(refused.exception)
+    refused = runner.invoke(app, [*beyond[:-2], "--states", "1"])
+    assert "--states picks states of the trajectories in --from" in str(refused.exception)
+    assert not (tmp_path / "none.jsonl").exists()
 
     checkpoint = tmp_path / "ckpt"
     out = _ok(

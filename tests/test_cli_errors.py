@@ -5,9 +5,12 @@ import sys
 
 import pytest
 
+from eef.agent.prompt import build_prompt
 from eef.cli import main
 from eef.cli_options import refuse_overwrite_dir
 from eef.errors import EefError
+from eef.experts.oracle import oracle_trajectories
+from eef.trajectory_files import write_trajectories
 
 
 def _fails(args, capsys, monkeypatch) -> str:
@@ -196,10 +199,36 @@ def test_more_options_out_of_range(tmp_path, capsys, monkeypatch, args, message)
     assert message in _fails(args, capsys, monkeypatch)
 
 
-def test_an_unknown_dtype_is_named(tmp_path, capsys, monkeypatch, tiny_model_dir):
+def test_an_unknown_dtype_or_device_is_named(tmp_path, capsys, monkeypatch, tiny_model_dir):
     err = _fails(
         ["eval", "shop", "--model", str(tiny_model_dir), "--out", str(tmp_path / "e"), "--dtype", "float8"],
         capsys,
         monkeypatch,
     )
-    assert "error: unknown dtype 'float8'; known: auto, float32, bfloat16, float16" in err
+    assert "error: --dtype: must be one of auto, float32, bfloat16, float16, got 'float8'" in err
+    err = _fails(
+        ["eval", "shop", "--model", str(tiny_model_dir), "--out", str(tmp_path / "e"), "--device", "weird"],
+        capsys,
+        monkeypatch,
+    )
+    assert "error: --device: expected auto, cpu, cuda or cuda:N (or mps, xpu), got 'weird'" in err
+
+
+def test_a_directory_given_for_a_file_is_named_as_one(tmp_path, capsys, monkeypatch, shop_env):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert f"error: {folder}: a directory, not a file" in _fails(["data", "check", str(folder)], capsys, monkeypatch)
+    assert f"error: {folder}: a directory, not a configuration file" in _fails(
+        ["config", "show", str(folder)], capsys, monkeypatch
+    )
+    data = tmp_path / "data.jsonl"
+    write_trajectories(data, oracle_trajectories(shop_env, shop_env.task_ids("train")[:1], build_prompt("shop")))
+    err = _fails(
+        ["data", "export", str(data), "--format", "openai", "--out", str(folder), "--force"], capsys, monkeypatch
+    )
+    assert err == f"error: {folder}: Is a directory\n"  # the user's path, not the temporary file beside it
+    assert list(folder.iterdir()) == []
+    kept = data.read_bytes()
+    for command in (["data", "export", str(data), "--format", "openai"], ["data", "check", str(data), "--env", "shop"]):
+        err = _fails([*command, "--out", str(data), "--force"], capsys, monkeypatch)
+        assert err == f"error: {data} is also the input: write the output elsewhere\n" and data.read_bytes() == kept

@@ -55,9 +55,9 @@ def test_cross_checks_name_missing_files_and_unknown_methods(tmp_path):
 
 
 def test_overrides_are_typed_and_validated_too():
-    config = load_config(None, ["methods.iterations=1", "train.learning_rate=1e-3", "env.options={goals: 200}"])
+    config = load_config(None, ["methods.iterations=1", "train.learning_rate=1e-3", "env.options={goals: 300}"])
     assert config.methods.iterations == 1 and config.train.learning_rate == 1e-3
-    assert config.env.options == {"goals": 200}
+    assert config.env.options == {"goals": 300}
     with pytest.raises(ConfigError, match="rollout.num_envs: must be at least 1"):
         load_config(None, ["rollout.num_envs=0"])
     with pytest.raises(ConfigError, match=r"train.decay_ratio: must be a number in \[0, 1\]"):
@@ -158,12 +158,15 @@ def test_the_scripted_experts_mistake_rates_are_configurable_and_checked():
         ("methods.iteration_epochs=0", "methods.iteration_epochs: must be at least 1, got 0"),
         ("methods.run=[]", "methods.run: must not be empty"),
         ("run_dir=''", "run_dir: must not be empty"),
+        ("seed=-1", "seed: must be a number in [0, 2147483647], got -1"),
+        ("train.seed=4294967296", "train.seed: must be a number in [0, 4294967295], got 4294967296"),
     ],
 )
 def test_values_out_of_range_are_refused_before_any_work(override, problem):
     with pytest.raises(ConfigError) as error:
         load_config(None, [override])
     assert error.value.problems == [problem]
+    assert f"{problem} (set by -s {override})" in str(error.value)  # the override, not the file, holds it
 
 
 def test_every_out_of_range_field_of_a_section_is_reported_at_once():
@@ -250,3 +253,32 @@ def test_a_saved_configuration_of_an_older_eef_still_reads(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(old))
     assert saved_config(path).as_dict() == RunConfig().as_dict()
+
+
+def test_environment_options_are_checked_by_name_type_and_range(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, ["env.options.goals=-5", "env.options.view=wide"])
+    assert str(error.value).splitlines()[1:] == [
+        "  env.options.goals: must be at least 1, got -5 (set by -s env.options.goals=-5)",
+        "  env.options.view: must be one of webshop, compact, got 'wide' (set by -s env.options.view=wide)",
+    ]
+    with pytest.raises(ConfigError, match=r"env.options.seed: expected an integer, got 'abc'"):
+        load_config(None, ["env.options.seed=abc"])
+    with pytest.raises(ConfigError, match=r"env.options.colour: no such option; options: seed, goals"):
+        load_config(None, ["env.options={colour: red}"])
+    with pytest.raises(ConfigError, match=r"env.name: unknown environment 'nope'; known: .*shop"):
+        load_config(None, ["env.name=nope"])
+    path = tmp_path / "mine.yaml"
+    path.write_text("env: {name: shop, options: {groups: 0}}\n")
+    with pytest.raises(ConfigError) as error:  # a value from the file is reported against the file alone
+        load_config(path)
+    assert (
+        str(error.value) == f"{path}: invalid configuration:\n  env.options.groups: must be a number in [1, 54], got 0"
+    )
+
+
+def test_the_device_and_dtype_are_checked_before_any_work():
+    assert load_config(None, ["model.device=cuda:1", "model.dtype=bfloat16"]).model.device == "cuda:1"
+    with pytest.raises(ConfigError) as error:
+        load_config(None, ["model.device=weird", "model.dtype=fp8"])
+    assert [p.split(":")[0] for p in error.value.problems] == ["model.device", "model.dtype"]

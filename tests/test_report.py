@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from eef.errors import DataError
+from eef.errors import DataError, EefError
 from eef.report import load_metrics, navigation_shares, write_report
 from eef.report_render import anchor, plot_curves
 from eef.stats import sign_test, wilson_interval
@@ -352,11 +352,41 @@ def test_missing_pieces_do_not_crash(run_dir: Path) -> None:
     assert not (run_dir / "report/segments.png").exists()
 
 
-def test_empty_run_dir(tmp_path: Path) -> None:
+def test_a_run_that_has_only_started_and_a_directory_that_is_no_run(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(CONFIG)
     out = write_report(tmp_path)
     assert (out / "report.md").is_file() and (out / "index.html").is_file()
     with pytest.raises(DataError, match="no such run directory"):
         write_report(tmp_path / "absent")
+    (tmp_path / "other").mkdir()
+    with pytest.raises(DataError, match="not a run directory"):
+        write_report(tmp_path / "other")
+    assert list((tmp_path / "other").iterdir()) == []  # nothing written into it
+    with pytest.raises(DataError, match="not a directory"):
+        write_report(tmp_path / "config.yaml")
+
+
+def test_a_report_that_fails_half_way_leaves_the_previous_one_whole(run_dir: Path) -> None:
+    write_report(run_dir)
+    before = {p.relative_to(run_dir): p.read_bytes() for p in (run_dir / "report").rglob("*") if p.is_file()}
+    assert any(p.suffix == ".png" for p in before)
+    summary = run_dir / "summary.json"
+    summary.write_text(summary.read_text().replace("0.56", "0.66"))  # EEF's best: new plots would differ
+    trajectories = run_dir / "rft/iter-1/eval/trajectories.jsonl"  # the best, read after the plots are drawn
+    trajectories.write_text(trajectories.read_text().replace("{", "[", 1))
+    with pytest.raises(DataError):
+        write_report(run_dir)
+    after = {p.relative_to(run_dir): p.read_bytes() for p in (run_dir / "report").rglob("*") if p.is_file()}
+    assert after == before and sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_broken_config_is_one_line_naming_the_file(run_dir: Path) -> None:
+    (run_dir / "config.yaml").write_text("name: x\nseed: [1\n")
+    with pytest.raises(EefError, match=r"config.yaml:3: not valid YAML"):
+        write_report(run_dir)
+    (run_dir / "config.yaml").write_bytes(b"name: \xff\n")
+    with pytest.raises(EefError, match="config.yaml: not UTF-8 text"):
+        write_report(run_dir)
 
 
 @pytest.mark.parametrize(
@@ -367,6 +397,11 @@ def test_empty_run_dir(tmp_path: Path) -> None:
         ('{"method": "rft"}', "stage"),
         ('{"stage": "eval", "win_rate": "high"}', "win_rate"),
         ('{"stage": "label", "solved_by_source": {"eef": "2"}}', "solved_by_source.eef"),
+        ('{"stage": "eval", "method": "rft", "win_rate": NaN}', "win_rate"),
+        ('{"stage": "eval", "method": "rft", "win_rate": 5}', "win_rate"),
+        ('{"stage": "eval", "method": "rft", "episodes": -3}', "episodes"),
+        ('{"stage": "eval", "method": "rft", "seconds": Infinity}', "seconds"),
+        ('{"stage": "label", "by_tier": {"hard": {"episodes": NaN}}}', "by_tier.hard.episodes"),
     ],
 )
 def test_malformed_metrics_line(run_dir: Path, bad: str, field: str | None) -> None:

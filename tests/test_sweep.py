@@ -113,13 +113,21 @@ def test_the_seeds_benchmark_reports_a_stopped_sweeps_finished_runs(sweep_root: 
 
 
 def test_a_malformed_run_or_sweep_file_is_named(sweep_root: Path) -> None:
+    write_sweep_report(sweep_root)
     (sweep_root / "seed-1/summary.json").write_text('{"eef": {"iterations": [{"iteration": "one"}]}}')
     with pytest.raises(DataError) as error:
         write_sweep_report(sweep_root)
     assert error.value.path.endswith("seed-1/summary.json") and error.value.field == "eef.iterations[0].iteration"
-    (sweep_root / "sweep.yaml").write_text("seeds: [a]\n")
-    with pytest.raises(DataError, match="expected a list of integers"):
+    (sweep_root / "seed-1/summary.json").unlink()
+    before = {p.name: p.read_bytes() for p in (sweep_root / "report").iterdir()}
+    for text in ("seeds: [a]\n", "seeds: []\n"):
+        (sweep_root / "sweep.yaml").write_text(text)
+        with pytest.raises(DataError, match="expected a non-empty list of integers"):
+            write_sweep_report(sweep_root)
+    (sweep_root / "sweep.yaml").write_text("seeds: [0, 1\n")
+    with pytest.raises(EefError, match=r"sweep.yaml:2: not valid YAML"):
         write_sweep_report(sweep_root)
+    assert {p.name: p.read_bytes() for p in (sweep_root / "report").iterdir()} == before  # the last report stays
 
 
 # the pipeline tests' tiny settings, smaller still: two methods on six tasks
@@ -152,7 +160,11 @@ def test_a_sweep_runs_each_seed_resumes_and_refuses_another(tmp_path: Path) -> N
 def test_a_bad_key_is_refused_before_any_run(tmp_path: Path) -> None:
     with pytest.raises(EefError, match="--key no_such_key: not an integer setting"):
         run_sweep(Sweep(DEFAULT_CONFIG, (), (0, 1), "no_such_key", tmp_path / "s"))
-    assert not (tmp_path / "s").exists()
+    with pytest.raises(EefError, match="env.options.no_such: no such option"):  # environment options: by name
+        run_sweep(Sweep(DEFAULT_CONFIG, (), (0, 1), "env.options.no_such", tmp_path / "s"))
+    with pytest.raises(EefError, match="env.options.groups: must be a number in"):
+        run_sweep(Sweep(DEFAULT_CONFIG, ("env.options.groups=0",), (0, 1), "env.options.seed", tmp_path / "s"))
+    assert not (tmp_path / "s").exists()  # no sweep.yaml left to block the corrected sweep
 
 
 @pytest.mark.parametrize(

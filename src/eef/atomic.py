@@ -1,11 +1,13 @@
 """Atomic file writes: a temporary file in the same directory, then a rename over the target.
 
-A crash (even ``kill -9``) leaves either the old file or the new one, never half of one.
+A crash (even ``kill -9``) leaves either the old file or the new one, never half of one. A
+directory of files written together (a report) is built beside its target and swapped in whole.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -31,6 +33,27 @@ def atomic_open(path: str | Path) -> Iterator[IO[str]]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield an empty directory beside ``path`` that replaces it, whole, when the block ends
+    without error (after an error ``path`` is as it was): readers never see old and new files
+    mixed, as they would if a failure struck half-way through rewriting them in place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes the directory private; give it the usual mode
+        yield staging
+        old = staging.with_name(staging.name + ".old")
+        if path.exists():
+            path.rename(old)
+        staging.rename(path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _umask() -> int:

@@ -18,6 +18,7 @@ eef.checks.FieldErrors: steps: must be at least 1, got 0; rate: must be a number
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -99,6 +100,15 @@ def each(rule: Rule, *, empty_ok: bool = False) -> Rule:
         return next((f"[{i}] {reason}" for i, v in enumerate(value) if (reason := rule(v))), None)
 
     return check
+
+
+def matches(pattern: str, wanted: str) -> Rule:
+    """A string the regular expression ``pattern`` matches whole; ``wanted`` says what that is."""
+
+    def rule(value: Any) -> str | None:
+        return None if isinstance(value, str) and re.fullmatch(pattern, value) else f"expected {wanted}, got {value!r}"
+
+    return rule
 
 
 def not_empty(value: Any) -> str | None:

@@ -199,7 +199,9 @@ def main() -> None:
         typer.echo(f"error: {e}", err=True)
         raise SystemExit(2) from None
     except OSError as e:  # a read-only mount, a directory where a file goes, a full disk
-        where = f"{e.filename}: " if e.filename else ""
+        # a rename names its target second: that is the user's path, the first a temporary file beside it
+        named = e.filename2 if isinstance(e, IsADirectoryError) and e.filename2 else e.filename
+        where = f"{named}: " if named else ""
         typer.echo(f"error: {where}{e.strerror or e}", err=True)
         raise SystemExit(2) from None
 

@@ -140,6 +140,8 @@ def explore(
     from eef.stages import explore as explore_into
     from eef.trajectory_files import read_trajectories
 
+    if from_file is None and states != "all":
+        raise EefError("--states picks states of the trajectories in --from; name that file too")
     sampling = settings(SamplingParams, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
     runner = model_section(
         backend,
@@ -166,6 +168,8 @@ def explore(
             for step in _states(states, len(t.turns))
             for k in range(rollouts)
         ]
+        if not starts:
+            raise EefError(f"--from {from_file}: no trajectory there has any of the states {states!r} (--states)")
     config = RolloutConfig(sampling, seed=seed, iteration=iteration)
     _, todo = pending(out, starts, config, model=model)
     typer.echo(f"{len(starts)} starts, {len(starts) - len(todo)} already in {out}", err=True)
@@ -340,21 +344,18 @@ def train_command(
     trajectories = [t for path in data for t in read_trajectories(path)]
     if not trajectories:
         raise EefError(f"--data {', '.join(map(str, data))}: no trajectories to train on")
-    try:
-        result, _ = train_checkpoint(
-            model,
-            trajectories,
-            out,
-            config,
-            device=device,
-            dtype=dtype,
-            metadata={"base_model": model, "data": [str(p) for p in data]},
-            heldout=read_trajectories(heldout) if heldout else (),
-            log=typer.echo if process_rank()[0] == 0 else None,  # launched on several processes: the first reports
-            tracking=Tracking(tuple(report_to), str(out.parent / "tracking"), out.name, "train") if report_to else None,
-        )
-    except EefError as e:
-        raise EefError(f"--data {', '.join(map(str, data))}: {e}") from None
+    result, _ = train_checkpoint(
+        model,
+        trajectories,
+        out,
+        config,
+        device=device,
+        dtype=dtype,
+        metadata={"base_model": model, "data": [str(p) for p in data]},
+        heldout=read_trajectories(heldout) if heldout else (),
+        log=typer.echo if process_rank()[0] == 0 else None,  # launched on several processes: the first reports
+        tracking=Tracking(tuple(report_to), str(out.parent / "tracking"), out.name, "train") if report_to else None,
+    )
     if process_rank()[0] != 0:
         return
     typer.echo(

@@ -73,7 +73,7 @@ def import_command(
 
     unresolved_path = out.with_suffix(".unresolved.jsonl")
     limits_path = price_limits_path(out) if env_name == "webshop" else None  # webshop's price_limits option
-    refuse_overwrite(out, unresolved_path, *([limits_path] if limits_path else []), force=force)
+    refuse_overwrite(out, unresolved_path, *([limits_path] if limits_path else []), force=force, inputs=[path])
     env, _ = env_and_options(env_name, option)
     directory = path.is_dir()
     result = import_directory(path, format, env) if directory else import_file(path, format, env)
@@ -155,7 +155,7 @@ def check_command(
 
     trajectories, env_name = _check_arguments([path, *context.args], env_name)
     out = out or trajectories.with_suffix(".checked.jsonl")
-    refuse_overwrite(out, force=force)
+    refuse_overwrite(out, force=force, inputs=[trajectories])
     records = iter_trajectories(trajectories)
     first = next(records, None)
     if first is None:
@@ -258,7 +258,7 @@ def export_command(
     from eef.trajectory_files import iter_trajectories
     from eef.trajectory_formats import export_trajectories
 
-    refuse_overwrite(out, force=force)
+    refuse_overwrite(out, force=force, inputs=[path])
     written = export_trajectories(iter_trajectories(path), out, format)
     typer.echo(f"exported {written} trajectories ({format}) -> {out}")
 

@@ -239,8 +239,13 @@ def settings(cls: type[T], options: dict[str, str] | None = None, **values: Any)
         ) from None
 
 
-def refuse_overwrite(*paths: Path, force: bool) -> None:
-    """Refuse to replace outputs that exist unless ``force``."""
+def refuse_overwrite(*paths: Path, force: bool, inputs: Sequence[Path] = ()) -> None:
+    """Refuse to replace outputs that exist unless ``force``, and an input always (reading a file
+    while its replacement is written would lose it, ``--force`` or not)."""
+    for path in paths:
+        for given in inputs:
+            if path.exists() and given.exists() and path.resolve() == given.resolve():
+                raise EefError(f"{path} is also the input: write the output elsewhere")
     existing = [str(p) for p in paths if p.exists()]
     if existing and not force:
         raise EefError(

@@ -17,12 +17,13 @@ from typing import Any
 import yaml
 
 from eef.agent.backends import DEFAULT_SERVER_COMMAND, backend_names
-from eef.checks import FieldErrors, above, at_least, between, check_fields, each, not_empty, one_of
-from eef.errors import EefError
+from eef.checks import FieldErrors, above, at_least, between, check_fields, each, matches, not_empty, one_of
+from eef.errors import EefError, UnknownNameError
 from eef.experts.registry import expert_names
 from eef.experts.scripted_shop import ScriptedExpertConfig
 from eef.methods.registry import method_names
 from eef.methods.settings import MethodsSection
+from eef.models import DEVICE_PATTERN, DTYPE_NAMES
 from eef.models.tiny import TinyModelConfig
 from eef.rollout.cluster import RayConfig, ray_engine_problems
 from eef.tracking import TRACKERS
@@ -30,11 +31,13 @@ from eef.train.settings import TrainConfig
 
 
 class ConfigError(EefError):
-    """One or more problems in a configuration, each with its key path."""
+    """One or more problems in a configuration, each with its key path; the message names the
+    ``-s`` override that set a key, where one did."""
 
-    def __init__(self, source: str, problems: list[str]):
+    def __init__(self, source: str, problems: list[str], overrides: list[str] | None = None):
         self.problems = problems
-        super().__init__(f"{source}: invalid configuration:\n  " + "\n  ".join(problems))
+        lines = [_blame_override(problem, overrides or []) for problem in problems]
+        super().__init__(f"{source}: invalid configuration:\n  " + "\n  ".join(lines))
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ class ModelSection:
         check_fields(
             self,
             backend=one_of(*backend_names()),
+            device=matches(DEVICE_PATTERN, "auto, cpu, cuda or cuda:N (or mps, xpu)"),
+            dtype=one_of("auto", *DTYPE_NAMES),
             server_command=not_empty,
             server_start_timeout_s=above(0),
             max_batch_size=at_least(1),
@@ -215,7 +220,8 @@ class RunConfig:
     tracking: TrackingSection = TrackingSection()
 
     def __post_init__(self) -> None:
-        check_fields(self, name=not_empty, run_dir=not_empty)
+        # the stages derive their seeds by adding small offsets; torch and accelerate take up to 2**32 - 1
+        check_fields(self, name=not_empty, run_dir=not_empty, seed=between(0, 2**31 - 1))
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data (tuples as lists), as saved in ``config.yaml``."""
@@ -418,7 +424,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     if path is not None:
         source = str(path)
         if not Path(path).is_file():
-            raise EefError(f"{path}: no such configuration file")
+            raise EefError(f"{path}: {'a directory, not a' if Path(path).is_dir() else 'no such'} configuration file")
         data = read_yaml_file(Path(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(source, [f"(top): expected a mapping, got {type(data).__name__}"])
@@ -429,7 +435,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     if not problems:  # values flagged above were replaced by placeholders: do not judge those
         problems = _cross_checks(config, base)
     if problems:
-        raise ConfigError(source, problems)
+        raise ConfigError(source, problems, overrides)
     # expert files are named relative to the configuration file; the run may start elsewhere
     sources = tuple(
         dataclasses.replace(s, path=str((base / s.path).resolve())) if s.path else s for s in config.expert.sources
@@ -437,8 +443,30 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     return dataclasses.replace(config, expert=dataclasses.replace(config.expert, sources=sources))
 
 
+def _blame_override(problem: str, overrides: list[str]) -> str:
+    """A problem (``path: reason``) naming the ``-s`` override that set its key, if one did (the
+    last, as the last one wins), since the file it is reported against does not hold the value.
+
+    >>> _blame_override("train.epochs: expected a number, got 'abc'", ["train.epochs=abc"])
+    "train.epochs: expected a number, got 'abc' (set by -s train.epochs=abc)"
+    """
+    path = problem.partition(": ")[0]
+    for item in reversed(overrides):
+        key = item.partition("=")[0].strip()
+        if path == key or path.startswith((f"{key}.", f"{key}[")):
+            return f"{problem} (set by -s {item})"
+    return problem
+
+
 def _cross_checks(config: RunConfig, base: Path) -> list[str]:
-    problems = []
+    from eef.envs import option_problems
+
+    try:
+        problems = [
+            f"env.options.{key}: {reason}" for key, reason in option_problems(config.env.name, config.env.options)
+        ]
+    except UnknownNameError as e:
+        problems = [f"env.name: {e}"]
     for i, method in enumerate(config.methods.run):
         if method not in method_names():
             problems.append(f"methods.run[{i}]: {method!r} is not one of {', '.join(method_names())}")

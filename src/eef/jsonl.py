@@ -31,7 +31,7 @@ def iter_json_lines(path: str | Path, *, skip_torn_tail: bool = False) -> Iterat
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(path, "no such file")
+        raise DataError(path, "a directory, not a file" if path.is_dir() else "no such file")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
@@ -100,7 +100,7 @@ def iter_json_array(
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(path, "no such file")
+        raise DataError(path, "a directory, not a file" if path.is_dir() else "no such file")
     opener = gzip.open if path.suffix == ".gz" else open
     decoder = json.JSONDecoder()
     try:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from eef.atomic import write_text_atomic
+from eef.atomic import atomic_dir
+from eef.config import read_yaml_file
 from eef.errors import DataError, EefError
 from eef.evaluate import best_iteration
 from eef.jsonl import iter_json_lines
@@ -130,8 +130,8 @@ def load_metrics(path: Path) -> list[dict[str, Any]]:
             if not ok:
                 raise DataError(path, f"expected {kind}", line=line, field=key)
         for key, value in record.items():
-            if key in _NUMBER_FIELDS and not (value is None or _is_number(value)):
-                raise DataError(path, f"expected a number, got {type(value).__name__}", line=line, field=key)
+            if key in _NUMBER_FIELDS and value is not None and (reason := _number_problem(key, value)):
+                raise DataError(path, reason, line=line, field=key)
             if key in _TABLE_FIELDS:
                 _check_table(value, path, line, key)
         records.append(record)
@@ -161,11 +161,24 @@ def _check_table(value: Any, path: Path, line: int, where: str) -> None:
         if isinstance(item, dict):
             _check_table(item, path, line, f"{where}.{key}")
         elif not _is_number(item):
-            raise DataError(path, f"expected a number, got {type(item).__name__}", line=line, field=f"{where}.{key}")
+            raise DataError(path, f"expected a finite number, got {item!r}", line=line, field=f"{where}.{key}")
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (NaN and infinities are not standard JSON, and no figure here is one)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number_problem(key: str, value: Any) -> str | None:
+    """Why a metrics number is unusable: not a finite number, a rate outside [0, 1], or a count or
+    time below 0 (a score may be any finite number: environments scale it their own way)."""
+    if not _is_number(value):
+        return f"expected a finite number, got {value!r}"
+    if key.endswith("win_rate") and not 0 <= value <= 1:
+        return f"expected a rate in [0, 1], got {value!r}"
+    if not key.endswith(("win_rate", "score")) and value < 0:
+        return f"expected a number >= 0, got {value!r}"
+    return None
 
 
 @dataclass
@@ -204,12 +217,13 @@ def _point(value: Any, path: Path, where: str) -> tuple[int, float, float]:
         raise DataError(path, "expected an object", field=where)
     checks = {
         "iteration": type(value.get("iteration")) is int,
-        "test_win_rate": _is_number(value.get("test_win_rate")),
+        "test_win_rate": _is_number(value.get("test_win_rate")) and 0 <= value["test_win_rate"] <= 1,
         "test_score": _is_number(value.get("test_score")),
     }
     for key, ok in checks.items():
         if not ok:
-            raise DataError(path, "missing or not a number", field=f"{where}.{key}")
+            wanted = "a rate in [0, 1]" if key == "test_win_rate" else "a finite number"
+            raise DataError(path, f"missing or not {wanted} (got {value.get(key)!r})", field=f"{where}.{key}")
     return value["iteration"], value["test_win_rate"], value["test_score"]
 
 
@@ -304,15 +318,18 @@ def write_report(run_dir: Path) -> Path:
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise DataError(run_dir, "no such run directory")
-    out = run_dir / "report"
-    out.mkdir(exist_ok=True)
+        raise DataError(run_dir, "no such run directory" if not run_dir.exists() else "not a directory")
+    if not (run_dir / "config.yaml").is_file() and not (run_dir / "metrics.jsonl").is_file():
+        raise DataError(run_dir, "not a run directory (it has neither config.yaml nor metrics.jsonl)")
+    with atomic_dir(run_dir / "report") as out:  # a failure half-way leaves the previous report whole
+        _write_report_files(run_dir, out)
+    return run_dir / "report"
+
+
+def _write_report_files(run_dir: Path, out: Path) -> None:
     config_path = run_dir / "config.yaml"
+    config = read_yaml_file(config_path) if config_path.is_file() else {}
     config_text = config_path.read_text(encoding="utf-8") if config_path.is_file() else ""
-    try:
-        config = yaml.safe_load(config_text) or {}
-    except yaml.YAMLError as e:
-        raise DataError(config_path, f"not valid YAML: {e}") from None
     config = config if isinstance(config, dict) else {}
     metrics = latest_metrics(run_dir)
     results = read_results(run_dir, metrics)
@@ -335,9 +352,8 @@ def write_report(run_dir: Path) -> Path:
         ("toc", [(b[1], b[2]) for b in sections if b[0] == "h" and b[1] == 2]),
         *sections,
     ]
-    write_text_atomic(out / "report.md", render_markdown(blocks))
-    write_text_atomic(out / "index.html", render_html(title, blocks))
-    return out
+    (out / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
+    (out / "index.html").write_text(render_html(title, blocks), encoding="utf-8")
 
 
 def _viewer_line(run_dir: Path, out: Path, labels: dict[str, str]) -> str:

@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from eef.atomic import write_text_atomic
-from eef.config import RunConfig, load_config
+from eef.atomic import atomic_dir, write_text_atomic
+from eef.config import RunConfig, load_config, read_yaml_file
 from eef.errors import DataError, EefError
 from eef.report import (
     MethodResults,
@@ -155,7 +155,7 @@ def prepare_sweep_dir(sweep: Sweep, resume: bool) -> None:
     if saved.is_file():
         if not resume:
             raise EefError(f"{sweep.root} already holds a sweep; pass --resume to continue it or choose another --out")
-        before = yaml.safe_load(saved.read_text(encoding="utf-8"))
+        before = read_yaml_file(saved)
         if before != sweep.as_dict():
             raise EefError(f"{saved} describes another sweep ({before}); --resume continues only the same one")
         return
@@ -172,24 +172,23 @@ def write_sweep_report(root: Path) -> Path:
     saved = root / SWEEP_FILE
     if not saved.is_file():
         raise DataError(saved, "no sweep here (eef sweep writes this file first)")
-    description = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+    description = read_yaml_file(saved) or {}
     seeds = description.get("seeds") if isinstance(description, dict) else None
-    if not isinstance(seeds, list) or not all(type(s) is int for s in seeds):
-        raise DataError(saved, "expected a list of integers", field="seeds")
+    if not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds):
+        raise DataError(saved, "expected a non-empty list of integers", field="seeds")
     metrics = {s: latest_metrics(root / f"seed-{s}") for s in seeds if (root / f"seed-{s}").is_dir()}
     runs = {s: read_results(root / f"seed-{s}", metrics[s]) for s in metrics}
     runs = {s: results for s, results in runs.items() if results}
     methods_config = _methods_section(root / f"seed-{seeds[0]}" / "config.yaml")
     summary = sweep_summary(runs)
     summary["run_seconds"] = {str(s): stage_seconds(metrics[s]) for s in runs}
-    out = root / "report"
-    out.mkdir(exist_ok=True)
     labels = {name: method_label(name, methods_config) for name in summary["methods"]}
     blocks = sweep_blocks(description, runs, summary, labels)
-    write_text_atomic(out / "sweep.json", json.dumps(summary, indent=1) + "\n")
-    write_text_atomic(out / "report.md", render_markdown(blocks))
-    write_text_atomic(out / "index.html", render_html(str(blocks[0][2]), blocks))
-    return out
+    with atomic_dir(root / "report") as out:  # the three files are replaced together
+        (out / "sweep.json").write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        (out / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
+        (out / "index.html").write_text(render_html(str(blocks[0][2]), blocks), encoding="utf-8")
+    return root / "report"
 
 
 def sweep_summary(runs: dict[int, dict[str, MethodResults]]) -> dict[str, Any]:
@@ -312,7 +311,7 @@ def sweep_blocks(
 def _methods_section(config_path: Path) -> dict[str, Any]:
     if not config_path.is_file():
         return {}
-    config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    config = read_yaml_file(config_path) or {}
     methods = config.get("methods") if isinstance(config, dict) else None
     return methods if isinstance(methods, dict) else {}
 

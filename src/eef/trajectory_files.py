@@ -47,13 +47,14 @@ def _kind_name(kinds: type | tuple[type, ...]) -> str:
     names = {
         str: "a string",
         bool: "a boolean",
-        int: "a number",
+        int: "an integer",
         float: "a number",
         list: "a list",
         dict: "an object",
         type(None): "null",
     }
-    return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
+    shown = [k for k in kinds if not (k is int and float in kinds)]  # a number: an integer or a float
+    return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in shown))
 
 
 def finite_in_range(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from eef.envs.shop.engine import ShopEnv
+from eef.checks import FieldErrors
+from eef.envs.shop.engine import ShopEnv, check_episode_settings
 from eef.errors import EefError
 
 if TYPE_CHECKING:
@@ -35,6 +38,28 @@ def make_shop(
         GeneratorConfig(seed=seed, goals=goals, groups=groups, goals_per_target=goals_per_target, test=test, dev=dev)
     )
     return ShopEnv(catalog, name="shop", max_steps=max_steps, reward_mode=reward_mode, view=view)
+
+
+def check_shop_options(options: Mapping[str, Any]) -> None:
+    """The built-in shop's option values in range, checked without making its catalog.
+
+    Raises:
+        FieldErrors: each option out of range.
+    """
+    from eef.envs.shop.generated import GeneratorConfig
+
+    catalog_keys = {f.name for f in dataclasses.fields(GeneratorConfig)}
+    problems = []
+    for check, keys in (
+        (GeneratorConfig, catalog_keys),
+        (check_episode_settings, {"max_steps", "reward_mode", "view"}),
+    ):
+        try:
+            check(**{key: value for key, value in options.items() if key in keys})
+        except FieldErrors as e:
+            problems += e.problems
+    if problems:
+        raise FieldErrors(problems)
 
 
 def make_webshop(

@@ -10,23 +10,32 @@ Built-in environments register here; a user's package registers its own with
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
+from typing import Any
 
+from eef.checks import FieldErrors
 from eef.envs.protocol import TextEnv
 from eef.errors import EefError, UnknownNameError
 
 ENTRY_POINT_GROUP = "eef.envs"
 
 
+OptionCheck = Callable[[Mapping[str, Any]], None]  # raises FieldErrors for option values out of range
+
+
 @dataclass(frozen=True)
 class EnvSpec:
-    """A registered environment: its name, factory and a one-line description."""
+    """A registered environment: its name, factory, a one-line description and, optionally, a
+    check of option values that runs without building the environment (raising ``FieldErrors``)."""
 
     name: str
     factory: Callable[..., TextEnv]
     description: str = ""
+    check: OptionCheck | None = None
 
     def options(self) -> dict[str, object]:
         """The factory's named keyword options with their defaults."""
@@ -45,11 +54,20 @@ class EnvSpec:
 _REGISTRY: dict[str, EnvSpec] = {}
 
 
-def register(name: str, factory: Callable[..., TextEnv], description: str = "", *, replace: bool = False) -> None:
-    """Make ``factory`` available as ``make(name, **options)``."""
+def register(
+    name: str,
+    factory: Callable[..., TextEnv],
+    description: str = "",
+    *,
+    check: OptionCheck | None = None,
+    replace: bool = False,
+) -> None:
+    """Make ``factory`` available as ``make(name, **options)``. Options are checked against the
+    factory's keyword names and annotated types, then by ``check`` where given (ranges), before
+    anything is built."""
     if name in _REGISTRY and not replace:
         raise ValueError(f"environment {name!r} is already registered (pass replace=True to replace it)")
-    _REGISTRY[name] = EnvSpec(name, factory, description or (inspect.getdoc(factory) or "").split("\n")[0])
+    _REGISTRY[name] = EnvSpec(name, factory, description or (inspect.getdoc(factory) or "").split("\n")[0], check)
 
 
 def unregister(name: str) -> None:
@@ -83,16 +101,91 @@ def spec(name: str) -> EnvSpec:
     return _REGISTRY[name]
 
 
-def make(name: str, **options: object) -> TextEnv:
-    """Build the environment ``name`` with keyword ``options`` (checked against its factory)."""
+def option_problems(name: str, options: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What is wrong with ``options`` of the environment ``name``, as (option, reason) pairs, found
+    without building it: unknown names, values of another type than the factory's annotation, and
+    values out of the range its registered check allows.
+
+    Raises:
+        UnknownNameError: no environment of that name.
+    """
     env_spec = spec(name)
-    if not env_spec.takes_any_option:
-        accepted = env_spec.options()
-        unknown = sorted(set(options) - set(accepted))
-        if unknown:
-            raise EefError(
-                f"environment {name!r} has no option {', '.join(unknown)}; options: {', '.join(accepted) or '(none)'}"
-            )
+    if env_spec.takes_any_option:
+        return []
+    accepted = env_spec.options()
+    problems = [
+        (key, f"no such option; options: {', '.join(accepted) or '(none)'}") for key in options if key not in accepted
+    ]
+    hints = _option_types(env_spec.factory)
+    problems += [
+        (key, f"expected {_describe(hints[key])}, got {value!r}")
+        for key, value in options.items()
+        if key in hints and not _matches(hints[key], value)
+    ]
+    if not problems and env_spec.check is not None:
+        try:
+            env_spec.check(options)
+        except FieldErrors as e:
+            problems = e.problems
+    return problems
+
+
+def _option_types(factory: Callable[..., TextEnv]) -> dict[str, Any]:
+    """The factory's parameter annotations that evaluate (one naming a type imported only for type
+    checking is left out)."""
+    hints = {}
+    for key, parameter in inspect.signature(factory).parameters.items():
+        annotation = parameter.annotation
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, getattr(factory, "__globals__", {}))  # the factory's own annotation
+            except Exception:  # one this check cannot read is not checked
+                continue
+        if annotation is not inspect.Parameter.empty:
+            hints[key] = annotation
+    return hints
+
+
+_TYPE_WORDS = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    list: "a list",
+    dict: "a mapping",
+}
+
+
+def _matches(hint: Any, value: Any) -> bool:
+    """Whether ``value`` has the annotated type (containers by their kind, not their items)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(arg, value) for arg in typing.get_args(hint))
+    if hint is None or hint is type(None):
+        return value is None
+    hint = origin or hint
+    if not isinstance(hint, type) or hint is object:
+        return True  # Any, Literal and the like: left to the factory
+    if hint in (int, float) and isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float)) if hint is float else isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in typing.get_args(hint))
+    if hint is None or hint is type(None):
+        return "null"
+    hint = typing.get_origin(hint) or hint
+    return _TYPE_WORDS.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def make(name: str, **options: object) -> TextEnv:
+    """Build the environment ``name`` with keyword ``options`` (checked first: :func:`option_problems`)."""
+    problems = option_problems(name, options)
+    if problems:
+        raise EefError(f"environment {name!r}: " + "; ".join(f"option {key}: {reason}" for key, reason in problems))
+    env_spec = spec(name)
     try:
         return env_spec.factory(**options)
     except (TypeError, ValueError) as e:  # a bad option value, reported with the environment's name

@@ -7,12 +7,14 @@ available, bfloat16 there and float32 on the CPU). LoRA adapters are added with 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from eef.errors import EefError, UnknownNameError
+from eef.models import DEVICE_PATTERN, DTYPE_NAMES
 from eef.models.requirements import check_requirements
 from eef.train.settings import TRAIN_RECORD
 
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 
     from eef.train.settings import LoraSettings
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
 def flush_denormals() -> bool:
@@ -43,6 +45,8 @@ def pick_device(device: str = "auto") -> torch.device:
     Raises:
         EefError: CUDA asked for where torch has none.
     """
+    if not re.fullmatch(DEVICE_PATTERN, device):
+        raise EefError(f"device {device!r}: expected auto, cpu, cuda or cuda:N (or mps, xpu)")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():

@@ -89,6 +89,7 @@ class TrainConfig:
             max_length=at_least(2),
             max_grad_norm=above(0),
             mixed_precision=one_of("auto", "bf16", "fp16", "no"),
+            seed=between(0, 2**32 - 1),  # what accelerate's set_seed takes
         )
         if self.rows_per_step % self.micro_batch_rows:
             raise FieldErrors(

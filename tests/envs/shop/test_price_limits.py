@@ -97,5 +97,5 @@ def test_bad_files_are_named_with_the_task(webshop_1k_dir, tmp_path, content, me
 def test_a_missing_file_or_a_bad_option_is_named(webshop_1k_dir, tmp_path):
     with pytest.raises(DataError, match=r"nowhere.json: missing \(option price_limits"):
         make("webshop", data_dir=str(webshop_1k_dir), price_limits=str(tmp_path / "nowhere.json"))
-    with pytest.raises(EefError, match=r"option price_limits: expected a file or a list of files, got 3"):
+    with pytest.raises(EefError, match=r"option price_limits: expected a string or a list or null, got 3"):
         make("webshop", data_dir=str(webshop_1k_dir), price_limits=3)

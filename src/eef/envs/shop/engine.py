@@ -12,7 +12,9 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
+from eef.checks import at_least, check_fields, one_of
 from eef.envs.protocol import StepResult, TextEnv
 from eef.envs.shop.catalog import Catalog, Product
 from eef.envs.shop.reward import REWARD_MODES, purchase_reward
@@ -59,6 +61,16 @@ class _State:
     reward: float = 0.0
 
 
+def check_episode_settings(max_steps: int = 10, reward_mode: str = "faithful", view: str = "webshop") -> None:
+    """A shop's episode settings in range (the catalog's are :class:`GeneratorConfig`'s).
+
+    Raises:
+        FieldErrors: each setting out of range.
+    """
+    settings = SimpleNamespace(max_steps=max_steps, reward_mode=reward_mode, view=view)
+    check_fields(settings, max_steps=at_least(1), reward_mode=one_of(*REWARD_MODES), view=one_of(*VIEWS))
+
+
 class ShopEnv(TextEnv):
     """A WebShop-semantics environment over a catalog (see the module docstring).
 
@@ -81,10 +93,7 @@ class ShopEnv(TextEnv):
         reward_mode: str = "faithful",
         view: str = "webshop",
     ):
-        if reward_mode not in REWARD_MODES:
-            raise ValueError(f"unknown reward_mode {reward_mode!r}; known: {', '.join(REWARD_MODES)}")
-        if view not in VIEWS:
-            raise ValueError(f"unknown view {view!r}; known: {', '.join(VIEWS)}")
+        check_episode_settings(max_steps=max_steps, reward_mode=reward_mode, view=view)
         self.view = view
         self.catalog = catalog
         self.name = name

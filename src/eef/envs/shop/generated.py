@@ -28,6 +28,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, replace
 
+from eef.checks import FieldErrors, at_least, between, check_fields
 from eef.envs.shop.catalog import Catalog, Goal, Product, price_clause, price_limit, split_by_position
 from eef.envs.shop.search import SearchIndex
 from eef.envs.shop.webshop_data import indexed_text
@@ -95,6 +96,26 @@ class GeneratorConfig:
     tier_mix: tuple[float, float, float] = (0.4, 0.3, 0.3)
     test: int = 100
     dev: int = 100
+
+    def __post_init__(self) -> None:
+        check_fields(
+            self,
+            seed=at_least(0),
+            groups=between(1, len(MATERIALS) * len(KINDS)),
+            goals=at_least(1),
+            goals_per_target=at_least(1),
+            test=at_least(0),
+            dev=at_least(0),
+        )
+        if self.goals <= self.test + self.dev:
+            raise FieldErrors(
+                [
+                    (
+                        "goals",
+                        f"must exceed test + dev ({self.test + self.dev}) to leave training tasks, got {self.goals}",
+                    )
+                ]
+            )
 
 
 def _make_products(cfg: GeneratorConfig, rng: random.Random) -> list[Product]:
