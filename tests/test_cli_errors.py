@@ -211,7 +211,7 @@ def test_an_unknown_dtype_or_device_is_named(tmp_path, capsys, monkeypatch, tiny
         capsys,
         monkeypatch,
     )
-    assert "error: --device: expected auto, cpu, cuda or cuda:N (or mps, xpu), got 'weird'" in err
+    assert "error: --device: expected auto, cpu, cuda or cuda:N (or mps, xpu, npu, hpu), got 'weird'" in err
 
 
 def test_a_directory_given_for_a_file_is_named_as_one(tmp_path, capsys, monkeypatch, shop_env):

@@ -428,3 +428,11 @@ def test_win_rates_at_0_and_100_percent_are_drawn_with_their_intervals(tmp_path:
     for n in range(1, 60):
         bands = {"A": [(1, *wilson_interval(0, n)), (2, *wilson_interval(n, n))]}
         assert plot_curves({"A": [(1, 0.0), (2, 1.0)]}, tmp_path / "w.png", title="t", ylabel="y", intervals=bands)
+
+
+def test_a_diverged_training_loss_is_shown_not_refused(run_dir: Path) -> None:
+    path = run_dir / "metrics.jsonl"
+    diverged = '{"stage": "train", "method": "rft", "iteration": 2, "final_loss": NaN, "seconds": 1.0}\n'
+    path.write_text(path.read_text() + diverged)  # what a run before the pipeline wrote null for it left
+    markdown = (write_report(run_dir) / "report.md").read_text()
+    assert "nan" in markdown

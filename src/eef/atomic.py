@@ -9,12 +9,16 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from eef.errors import EefError
 from eef.jsonl import json_line
+
+STALE_STAGING_S = 3600  # a staging directory this old was left by a process that died
 
 
 @contextmanager
@@ -39,17 +43,34 @@ def atomic_open(path: str | Path) -> Iterator[IO[str]]:
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield an empty directory beside ``path`` that replaces it, whole, when the block ends
     without error (after an error ``path`` is as it was): readers never see old and new files
-    mixed, as they would if a failure struck half-way through rewriting them in place."""
-    path = Path(path)
+    mixed, as they would if a failure struck half-way through rewriting them in place.
+
+    A ``path`` that is a symbolic link has its target replaced. Staging directories that a killed
+    process left beside it (over an hour old) are removed first.
+
+    Raises:
+        EefError: ``path`` exists and is not a directory.
+    """
+    path = Path(path).resolve() if Path(path).is_symlink() else Path(path)
+    if path.exists() and not path.is_dir():
+        raise EefError(f"{path}: exists and is not a directory")
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp*"):
+        if stale.is_dir() and time.time() - stale.stat().st_mtime > STALE_STAGING_S:
+            shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    old = staging.with_name(staging.name + ".old")
     try:
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes the directory private; give it the usual mode
         yield staging
-        old = staging.with_name(staging.name + ".old")
         if path.exists():
             path.rename(old)
-        staging.rename(path)
+        try:
+            staging.rename(path)
+        except BaseException:
+            if old.exists() and not path.exists():
+                old.rename(path)  # the previous directory back in its place
+            raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -82,7 +82,7 @@ class ModelSection:
         check_fields(
             self,
             backend=one_of(*backend_names()),
-            device=matches(DEVICE_PATTERN, "auto, cpu, cuda or cuda:N (or mps, xpu)"),
+            device=matches(DEVICE_PATTERN, "auto, cpu, cuda or cuda:N (or mps, xpu, npu, hpu)"),
             dtype=one_of("auto", *DTYPE_NAMES),
             server_command=not_empty,
             server_start_timeout_s=above(0),

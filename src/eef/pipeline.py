@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import math
 import os
 import shutil
 import time
@@ -317,6 +318,10 @@ def collect_experts(config: RunConfig, env: TextEnv, prompt: tuple[Message, ...]
         return read_trajectories(path)
     began = time.perf_counter()
     tasks = env.task_ids(config.expert.split)[: config.expert.limit]
+    if not tasks:
+        raise EefError(
+            f"expert.split: the environment's {config.expert.split!r} split has no tasks (env.options: {config.env.options})"
+        )
     experts: list[Trajectory] = []
     outside_tasks: dict[str, int] = {}
     groups = task_groups(env, tasks)
@@ -601,7 +606,7 @@ def preference_train_stage(
             "beta": beta,
             "learning_rate": learning_rate,
             "trained_tokens": result.trained_tokens,
-            "final_loss": round(result.losses[-1], 4),
+            "final_loss": _recorded_loss(result.losses[-1]),
             "steps": result.steps,
             "seconds": round(time.perf_counter() - began, 2),
         },
@@ -647,7 +652,7 @@ def train_stage(
             "truncated": stats.truncated,
             "dropped": stats.dropped,
             "trained_tokens": result.trained_tokens,
-            "final_loss": round(result.losses[-1], 4),
+            "final_loss": _recorded_loss(result.losses[-1]),
             "steps": result.steps,
             "seconds": round(time.perf_counter() - began, 2),
         },
@@ -725,3 +730,9 @@ def _summary_entry(evals: list[dict[str, Any]], solved: list[int]) -> dict[str, 
         "last": iterations[-1],
         "train_solved": solved,
     }
+
+
+def _recorded_loss(loss: float) -> float | None:
+    """A training's last loss as metrics.jsonl records it: null where training diverged (NaN or
+    infinite is not standard JSON, and the report must still read the run)."""
+    return round(loss, 4) if math.isfinite(loss) else None

@@ -171,7 +171,10 @@ def _is_number(value: Any) -> bool:
 
 def _number_problem(key: str, value: Any) -> str | None:
     """Why a metrics number is unusable: not a finite number, a rate outside [0, 1], or a count or
-    time below 0 (a score may be any finite number: environments scale it their own way)."""
+    time below 0 (a score may be any finite number: environments scale it their own way; a loss
+    may be NaN, as a diverged training leaves it, which the report shows)."""
+    if key == "final_loss" and isinstance(value, float) and math.isnan(value):
+        return None
     if not _is_number(value):
         return f"expected a finite number, got {value!r}"
     if key.endswith("win_rate") and not 0 <= value <= 1:

@@ -127,7 +127,7 @@ def run_sweep(sweep: Sweep, *, resume: bool = False, log: Callable[[str], None] 
         log(f"[sweep] {sweep.key}={seed}: run {n} of {len(sweep.seeds)} -> {sweep.run_dir(seed)}")
         summaries[seed] = run(configs[seed], resume=resume, log=log)
     report = json.loads((write_sweep_report(sweep.root) / "sweep.json").read_text(encoding="utf-8"))
-    return SweepResult(summaries, {seed: report["run_seconds"][str(seed)] for seed in sweep.seeds})
+    return SweepResult(summaries, {seed: report["run_seconds"].get(str(seed), 0.0) for seed in sweep.seeds})
 
 
 def check_key(sweep: Sweep) -> None:

@@ -58,6 +58,34 @@ def test_option_types_are_checked_from_the_factory_annotations(shop_env):
         unregister("typed-test")
 
 
+def test_annotations_yaml_cannot_give_are_left_to_the_factory_and_kwargs_still_checked(shop_env, tmp_path):
+    from pathlib import Path
+
+    from eef.checks import FieldErrors
+
+    def make_paths(data_dir: Path | None = None, size: tuple[int, int] = (1, 2), **rest: object):
+        return shop_env
+
+    def check(options):
+        if options.get("size", (1, 2))[0] < 1:
+            raise FieldErrors([("size", "must start at 1 or more")])
+
+    register("paths-test", make_paths, check=check)
+    try:
+        assert option_problems("paths-test", {"data_dir": str(tmp_path), "size": [3, 4], "anything": 1}) == []
+        assert option_problems("paths-test", {"size": [0, 4]}) == [("size", "must start at 1 or more")]
+    finally:
+        unregister("paths-test")
+
+
+def test_webshop_episode_settings_are_checked_before_its_data_are_read():
+    assert option_problems("webshop", {"data_dir": "/nowhere", "max_steps": 0, "reward_mode": "exact"}) == [
+        ("max_steps", "must be at least 1, got 0"),
+        ("reward_mode", "must be one of faithful, fixed, got 'exact'"),
+    ]
+    assert option_problems("webshop", {"data_dir": "/nowhere", "goals": "human", "prepared": "auto"}) == []
+
+
 def test_a_registered_check_reports_values_out_of_range_without_building(shop_env):
     from eef.checks import FieldErrors
 
@@ -86,8 +114,7 @@ def test_a_registered_check_reports_values_out_of_range_without_building(shop_en
     [
         ({"goals": -5}, ("goals", "must be at least 1, got -5")),
         ({"groups": 0}, ("groups", "must be a number in [1, 54], got 0")),
-        ({"seed": -1}, ("seed", "must be at least 0, got -1")),
-        ({"goals": 150}, ("goals", "must exceed test + dev (200) to leave training tasks, got 150")),
+        ({"goals": 150}, ("goals", "must be at least test + dev (200), got 150")),
         ({"goals_per_target": 0}, ("goals_per_target", "must be at least 1, got 0")),
         ({"max_steps": 0}, ("max_steps", "must be at least 1, got 0")),
         ({"view": "wide"}, ("view", "must be one of webshop, compact, got 'wide'")),

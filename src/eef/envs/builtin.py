@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,11 +49,25 @@ def check_shop_options(options: Mapping[str, Any]) -> None:
     from eef.envs.shop.generated import GeneratorConfig
 
     catalog_keys = {f.name for f in dataclasses.fields(GeneratorConfig)}
+    _check_each(
+        options, [(GeneratorConfig, catalog_keys), (check_episode_settings, {"max_steps", "reward_mode", "view"})]
+    )
+
+
+def check_webshop_options(options: Mapping[str, Any]) -> None:
+    """WebShop's episode settings in range, checked before its product data are read (minutes for
+    the full set).
+
+    Raises:
+        FieldErrors: each option out of range.
+    """
+    _check_each(options, [(check_episode_settings, {"max_steps", "reward_mode"})])
+
+
+def _check_each(options: Mapping[str, Any], checks: list[tuple[Callable[..., Any], set[str]]]) -> None:
+    """Call each check with the options it takes; every problem found, at once."""
     problems = []
-    for check, keys in (
-        (GeneratorConfig, catalog_keys),
-        (check_episode_settings, {"max_steps", "reward_mode", "view"}),
-    ):
+    for check, keys in checks:
         try:
             check(**{key: value for key, value in options.items() if key in keys})
         except FieldErrors as e:

@@ -110,12 +110,9 @@ def option_problems(name: str, options: Mapping[str, Any]) -> list[tuple[str, st
         UnknownNameError: no environment of that name.
     """
     env_spec = spec(name)
-    if env_spec.takes_any_option:
-        return []
     accepted = env_spec.options()
-    problems = [
-        (key, f"no such option; options: {', '.join(accepted) or '(none)'}") for key in options if key not in accepted
-    ]
+    unknown = [] if env_spec.takes_any_option else [key for key in options if key not in accepted]  # **kwargs: any
+    problems = [(key, f"no such option; options: {', '.join(accepted) or '(none)'}") for key in unknown]
     hints = _option_types(env_spec.factory)
     problems += [
         (key, f"expected {_describe(hints[key])}, got {value!r}")
@@ -157,18 +154,25 @@ _TYPE_WORDS = {
 
 
 def _matches(hint: Any, value: Any) -> bool:
-    """Whether ``value`` has the annotated type (containers by their kind, not their items)."""
+    """Whether ``value`` has the annotated type: the types YAML gives (containers by their kind, not
+    their items); any other annotation (``Path``, ``tuple``, an enum) is the factory's to convert."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        return any(_matches(arg, value) for arg in typing.get_args(hint))
+        args = typing.get_args(hint)
+        return not all(_checked(arg) for arg in args) or any(_matches(arg, value) for arg in args)
+    if not _checked(hint):
+        return True
     if hint is None or hint is type(None):
         return value is None
     hint = origin or hint
-    if not isinstance(hint, type) or hint is object:
-        return True  # Any, Literal and the like: left to the factory
     if hint in (int, float) and isinstance(value, bool):
         return False
     return isinstance(value, (int, float)) if hint is float else isinstance(value, hint)
+
+
+def _checked(hint: Any) -> bool:
+    """An annotation this check reads: one of the types YAML gives, or null."""
+    return hint is None or hint is type(None) or (typing.get_origin(hint) or hint) in _TYPE_WORDS
 
 
 def _describe(hint: Any) -> str:

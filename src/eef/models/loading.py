@@ -46,7 +46,7 @@ def pick_device(device: str = "auto") -> torch.device:
         EefError: CUDA asked for where torch has none.
     """
     if not re.fullmatch(DEVICE_PATTERN, device):
-        raise EefError(f"device {device!r}: expected auto, cpu, cuda or cuda:N (or mps, xpu)")
+        raise EefError(f"device {device!r}: expected auto, cpu, cuda or cuda:N (or mps, xpu, npu, hpu)")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
