@@ -232,3 +232,9 @@ def test_a_directory_given_for_a_file_is_named_as_one(tmp_path, capsys, monkeypa
     for command in (["data", "export", str(data), "--format", "openai"], ["data", "check", str(data), "--env", "shop"]):
         err = _fails([*command, "--out", str(data), "--force"], capsys, monkeypatch)
         assert err == f"error: {data} is also the input: write the output elsewhere\n" and data.read_bytes() == kept
+
+
+def test_a_catalog_without_training_tasks_is_named_before_training(tmp_path, capsys, monkeypatch):
+    err = _fails(["run", "-s", "env.options.goals=200", "-s", f"run_dir={tmp_path / 'run'}"], capsys, monkeypatch)
+    assert "error: expert.split: the environment's 'train' split has no tasks" in err
+    assert not (tmp_path / "run" / "base-model").exists()
