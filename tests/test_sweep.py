@@ -79,6 +79,7 @@ def test_the_report_over_seeds(sweep_root: Path) -> None:
     mean = eef["best_mean"]
     half = 4.303 * math.sqrt(((0.5 - 1 / 3) ** 2 + (0.2 - 1 / 3) ** 2 + (0.3 - 1 / 3) ** 2) / 2) / math.sqrt(3)
     assert mean["mean"] == pytest.approx(1 / 3) and mean["high"] - mean["mean"] == pytest.approx(half, rel=1e-3)
+    assert 1 / 3 - half < 0 and mean["low"] == 0.0  # a rate's interval stops at 0%
     pair = summary["pairs"]["eef vs rft_k"]
     # per seed: +20, -10, +20 points; tasks won alone pooled: EEF t3, t4 (seed 0), t1, t2 (seed 2); RFT xK t3 (seed 1)
     assert pair["gaps"] == {"0": 0.2, "1": -0.1, "2": 0.2} and pair["ahead"] == 2

@@ -286,7 +286,7 @@ def sweep_blocks(
         ("p", f"Runs in seed-S/ with {key}=S for S in {', '.join(map(str, wanted))}"
               + (f"; not there yet: {', '.join(map(str, missing))}." if missing else ".")),
         ("h", 2, "Test win rate over seeds"),
-        ("p", "Mean over seeds with its 95% t interval (the best iteration is chosen on the test split, so "
+        ("p", "Mean over seeds with its 95% t interval, cut to [0, 100%] (the best iteration is chosen on the test split, so "
               "its mean is optimistic; the last iteration's is not)."),
         ("table", ["method", "seeds", "best iteration: mean [95% interval]", "last iteration: mean [95% interval]"], rows),
         ("h", 2, "Per seed (best win rate, iteration; the wall time of the run's stages)"),
@@ -317,10 +317,12 @@ def _methods_section(config_path: Path) -> dict[str, Any]:
 
 
 def _mean_and_interval(values: Sequence[float]) -> dict[str, float] | None:
+    """Mean win rate with its t interval, cut to [0, 1]: with few seeds the interval can reach past
+    what a rate can be."""
     if not values:
         return None
     mean, low, high = mean_interval(values)
-    return {"mean": mean, "low": low, "high": high}
+    return {"mean": mean, "low": max(0.0, low), "high": min(1.0, high)}
 
 
 def _mean_cell(entry: dict[str, float] | None) -> str:
