@@ -23,6 +23,15 @@ from collections.abc import Callable
 from typing import Any
 
 Rule = Callable[[Any], "str | None"]  # a reason the value is out of range, or None
+# the types a YAML value has, as error messages name them
+TYPE_WORDS: dict[type, str] = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    list: "a list",
+    dict: "a mapping",
+}
 
 
 class FieldErrors(ValueError):

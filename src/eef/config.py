@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from eef.agent.backends import DEFAULT_SERVER_COMMAND, backend_names
-from eef.checks import FieldErrors, above, at_least, between, check_fields, each, matches, not_empty, one_of
+from eef.checks import TYPE_WORDS, FieldErrors, above, at_least, between, check_fields, each, matches, not_empty, one_of
 from eef.errors import EefError, UnknownNameError
 from eef.experts.registry import expert_names
 from eef.experts.scripted_shop import ScriptedExpertConfig
@@ -292,7 +292,7 @@ def _value(hint: Any, value: Any, path: str, problems: list[str]) -> Any:
             return float(value)
         except ValueError:
             pass
-    expected = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}[hint]
+    expected = TYPE_WORDS[hint]
     ok = (isinstance(value, hint) and not (hint is not bool and isinstance(value, bool))) or (
         hint is float and isinstance(value, int) and not isinstance(value, bool)
     )

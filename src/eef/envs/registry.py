@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from eef.checks import FieldErrors
+from eef.checks import TYPE_WORDS, FieldErrors
 from eef.envs.protocol import TextEnv
 from eef.errors import EefError, UnknownNameError
 
@@ -143,16 +143,6 @@ def _option_types(factory: Callable[..., TextEnv]) -> dict[str, Any]:
     return hints
 
 
-_TYPE_WORDS = {
-    int: "an integer",
-    float: "a number",
-    str: "a string",
-    bool: "true or false",
-    list: "a list",
-    dict: "a mapping",
-}
-
-
 def _matches(hint: Any, value: Any) -> bool:
     """Whether ``value`` has the annotated type: the types YAML gives (containers by their kind, not
     their items); any other annotation (``Path``, ``tuple``, an enum) is the factory's to convert."""
@@ -172,7 +162,7 @@ def _matches(hint: Any, value: Any) -> bool:
 
 def _checked(hint: Any) -> bool:
     """An annotation this check reads: one of the types YAML gives, or null."""
-    return hint is None or hint is type(None) or (typing.get_origin(hint) or hint) in _TYPE_WORDS
+    return hint is None or hint is type(None) or (typing.get_origin(hint) or hint) in TYPE_WORDS
 
 
 def _describe(hint: Any) -> str:
@@ -181,7 +171,7 @@ def _describe(hint: Any) -> str:
     if hint is None or hint is type(None):
         return "null"
     hint = typing.get_origin(hint) or hint
-    return _TYPE_WORDS.get(hint, getattr(hint, "__name__", str(hint)))
+    return TYPE_WORDS.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def make(name: str, **options: object) -> TextEnv:
