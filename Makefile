@@ -10,10 +10,16 @@ LOWEST := .venv-lowest
 
 .PHONY: run test test-lowest lint bench clean
 
+# what `make run` needs: eef and its dependencies
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet '$(TORCH_SPEC)'
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# the test, lint and type-check tools on top, for `make test` and `make lint` only (a run starts sooner without them)
+$(BIN)/.dev-installed: $(BIN)/.installed
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -23,7 +29,7 @@ run: $(BIN)/.installed
 	$(BIN)/eef run $(if $(wildcard runs/default/config.yaml),--resume)
 
 # one test process per core (pytest-xdist)
-test: $(BIN)/.installed
+test: $(BIN)/.dev-installed
 	$(BIN)/python -m pytest -n auto
 
 $(LOWEST)/bin/.installed: pyproject.toml .ci/lowest_constraints.py
@@ -40,7 +46,7 @@ test-lowest: $(LOWEST)/bin/.installed
 	$(LOWEST)/bin/python -m pytest -n auto -m "not scienceworld"
 
 # The guardrails CI runs before the tests: lint, format and types (configured in pyproject.toml).
-lint: $(BIN)/.installed
+lint: $(BIN)/.dev-installed
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy

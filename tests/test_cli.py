@@ -53,6 +53,9 @@ def test_version_and_the_resolved_configuration(tmp_path):
     from eef.config import load_config
 
     assert eef("--version").stdout.strip() == f"eef {metadata.version('eef')}"
+    # `python -m eef` is the same command (what `accelerate launch -m eef` runs)
+    as_module = subprocess.run([sys.executable, "-m", "eef", "--version"], capture_output=True, text=True, timeout=120)
+    assert as_module.returncode == 0 and as_module.stdout.strip() == f"eef {metadata.version('eef')}"
     shown = eef("config", "show", "-s", "train.epochs=2", "-s", "methods.run=[sft_pos, eef]")
     assert shown.returncode == 0, shown.stderr
     (tmp_path / "shown.yaml").write_text(shown.stdout)  # what is shown runs as it is

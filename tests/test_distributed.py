@@ -17,14 +17,14 @@ from test_pipeline import TINY
 
 STAGES = ("sft_pos", "rft/iter-1", "eef/iter-1")
 EEF_SERVE = (
-    f"{shlex.quote(sys.executable)} -m eef.cli serve {{checkpoint}} --served-model-name {{checkpoint}} --port {{port}}"
+    f"{shlex.quote(sys.executable)} -m eef serve {{checkpoint}} --served-model-name {{checkpoint}} --port {{port}}"
 )
 TOLERANCE = 1e-5  # relative, per step: DDP sums gradients in another order than accumulation does
 
 
 def _eef(*args, processes=1, cwd):
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-    command = [*launch, "-m", "eef.cli", *args] if processes > 1 else [sys.executable, "-m", "eef.cli", *args]
+    command = [*launch, "-m", "eef", *args] if processes > 1 else [sys.executable, "-m", "eef", *args]
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
@@ -136,7 +136,7 @@ def test_a_bad_key_on_two_processes_ends_with_its_error_and_exit_code_not_an_abo
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     for _ in range(3):
         done = subprocess.run(
-            [*launch, "-m", "eef.cli", "run", "-s", f"run_dir={tmp_path / 'run'}"],
+            [*launch, "-m", "eef", "run", "-s", f"run_dir={tmp_path / 'run'}"],
             cwd=tmp_path,
             capture_output=True,
             text=True,

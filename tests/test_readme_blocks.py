@@ -445,7 +445,7 @@ def test_citation_file_is_cff_1_2_for_this_version():
     assert all(a.get("name") or a.get("family-names") for a in cff["authors"])
     assert cff.get("type", "software") == "software"
     assert str(cff["version"]) == project["version"]
-    assert cff["license"] == project["license"]["text"] == "Apache-2.0"
+    assert cff["license"] == project["license"] == "Apache-2.0"
 
 
 def _paper() -> dict:

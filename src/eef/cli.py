@@ -210,5 +210,5 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-if __name__ == "__main__":  # `accelerate launch -m eef.cli train ...`
+if __name__ == "__main__":  # `python -m eef.cli`, as older docs and scripts call it
     main()

@@ -15,7 +15,7 @@ from eef.agent.served import ServedPolicy, server_argv
 from eef.errors import EefError
 
 EEF_SERVE = (
-    f"{shlex.quote(sys.executable)} -m eef.cli serve {{checkpoint}} --served-model-name {{checkpoint}} --port {{port}}"
+    f"{shlex.quote(sys.executable)} -m eef serve {{checkpoint}} --served-model-name {{checkpoint}} --port {{port}}"
 )
 
 
@@ -45,7 +45,7 @@ def test_a_server_that_never_lists_its_model_is_stopped_after_the_timeout():
 
 
 def test_a_server_that_serves_another_name_is_named_at_once(tiny_model_dir):
-    unnamed = f"{shlex.quote(sys.executable)} -m eef.cli serve {{checkpoint}} --port {{port}}"  # the directory's name
+    unnamed = f"{shlex.quote(sys.executable)} -m eef serve {{checkpoint}} --port {{port}}"  # the directory's name
     began = time.monotonic()
     with pytest.raises(EefError, match=rf"serves {tiny_model_dir.name}, not {tiny_model_dir}; .*--served-model-name"):
         ServedPolicy(str(tiny_model_dir), unnamed, start_timeout_s=120)
