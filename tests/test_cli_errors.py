@@ -234,7 +234,11 @@ def test_a_directory_given_for_a_file_is_named_as_one(tmp_path, capsys, monkeypa
         assert err == f"error: {data} is also the input: write the output elsewhere\n" and data.read_bytes() == kept
 
 
-def test_a_catalog_without_training_tasks_is_named_before_training(tmp_path, capsys, monkeypatch):
+def test_a_catalog_without_training_or_test_tasks_is_named_before_any_work(tmp_path, capsys, monkeypatch):
     err = _fails(["run", "-s", "env.options.goals=200", "-s", f"run_dir={tmp_path / 'run'}"], capsys, monkeypatch)
     assert "error: expert.split: the environment's 'train' split has no tasks" in err
     assert not (tmp_path / "run" / "base-model").exists()
+    # an empty test split is named before the expert stage too, not after SFT-POS has trained
+    err = _fails(["run", "-s", "env.options.test=0", "-s", f"run_dir={tmp_path / 'run'}"], capsys, monkeypatch)
+    assert "error: eval.split: the environment's 'test' split has no tasks" in err
+    assert not (tmp_path / "run" / "expert").exists()

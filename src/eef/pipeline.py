@@ -251,6 +251,8 @@ def check_against_env(config: RunConfig, env: TextEnv) -> None:
     for key, split in (("expert.split", config.expert.split), ("eval.split", config.eval.split)):
         if split not in env.splits():
             raise EefError(f"{key}: {split!r} is not a split of {env.name}; known: {', '.join(env.splits())}")
+        if not env.task_ids(split):  # found here, not after the expert stage and SFT-POS's training
+            raise EefError(f"{key}: the environment's {split!r} split has no tasks (env.options: {config.env.options})")
 
 
 def _run_stages(config: RunConfig, env: TextEnv, rd: RunDir) -> dict[str, Any]:
@@ -318,10 +320,6 @@ def collect_experts(config: RunConfig, env: TextEnv, prompt: tuple[Message, ...]
         return read_trajectories(path)
     began = time.perf_counter()
     tasks = env.task_ids(config.expert.split)[: config.expert.limit]
-    if not tasks:
-        raise EefError(
-            f"expert.split: the environment's {config.expert.split!r} split has no tasks (env.options: {config.env.options})"
-        )
     experts: list[Trajectory] = []
     outside_tasks: dict[str, int] = {}
     groups = task_groups(env, tasks)

@@ -131,12 +131,14 @@ def test_a_bad_goal_index_names_file_line_and_position(tmp_path, text, line, fie
     assert reason in info.value.reason
 
 
-def test_a_task_list_must_be_an_array_and_present(tmp_path):
+def test_a_task_list_must_be_a_non_empty_array_and_present(tmp_path):
     from eef.data.reader import read_split_lists
     from eef.errors import UnknownNameError
 
     with pytest.raises(DataError, match=r"test_indices\.json: expected a JSON array"):
         read_split_lists({"test": _write(tmp_path / "test_indices.json", '{"test": [1]}')}, "webshop")
+    with pytest.raises(DataError, match=r"test_indices\.json: an empty task list"):
+        read_split_lists({"test": _write(tmp_path / "test_indices.json", "[ ]")}, "webshop")
     with pytest.raises(DataError, match=r"absent\.json: no such file"):
         read_split_lists({"test": tmp_path / "absent.json"}, "webshop")
     with pytest.raises(UnknownNameError, match="unknown environment with task lists 'alfworld'"):

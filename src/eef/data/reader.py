@@ -167,7 +167,7 @@ def read_split_lists(files: Mapping[str, str | Path], env: str) -> list[SplitLis
 
     Raises:
         UnknownNameError: no task lists are known for ``env``.
-        DataError: a list is missing, not a JSON array, or has an entry that names no task
+        DataError: a list is missing, not a JSON array, empty, or has an entry that names no task
             (with the file, line and position).
     """
     if env not in _ENTRY_READERS:
@@ -189,6 +189,8 @@ def _read_split(split: str, path: Path, read_entry: EntryReader) -> SplitList:
             repeated[task] = None
         entries.setdefault(task, entry)
         listed += 1
+    if not listed:  # an empty split file would make an empty split, which fails later, far from this file
+        raise DataError(path, "an empty task list (a split needs at least one task)")
     return SplitList(split, list(entries.values()), list(entries), listed, list(repeated))
 
 
