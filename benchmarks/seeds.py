@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from _common import print_figures
-from eef.cli_agent import DEFAULT_CONFIG
+from eef.config import DEFAULT_RUN_CONFIG
 from eef.errors import EefError
 from eef.sweep import SWEEP_FILE, Sweep, parse_seeds, run_sweep, write_sweep_report
 
@@ -62,7 +62,7 @@ def main() -> None:
             write_sweep_report(root)
         else:
             sweep = Sweep(
-                DEFAULT_CONFIG,
+                DEFAULT_RUN_CONFIG,
                 (f"env.options.test={args.test}", f"env.options.goals={args.goals}", *args.set),
                 parse_seeds(args.seeds),
                 args.key,

@@ -49,8 +49,7 @@ def test_user_errors_exit_2_with_a_message(tmp_path):
 def test_version_and_the_resolved_configuration(tmp_path):
     from importlib import metadata
 
-    from eef.cli_agent import DEFAULT_CONFIG
-    from eef.config import load_config
+    from eef.config import DEFAULT_RUN_CONFIG, load_config
 
     assert eef("--version").stdout.strip() == f"eef {metadata.version('eef')}"
     # `python -m eef` is the same command (what `accelerate launch -m eef` runs)
@@ -60,7 +59,7 @@ def test_version_and_the_resolved_configuration(tmp_path):
     assert shown.returncode == 0, shown.stderr
     (tmp_path / "shown.yaml").write_text(shown.stdout)  # what is shown runs as it is
     # without a file: the built-in default `eef run` runs (its learning rate, not the schema's)
-    wanted = load_config(DEFAULT_CONFIG, ["train.epochs=2", "methods.run=[sft_pos, eef]"])
+    wanted = load_config(DEFAULT_RUN_CONFIG, ["train.epochs=2", "methods.run=[sft_pos, eef]"])
     assert load_config(tmp_path / "shown.yaml") == wanted and wanted.train.learning_rate == 3e-3
     refused = eef("config", "show", "-s", "train.epochs=-1")
     assert refused.returncode == 2 and "train.epochs: must be a finite number above 0" in refused.stderr

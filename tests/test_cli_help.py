@@ -7,8 +7,7 @@ import pytest
 import typer
 
 from eef.cli import app
-from eef.cli_agent import DEFAULT_CONFIG
-from eef.config import load_config
+from eef.config import DEFAULT_RUN_CONFIG, load_config
 
 NOTE = re.compile(r"eef run's default config: ([^);,\s]+)")
 # A command's options and the run config sections that hold the same settings, looked up by name.
@@ -56,7 +55,7 @@ def _noted(param, value) -> bool:
 
 
 def test_a_default_that_differs_from_eef_runs_says_so():
-    run = load_config(DEFAULT_CONFIG)
+    run = load_config(DEFAULT_RUN_CONFIG)
     commands = dict(_commands())
     compared = 0
     for path, sections in RUN_SECTIONS.items():

@@ -5,8 +5,7 @@ import re
 import pytest
 import yaml
 
-from eef.cli_agent import DEFAULT_CONFIG
-from eef.config import ConfigError, RunConfig, load_config
+from eef.config import DEFAULT_RUN_CONFIG, ConfigError, RunConfig, load_config
 from eef.errors import EefError
 
 
@@ -17,7 +16,7 @@ def _write(tmp_path, data):
 
 
 def test_the_shipped_default_is_valid_and_names_every_method():
-    config = load_config(DEFAULT_CONFIG)
+    config = load_config(DEFAULT_RUN_CONFIG)
     assert config.methods.run == ("sft_pos", "rft", "rft_k", "eef")
     assert config.methods.eef.m == 3 and config.methods.rft_k is None and config.model.tiny.kv_heads == 1
     assert config.as_dict()["methods"]["run"] == ["sft_pos", "rft", "rft_k", "eef"]
@@ -51,7 +50,7 @@ def test_cross_checks_name_missing_files_and_unknown_methods(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert "methods.run[1]: 'ppo' is not one of sft_pos, rft, rft_k, eef, nat, eto" in error.value.problems
-    assert "expert.sources[0].path: 'no.jsonl' is not a file" in error.value.problems
+    assert any(p.startswith("expert.sources[0].path: 'no.jsonl' is not a file (") for p in error.value.problems)
 
 
 def test_overrides_are_typed_and_validated_too():
@@ -102,12 +101,20 @@ def test_defaults_live_in_the_schema():
     assert load_config(None) == RunConfig()
 
 
-def test_expert_files_are_found_beside_the_configuration(tmp_path, monkeypatch):
-    (tmp_path / "experts.jsonl").write_text("")
-    path = _write(tmp_path, {"expert": {"sources": [{"name": "gpt-4", "kind": "file", "path": "experts.jsonl"}]}})
-    monkeypatch.chdir("/")
+def test_expert_files_are_read_from_the_working_directory_like_every_path_of_a_configuration(tmp_path, monkeypatch):
+    # a shipped config in configs/ names experts/... as it names its data: both from where the run starts
+    (tmp_path / "experts").mkdir()
+    (tmp_path / "experts" / "gpt4.jsonl").write_text("")
+    sources = {"expert": {"sources": [{"name": "gpt-4", "kind": "file", "path": "experts/gpt4.jsonl"}]}}
+    (tmp_path / "configs").mkdir()
+    path = _write(tmp_path / "configs", sources)
+    monkeypatch.chdir(tmp_path)
     (source,) = load_config(path).expert.sources
-    assert source.path == str(tmp_path / "experts.jsonl")
+    assert source.path == str(tmp_path / "experts" / "gpt4.jsonl")  # saved absolute: a resume finds it from anywhere
+    monkeypatch.chdir(tmp_path / "configs")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert f"'experts/gpt4.jsonl' is not a file ({tmp_path / 'configs' / 'experts' / 'gpt4.jsonl'})" in str(info.value)
 
 
 def test_the_scripted_experts_mistake_rates_are_configurable_and_checked():

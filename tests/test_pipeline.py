@@ -13,8 +13,7 @@ import pytest
 import yaml
 
 from eef.agent import SamplingParams
-from eef.cli_agent import DEFAULT_CONFIG
-from eef.config import load_config
+from eef.config import DEFAULT_RUN_CONFIG, load_config
 from eef.errors import EefError
 from eef.pipeline import other_methods_rollouts, run, run_lock
 from eef.rollout import RolloutConfig
@@ -43,7 +42,7 @@ TINY = [
 
 
 def _config(run_dir, *more):
-    return load_config(DEFAULT_CONFIG, [*TINY, f"run_dir={run_dir}", *more])  # as `eef run -s ...` reads it
+    return load_config(DEFAULT_RUN_CONFIG, [*TINY, f"run_dir={run_dir}", *more])  # as `eef run -s ...` reads it
 
 
 @pytest.fixture(scope="module")
@@ -172,8 +171,10 @@ def test_resume_repeats_no_finished_stage(finished):
 
 def test_another_configuration_is_refused(finished):
     root, _, _ = finished
-    with pytest.raises(EefError, match="differs from this configuration"):
+    with pytest.raises(EefError, match="differs from this configuration") as refused:
         run(_config(root, "train.epochs=2"), resume=True)
+    epochs = _config(root).train.epochs
+    assert f"(train.epochs: {epochs!r} -> 2.0)" in str(refused.value)  # the key the user changed, and nothing else
     with pytest.raises(EefError, match="pass --resume"):
         run(_config(root))
 

@@ -17,8 +17,7 @@ from cli_helpers import cli_ok, runner
 from eef.agent.policy import SamplingParams
 from eef.agent.prompt import build_prompt
 from eef.cli import app
-from eef.cli_agent import DEFAULT_CONFIG
-from eef.config import ConfigError, ModelSection, load_config
+from eef.config import DEFAULT_RUN_CONFIG, ConfigError, ModelSection, load_config
 from eef.errors import EefError
 from eef.pipeline import run
 from eef.rollout import RolloutConfig, Start
@@ -231,7 +230,7 @@ def test_a_run_on_two_ray_nodes_writes_the_local_engines_episodes(two_nodes, tmp
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each 1-CPU actor computes, and the driver below: both runs train and sample alike
     try:
-        run(load_config(DEFAULT_CONFIG, [*small, f"run_dir={tmp_path / 'local'}"]), log=lambda line: None)
+        run(load_config(DEFAULT_RUN_CONFIG, [*small, f"run_dir={tmp_path / 'local'}"]), log=lambda line: None)
     finally:
         torch.set_num_threads(threads)
     _wait_for_both_nodes(two_nodes)  # they started during the local run

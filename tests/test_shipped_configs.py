@@ -21,6 +21,22 @@ def test_a_shipped_run_configuration_is_valid_but_for_fetched_data(path):
         assert config.model.base  # a paper setting names its model
 
 
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_a_shipped_configuration_finds_its_expert_files_from_the_repository_root(path, tmp_path, monkeypatch):
+    # the guide runs from the repository's root: experts/... there, the configuration in configs/
+    monkeypatch.chdir(tmp_path)
+    named = [s["path"] for s in yaml.safe_load(path.read_text())["expert"]["sources"] if s.get("kind") == "file"]
+    for name in named:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    try:
+        config = load_config(path)
+    except ConfigError as e:
+        assert not [p for p in e.problems if p.startswith("expert.")], str(e)
+    else:
+        assert [s.path for s in config.expert.sources if s.kind == "file"] == [str(tmp_path / n) for n in named]
+
+
 @pytest.mark.parametrize("path", sorted((CONFIGS / "accelerate").glob("*.yaml")), ids=lambda p: p.name)
 def test_an_accelerate_configuration_names_its_processes(path):
     settings = yaml.safe_load(path.read_text())

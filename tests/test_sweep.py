@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from eef.cli import main
-from eef.cli_agent import DEFAULT_CONFIG
+from eef.config import DEFAULT_RUN_CONFIG
 from eef.errors import DataError, EefError
 from eef.stats import sign_test
 from eef.sweep import Sweep, parse_seeds, run_sweep, write_sweep_report
@@ -137,7 +137,7 @@ TINY = [*PIPELINE_TINY, "expert.limit=6", "eval.limit=6", "methods.run=[sft_pos,
 
 @pytest.mark.slow
 def test_a_sweep_runs_each_seed_resumes_and_refuses_another(tmp_path: Path) -> None:
-    sweep = Sweep(DEFAULT_CONFIG, tuple(TINY), (0, 1), "seed", tmp_path / "sweep")
+    sweep = Sweep(DEFAULT_RUN_CONFIG, tuple(TINY), (0, 1), "seed", tmp_path / "sweep")
     lines: list[str] = []
     result = run_sweep(sweep, log=lines.append)
     assert set(result.summaries) == {0, 1} and all(s > 0 for s in result.seconds.values())
@@ -155,16 +155,16 @@ def test_a_sweep_runs_each_seed_resumes_and_refuses_another(tmp_path: Path) -> N
     with pytest.raises(EefError, match="already holds a sweep"):
         run_sweep(sweep)
     with pytest.raises(EefError, match="describes another sweep"):
-        run_sweep(Sweep(DEFAULT_CONFIG, tuple(TINY), (0, 2), "seed", sweep.root), resume=True)
+        run_sweep(Sweep(DEFAULT_RUN_CONFIG, tuple(TINY), (0, 2), "seed", sweep.root), resume=True)
 
 
 def test_a_bad_key_is_refused_before_any_run(tmp_path: Path) -> None:
     with pytest.raises(EefError, match="--key no_such_key: not an integer setting"):
-        run_sweep(Sweep(DEFAULT_CONFIG, (), (0, 1), "no_such_key", tmp_path / "s"))
+        run_sweep(Sweep(DEFAULT_RUN_CONFIG, (), (0, 1), "no_such_key", tmp_path / "s"))
     with pytest.raises(EefError, match="env.options.no_such: no such option"):  # environment options: by name
-        run_sweep(Sweep(DEFAULT_CONFIG, (), (0, 1), "env.options.no_such", tmp_path / "s"))
+        run_sweep(Sweep(DEFAULT_RUN_CONFIG, (), (0, 1), "env.options.no_such", tmp_path / "s"))
     with pytest.raises(EefError, match="env.options.groups: must be a number in"):
-        run_sweep(Sweep(DEFAULT_CONFIG, ("env.options.groups=0",), (0, 1), "env.options.seed", tmp_path / "s"))
+        run_sweep(Sweep(DEFAULT_RUN_CONFIG, ("env.options.groups=0",), (0, 1), "env.options.seed", tmp_path / "s"))
     assert not (tmp_path / "s").exists()  # no sweep.yaml left to block the corrected sweep
 
 

@@ -52,9 +52,9 @@ def config_show(
     what `eef run` with the same arguments would run and save as config.yaml."""
     import yaml
 
-    from eef.config import load_config
+    from eef.config import DEFAULT_RUN_CONFIG, load_config
 
-    resolved = load_config(config or cli_agent.DEFAULT_CONFIG, set_)  # as `eef run` reads it
+    resolved = load_config(config or DEFAULT_RUN_CONFIG, set_)  # as `eef run` reads it
     typer.echo(yaml.safe_dump(resolved.as_dict(), sort_keys=False), nl=False)
 
 
@@ -175,9 +175,9 @@ def env_play(
 
 def _run_view(name: str) -> str | None:
     """The view eef run's default configuration plays environment ``name`` in (None: it plays another)."""
-    from eef.config import load_config
+    from eef.config import DEFAULT_RUN_CONFIG, load_config
 
-    run_env = load_config(cli_agent.DEFAULT_CONFIG).env
+    run_env = load_config(DEFAULT_RUN_CONFIG).env
     return run_env.options.get("view") if run_env.name == name else None
 
 

@@ -495,11 +495,11 @@ def run_command(
     report_to: ReportTo = None,
 ) -> None:
     """Run the pipeline: expert data, SFT-POS, then RFT / RFT xK / EEF iterations, evaluation, report."""
-    from eef.config import load_config
+    from eef.config import DEFAULT_RUN_CONFIG, load_config
     from eef.pipeline import run, run_root
 
     overrides = [*(set_ or ()), *([f"tracking.report_to=[{', '.join(report_to)}]"] if report_to else [])]
-    run_config = load_config(config or DEFAULT_CONFIG, overrides)  # every problem is reported before any work
+    run_config = load_config(config or DEFAULT_RUN_CONFIG, overrides)  # every problem is reported before any work
     quiet_model_loading()
     summary = run(run_config, resume=resume, log=lambda line: typer.echo(line, err=True))
     for method, entry in summary.items():
@@ -528,10 +528,10 @@ def sweep_command(
 ) -> None:
     """Run the configuration once per seed into OUT/seed-S/, then a report over the seeds (means
     with 95% intervals, per seed, paired comparisons pooled over seeds) in OUT/report/."""
-    from eef.config import load_config
+    from eef.config import DEFAULT_RUN_CONFIG, load_config
     from eef.sweep import Sweep, parse_seeds, run_sweep
 
-    path = config or DEFAULT_CONFIG
+    path = config or DEFAULT_RUN_CONFIG
     root = out or Path("runs") / f"{load_config(path, set_).name}-seeds"
     sweep = Sweep(path, tuple(set_ or ()), parse_seeds(seeds), key, root)
     quiet_model_loading()
@@ -556,9 +556,6 @@ def report_command(
 
     out = write_sweep_report(run_dir) if (run_dir / SWEEP_FILE).is_file() else write_report(run_dir)
     typer.echo(f"report: {out / 'index.html'}")
-
-
-DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
 
 
 def register(app: typer.Typer) -> None:

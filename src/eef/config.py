@@ -385,6 +385,21 @@ def saved_config(path: Path) -> RunConfig:
     return config
 
 
+def differences(before: Any, after: Any, path: str = "") -> list[str]:
+    """Where two configurations (as dicts) differ: ``key.path: before -> after``, one per leaf.
+
+    >>> differences({"train": {"epochs": 48, "seed": 0}}, {"train": {"epochs": 2, "seed": 0}})
+    ['train.epochs: 48 -> 2']
+    """
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [
+            line
+            for key in dict.fromkeys([*before, *after])
+            for line in differences(before.get(key), after.get(key), f"{path}.{key}" if path else str(key))
+        ]
+    return [] if before == after else [f"{path}: {before!r} -> {after!r}"]
+
+
 def read_yaml_file(path: Path) -> Any:
     """:func:`read_yaml` of a file, which must be UTF-8 text."""
     try:
@@ -412,8 +427,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+# the built-in default `eef run` runs without a file (the schema's own defaults are the paper's settings)
+DEFAULT_RUN_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
-    """Read, override and validate a configuration (None: the built-in default).
+    """Read, override and validate a configuration (None: the schema's defaults, the paper's
+    settings; ``eef run`` without a file reads :data:`DEFAULT_RUN_CONFIG`).
 
     Raises:
         ConfigError: every problem found, with key paths.
@@ -431,14 +451,14 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     data = apply_overrides(data, overrides or [])
     problems: list[str] = []
     config = build(RunConfig, data, "", problems)
-    base = Path(path).parent if path else Path.cwd()
     if not problems:  # values flagged above were replaced by placeholders: do not judge those
-        problems = _cross_checks(config, base)
+        problems = _cross_checks(config)
     if problems:
         raise ConfigError(source, problems, overrides)
-    # expert files are named relative to the configuration file; the run may start elsewhere
+    # a relative path reads from the working directory, as run_dir and the environment's options do; saved
+    # absolute, so that a resumed run finds the same files from anywhere
     sources = tuple(
-        dataclasses.replace(s, path=str((base / s.path).resolve())) if s.path else s for s in config.expert.sources
+        dataclasses.replace(s, path=str(Path(s.path).resolve())) if s.path else s for s in config.expert.sources
     )
     return dataclasses.replace(config, expert=dataclasses.replace(config.expert, sources=sources))
 
@@ -458,7 +478,7 @@ def _blame_override(problem: str, overrides: list[str]) -> str:
     return problem
 
 
-def _cross_checks(config: RunConfig, base: Path) -> list[str]:
+def _cross_checks(config: RunConfig) -> list[str]:
     from eef.envs import option_problems
 
     try:
@@ -471,8 +491,9 @@ def _cross_checks(config: RunConfig, base: Path) -> list[str]:
         if method not in method_names():
             problems.append(f"methods.run[{i}]: {method!r} is not one of {', '.join(method_names())}")
     for i, source in enumerate(config.expert.sources):
-        if source.kind == "file" and (source.path is None or not (base / source.path).is_file()):
-            problems.append(f"expert.sources[{i}].path: {source.path!r} is not a file")
+        if source.kind == "file" and (source.path is None or not Path(source.path).is_file()):
+            where = f" ({Path(source.path).resolve()})" if source.path and not Path(source.path).is_absolute() else ""
+            problems.append(f"expert.sources[{i}].path: {source.path!r} is not a file{where}")
         if source.scripted is not None and source.kind != "scripted":
             problems.append(f"expert.sources[{i}].scripted: only for kind scripted, not {source.kind!r}")
     if config.rollout.workers > 1 and config.model.backend != "hf":

@@ -40,7 +40,7 @@ import yaml
 from eef.agent import PromptConfig, SamplingParams, build_prompt
 from eef.agent.card import AgentCard
 from eef.atomic import write_text_atomic
-from eef.config import ExpertSource, RunConfig, saved_config
+from eef.config import ExpertSource, RunConfig, differences, saved_config
 from eef.distributed import TrainingGroup
 from eef.envs import make
 from eef.envs.protocol import TextEnv, skipped_notes, task_groups
@@ -176,10 +176,12 @@ def prepare_run_dir(config: RunConfig, root: Path, resume: bool) -> None:
         if not resume:
             raise EefError(f"{root} already holds a run; pass --resume to continue it or choose another run_dir")
         before = saved_config(saved).as_dict()
-        if {**before, "tracking": None} != {**wanted, "tracking": None}:  # where figures are sent changes no result
+        # where figures are sent changes no result
+        changed = differences({**before, "tracking": None}, {**wanted, "tracking": None})
+        if changed:
             raise EefError(
-                f"{saved} differs from this configuration; --resume continues only the same "
-                "configuration (start a new run_dir for a new one)"
+                f"{saved} differs from this configuration ({'; '.join(changed)}); --resume continues only "
+                "the same configuration (start a new run_dir for a new one)"
             )
         return
     write_text_atomic(saved, yaml.safe_dump(wanted, sort_keys=False))
