@@ -156,4 +156,4 @@ def test_backend_mistakes_are_clear_errors(tmp_path):
     result = runner.invoke(app, ["eval", "shop", "--model", "gpt-4o", "--backend", "openai", "--out", str(tmp_path)])
     assert "--base-url" in str(result.exception)
     result = runner.invoke(app, ["eval", "shop", "--model", str(tmp_path / "absent"), "--out", str(tmp_path)])
-    assert "does not exist" in str(result.exception)
+    assert f"{tmp_path / 'absent'}: no such checkpoint directory" in str(result.exception)

@@ -122,6 +122,21 @@ def test_a_folder_that_is_not_a_model_is_named(tmp_path, capsys, monkeypatch):
     assert f"error: {tmp_path}: cannot load a model and tokenizer (" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_mistyped_checkpoint_directory_is_named_before_the_hub_is_asked(tmp_path, capsys, monkeypatch, shop_env):
+    (tmp_path / "runs" / "tiny").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # a hub lookup would retry the network: the error must come first
+    commands = (
+        ["train", "--model", "runs/tinyy", "--data", "d.jsonl", "--out", "ck"],
+        ["eval", "--model", "runs/tinyy", "--out", "ev"],  # no ENV: once blamed on the environment
+        ["explore", "shop", "--model", "./runs/tinyy", "--out", "r.jsonl"],
+    )
+    write_trajectories(tmp_path / "d.jsonl", oracle_trajectories(shop_env, ["shop_0"], build_prompt("shop")))
+    for args in commands:
+        err = _fails(args, capsys, monkeypatch)
+        assert err.startswith("error: ") and "runs/tinyy: no such checkpoint directory; runs holds: tiny" in err, err
+
+
 def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch, tiny_model_dir):
     taken = tmp_path / "taken.jsonl"
     taken.mkdir()  # a directory where the trajectories file goes

@@ -11,7 +11,12 @@ from eef.config import DEFAULT_RUN_CONFIG, load_config
 
 NOTE = re.compile(r"eef run's default config: ([^);,\s]+)")
 # A command's options and the run config sections that hold the same settings, looked up by name.
-RUN_SECTIONS = {"train": ("train",), "explore": ("rollout", "model"), "eval": ("eval", "rollout", "model")}
+RUN_SECTIONS = {
+    "train": ("train",),
+    "explore": ("rollout", "model"),
+    "eval": ("eval", "rollout", "model"),
+    "model init": ("model.tiny",),
+}
 
 
 def _commands(command=None, path=()):
@@ -38,9 +43,12 @@ def test_help_names_only_options_of_its_command(path, command):
 def _run_default(run, sections, name):
     """The run's value of the setting option ``name`` is (request_timeout: request_timeout_s), or None."""
     for section in sections:
+        settings = run
+        for part in section.split("."):
+            settings = getattr(settings, part)
         for field in (name, f"{name}_s"):
-            if hasattr(getattr(run, section), field):
-                return (getattr(getattr(run, section), field),)
+            if hasattr(settings, field):
+                return (getattr(settings, field),)
     return None
 
 

@@ -271,6 +271,17 @@ def test_environment_options_are_checked_by_name_type_and_range(tmp_path):
     ]
     with pytest.raises(ConfigError, match=r"env.options.seed: expected an integer, got 'abc'"):
         load_config(None, ["env.options.seed=abc"])
+    # beside problems elsewhere, all at once; an unknown section is blamed on the override that named it
+    with pytest.raises(ConfigError) as error:
+        load_config(None, ["train.epochs=nan", "env.options.goals=-5", "bogus.key=1"])
+    assert error.value.problems[0].startswith("bogus: unknown key") and "(set by -s bogus.key=1)" in str(error.value)
+    assert error.value.problems[1:] == [
+        "train.epochs: must be a finite number above 0, got nan",
+        "env.options.goals: must be at least 1, got -5",
+    ]
+    with pytest.raises(ConfigError) as error:
+        load_config(None, ["env=3"])
+    assert error.value.problems == ["env: expected a mapping, got int"]
     with pytest.raises(ConfigError, match=r"env.options.colour: no such option; options: seed, goals"):
         load_config(None, ["env.options={colour: red}"])
     with pytest.raises(ConfigError, match=r"env.name: unknown environment 'nope'; known: .*shop"):

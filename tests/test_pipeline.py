@@ -66,6 +66,10 @@ def test_a_run_writes_every_stage_and_the_report(finished):
     assert eef_explore["model_calls"] == sum(len(t.turns) - t.provenance.start_step for t in rollouts) > 0
     assert (root / "config.yaml").is_file() and (root / "summary.json").is_file()
     assert (root / "report" / "report.md").is_file() and (root / "report" / "index.html").is_file()
+    # the page links to the trajectory viewer written beside it
+    assert '<a href="viewer/index.html">' in (root / "report" / "index.html").read_text()
+    assert "[viewer/index.html](viewer/index.html)" in (root / "report" / "report.md").read_text()
+    assert (root / "report" / "viewer" / "index.html").is_file()
     assert any(line.startswith("[eval eef 1] stage 11 of 11, ") for line in lines)
     experts = read_trajectories(root / "expert" / "trajectories.jsonl")
     sft_data = read_trajectories(root / "sft_pos" / "train.jsonl")

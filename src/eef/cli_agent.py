@@ -61,19 +61,25 @@ if TYPE_CHECKING:
 def model_init(
     out: Annotated[Path, typer.Option(help="Directory to create.")],
     env_name: Annotated[str, typer.Option("--env", help="Environment whose text builds the tokenizer.")] = "shop",
-    layers: int = 4,
-    hidden_size: int = 128,
-    heads: int = 4,
-    intermediate_size: int = 512,
+    layers: Annotated[int, typer.Option(help="Decoder layers (eef run's default config: 3).")] = 4,
+    hidden_size: Annotated[int, typer.Option(help="Model width.")] = 128,
+    heads: Annotated[int, typer.Option(help="Attention heads.")] = 4,
+    intermediate_size: Annotated[int, typer.Option(help="MLP width (eef run's default config: 384).")] = 512,
     kv_heads: Annotated[
-        Optional[int], typer.Option(help="Key/value heads, a divisor of --heads (default: one per head).")
+        Optional[int],
+        typer.Option(
+            help="Key/value heads, a divisor of --heads (default: one per head; eef run's default config: 1)."
+        ),
     ] = None,
-    vocab_size: int = 2048,
-    seed: int = 0,
+    vocab_size: Annotated[
+        int, typer.Option(help="BPE vocabulary, special tokens included (smaller when the text is small).")
+    ] = 2048,
+    seed: Annotated[int, typer.Option(help="Seed of the tokenizer's corpus walk and of the weights.")] = 0,
     force: Force = False,
     option: EnvOptions = None,
 ) -> None:
-    """Create the tiny default model: a Llama with a tokenizer built from the environment's text."""
+    """Create a tiny Llama with a tokenizer built from the environment's text (the shape of eef run's
+    default model: --layers 3 --intermediate-size 384 --kv-heads 1)."""
     from eef.models.tiny import TinyModelConfig, create_tiny_model
 
     config = settings(
@@ -97,18 +103,22 @@ def explore(
     model: Annotated[str, typer.Option(help="Checkpoint directory, hub id or served model name.")],
     out: Annotated[Path, typer.Option(help="Trajectories JSONL to append to (a rerun skips finished starts).")],
     env_name: EnvName = None,
-    split: str = "train",
+    split: Annotated[str, typer.Option(help="The split whose tasks are explored.")] = "train",
     limit: Limit = None,
     rollouts: Annotated[int, typer.Option(min=1, help="Rollouts per start state (RFT xK).")] = 1,
     from_file: Annotated[
         Optional[Path], typer.Option("--from", help="Start from states of these trajectories.")
     ] = None,
     states: Annotated[str, typer.Option(help="With --from: 'all' or comma-separated state indices.")] = "all",
-    temperature: float = SCHEMA_DEFAULTS.rollout.temperature,
-    top_p: float = SCHEMA_DEFAULTS.rollout.top_p,
+    temperature: Annotated[
+        float, typer.Option(help="Sampling temperature (0: greedy).")
+    ] = SCHEMA_DEFAULTS.rollout.temperature,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling's probability mass.")] = SCHEMA_DEFAULTS.rollout.top_p,
     max_new_tokens: MaxNewTokens = 128,
-    seed: int = 0,
-    iteration: int = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the sampling (each rollout draws from its own).")] = 0,
+    iteration: Annotated[
+        int, typer.Option(help="Recorded in each trajectory's provenance (eef run counts its iterations so).")
+    ] = 0,
     num_envs: NumEnvs = 16,
     workers: Workers = SCHEMA_DEFAULTS.rollout.workers,
     worker_timeout: WorkerTimeout = SCHEMA_DEFAULTS.rollout.worker_timeout_s,
@@ -255,7 +265,9 @@ def train_command(
     max_length: Annotated[
         int, typer.Option(help="Tokens per row; longer conversations are cut (eef run's default config: 2048).")
     ] = SCHEMA_DEFAULTS.train.max_length,
-    rows_per_step: int = SCHEMA_DEFAULTS.train.rows_per_step,
+    rows_per_step: Annotated[
+        int, typer.Option(help="Rows per optimizer step, over every process and accumulated micro-batch.")
+    ] = SCHEMA_DEFAULTS.train.rows_per_step,
     micro_batch_rows: Annotated[
         int, typer.Option(help="Rows per forward pass on one device (eef run's default config: 8).")
     ] = SCHEMA_DEFAULTS.train.micro_batch_rows,
@@ -272,8 +284,10 @@ def train_command(
             "--group-by-length)."
         ),
     ] = SCHEMA_DEFAULTS.train.group_by_length,
-    warmup_ratio: float = SCHEMA_DEFAULTS.train.warmup_ratio,
-    weight_decay: float = SCHEMA_DEFAULTS.train.weight_decay,
+    warmup_ratio: Annotated[
+        float, typer.Option(help="Share of the steps with a rate rising linearly to the peak.")
+    ] = SCHEMA_DEFAULTS.train.warmup_ratio,
+    weight_decay: Annotated[float, typer.Option(help="AdamW's weight decay.")] = SCHEMA_DEFAULTS.train.weight_decay,
     decay_ratio: Annotated[
         float,
         typer.Option(
@@ -288,8 +302,10 @@ def train_command(
     lora_alpha: Annotated[Optional[int], typer.Option(help="LoRA scaling numerator (default 2 x rank).")] = None,
     lora_targets: Annotated[str, typer.Option(help="Comma-separated module names, or all-linear.")] = "all-linear",
     lora_merge: Annotated[bool, typer.Option(help="Merge adapters into the saved weights.")] = True,
-    gradient_checkpointing: bool = SCHEMA_DEFAULTS.train.gradient_checkpointing,
-    seed: int = SCHEMA_DEFAULTS.train.seed,
+    gradient_checkpointing: Annotated[
+        bool, typer.Option(help="Recompute activations in the backward pass: less GPU memory, more time.")
+    ] = SCHEMA_DEFAULTS.train.gradient_checkpointing,
+    seed: Annotated[int, typer.Option(help="Seed of the shuffling and of dropout.")] = SCHEMA_DEFAULTS.train.seed,
     dtype: Annotated[
         str,
         typer.Option(
@@ -368,13 +384,13 @@ def eval_command(
     model: Annotated[str, typer.Option(help="Checkpoint directory, hub id or served model name.")],
     out: Annotated[Path, typer.Option(help="Directory for trajectories.jsonl, report.json and tasks.tsv.")],
     env_name: EnvName = None,
-    split: str = SCHEMA_DEFAULTS.eval.split,
+    split: Annotated[str, typer.Option(help="The split whose tasks are evaluated.")] = SCHEMA_DEFAULTS.eval.split,
     limit: Limit = None,
     max_new_tokens: MaxNewTokens = 128,
     temperature: Annotated[
         float, typer.Option(help="0 (the default) is greedy, the protocol's evaluation.")
     ] = SCHEMA_DEFAULTS.eval.temperature,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the sampling when --temperature is above 0.")] = 0,
     num_envs: NumEnvs = 16,
     workers: Workers = SCHEMA_DEFAULTS.rollout.workers,
     worker_timeout: WorkerTimeout = SCHEMA_DEFAULTS.rollout.worker_timeout_s,

@@ -18,6 +18,7 @@ from eef.agent.card import read_agent_card, served_agent_card
 from eef.checks import FieldErrors
 from eef.config import ModelSection, RunConfig, read_yaml
 from eef.errors import EefError, UnknownNameError
+from eef.models import check_local_checkpoint
 from eef.train.settings import TRAIN_RECORD
 
 if TYPE_CHECKING:
@@ -40,7 +41,9 @@ EnvOptions = Annotated[
 Limit = Annotated[Optional[int], typer.Option(min=1, help="Only the first N tasks.")]
 Backend = Annotated[
     str,
-    typer.Option(help="Policy backend: hf, openai, vllm or one registered with eef.agent.backends.register_backend."),
+    typer.Option(
+        help="Policy backend: hf, openai, vllm, served (eef starts --server-command per checkpoint) or one registered with eef.agent.backends.register_backend."
+    ),
 ]
 BaseUrl = Annotated[
     Optional[str], typer.Option(help="Server URL of the openai backend, e.g. http://localhost:8000/v1.")
@@ -98,7 +101,7 @@ WorkerTimeout = Annotated[
 ]
 EnvName = Annotated[
     Optional[str],
-    typer.Argument(metavar="[ENV]", help="Environment name (default: the one the checkpoint was trained on)."),
+    typer.Argument(metavar="ENV", help="Environment name (default: the one the checkpoint was trained on)."),
 ]
 OneShot = Annotated[
     Optional[bool],
@@ -189,6 +192,8 @@ def agent_setup(
     from eef.agent import build_prompt
     from eef.envs import make
 
+    if base_url is None:  # a served model's name may be a path on the server's machine
+        check_local_checkpoint(checkpoint)  # a mistyped directory is named as such, not as a missing environment
     if Path(checkpoint).is_dir():
         card = read_agent_card(checkpoint)
     else:

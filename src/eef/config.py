@@ -239,7 +239,7 @@ def _plain(value: Any) -> Any:
 def build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
     """An instance of dataclass ``cls`` from ``data``; problems are appended, not raised."""
     if not isinstance(data, dict):
-        problems.append(f"{path or '(top)'}: expected a mapping, got {type(data).__name__}")
+        problems.append(f"{path.rstrip('.') or '(top)'}: expected a mapping, got {type(data).__name__}")
         return cls()
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
@@ -451,8 +451,12 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     data = apply_overrides(data, overrides or [])
     problems: list[str] = []
     config = build(RunConfig, data, "", problems)
-    if not problems:  # values flagged above were replaced by placeholders: do not judge those
-        problems = _cross_checks(config)
+    # the environment's options are judged beside every other problem (a flagged value anywhere makes the
+    # whole configuration a placeholder), unless the env section itself is malformed; the other
+    # cross-checks would judge placeholders
+    env_malformed: list[str] = []
+    env = build(EnvSection, data.get("env", {}), "env.", env_malformed)
+    problems += ([] if env_malformed else _env_problems(env)) + ([] if problems else _cross_checks(config))
     if problems:
         raise ConfigError(source, problems, overrides)
     # a relative path reads from the working directory, as run_dir and the environment's options do; saved
@@ -473,20 +477,23 @@ def _blame_override(problem: str, overrides: list[str]) -> str:
     path = problem.partition(": ")[0]
     for item in reversed(overrides):
         key = item.partition("=")[0].strip()
-        if path == key or path.startswith((f"{key}.", f"{key}[")):
+        # the key itself, a key under a section it set, or an unknown section it named (bogus.key=1)
+        if path == key or path.startswith((f"{key}.", f"{key}[")) or key.startswith(f"{path}."):
             return f"{problem} (set by -s {item})"
     return problem
 
 
-def _cross_checks(config: RunConfig) -> list[str]:
+def _env_problems(env: EnvSection) -> list[str]:
     from eef.envs import option_problems
 
     try:
-        problems = [
-            f"env.options.{key}: {reason}" for key, reason in option_problems(config.env.name, config.env.options)
-        ]
+        return [f"env.options.{key}: {reason}" for key, reason in option_problems(env.name, env.options)]
     except UnknownNameError as e:
-        problems = [f"env.name: {e}"]
+        return [f"env.name: {e}"]
+
+
+def _cross_checks(config: RunConfig) -> list[str]:
+    problems = []
     for i, method in enumerate(config.methods.run):
         if method not in method_names():
             problems.append(f"methods.run[{i}]: {method!r} is not one of {', '.join(method_names())}")

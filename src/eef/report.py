@@ -351,7 +351,7 @@ def _write_report_files(run_dir: Path, out: Path) -> None:
     blocks = [
         ("h", 1, title),
         ("p", about),
-        ("p", _viewer_line(run_dir, out, {name: report.label(name) for name in (*METHODS, *results)})),
+        _viewer_line(run_dir, out, {name: report.label(name) for name in (*METHODS, *results)}),
         ("toc", [(b[1], b[2]) for b in sections if b[0] == "h" and b[1] == 2]),
         *sections,
     ]
@@ -359,14 +359,14 @@ def _write_report_files(run_dir: Path, out: Path) -> None:
     (out / "index.html").write_text(render_html(title, blocks), encoding="utf-8")
 
 
-def _viewer_line(run_dir: Path, out: Path, labels: dict[str, str]) -> str:
-    """Write the trajectory viewer beside the report; the line that points to it (or says why
+def _viewer_line(run_dir: Path, out: Path, labels: dict[str, str]) -> Block:
+    """Write the trajectory viewer beside the report; the line that links to it (or says why
     there is none: the report reads what it can of a run, the viewer needs its configuration whole)."""
     try:
         page = write_viewer(run_dir, out / "viewer", labels)
     except EefError as e:
-        return f"No trajectory viewer: {e}"
-    return f"Trajectories task by task, side by side across methods: {page.relative_to(out)} (open it in a browser)."
+        return ("p", f"No trajectory viewer: {e}")
+    return ("link", "Trajectories task by task, side by side across methods: ", str(page.relative_to(out)), ".")
 
 
 def _latest(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -19,7 +19,9 @@ from eef.trajectory import Trajectory
 Curves = Mapping[str, Sequence[tuple[float, float]]]
 Intervals = Mapping[str, Sequence[tuple[float, float, float]]]  # label -> (x, low, high)
 Bars = Sequence[tuple[str, Mapping[str, float]]]
-Block = tuple[Any, ...]  # ("h", level, text) | ("p", text) | ("table", headers, rows) | ("pre", text)
+Block = tuple[
+    Any, ...
+]  # ("h", level, text) | ("p", text) | ("link", before, target, after) | ("table", headers, rows) | ("pre", text)
 #                        | ("img", file, alt) | ("trajectory", Trajectory) | ("toc", [(level, text)])
 #                        | ("details", summary, text)
 
@@ -200,6 +202,8 @@ def render_markdown(blocks: list[Block]) -> str:
             out.append("#" * args[0] + " " + _md_text(args[1]))
         elif kind == "p":
             out.append(_md_text(args[0]))
+        elif kind == "link":
+            out.append(f"{_md_text(args[0])}[{_md_text(args[1])}]({args[1]}){_md_text(args[2])}")
         elif kind == "table":
             out.append(
                 "\n".join(
@@ -242,6 +246,8 @@ def render_html(title: str, blocks: list[Block]) -> str:
             out.append(f'<h{args[0]} id="{e(anchor(args[1]))}">{e(args[1])}</h{args[0]}>')
         elif kind == "p":
             out.append(f"<p>{e(args[0])}</p>")
+        elif kind == "link":
+            out.append(f'<p>{e(args[0])}<a href="{e(args[1])}">{e(args[1])}</a>{e(args[2])}</p>')
         elif kind == "table":
             header = "".join(f"<th>{e(h)}</th>" for h in args[0])
             body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in args[1])

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from eef.errors import EefError, UnknownNameError
-from eef.models import DEVICE_PATTERN, DTYPE_NAMES
+from eef.models import DEVICE_PATTERN, DTYPE_NAMES, check_local_checkpoint
 from eef.models.requirements import check_requirements
 from eef.train.settings import TRAIN_RECORD
 
@@ -96,6 +96,7 @@ def load_model_and_tokenizer(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     target = pick_device(device)
+    check_local_checkpoint(path)
     if Path(path).is_dir():
         if not (Path(path) / "config.json").is_file():
             # transformers' own error for a folder without a model differs by version (some raise ImportError)
