@@ -122,19 +122,23 @@ def test_a_folder_that_is_not_a_model_is_named(tmp_path, capsys, monkeypatch):
     assert f"error: {tmp_path}: cannot load a model and tokenizer (" in err and len(err.strip().splitlines()) == 1
 
 
-def test_a_mistyped_checkpoint_directory_is_named_before_the_hub_is_asked(tmp_path, capsys, monkeypatch, shop_env):
+def test_a_mistyped_checkpoint_directory_is_named_as_one(tmp_path, capsys, monkeypatch, shop_env):
     (tmp_path / "runs" / "tiny").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # a hub lookup would retry the network: the error must come first
-    commands = (
-        ["train", "--model", "runs/tinyy", "--data", "d.jsonl", "--out", "ck"],
-        ["eval", "--model", "runs/tinyy", "--out", "ev"],  # no ENV: once blamed on the environment
-        ["explore", "shop", "--model", "./runs/tinyy", "--out", "r.jsonl"],
-    )
     write_trajectories(tmp_path / "d.jsonl", oracle_trajectories(shop_env, ["shop_0"], build_prompt("shop")))
-    for args in commands:
-        err = _fails(args, capsys, monkeypatch)
-        assert err.startswith("error: ") and "runs/tinyy: no such checkpoint directory; runs holds: tiny" in err, err
+    # a path that can only be local is refused before the hub is asked (which retries the network for a minute)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    for model, hint in (("./runs/tinyy", "; runs holds: tiny"), ("runs/tinyy/checkpoint", "")):
+        err = _fails(["explore", "shop", "--model", model, "--out", "r.jsonl"], capsys, monkeypatch)
+        assert err.endswith(f"error: {model}: no such checkpoint directory{hint}\n"), err
+    # runs/tinyy may be a hub id: asked there, then named as a missing local directory too
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    err = _fails(["train", "--model", "runs/tinyy", "--data", "d.jsonl", "--out", "ck"], capsys, monkeypatch)
+    assert (
+        err.startswith("error: runs/tinyy: cannot load") and "no such local directory either; runs holds: tiny" in err
+    )
+    err = _fails(["eval", "--model", "runs/tinyy", "--out", "ev"], capsys, monkeypatch)  # no ENV: once blamed on it
+    assert "runs/tinyy is no local checkpoint directory; runs holds: tiny" in err, err
 
 
 def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch, tiny_model_dir):
@@ -256,4 +260,4 @@ def test_a_catalog_without_training_or_test_tasks_is_named_before_any_work(tmp_p
     # an empty test split is named before the expert stage too, not after SFT-POS has trained
     err = _fails(["run", "-s", "env.options.test=0", "-s", f"run_dir={tmp_path / 'run'}"], capsys, monkeypatch)
     assert "error: eval.split: the environment's 'test' split has no tasks" in err
-    assert not (tmp_path / "run" / "expert").exists()
+    assert not (tmp_path / "run").exists()

@@ -436,3 +436,11 @@ def test_a_diverged_training_loss_is_shown_not_refused(run_dir: Path) -> None:
     path.write_text(path.read_text() + diverged)  # what a run before the pipeline wrote null for it left
     markdown = (write_report(run_dir) / "report.md").read_text()
     assert "nan" in markdown
+
+
+def test_a_run_whose_viewer_cannot_be_written_says_why_in_place_of_the_link(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("name: odd\nmethods: {eef: {m: five}}\n")  # read loosely by the report
+    out = write_report(tmp_path)
+    page, markdown = (out / "index.html").read_text(), (out / "report.md").read_text()
+    assert "<p>No trajectory viewer: " in page and "methods.eef.m" in page and "viewer/index.html" not in page
+    assert "No trajectory viewer: " in markdown and not (out / "viewer").exists()

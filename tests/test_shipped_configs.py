@@ -34,7 +34,9 @@ def test_a_shipped_configuration_finds_its_expert_files_from_the_repository_root
     except ConfigError as e:
         assert not [p for p in e.problems if p.startswith("expert.")], str(e)
     else:
-        assert [s.path for s in config.expert.sources if s.kind == "file"] == [str(tmp_path / n) for n in named]
+        assert [s.path for s in config.expert.sources if s.kind == "file"] == [
+            str(tmp_path.resolve() / n) for n in named
+        ]
 
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "accelerate").glob("*.yaml")), ids=lambda p: p.name)

@@ -210,5 +210,5 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-if __name__ == "__main__":  # `python -m eef.cli`, as older docs and scripts call it
+if __name__ == "__main__":  # `python -m eef.cli` works as `python -m eef` does
     main()

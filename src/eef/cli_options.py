@@ -18,7 +18,7 @@ from eef.agent.card import read_agent_card, served_agent_card
 from eef.checks import FieldErrors
 from eef.config import ModelSection, RunConfig, read_yaml
 from eef.errors import EefError, UnknownNameError
-from eef.models import check_local_checkpoint
+from eef.models import local_hint
 from eef.train.settings import TRAIN_RECORD
 
 if TYPE_CHECKING:
@@ -192,14 +192,17 @@ def agent_setup(
     from eef.agent import build_prompt
     from eef.envs import make
 
-    if base_url is None:  # a served model's name may be a path on the server's machine
-        check_local_checkpoint(checkpoint)  # a mistyped directory is named as such, not as a missing environment
     if Path(checkpoint).is_dir():
         card = read_agent_card(checkpoint)
     else:
         card = served_agent_card(base_url, checkpoint, api_key=api_key) if base_url else None
     name = env_name or (card.env if card is not None else None)
     if name is None:
+        if base_url is None and not Path(checkpoint).exists():  # a mistyped directory, named as such
+            raise EefError(
+                f"ENV: name the environment ({checkpoint} is no local checkpoint directory{local_hint(checkpoint)}; "
+                "a hub model records none)"
+            )
         raise EefError(f"ENV: name the environment ({checkpoint} records none)")
     same = card is not None and card.env == name
     if card is not None and not same:

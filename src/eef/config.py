@@ -390,6 +390,8 @@ def differences(before: Any, after: Any, path: str = "") -> list[str]:
 
     >>> differences({"train": {"epochs": 48, "seed": 0}}, {"train": {"epochs": 2, "seed": 0}})
     ['train.epochs: 48 -> 2']
+    >>> differences({"sources": [{"seed": 0}, {"seed": 1}]}, {"sources": [{"seed": 0}, {"seed": 2}]})
+    ['sources[1].seed: 1 -> 2']
     """
     if isinstance(before, dict) and isinstance(after, dict):
         return [
@@ -397,6 +399,8 @@ def differences(before: Any, after: Any, path: str = "") -> list[str]:
             for key in dict.fromkeys([*before, *after])
             for line in differences(before.get(key), after.get(key), f"{path}.{key}" if path else str(key))
         ]
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        return [line for i, (b, a) in enumerate(zip(before, after)) for line in differences(b, a, f"{path}[{i}]")]
     return [] if before == after else [f"{path}: {before!r} -> {after!r}"]
 
 
@@ -459,10 +463,11 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     problems += ([] if env_malformed else _env_problems(env)) + ([] if problems else _cross_checks(config))
     if problems:
         raise ConfigError(source, problems, overrides)
-    # a relative path reads from the working directory, as run_dir and the environment's options do; saved
-    # absolute, so that a resumed run finds the same files from anywhere
+    # a relative path reads from the working directory, as run_dir and the environment's options do; the run
+    # records which files it read
     sources = tuple(
-        dataclasses.replace(s, path=str(Path(s.path).resolve())) if s.path else s for s in config.expert.sources
+        dataclasses.replace(s, path=str(Path(s.path).expanduser().resolve())) if s.path else s
+        for s in config.expert.sources
     )
     return dataclasses.replace(config, expert=dataclasses.replace(config.expert, sources=sources))
 
@@ -498,8 +503,9 @@ def _cross_checks(config: RunConfig) -> list[str]:
         if method not in method_names():
             problems.append(f"methods.run[{i}]: {method!r} is not one of {', '.join(method_names())}")
     for i, source in enumerate(config.expert.sources):
-        if source.kind == "file" and (source.path is None or not Path(source.path).is_file()):
-            where = f" ({Path(source.path).resolve()})" if source.path and not Path(source.path).is_absolute() else ""
+        if source.kind == "file" and (source.path is None or not Path(source.path).expanduser().is_file()):
+            named = Path(source.path).expanduser() if source.path else None
+            where = f" ({named.resolve()})" if named and str(named) != named.resolve().as_posix() else ""
             problems.append(f"expert.sources[{i}].path: {source.path!r} is not a file{where}")
         if source.scripted is not None and source.kind != "scripted":
             problems.append(f"expert.sources[{i}].scripted: only for kind scripted, not {source.kind!r}")

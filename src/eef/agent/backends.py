@@ -5,10 +5,10 @@ by default) are built in; :func:`register_backend` adds one."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from eef.agent.policy import Policy
 from eef.errors import EefError, UnknownNameError
+from eef.models import check_local_checkpoint
 
 # (model, *, base_url, device, dtype, max_batch_size, concurrency, api_key_env, timeout_s, max_retries,
 # max_backoff_s, server_command, server_start_timeout_s) -> Policy; a backend takes the settings it
@@ -24,7 +24,6 @@ DEFAULT_SERVER_COMMAND = (
 
 
 def _hf(model: str, *, device: str, dtype: str, max_batch_size: int, **_: object) -> Policy:
-    _require_directory(model)
     from eef.agent.hf_policy import HFPolicy
 
     return HFPolicy.from_pretrained(model, device=device, dtype=dtype, max_batch_size=max_batch_size)
@@ -80,10 +79,9 @@ def _served(
 
 
 def _vllm(model: str, *, dtype: str, **_: object) -> Policy:
-    _require_directory(model)
     from eef.agent.vllm_policy import VLLMPolicy
 
-    return VLLMPolicy.from_pretrained(model, dtype=dtype)
+    return VLLMPolicy.from_pretrained(check_local_checkpoint(model), dtype=dtype)
 
 
 _BACKENDS: dict[str, BackendFactory] = {"hf": _hf, "openai": _openai, "vllm": _vllm, "served": _served}
@@ -149,10 +147,3 @@ def build_policy(
         server_command=server_command,
         server_start_timeout_s=server_start_timeout_s,
     )
-
-
-def _require_directory(model: str) -> None:
-    """A local path (rather than a hub id, ``org/name``) must be a directory."""
-    looks_like_path = model.startswith((".", "/", "~")) or Path(model).exists() or model.count("/") != 1
-    if looks_like_path and not Path(model).is_dir():
-        raise EefError(f"model directory {model!r} does not exist")

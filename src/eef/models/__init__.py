@@ -10,24 +10,29 @@ DEVICE_PATTERN = (
 )
 
 
-def check_local_checkpoint(path: str | Path) -> None:
-    """Refuse a checkpoint that names a local directory which does not exist, before transformers
-    takes it for a hub id (and retries the network for a minute).
+def check_local_checkpoint(path: str | Path) -> str:
+    """The checkpoint as transformers should read it (``~`` expanded); refuses one that can only
+    name a local directory, and that directory does not exist, before transformers takes it for a
+    hub id (and retries the network for a minute).
 
-    Local: absolute, starting with ``.`` or ``~``, more than one ``/`` (a hub id has at most one), or
-    a first part that is a local directory (``runs/ckpt`` where ``runs/`` exists).
+    Only local: absolute, starting with ``.`` or ``~``, or with more than one ``/`` (a hub id has
+    at most one). ``runs/ckpt`` may be a hub id: see :func:`local_hint` for the message after.
 
     Raises:
         EefError: the directory does not exist (naming what its parent holds).
     """
     text = str(path)
     local = Path(text).expanduser()
-    if local.exists():
-        return
-    first = Path(text).parts[0] if Path(text).parts else ""
-    looks_local = text.startswith((".", "~", "/")) or text.count("/") > 1 or ("/" in text and Path(first).is_dir())
-    if looks_local:
-        parent = local.parent
-        held = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
-        there = f"; {parent} holds: {', '.join(held[:8])}{', ...' if len(held) > 8 else ''}" if held else ""
-        raise EefError(f"{text}: no such checkpoint directory{there}")
+    if local.exists() or not (local.is_absolute() or text.startswith((".", "~")) or len(Path(text).parts) > 2):
+        return str(local) if text.startswith("~") else text
+    raise EefError(f"{text}: no such checkpoint directory{local_hint(text)}")
+
+
+def local_hint(path: str | Path) -> str:
+    """What the local directory ``path`` would lie in holds, for a message about a checkpoint that
+    is found neither there nor on the hub (``; runs holds: a, b``), or nothing."""
+    parent = Path(str(path)).expanduser().parent
+    if str(parent) in ("", ".") or not parent.is_dir():
+        return ""
+    held = sorted(p.name for p in parent.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return f"; {parent} holds: {', '.join(held[:8])}{', ...' if len(held) > 8 else ''}" if held else ""

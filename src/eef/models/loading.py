@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from eef.errors import EefError, UnknownNameError
-from eef.models import DEVICE_PATTERN, DTYPE_NAMES, check_local_checkpoint
+from eef.models import DEVICE_PATTERN, DTYPE_NAMES, check_local_checkpoint, local_hint
 from eef.models.requirements import check_requirements
 from eef.train.settings import TRAIN_RECORD
 
@@ -96,7 +96,7 @@ def load_model_and_tokenizer(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     target = pick_device(device)
-    check_local_checkpoint(path)
+    path = check_local_checkpoint(path)
     if Path(path).is_dir():
         if not (Path(path) / "config.json").is_file():
             # transformers' own error for a folder without a model differs by version (some raise ImportError)
@@ -109,7 +109,8 @@ def load_model_and_tokenizer(
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=pick_dtype(dtype, target))
     except (OSError, ValueError) as e:  # no such directory, not a model, a hub id with no network
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EefError(f"{path}: cannot load a model and tokenizer ({first_line})") from None
+        local = "" if Path(path).exists() else f"; no such local directory either{local_hint(path)}"
+        raise EefError(f"{path}: cannot load a model and tokenizer ({first_line}{local})") from None
     # transformers' stubs type the decorated ``to`` as taking only the model itself
     return model.to(target).eval(), tokenizer  # type: ignore[arg-type]
 
