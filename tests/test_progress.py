@@ -27,6 +27,16 @@ def test_off_a_terminal_each_update_is_one_line(monkeypatch):
     assert "3/3" in lines[-2]
 
 
+def test_off_a_terminal_a_short_stage_still_shows_its_final_count(monkeypatch):
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    bar = progress_bar(total=10, desc="eval test", unit="ep")  # done well within the 30 s between lines
+    bar.update(10)
+    bar.close()
+    assert log.getvalue().splitlines()[0].startswith("eval test:   0%")
+    assert "10/10" in log.getvalue().splitlines()[-1]
+
+
 def _in_fork(child) -> int:
     """Run ``child`` in a forked process; its exit code, or -1 if it hangs for 20 s."""
     pid = os.fork()

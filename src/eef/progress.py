@@ -53,7 +53,8 @@ os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def progress_bar(total: int, desc: str, unit: str, enabled: bool = True) -> ProgressBar:
-    """A bar on stderr; off a terminal it prints a line at most every 30 s (no flood in log files)."""
+    """A bar on stderr; off a terminal it prints a line at most every 30 s (no flood in log files)
+    and its final count when it closes."""
     terminal = sys.stderr.isatty()
     kwargs: dict[str, Any] = {} if terminal else {"mininterval": 30, "ascii": True}
     return ProgressBar(
@@ -61,7 +62,7 @@ def progress_bar(total: int, desc: str, unit: str, enabled: bool = True) -> Prog
         desc=desc,
         unit=unit,
         disable=not enabled,
-        leave=False,
+        leave=not terminal,  # a terminal clears the bar for the stage's summary; a log keeps its last count
         file=sys.stderr if terminal else _Lines(sys.stderr),
         dynamic_ncols=terminal,
         **kwargs,
