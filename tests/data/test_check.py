@@ -46,6 +46,13 @@ def test_a_different_reward_is_flagged(shop_env, expert_runs):
     )
 
 
+def test_a_success_flag_that_contradicts_the_reward_is_flagged(shop_env, expert_runs):
+    for run in (next(r for r in expert_runs if not r.success), next(r for r in expert_runs if r.success)):
+        check = check_trajectory(shop_env, replace(run, success=not run.success))  # the reward as recorded
+        assert (check.ok, check.reason, check.expected) == (False, "success", f"success {not run.success}")
+        assert check.seen == f"success {run.success} (reward {run.reward:g})"
+
+
 def test_an_episode_that_ends_before_the_record_is_flagged(shop_env, expert_runs):
     run = expert_runs[0]
     extra = replace(run.turns[-1], text="Action: click[back to search]", action="click[back to search]")

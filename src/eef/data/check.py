@@ -38,10 +38,11 @@ class ReplayCheck:
     """The outcome of replaying one trajectory.
 
     Attributes:
-        ok: every observation and the final reward matched.
+        ok: every observation, the final reward and the success flag matched.
         reason: '' when ok; else ``env`` (another environment's trajectory), ``task`` (a task the
             environment lacks), ``observation``, ``ended early`` (the episode ended before the
-            recorded actions ran out) or ``reward``.
+            recorded actions ran out), ``reward`` or ``success`` (the record's success flag is not
+            what the environment makes of the reward).
         divergence_step: the action whose observation differed (-1: after reset), or None.
         expected: the recorded observation (or outcome) that was not reproduced.
         seen: what the environment produced instead.
@@ -102,6 +103,9 @@ def check_trajectory(
     reward = last.reward if last is not None else 0.0
     if not math.isclose(reward, recorded, abs_tol=reward_tolerance):
         return ReplayCheck(False, "reward", len(turns) - 1, f"{recorded:g}", f"{reward:g}", recorded, reward)
+    if trajectory.success != env.is_success(reward):  # a record whose success flag contradicts its own reward
+        seen = f"success {env.is_success(reward)} (reward {reward:g})"
+        return ReplayCheck(False, "success", len(turns) - 1, f"success {trajectory.success}", seen, recorded, reward)
     return ReplayCheck(True, recorded_reward=recorded, replayed_reward=reward)
 
 
