@@ -466,10 +466,14 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     # a relative path reads from the working directory, as run_dir and the environment's options do; the run
     # records which files it read
     sources = tuple(
-        dataclasses.replace(s, path=str(Path(s.path).expanduser().resolve())) if s.path else s
-        for s in config.expert.sources
+        dataclasses.replace(s, path=str(expert_file(s.path))) if s.path else s for s in config.expert.sources
     )
     return dataclasses.replace(config, expert=dataclasses.replace(config.expert, sources=sources))
+
+
+def expert_file(path: str) -> Path:
+    """Where an expert source's ``path`` points: from the working directory, ``~`` expanded."""
+    return Path(path).expanduser().resolve()
 
 
 def _blame_override(problem: str, overrides: list[str]) -> str:
@@ -503,9 +507,9 @@ def _cross_checks(config: RunConfig) -> list[str]:
         if method not in method_names():
             problems.append(f"methods.run[{i}]: {method!r} is not one of {', '.join(method_names())}")
     for i, source in enumerate(config.expert.sources):
-        if source.kind == "file" and (source.path is None or not Path(source.path).expanduser().is_file()):
-            named = Path(source.path).expanduser() if source.path else None
-            where = f" ({named.resolve()})" if named and str(named) != named.resolve().as_posix() else ""
+        found = expert_file(source.path) if source.path else None
+        if source.kind == "file" and (found is None or not found.is_file()):
+            where = f" ({found})" if found and str(found) != source.path else ""
             problems.append(f"expert.sources[{i}].path: {source.path!r} is not a file{where}")
         if source.scripted is not None and source.kind != "scripted":
             problems.append(f"expert.sources[{i}].scripted: only for kind scripted, not {source.kind!r}")

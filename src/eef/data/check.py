@@ -103,8 +103,9 @@ def check_trajectory(
     reward = last.reward if last is not None else 0.0
     if not math.isclose(reward, recorded, abs_tol=reward_tolerance):
         return ReplayCheck(False, "reward", len(turns) - 1, f"{recorded:g}", f"{reward:g}", recorded, reward)
-    if trajectory.success != env.is_success(reward):  # a record whose success flag contradicts its own reward
-        seen = f"success {env.is_success(reward)} (reward {reward:g})"
+    success = env.is_success(reward)
+    if trajectory.success != success:  # a record whose success flag contradicts its own reward
+        seen = f"success {success} (reward {reward:g})"
         return ReplayCheck(False, "success", len(turns) - 1, f"success {trajectory.success}", seen, recorded, reward)
     return ReplayCheck(True, recorded_reward=recorded, replayed_reward=reward)
 
