@@ -10,7 +10,11 @@ Figures (a part that fails leaves a one-line message under ``errors``; the other
                                             test win rate; target on one H100/H200: default_run_target_s (180 s)
     explore_steps_per_s, explore_ratio      the default run's s0 exploration (800 training tasks, 64 environments,
                                             compact view, the run's SFT-POS model) on the device, and its ratio to
-                                            explore_cpu_steps_per_s (2-core CPU, two workers); target: ratio >= 10
+                                            explore_cpu_steps_per_s (2-core CPU, two workers); target: ratio >= 10;
+                                            explore_decode: how the hf backend decoded (compiled, with CUDA graphs,
+                                            on a GPU; its compilation is in the figure)
+    explore_eager_steps_per_s               the same on a quarter of the tasks with eager decoding, and
+      explore_compiled_vs_eager             explore_steps_per_s over it
     llama_1b_rollout_steps_per_s            a random-weight Llama of 1B shape (`eef model init`) rolling out 64 shop
                                             test tasks, 64 environments at a time
     llama_1b_lora_tokens_per_s              LoRA (r=16) training of that model on the shop's oracle demonstrations
@@ -196,16 +200,34 @@ def explore(setup: Setup, figures: dict[str, Any]) -> None:
     prompt = build_prompt("shop", PromptConfig(INSTRUCTION), env)
     starts = [Start(t) for t in env.task_ids("train")[: sizes.explore_tasks]]
     config = RolloutConfig(SamplingParams(temperature=0.7, max_new_tokens=48), seed=0)
-    say(f"explore: {len(starts)} tasks, {sizes.explore_envs} environments, model {figures['explore_model']}")
-    with HFPolicy.from_pretrained(model_dir, device=setup.device, max_batch_size=sizes.explore_envs) as policy:
-        result = rollout(
-            clone_envs(env, sizes.explore_envs), policy, starts, prompt, config, progress=True, description="explore"
-        )
-    rate = result.steps / result.seconds
-    figures["explore_steps"] = result.steps
+
+    def steps_per_s(decode: str, count: int) -> tuple[float, HFPolicy]:
+        with HFPolicy.from_pretrained(
+            model_dir, device=setup.device, max_batch_size=sizes.explore_envs, decode=decode
+        ) as policy:
+            say(
+                f"explore: {count} tasks, {sizes.explore_envs} environments, model {figures['explore_model']}, decode {decode}"
+            )
+            result = rollout(
+                clone_envs(env, sizes.explore_envs),
+                policy,
+                starts[:count],
+                prompt,
+                config,
+                progress=True,
+                description="explore",
+            )
+        figures.setdefault("explore_steps", result.steps)
+        return result.steps / result.seconds, policy
+
+    rate, policy = steps_per_s("auto", len(starts))  # compiled with CUDA graphs on a GPU, its compilation included
+    figures["explore_decode"] = "eager" if policy.compiled is None else "compiled"
     figures["explore_steps_per_s"] = round(rate, 2)
     figures["explore_cpu_steps_per_s"] = EXPLORE_CPU_STEPS_PER_S
     figures["explore_ratio"] = round(rate / EXPLORE_CPU_STEPS_PER_S, 2)
+    eager, _ = steps_per_s("eager", max(1, len(starts) // 4))
+    figures["explore_eager_steps_per_s"] = round(eager, 2)
+    figures["explore_compiled_vs_eager"] = round(rate / eager, 2)
 
 
 def llama_1b(setup: Setup, figures: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from eef.cli_options import (
     Backend,
     BaseUrl,
     Concurrency,
+    Decode,
     Device,
     Dtype,
     Engine,
@@ -138,6 +139,7 @@ def explore(
     request_timeout: RequestTimeout = SCHEMA_DEFAULTS.model.request_timeout_s,
     max_retries: MaxRetries = SCHEMA_DEFAULTS.model.max_retries,
     server_command: ServerCommand = SCHEMA_DEFAULTS.model.server_command,
+    decode: Decode = SCHEMA_DEFAULTS.model.decode,
     option: EnvOptions = None,
 ) -> None:
     """Roll out a policy from s0 of a split's tasks, or from states of recorded trajectories.
@@ -164,6 +166,7 @@ def explore(
         request_timeout,
         max_retries,
         server_command,
+        decode,
     )
     parallel = _parallelism(num_envs, workers, worker_timeout, engine, ray_address, ray_actors, runner)
     env, options, prompt = agent_setup(
@@ -410,6 +413,7 @@ def eval_command(
     request_timeout: RequestTimeout = SCHEMA_DEFAULTS.model.request_timeout_s,
     max_retries: MaxRetries = SCHEMA_DEFAULTS.model.max_retries,
     server_command: ServerCommand = SCHEMA_DEFAULTS.model.server_command,
+    decode: Decode = SCHEMA_DEFAULTS.model.decode,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON line.")] = False,
     option: EnvOptions = None,
 ) -> None:
@@ -429,6 +433,7 @@ def eval_command(
         request_timeout,
         max_retries,
         server_command,
+        decode,
     )
     parallel = _parallelism(num_envs, workers, worker_timeout, engine, ray_address, ray_actors, runner)
     env, options, prompt = agent_setup(

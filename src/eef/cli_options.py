@@ -123,6 +123,12 @@ Instruction = Annotated[
 Device = Annotated[str, typer.Option(help="hf backend: auto, cpu or cuda.")]
 Dtype = Annotated[str, typer.Option(help="hf/vllm backends: auto, float32, bfloat16 or float16.")]
 MaxBatch = Annotated[int, typer.Option(min=1, help="hf backend: conversations per forward pass.")]
+Decode = Annotated[
+    str,
+    typer.Option(
+        help="hf backend: auto (decoding compiled with CUDA graphs on CUDA, models up to 3B), eager or compiled."
+    ),
+]
 Concurrency = Annotated[int, typer.Option(min=1, help="openai backend: requests in flight.")]
 ApiKeyEnv = Annotated[str, typer.Option(help="openai backend: environment variable holding the API key.")]
 RequestTimeout = Annotated[
@@ -272,6 +278,7 @@ def model_section(
     request_timeout: float,
     max_retries: int,
     server_command: str = DEFAULT_SERVER_COMMAND,
+    decode: str = "auto",
 ) -> ModelSection:
     """How the command runs its model, as a run's ``model`` section (checked the same way)."""
     return settings(
@@ -287,6 +294,7 @@ def model_section(
         request_timeout_s=request_timeout,
         max_retries=max_retries,
         server_command=server_command,
+        decode=decode,
     )
 
 

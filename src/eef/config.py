@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from eef.agent.backends import DEFAULT_SERVER_COMMAND, backend_names
+from eef.agent.backends import DECODE_MODES, DEFAULT_SERVER_COMMAND, backend_names
 from eef.checks import TYPE_WORDS, FieldErrors, above, at_least, between, check_fields, each, matches, not_empty, one_of
 from eef.errors import EefError, UnknownNameError
 from eef.experts.registry import expert_names
@@ -54,7 +54,9 @@ class ModelSection:
 
     ``base`` null creates the tiny default (sized by ``tiny``; its seed is the run's) from the
     environment's text; otherwise a checkpoint directory or hub id (e.g.
-    ``meta-llama/Meta-Llama-3-8B-Instruct``). For a server (``openai`` backend): ``concurrency``
+    ``meta-llama/Meta-Llama-3-8B-Instruct``). The ``hf`` backend's ``decode`` is ``auto``
+    (decoding steps compiled, with CUDA graphs, on CUDA for models up to 3B parameters; eager
+    elsewhere), ``eager`` or ``compiled``. For a server (``openai`` backend): ``concurrency``
     requests in flight, the API key read from the variable ``api_key_env``, and
     ``request_timeout_s``, ``max_retries`` and ``max_backoff_s`` bounding each call: the
     wall-clock deadline of one attempt, further attempts after a transient failure, the longest
@@ -69,6 +71,7 @@ class ModelSection:
     device: str = "auto"
     dtype: str = "auto"
     max_batch_size: int = 64
+    decode: str = "auto"
     base_url: str | None = None
     concurrency: int = 16
     api_key_env: str = "OPENAI_API_KEY"
@@ -87,6 +90,7 @@ class ModelSection:
             server_command=not_empty,
             server_start_timeout_s=above(0),
             max_batch_size=at_least(1),
+            decode=one_of(*DECODE_MODES),
             concurrency=at_least(1),
             base=not_empty,
             api_key_env=not_empty,

@@ -63,6 +63,7 @@ def open_policy(model: ModelSection, checkpoint: str | Path) -> Policy:
         device=model.device,
         dtype=model.dtype,
         max_batch_size=model.max_batch_size,
+        decode=model.decode,
         concurrency=model.concurrency,
         api_key_env=model.api_key_env,
         timeout_s=model.request_timeout_s,

@@ -10,10 +10,13 @@ from eef.agent.policy import Policy
 from eef.errors import EefError, UnknownNameError
 from eef.models import check_local_checkpoint
 
-# (model, *, base_url, device, dtype, max_batch_size, concurrency, api_key_env, timeout_s, max_retries,
+# (model, *, base_url, device, dtype, max_batch_size, decode, concurrency, api_key_env, timeout_s, max_retries,
 # max_backoff_s, server_command, server_start_timeout_s) -> Policy; a backend takes the settings it
 # uses and ignores the rest
 BackendFactory = Callable[..., Policy]
+
+# how the hf backend runs decoding steps: auto compiles them on CUDA for models up to 3B parameters (HFPolicy)
+DECODE_MODES = ("auto", "eager", "compiled")
 
 # the ``served`` backend's command: {checkpoint} is the model to serve and the name requests use,
 # {port} a free port, {gpus} the machine's CUDA devices (at least 1)
@@ -23,10 +26,10 @@ DEFAULT_SERVER_COMMAND = (
 )
 
 
-def _hf(model: str, *, device: str, dtype: str, max_batch_size: int, **_: object) -> Policy:
+def _hf(model: str, *, device: str, dtype: str, max_batch_size: int, decode: str, **_: object) -> Policy:
     from eef.agent.hf_policy import HFPolicy
 
-    return HFPolicy.from_pretrained(model, device=device, dtype=dtype, max_batch_size=max_batch_size)
+    return HFPolicy.from_pretrained(model, device=device, dtype=dtype, max_batch_size=max_batch_size, decode=decode)
 
 
 def _openai(
@@ -106,6 +109,7 @@ def build_policy(
     device: str = "auto",
     dtype: str = "auto",
     max_batch_size: int = 64,
+    decode: str = "auto",
     concurrency: int = 16,
     api_key_env: str = "OPENAI_API_KEY",
     timeout_s: float = 60.0,
@@ -123,6 +127,8 @@ def build_policy(
         device: ``auto``, ``cpu`` or ``cuda`` (``hf`` only).
         dtype: ``auto``, ``float32``, ``bfloat16`` or ``float16`` (``hf``, ``vllm``).
         max_batch_size: conversations per forward pass (``hf`` only).
+        decode: ``auto`` (compiled on CUDA, models up to 3B), ``eager`` or ``compiled`` decoding steps (``hf`` only;
+            see :class:`eef.agent.hf_policy.HFPolicy`).
         concurrency: requests in flight (``openai``, ``served``).
         api_key_env: the environment variable holding the API key (``openai``, ``served``).
         timeout_s: the wall-clock deadline of one request attempt (``openai``, ``served``).
@@ -139,6 +145,7 @@ def build_policy(
         device=device,
         dtype=dtype,
         max_batch_size=max_batch_size,
+        decode=decode,
         concurrency=concurrency,
         api_key_env=api_key_env,
         timeout_s=timeout_s,

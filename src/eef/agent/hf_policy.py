@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 
 import torch
 from transformers import StaticCache
-from transformers.cache_utils import StaticLayer
 
 from eef.agent import grouped_attention
+from eef.agent.backends import DECODE_MODES
+from eef.agent.compiled_decode import CompiledDecoder
 from eef.agent.policy import Completion, GenerationRequest, Policy, SamplingParams, apply_stop
 from eef.agent.prefix_cache import CacheEntry, PrefixCache
-from eef.errors import EefError
+from eef.agent.static_cache import keys_values, static_layers
 from eef.models.loading import load_model_and_tokenizer
 
 if TYPE_CHECKING:
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 # Finished rows stay in the batch (fed padding, their output ignored) until a quarter of it has
 # finished, since dropping rows gathers the whole KV cache.
 COMPACT_AT = 0.75
+# Up to this size kernel launches and Python are most of a decoding step, which CUDA graphs remove;
+# a larger model's step is its arithmetic, and its persistent caches would hold much memory (vLLM serves it).
+COMPILE_MAX_PARAMETERS = 3_000_000_000
 # End-of-turn markers of common chat templates, used as stop tokens when the vocabulary has them.
 END_OF_TURN_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
 
@@ -71,24 +75,6 @@ def cache_keyword(model: PreTrainedModel) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def static_layers(cache: StaticCache) -> list[StaticLayer]:
-    """The layers of a static cache, each holding keys and values.
-
-    Raises:
-        EefError: a layer keeps other state (a linear-attention model's), which decoding here cannot move.
-    """
-    layers = [layer for layer in cache.layers if isinstance(layer, StaticLayer)]
-    if len(layers) != len(cache.layers):
-        raise EefError("the hf backend needs a model whose every layer caches keys and values")
-    return layers
-
-
-def keys_values(layer: StaticLayer) -> tuple[torch.Tensor, torch.Tensor]:
-    """A static layer's key and value tensors (allocated by its first write)."""
-    assert layer.keys is not None and layer.values is not None, "a static cache layer read before its first write"
-    return layer.keys, layer.values
-
-
 class HFPolicy(Policy):
     """Batched generation with a transformers causal LM.
 
@@ -105,6 +91,10 @@ class HFPolicy(Policy):
             new tokens, as vLLM's prefix caching does.
         prefill_spread: rows whose uncached lengths differ more than this factor are read in
             separate forwards (see :func:`prefill_groups`); None reads every row in one.
+        decode: ``compiled`` runs decoding steps through ``torch.compile`` on padded persistent
+            buffers, with CUDA graphs on CUDA (see :mod:`eef.agent.compiled_decode`); ``eager``
+            calls the model; ``auto`` compiles on CUDA for models of at most
+            :data:`COMPILE_MAX_PARAMETERS`.
     """
 
     def __init__(
@@ -116,7 +106,10 @@ class HFPolicy(Policy):
         max_batch_size: int = 64,
         prefix_cache_entries: int | None = None,
         prefill_spread: int | None = 3,
+        decode: str = "auto",
     ):
+        if decode not in DECODE_MODES:
+            raise ValueError(f"decode: expected one of {', '.join(DECODE_MODES)}, got {decode!r}")
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.max_batch_size = max_batch_size
         self.prefill_spread = prefill_spread
@@ -129,8 +122,14 @@ class HFPolicy(Policy):
         if tokenizer.pad_token_id is None and not self.stop_ids:
             raise ValueError(f"{name}: the tokenizer has neither a pad token nor an end-of-sequence token")
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.stop_ids)
-        # on the CPU a decoding step's attention reads each group of rows only as wide as it needs
-        self.grouped = self.device.type == "cpu" and getattr(model.config, "_attn_implementation", None) == "sdpa"
+        compiled = decode == "compiled" or (
+            decode == "auto" and self.device.type == "cuda" and model.num_parameters() <= COMPILE_MAX_PARAMETERS
+        )
+        self.compiled = CompiledDecoder(model, self.cache_keyword, max_batch_size) if compiled else None
+        # on the CPU an eager decoding step's attention reads each group of rows only as wide as it needs
+        self.grouped = (
+            not compiled and self.device.type == "cpu" and getattr(model.config, "_attn_implementation", None) == "sdpa"
+        )
         if self.grouped:
             model.set_attn_implementation(grouped_attention.register())
 
@@ -144,6 +143,7 @@ class HFPolicy(Policy):
         max_batch_size: int = 64,
         prefix_cache_entries: int | None = None,
         prefill_spread: int | None = 3,
+        decode: str = "auto",
     ) -> HFPolicy:
         """Load a checkpoint directory (or hub id) and wrap it."""
         model, tokenizer = load_model_and_tokenizer(path, device, dtype)
@@ -154,6 +154,7 @@ class HFPolicy(Policy):
             max_batch_size=max_batch_size,
             prefix_cache_entries=prefix_cache_entries,
             prefill_spread=prefill_spread,
+            decode=decode,
         )
 
     @property
@@ -192,6 +193,8 @@ class HFPolicy(Policy):
         """Drop the cached prefixes (the model is freed with the object)."""
         if self.prefix_cache is not None:
             self.prefix_cache.clear()
+        if self.compiled is not None:
+            self.compiled.clear()
 
     @torch.inference_mode()
     def _decode(
@@ -206,16 +209,19 @@ class HFPolicy(Policy):
         if self.grouped:
             cache, attention = self._right_align(cache, attention, params.max_new_tokens)
         filled = attention.shape[1] - params.max_new_tokens  # cache columns written so far
+        if self.compiled is not None:  # rows and columns padded; finished rows stay, as a graph's shape is fixed
+            cache, attention, positions = self.compiled.adopt(cache, attention, positions, filled)
+        compact_at = 0.0 if self.compiled is not None else COMPACT_AT
         spans = self._row_spans(attention, filled)
         noise = [random.Random(seed) for seed in seeds]
         generated: list[list[int]] = [[] for _ in range(batch)]
         finish = ["length"] * batch
         rows = list(range(batch))  # the original row of each cache slot
         live = list(range(batch))  # cache slots still decoding
-        feed = torch.full((batch, 1), self.pad_id, dtype=torch.long, device=self.device)
+        feed = torch.full((len(attention), 1), self.pad_id, dtype=torch.long, device=self.device)
         for _ in range(params.max_new_tokens):
             tokens = self._sample(
-                logits[live] if len(live) < len(rows) else logits, [noise[rows[slot]] for slot in live], params
+                logits[live] if len(live) < len(logits) else logits, [noise[rows[slot]] for slot in live], params
             )
             still, still_tokens = [], []
             for slot, token in zip(live, tokens.tolist()):
@@ -242,7 +248,7 @@ class HFPolicy(Policy):
                     conversations,
                 )
             feed[still, 0] = torch.tensor(still_tokens, device=self.device)
-            if len(still) <= COMPACT_AT * len(rows):  # drop finished rows from the cache and the masks
+            if len(still) <= compact_at * len(rows):  # drop finished rows from the cache and the masks
                 attention, positions, feed = self._keep_slots(cache, still, attention, positions, feed)
                 rows, still = [rows[slot] for slot in still], list(range(len(still)))
                 spans = self._row_spans(attention, filled)
@@ -250,15 +256,7 @@ class HFPolicy(Policy):
             attention[:, filled] = 1
             filled += 1
             positions = positions + 1
-            grouping = {} if spans is None else {"row_spans": [(r0, r1, c0, filled) for r0, r1, c0 in spans]}
-            logits = self.model(
-                input_ids=feed,
-                attention_mask=attention,
-                position_ids=positions,
-                use_cache=True,
-                **{self.cache_keyword: cache},
-                **grouping,
-            ).logits[:, -1, :]
+            logits = self._step(feed, attention, positions, cache, spans, filled)
         self._remember(
             cache, attention[:, :filled], [(slot, rows[slot]) for slot in live], prompts, generated, conversations
         )
@@ -271,6 +269,28 @@ class HFPolicy(Policy):
                 )
             )
         return completions
+
+    def _step(
+        self,
+        feed: torch.Tensor,
+        attention: torch.Tensor,
+        positions: torch.Tensor,
+        cache: StaticCache,
+        spans: list[tuple[int, int, int]] | None,
+        filled: int,
+    ) -> torch.Tensor:
+        """Every row's next-token logits after feeding it one token."""
+        if self.compiled is not None:
+            return self.compiled.step(feed, attention, positions, cache)
+        grouping = {} if spans is None else {"row_spans": [(r0, r1, c0, filled) for r0, r1, c0 in spans]}
+        return self.model(
+            input_ids=feed,
+            attention_mask=attention,
+            position_ids=positions,
+            use_cache=True,
+            **{self.cache_keyword: cache},
+            **grouping,
+        ).logits[:, -1, :]
 
     def _row_spans(self, attention: torch.Tensor, filled: int) -> list[tuple[int, int, int]] | None:
         """Groups of rows and the first cache column each needs (see :mod:`eef.agent.grouped_attention`);
