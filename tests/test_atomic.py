@@ -74,3 +74,29 @@ def test_staging_left_by_a_killed_process_is_removed_once_stale(tmp_path: Path) 
     with atomic_dir(tmp_path / "report"):
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == [".report.def.tmp", "report"]
+
+
+def test_a_directory_another_writer_lands_meanwhile_is_moved_aside_and_the_last_writer_wins(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """`eef report` beside a run: both replace the report; the other's rename lands between this
+    one moving the old directory aside and renaming its own into place."""
+    target = tmp_path / "report"
+    target.mkdir()
+    (target / "old.md").write_text("old")
+    real_rename = Path.rename
+    landed = []
+
+    def the_other_writer_lands_first(self: Path, to: Path) -> Path:
+        if Path(to) == target and not landed:
+            landed.append(True)
+            target.mkdir()
+            (target / "other.md").write_text("other")
+        return real_rename(self, to)
+
+    monkeypatch.setattr(Path, "rename", the_other_writer_lands_first)
+    with atomic_dir(target) as staging:
+        (staging / "new.md").write_text("new")
+    monkeypatch.undo()
+    assert landed and contents(target) == {"new.md": "new"}
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]

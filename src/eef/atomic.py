@@ -6,6 +6,7 @@ directory of files written together (a report) is built beside its target and sw
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ from eef.errors import EefError
 from eef.jsonl import json_line
 
 STALE_STAGING_S = 3600  # a staging directory this old was left by a process that died
+SWAP_ATTEMPTS = 8  # renames into place tried while other writers of the same directory land theirs
 
 
 @contextmanager
@@ -59,22 +61,38 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         if stale.is_dir() and time.time() - stale.stat().st_mtime > STALE_STAGING_S:
             shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    old = staging.with_name(staging.name + ".old")
     try:
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes the directory private; give it the usual mode
         yield staging
-        if path.exists():
-            path.rename(old)
-        try:
-            staging.rename(path)
-        except BaseException:
-            if old.exists() and not path.exists():
-                old.rename(path)  # the previous directory back in its place
-            raise
+        _swap_in(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+
+
+def _swap_in(staging: Path, path: Path) -> None:
+    """Rename ``staging`` to ``path``, moving the directory there aside first. Another process
+    replacing ``path`` at the same moment (``eef report`` beside a run) can land its directory in
+    between; that one is moved aside too and the rename tried again, so the last writer's stays."""
+    displaced: list[Path] = []
+    for attempt in range(SWAP_ATTEMPTS):
+        aside = staging.with_name(f"{staging.name}.old{attempt}")
+        try:
+            path.rename(aside)
+            displaced.append(aside)
+        except FileNotFoundError:  # nothing there yet, or another writer moved it first
+            pass
+        try:
+            staging.rename(path)
+            break
+        except OSError as error:
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST) and attempt + 1 < SWAP_ATTEMPTS:
+                continue
+            if displaced and not path.exists():
+                displaced.pop(0).rename(path)  # the previous directory back in its place
+            raise
+    for old in displaced:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _umask() -> int:
