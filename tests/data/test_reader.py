@@ -43,6 +43,15 @@ def test_bad_json_names_file_and_line(tmp_path, text, line):
     assert info.value.path == str(path) and info.value.line == line and "JSON" in info.value.reason
 
 
+def test_one_object_over_several_lines_is_named_as_such(tmp_path):
+    """A record list wrapped in an object, e.g. ``{"data": [...]}``, is neither an array nor JSON lines."""
+    path = tmp_path / "wrapped.json"
+    path.write_text('{\n "data": [{"id": 1}]\n}\n')
+    with pytest.raises(DataError) as info:
+        list(iter_records(path))
+    assert info.value.line == 1 and info.value.reason.startswith("one JSON object; expected a JSON array")
+
+
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         list(iter_records(tmp_path / "absent.json"))

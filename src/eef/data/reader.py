@@ -35,7 +35,15 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, Any]]:
     if not path.is_file():
         raise DataError(path, "no such file")
     if path.suffix == ".gz" or _first_char(path) != "[":
-        yield from iter_json_lines(path)
+        try:
+            yield from iter_json_lines(path)
+        except DataError as error:
+            # a first line that is not JSON by itself may open one object written over several lines
+            if error.line == 1 and path.suffix != ".gz" and isinstance(_whole_json(path), dict):
+                raise DataError(
+                    path, "one JSON object; expected a JSON array of records or JSON lines (a record per line)", line=1
+                ) from None
+            raise
         return
     yield from _array_elements(path, _read_text(path))
 
@@ -49,6 +57,14 @@ def _read_text(path: Path) -> str:
         return data.decode("utf-8-sig")  # a leading byte-order mark is dropped
     except UnicodeDecodeError as e:
         raise DataError(path, "not valid UTF-8", line=data.count(b"\n", 0, e.start) + 1) from None
+
+
+def _whole_json(path: Path) -> Any:
+    """The file's text read as one JSON value; None where it is not one."""
+    try:
+        return json.loads(_read_text(path))
+    except (DataError, ValueError, RecursionError):
+        return None
 
 
 def _first_char(path: Path) -> str:
