@@ -12,11 +12,15 @@ Figures (a part that fails leaves a one-line message under ``errors``; the other
                                             compact view, the run's SFT-POS model) on the device, and its ratio to
                                             explore_cpu_steps_per_s (2-core CPU, two workers); target: ratio >= 10;
                                             explore_decode: how the hf backend decoded (compiled, with CUDA graphs,
-                                            on a GPU; its compilation is in the figure)
-    explore_eager_steps_per_s               the same on a quarter of the tasks with eager decoding, and
-      explore_compiled_vs_eager             explore_steps_per_s over it
+                                            on a GPU; its compilation is in the figure; failed: compiling failed,
+                                            explore_compile_failure says why, and it decoded eagerly)
+    explore_warm_steps_per_s,               a quarter of those tasks again, compiled already, and eagerly;
+      explore_eager_steps_per_s,            explore_compiled_vs_eager is the first over the second
+      explore_compiled_vs_eager
+    explore_compiled_graphs,                graphs torch.compile made, and steps where CUDA graphs were skipped
+      explore_cudagraph_skips               (a mutated input, a recompilation limit): both say whether graphs ran
     llama_1b_rollout_steps_per_s            a random-weight Llama of 1B shape (`eef model init`) rolling out 64 shop
-                                            test tasks, 64 environments at a time
+                                            test tasks, 64 environments at a time, decoding eagerly
     llama_1b_lora_tokens_per_s              LoRA (r=16) training of that model on the shop's oracle demonstrations
     llama_8b_lora_peak_gib                  peak memory of one LoRA step of an 8B-shaped Llama (shop vocabulary, 4096
                                             tokens, gradient checkpointing); memory_measure: cuda_max_allocated, or
@@ -201,33 +205,37 @@ def explore(setup: Setup, figures: dict[str, Any]) -> None:
     starts = [Start(t) for t in env.task_ids("train")[: sizes.explore_tasks]]
     config = RolloutConfig(SamplingParams(temperature=0.7, max_new_tokens=48), seed=0)
 
-    def steps_per_s(decode: str, count: int) -> tuple[float, HFPolicy]:
+    def steps_per_s(decode: str, tasks: list[Start]) -> tuple[float, HFPolicy]:
         with HFPolicy.from_pretrained(
             model_dir, device=setup.device, max_batch_size=sizes.explore_envs, decode=decode
         ) as policy:
-            say(
-                f"explore: {count} tasks, {sizes.explore_envs} environments, model {figures['explore_model']}, decode {decode}"
-            )
+            say(f"explore: {len(tasks)} tasks, {sizes.explore_envs} environments, {figures['explore_model']}, {decode}")
             result = rollout(
-                clone_envs(env, sizes.explore_envs),
-                policy,
-                starts[:count],
-                prompt,
-                config,
-                progress=True,
-                description="explore",
+                clone_envs(env, sizes.explore_envs), policy, tasks, prompt, config, progress=True, description="explore"
             )
         figures.setdefault("explore_steps", result.steps)
         return result.steps / result.seconds, policy
 
-    rate, policy = steps_per_s("auto", len(starts))  # compiled with CUDA graphs on a GPU, its compilation included
-    figures["explore_decode"] = "eager" if policy.compiled is None else "compiled"
+    from torch._dynamo.utils import counters
+
+    rate, policy = steps_per_s("auto", starts)  # compiled with CUDA graphs on a GPU, its compilation included
+    failure = policy.compiled.failure if policy.compiled is not None else None
+    figures["explore_decode"] = "eager" if policy.compiled is None else "compiled" if failure is None else "failed"
+    if failure:
+        figures["explore_compile_failure"] = failure
     figures["explore_steps_per_s"] = round(rate, 2)
     figures["explore_cpu_steps_per_s"] = EXPLORE_CPU_STEPS_PER_S
     figures["explore_ratio"] = round(rate / EXPLORE_CPU_STEPS_PER_S, 2)
-    eager, _ = steps_per_s("eager", max(1, len(starts) // 4))
+    same = starts[: max(1, len(starts) // 4)]
+    warm, _ = steps_per_s("auto", same)  # compiled already: the steps alone
+    eager, _ = steps_per_s("eager", same)
+    figures["explore_warm_steps_per_s"] = round(warm, 2)
     figures["explore_eager_steps_per_s"] = round(eager, 2)
-    figures["explore_compiled_vs_eager"] = round(rate / eager, 2)
+    figures["explore_compiled_vs_eager"] = round(warm / eager, 2)
+    # graphs compiled, and steps CUDA graphs skipped (a mutated input, a recompilation limit): both tell
+    # whether the figures above had the graphs
+    figures["explore_compiled_graphs"] = counters["stats"]["unique_graphs"]
+    figures["explore_cudagraph_skips"] = counters["inductor"]["cudagraph_skips"]
 
 
 def llama_1b(setup: Setup, figures: dict[str, Any]) -> None:
@@ -261,7 +269,9 @@ def rollout_1b(setup: Setup, model_dir: Path) -> float:
     starts = [Start(t) for t in env.task_ids("test")[: sizes.tasks_1b]]
     config = RolloutConfig(SamplingParams(temperature=0.7, max_new_tokens=24), seed=0)
     say(f"llama_1b: rollouts of {len(starts)} test tasks, {sizes.envs_1b} environments")
-    with HFPolicy.from_pretrained(model_dir, device=setup.device, max_batch_size=sizes.envs_1b) as policy:
+    with HFPolicy.from_pretrained(
+        model_dir, device=setup.device, max_batch_size=sizes.envs_1b, decode="eager"
+    ) as policy:
         result = rollout(
             clone_envs(env, sizes.envs_1b),
             policy,

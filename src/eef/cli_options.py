@@ -126,7 +126,7 @@ MaxBatch = Annotated[int, typer.Option(min=1, help="hf backend: conversations pe
 Decode = Annotated[
     str,
     typer.Option(
-        help="hf backend: auto (decoding compiled with CUDA graphs on CUDA, models up to 3B), eager or compiled."
+        help="hf backend: auto (decoding compiled with CUDA graphs on CUDA, models up to 1.5B), eager or compiled."
     ),
 ]
 Concurrency = Annotated[int, typer.Option(min=1, help="openai backend: requests in flight.")]

@@ -55,7 +55,7 @@ class ModelSection:
     ``base`` null creates the tiny default (sized by ``tiny``; its seed is the run's) from the
     environment's text; otherwise a checkpoint directory or hub id (e.g.
     ``meta-llama/Meta-Llama-3-8B-Instruct``). The ``hf`` backend's ``decode`` is ``auto``
-    (decoding steps compiled, with CUDA graphs, on CUDA for models up to 3B parameters; eager
+    (decoding steps compiled, with CUDA graphs, on CUDA for models up to 1.5B parameters; eager
     elsewhere), ``eager`` or ``compiled``. For a server (``openai`` backend): ``concurrency``
     requests in flight, the API key read from the variable ``api_key_env``, and
     ``request_timeout_s``, ``max_retries`` and ``max_backoff_s`` bounding each call: the

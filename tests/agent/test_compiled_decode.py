@@ -31,7 +31,7 @@ def _requests(lengths, turn=0):
 
 @pytest.fixture
 def compiled(tiny_model_dir):
-    policy = HFPolicy.from_pretrained(tiny_model_dir, device="cpu", max_batch_size=8, decode="compiled")
+    policy = HFPolicy.from_pretrained(tiny_model_dir, device="cpu", max_batch_size=16, decode="compiled")
     # aot_eager traces and partitions as inductor does, without generating C++ (seconds instead of half a minute)
     policy.compiled = CompiledDecoder(policy.model, policy.cache_keyword, policy.max_batch_size, backend="aot_eager")
     torch._dynamo.reset()
@@ -42,7 +42,7 @@ def compiled(tiny_model_dir):
 def test_compiled_decoding_gives_the_completions_of_eager_decoding(tiny_model_dir, compiled):
     """Conversations of very different lengths (several prefill groups), a batch padded from 6 to
     8 rows, rows ending apart at stop strings, and a second turn read from the cached KV."""
-    eager = HFPolicy.from_pretrained(tiny_model_dir, device="cpu", max_batch_size=8, decode="eager")
+    eager = HFPolicy.from_pretrained(tiny_model_dir, device="cpu", max_batch_size=16, decode="eager")
     assert compiled.compiled is not None and not compiled.grouped and eager.compiled is None
     lengths = [3, 300, 10, 900, 40, 250]
     for params in (
@@ -57,8 +57,13 @@ def test_compiled_decoding_gives_the_completions_of_eager_decoding(tiny_model_di
             assert [c.finish_reason for c in got] == [c.finish_reason for c in expected]
             assert [c.extra["cached_tokens"] for c in got] == [c.extra["cached_tokens"] for c in expected]
     assert sum(c.extra["cached_tokens"] > 0 for c in got) == len(lengths)  # the second turns reused their KV
-    assert not counters["graph_break"], "a break splits the step into several graphs"
-    assert counters["stats"]["unique_graphs"] <= 2  # one, and once more with symbolic shapes
+    assert compiled.compiled.failure is None and not counters["graph_break"], "a break splits the step"
+    assert counters["stats"]["unique_graphs"] == 1  # every decode above: 8 rows of 8192 columns
+    more_rows = [900] + [5 + 7 * i for i in range(11)]  # 12 rows, padded to 16; the same width
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=6)
+    got = compiled.generate(_requests(more_rows), greedy)
+    assert [c.text for c in got] == [c.text for c in eager.generate(_requests(more_rows), greedy)]
+    assert (16, 8192) in compiled.compiled.workspaces and counters["stats"]["unique_graphs"] == 1
 
 
 def test_decodes_of_one_shape_reuse_its_buffers(compiled):
@@ -96,12 +101,15 @@ def test_a_step_that_fails_to_compile_runs_eagerly(tiny_model_dir, compiled, cap
     def no_compiler(graph, example_inputs):
         raise RuntimeError("no working C compiler")
 
-    compiled.compiled = CompiledDecoder(compiled.model, compiled.cache_keyword, 8, backend=no_compiler)
+    compiled.compiled = CompiledDecoder(compiled.model, compiled.cache_keyword, 16, backend=no_compiler)
     with caplog.at_level("WARNING"):
         got = compiled.generate(_requests([5, 40]), params)
     assert [c.text for c in got] == expected
     assert "decoding eagerly: torch.compile failed" in caplog.text
     assert "no working C compiler" in compiled.compiled.failure
+    compiled.compiled.clear()  # later decodes are plain eager ones: no workspace, finished rows dropped
+    assert [c.text for c in compiled.generate(_requests([5, 40]), params)] == expected
+    assert not compiled.compiled.workspaces
 
 
 def test_the_run_configuration_chooses_the_decoding(tiny_model_dir):

@@ -15,7 +15,7 @@ from eef.models import check_local_checkpoint
 # uses and ignores the rest
 BackendFactory = Callable[..., Policy]
 
-# how the hf backend runs decoding steps: auto compiles them on CUDA for models up to 3B parameters (HFPolicy)
+# how the hf backend runs decoding steps: auto compiles them on CUDA for models up to 1.5B parameters (HFPolicy)
 DECODE_MODES = ("auto", "eager", "compiled")
 
 # the ``served`` backend's command: {checkpoint} is the model to serve and the name requests use,
@@ -127,7 +127,7 @@ def build_policy(
         device: ``auto``, ``cpu`` or ``cuda`` (``hf`` only).
         dtype: ``auto``, ``float32``, ``bfloat16`` or ``float16`` (``hf``, ``vllm``).
         max_batch_size: conversations per forward pass (``hf`` only).
-        decode: ``auto`` (compiled on CUDA, models up to 3B), ``eager`` or ``compiled`` decoding steps (``hf`` only;
+        decode: ``auto`` (compiled on CUDA, models up to 1.5B), ``eager`` or ``compiled`` decoding steps (``hf`` only;
             see :class:`eef.agent.hf_policy.HFPolicy`).
         concurrency: requests in flight (``openai``, ``served``).
         api_key_env: the environment variable holding the API key (``openai``, ``served``).

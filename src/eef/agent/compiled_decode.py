@@ -4,7 +4,8 @@ whole step as one launch (the tiny default's eager step is mostly kernel launche
 A graph replays on the addresses it was recorded with, so each shape's KV cache and attention mask
 live in a persistent workspace that every decode of that shape reuses: a prefill is copied into it
 once, then every step writes in place. Rows and cache columns are padded to powers of two, so a
-rollout meets few shapes; one compilation serves them all, and each records its own graph.
+rollout meets few shapes: each cache width compiles once (transformers reads the cache's length as
+a constant), every row count reuses it, and each shape records its own graph.
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MIN_ROWS, MIN_WIDTH = 8, 256
-# workspaces kept (least recently used dropped first): a rollout alternates between a few shapes
-MAX_WORKSPACES = 4
+# workspaces kept (least recently used dropped first): a rollout alternates between a few shapes, and
+# a shape whose workspace is made again records its graph again
+MAX_WORKSPACES = 8
+# on CUDA, older workspaces are dropped while less than this many times a new one's size is free
+FREE_MEMORY_FACTOR = 2
 
 
 def bucket_rows(rows: int, limit: int) -> int:
@@ -134,24 +138,32 @@ class CompiledDecoder:
         if key in self.workspaces:
             self.workspaces.move_to_end(key)
             return self.workspaces[key]
-        while len(self.workspaces) >= MAX_WORKSPACES:
+        layers = [keys_values(layer) for layer in static_layers(sample)]
+        size = sum(t.element_size() * t[:1, :, :1].numel() for pair in layers for t in pair) * rows * columns
+        while len(self.workspaces) >= MAX_WORKSPACES or (self.workspaces and not self._room_for(size)):
             self.workspaces.popitem(last=False)
         cache = StaticCache(config=self.model.config, max_cache_len=columns)
-        for layer, like in zip(static_layers(cache), static_layers(sample)):
-            keys, values = keys_values(like)
+        for layer, (keys, values) in zip(static_layers(cache), layers):
             layer.lazy_initialization(keys[:1].expand(rows, -1, -1, -1), values[:1].expand(rows, -1, -1, -1))
         attention = torch.zeros((rows, columns), dtype=torch.long, device=keys.device)
         torch._dynamo.mark_static_address(attention)  # written in place between steps, like the cache
-        # one compiled step serves every shape (each still records its own CUDA graph): a static
-        # address would otherwise fix the shape, and each new one would compile again
+        # one compilation serves every row count (each still records its own CUDA graph): a static
+        # address would otherwise fix the rows too, and each new count would compile again
         for layer in static_layers(cache):
             for tensor in keys_values(layer):
                 torch._dynamo.maybe_mark_dynamic(tensor, 0)
-                torch._dynamo.maybe_mark_dynamic(tensor, 2)
         torch._dynamo.maybe_mark_dynamic(attention, 0)
-        torch._dynamo.maybe_mark_dynamic(attention, 1)
         self.workspaces[key] = Workspace(cache, attention)
         return self.workspaces[key]
+
+    def _room_for(self, size: int) -> bool:
+        """Whether the device has room for a workspace of ``size`` bytes beside those kept (on CUDA,
+        where the caches of a large model can fill the memory; elsewhere always)."""
+        device = next(self.model.parameters()).device
+        if device.type != "cuda":
+            return True
+        torch.cuda.empty_cache()  # dropped workspaces' memory back to the device
+        return torch.cuda.mem_get_info(device)[0] >= FREE_MEMORY_FACTOR * size
 
     def clear(self) -> None:
         """Free every workspace."""

@@ -2,7 +2,8 @@
 
 Decoding is a plain loop over ``model.forward`` with the KV cache rather than ``generate``: each
 row draws from its own random generator seeded by its request, so a conversation's completion
-does not depend on the rest of its batch, and rows that finish are soon dropped from the batch.
+does not depend on the rest of its batch, and rows that finish are soon dropped from the batch
+(compiled decoding keeps them: see :mod:`eef.agent.compiled_decode`).
 Loading checkpoints is :mod:`eef.models.loading`'s.
 """
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 COMPACT_AT = 0.75
 # Up to this size kernel launches and Python are most of a decoding step, which CUDA graphs remove;
 # a larger model's step is its arithmetic, and its persistent caches would hold much memory (vLLM serves it).
-COMPILE_MAX_PARAMETERS = 3_000_000_000
+COMPILE_MAX_PARAMETERS = 1_500_000_000
 # End-of-turn markers of common chat templates, used as stop tokens when the vocabulary has them.
 END_OF_TURN_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
 
@@ -209,9 +210,10 @@ class HFPolicy(Policy):
         if self.grouped:
             cache, attention = self._right_align(cache, attention, params.max_new_tokens)
         filled = attention.shape[1] - params.max_new_tokens  # cache columns written so far
-        if self.compiled is not None:  # rows and columns padded; finished rows stay, as a graph's shape is fixed
-            cache, attention, positions = self.compiled.adopt(cache, attention, positions, filled)
-        compact_at = 0.0 if self.compiled is not None else COMPACT_AT
+        compiled = self.compiled if self.compiled is not None and self.compiled.failure is None else None
+        if compiled is not None:  # rows and columns padded; finished rows stay, as a graph's shape is fixed
+            cache, attention, positions = compiled.adopt(cache, attention, positions, filled)
+        compact_at = 0.0 if compiled is not None else COMPACT_AT
         spans = self._row_spans(attention, filled)
         noise = [random.Random(seed) for seed in seeds]
         generated: list[list[int]] = [[] for _ in range(batch)]
@@ -280,8 +282,8 @@ class HFPolicy(Policy):
         filled: int,
     ) -> torch.Tensor:
         """Every row's next-token logits after feeding it one token."""
-        if self.compiled is not None:
-            return self.compiled.step(feed, attention, positions, cache)
+        if self.compiled is not None and self.compiled.failure is None:
+            return self.compiled.step(feed, attention, positions, cache)  # eager on its workspace if compiling fails
         grouping = {} if spans is None else {"row_spans": [(r0, r1, c0, filled) for r0, r1, c0 in spans]}
         return self.model(
             input_ids=feed,
