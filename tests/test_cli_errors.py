@@ -205,6 +205,11 @@ def test_checking_an_empty_file_is_an_error(tmp_path, capsys, monkeypatch):
             "Invalid value for '--rollouts'",
         ),
         (["serve", "m", "--port", "70000"], "Invalid value for '--port'"),
+        (["serve", "m", "--decode", "fast"], "error: --decode: must be one of auto, eager, compiled, got 'fast'"),
+        (
+            ["explore", "shop", "--model", "m", "--out", "x.jsonl", "--decode", "fast"],
+            "error: --decode: must be one of auto, eager, compiled, got 'fast'",
+        ),
         (
             ["explore", "shop", "--model", "m", "--out", "x.jsonl", "--request-timeout", "0"],
             "Invalid value for '--request-timeout'",

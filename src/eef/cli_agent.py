@@ -495,8 +495,12 @@ def serve_command(
     max_body_bytes: Annotated[
         int, typer.Option(min=1, help="The largest request body accepted.")
     ] = DEFAULT_MAX_BODY_BYTES,
+    decode: Decode = SCHEMA_DEFAULTS.model.decode,
 ) -> None:
     """Serve a checkpoint as an OpenAI-compatible chat completions endpoint (streaming, n, text parts)."""
+    from eef.config import ModelSection
+
+    settings(ModelSection, decode=decode)  # checked before the model loads
     options = ServeOptions(
         model_name=served_model_name,
         api_key=api_key,
@@ -504,7 +508,7 @@ def serve_command(
         max_n=max_n,
         max_body_bytes=max_body_bytes,
     )
-    run_server(model, host, port, device=device, dtype=dtype, options=options)
+    run_server(model, host, port, device=device, dtype=dtype, options=options, decode=decode)
 
 
 def run_command(

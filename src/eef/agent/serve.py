@@ -827,9 +827,10 @@ def run_server(
     device: str = "auto",
     dtype: str = "auto",
     options: ServeOptions | None = None,
+    decode: str = "auto",
 ) -> None:
     """Load a checkpoint with :class:`~eef.agent.hf_policy.HFPolicy` on ``device`` in ``dtype``
-    (see :mod:`eef.models.loading`) and serve it until interrupted.
+    (see :mod:`eef.models.loading`), decoding as ``decode`` says, and serve it until interrupted.
 
     ``options.model_name`` defaults to :func:`served_model_name`; the other options are as in
     :func:`serve`.
@@ -841,7 +842,12 @@ def run_server(
         options = dataclasses.replace(options, model_name=served_model_name(model_path))
     # Requests name no conversation, so a prefix cache would never be hit.
     policy = HFPolicy.from_pretrained(
-        model_path, device=device, dtype=dtype, max_batch_size=options.max_batch, prefix_cache_entries=0
+        model_path,
+        device=device,
+        dtype=dtype,
+        max_batch_size=options.max_batch,
+        prefix_cache_entries=0,
+        decode=decode,
     )
     card = read_agent_card(model_path) if Path(model_path).is_dir() else None
     try:
