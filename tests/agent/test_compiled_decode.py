@@ -120,3 +120,27 @@ def test_the_run_configuration_chooses_the_decoding(tiny_model_dir):
         assert policy.compiled is not None
     with open_policy(ModelSection(device="cpu", decode="eager"), tiny_model_dir) as policy:
         assert policy.compiled is None
+
+
+def test_on_cuda_short_memory_drops_older_workspaces_and_closing_frees_the_graphs(compiled, monkeypatch):
+    """The CUDA bookkeeping, with the device's answers faked on the CPU: a new workspace evicts the
+    older ones while the free memory is under twice its size; closing resets the recorded graphs."""
+    from torch._inductor import cudagraph_trees
+
+    params = SamplingParams(temperature=1.0, max_new_tokens=4)
+    compiled.generate(_requests([5]), params)
+    compiled.generate(_requests([5] * 9), params)  # 16 rows: a second workspace
+    assert list(compiled.compiled.workspaces) == [(8, 256), (16, 256)]
+    free = {"bytes": 1 << 40}
+    resets = []
+    monkeypatch.setattr(compiled.compiled, "device", torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (free["bytes"], 1 << 40))
+    monkeypatch.setattr(cudagraph_trees, "reset_cudagraph_trees", lambda: resets.append(True))
+    compiled.generate(_requests([300]), params)  # plenty free: kept beside the others
+    assert list(compiled.compiled.workspaces) == [(8, 256), (16, 256), (8, 2048)]
+    free["bytes"] = 0  # nothing free: every older workspace goes before a new one is made
+    compiled.generate(_requests([600]), params)
+    assert list(compiled.compiled.workspaces) == [(8, 4096)]
+    compiled.close()
+    assert not compiled.compiled.workspaces and resets == [True]

@@ -76,9 +76,9 @@ class CompiledDecoder:
         self, model: PreTrainedModel, cache_keyword: str, max_rows: int, backend: str | Callable[..., Any] = "inductor"
     ):
         self.model, self.cache_keyword, self.max_rows = model, cache_keyword, max_rows
-        device = next(model.parameters()).device
+        self.device = next(model.parameters()).device
         # CUDA graphs need the inductor backend and a CUDA device; elsewhere the step is compiled only
-        mode = "reduce-overhead" if device.type == "cuda" and backend == "inductor" else None
+        mode = "reduce-overhead" if self.device.type == "cuda" and backend == "inductor" else None
         self.compiled_forward = torch.compile(self._forward, backend=backend, mode=mode)
         self.workspaces: OrderedDict[tuple[int, int], Workspace] = OrderedDict()
         self.failure: str | None = None  # why compiling failed; the steps then run eagerly
@@ -159,12 +159,18 @@ class CompiledDecoder:
     def _room_for(self, size: int) -> bool:
         """Whether the device has room for a workspace of ``size`` bytes beside those kept (on CUDA,
         where the caches of a large model can fill the memory; elsewhere always)."""
-        device = next(self.model.parameters()).device
-        if device.type != "cuda":
+        if self.device.type != "cuda":
             return True
         torch.cuda.empty_cache()  # dropped workspaces' memory back to the device
-        return torch.cuda.mem_get_info(device)[0] >= FREE_MEMORY_FACTOR * size
+        return torch.cuda.mem_get_info(self.device)[0] >= FREE_MEMORY_FACTOR * size
 
     def clear(self) -> None:
-        """Free every workspace."""
+        """Free every workspace and, on CUDA, every graph recorded in this thread: a run's next
+        policy has its own weights and workspaces, at other addresses, so its graphs are recorded
+        anew anyway, and the old ones would keep their memory and count towards torch's limit of
+        re-recordings. (Another policy decoding compiled in the same thread records its graphs again.)"""
         self.workspaces.clear()
+        if self.device.type == "cuda":
+            from torch._inductor.cudagraph_trees import reset_cudagraph_trees
+
+            reset_cudagraph_trees()
