@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from eef.agent.backends import DECODE_MODES, DEFAULT_SERVER_COMMAND, backend_names
+from eef.agent.backends import DEFAULT_SERVER_COMMAND, backend_names
+from eef.agent.policy import DECODE_MODES
 from eef.checks import TYPE_WORDS, FieldErrors, above, at_least, between, check_fields, each, matches, not_empty, one_of
 from eef.errors import EefError, UnknownNameError
 from eef.experts.registry import expert_names

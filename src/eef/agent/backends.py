@@ -15,9 +15,6 @@ from eef.models import check_local_checkpoint
 # uses and ignores the rest
 BackendFactory = Callable[..., Policy]
 
-# how the hf backend runs decoding steps: auto compiles them on CUDA for models up to 1.5B parameters (HFPolicy)
-DECODE_MODES = ("auto", "eager", "compiled")
-
 # the ``served`` backend's command: {checkpoint} is the model to serve and the name requests use,
 # {port} a free port, {gpus} the machine's CUDA devices (at least 1)
 DEFAULT_SERVER_COMMAND = (

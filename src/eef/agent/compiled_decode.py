@@ -53,6 +53,28 @@ def bucket_width(columns: int) -> int:
     return max(MIN_WIDTH, 1 << (columns - 1).bit_length())
 
 
+def next_token_logits(
+    model: PreTrainedModel,
+    cache_keyword: str,
+    input_ids: torch.Tensor,
+    attention: torch.Tensor,
+    positions: torch.Tensor,
+    cache: StaticCache,
+    **attention_kwargs: Any,
+) -> torch.Tensor:
+    """One decoding step: every row's next-token logits after feeding it one token (``cache_keyword``:
+    see :func:`eef.agent.hf_policy.cache_keyword`; ``attention_kwargs`` go to the attention function)."""
+    outputs: Any = model(
+        input_ids=input_ids,
+        attention_mask=attention,
+        position_ids=positions,
+        use_cache=True,
+        **{cache_keyword: cache},
+        **attention_kwargs,
+    )
+    return outputs.logits[:, -1, :]
+
+
 @dataclass
 class Workspace:
     """One shape's persistent cache and attention mask."""
@@ -102,15 +124,7 @@ class CompiledDecoder:
     def _forward(
         self, input_ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor, cache: StaticCache
     ) -> torch.Tensor:
-        """Next-token logits of every row after feeding it one token."""
-        outputs: Any = self.model(
-            input_ids=input_ids,
-            attention_mask=attention,
-            position_ids=positions,
-            use_cache=True,
-            **{self.cache_keyword: cache},
-        )
-        return outputs.logits[:, -1, :]
+        return next_token_logits(self.model, self.cache_keyword, input_ids, attention, positions, cache)
 
     def adopt(
         self, cache: StaticCache, attention: torch.Tensor, positions: torch.Tensor, filled: int

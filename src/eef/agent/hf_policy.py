@@ -19,9 +19,8 @@ import torch
 from transformers import StaticCache
 
 from eef.agent import grouped_attention
-from eef.agent.backends import DECODE_MODES
-from eef.agent.compiled_decode import CompiledDecoder
-from eef.agent.policy import Completion, GenerationRequest, Policy, SamplingParams, apply_stop
+from eef.agent.compiled_decode import CompiledDecoder, next_token_logits
+from eef.agent.policy import DECODE_MODES, Completion, GenerationRequest, Policy, SamplingParams, apply_stop
 from eef.agent.prefix_cache import CacheEntry, PrefixCache
 from eef.agent.static_cache import keys_values, static_layers
 from eef.models.loading import load_model_and_tokenizer
@@ -258,7 +257,13 @@ class HFPolicy(Policy):
             attention[:, filled] = 1
             filled += 1
             positions = positions + 1
-            logits = self._step(feed, attention, positions, cache, spans, filled)
+            if compiled is not None:
+                logits = compiled.step(feed, attention, positions, cache)  # eager on its workspace if compiling fails
+            else:
+                grouping = {} if spans is None else {"row_spans": [(r0, r1, c0, filled) for r0, r1, c0 in spans]}
+                logits = next_token_logits(
+                    self.model, self.cache_keyword, feed, attention, positions, cache, **grouping
+                )
         self._remember(
             cache, attention[:, :filled], [(slot, rows[slot]) for slot in live], prompts, generated, conversations
         )
@@ -271,28 +276,6 @@ class HFPolicy(Policy):
                 )
             )
         return completions
-
-    def _step(
-        self,
-        feed: torch.Tensor,
-        attention: torch.Tensor,
-        positions: torch.Tensor,
-        cache: StaticCache,
-        spans: list[tuple[int, int, int]] | None,
-        filled: int,
-    ) -> torch.Tensor:
-        """Every row's next-token logits after feeding it one token."""
-        if self.compiled is not None and self.compiled.failure is None:
-            return self.compiled.step(feed, attention, positions, cache)  # eager on its workspace if compiling fails
-        grouping = {} if spans is None else {"row_spans": [(r0, r1, c0, filled) for r0, r1, c0 in spans]}
-        return self.model(
-            input_ids=feed,
-            attention_mask=attention,
-            position_ids=positions,
-            use_cache=True,
-            **{self.cache_keyword: cache},
-            **grouping,
-        ).logits[:, -1, :]
 
     def _row_spans(self, attention: torch.Tensor, filled: int) -> list[tuple[int, int, int]] | None:
         """Groups of rows and the first cache column each needs (see :mod:`eef.agent.grouped_attention`);

@@ -16,6 +16,10 @@ from typing import Any, Protocol, runtime_checkable
 from eef.checks import at_least, between, check_fields
 from eef.resources import NOTHING, Closable
 
+# how the hf backend runs decoding steps: auto compiles them on CUDA for models up to 1.5B parameters
+# (eef.agent.hf_policy.HFPolicy); here, where configuration reads it without loading torch
+DECODE_MODES = ("auto", "eager", "compiled")
+
 
 @dataclass(frozen=True)
 class SamplingParams:
